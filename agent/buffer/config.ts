@@ -1,0 +1,39 @@
+import { z } from "zod";
+import { CHAIN_ID_PATTERN } from "../chain/format.js";
+import type { ExtensionFactory } from "../service/factory.js";
+
+/**
+ * `extensions.wal`: where and how much the write-ahead log buffers. The WAL is always
+ * on; this extension only configures it (listing it in service.extensions is optional).
+ */
+export const walConfigSchema = z
+  .object({
+    directory: z.string().min(1).default("./data/wal"),
+    max_size_mib: z
+      .number()
+      .positive()
+      .max(1024 * 1024)
+      .default(256),
+    max_record_size_kib: z
+      .number()
+      .int()
+      .positive()
+      .max(64 * 1024)
+      .default(1024),
+    chain_id: z
+      .string()
+      .regex(
+        CHAIN_ID_PATTERN,
+        "chain_id may hold letters, digits, '.', '_' and '-' (1 to 128, starting with a letter or digit)",
+      )
+      .optional(),
+  })
+  .strict();
+
+export type WalConfig = z.infer<typeof walConfigSchema>;
+
+export const walExtensionFactory: ExtensionFactory<typeof walConfigSchema> = {
+  kind: "extension",
+  type: "wal",
+  configSchema: walConfigSchema,
+};

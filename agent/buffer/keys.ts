@@ -1,0 +1,37 @@
+/**
+ * LevelDB key layout of the write-ahead log. Records sort by seq because the key is a
+ * one-byte prefix followed by the seq as an 8-byte big-endian integer.
+ */
+const RECORD_PREFIX = 0x72; // 'r'
+
+export const CHAIN_KEY = Buffer.from("m:chain");
+export const HEAD_KEY = Buffer.from("m:head");
+export const CURSOR_PREFIX = "c:";
+
+export function recordKey(seq: number): Buffer {
+  const key = Buffer.allocUnsafe(9);
+  key[0] = RECORD_PREFIX;
+  key.writeUInt32BE(Math.floor(seq / 4294967296), 1);
+  key.writeUInt32BE(seq >>> 0, 5);
+  return key;
+}
+
+export function seqOfRecordKey(key: Uint8Array): number {
+  const view = Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+  return view.readUInt32BE(1) * 4294967296 + view.readUInt32BE(5);
+}
+
+/** One past the largest possible record key: an exclusive upper bound for range scans. */
+export const RECORD_KEY_END = Buffer.from([RECORD_PREFIX + 1]);
+
+export function cursorKey(exporterId: string): Buffer {
+  return Buffer.from(`${CURSOR_PREFIX}${exporterId}`);
+}
+
+/**
+ * A stored record value: the 32-byte leaf hash, then the byte 0x00, then the canonical
+ * text. Bytes 32.. are exactly the RFC 6962 leaf-hash input, so the hash is computed over
+ * the stored buffer itself with no copy.
+ */
+export const HASH_BYTES = 32;
+export const CANONICAL_OFFSET = 33;

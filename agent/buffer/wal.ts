@@ -1,0 +1,451 @@
+import { createHash, randomBytes } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { ClassicLevel } from "classic-level";
+import { CHAIN_ID_PATTERN, envelopeJson, genesisHash } from "../chain/format.js";
+import { AgentError } from "../common/errors.js";
+import {
+  CANONICAL_OFFSET,
+  CHAIN_KEY,
+  CURSOR_PREFIX,
+  cursorKey,
+  HASH_BYTES,
+  HEAD_KEY,
+  RECORD_KEY_END,
+  recordKey,
+  seqOfRecordKey,
+} from "./keys.js";
+
+/**
+ * The write-ahead log: the chain's durable home between receipt and export.
+ *
+ * - append() resolves only after the records are in LevelDB with sync: true.
+ * - Appends that arrive while a write is in flight are queued and written together in
+ *   the next single synced batch (group commit), so fsync cost is shared.
+ * - Seq, prev and leaf hash are assigned when the batch is built, in write order, and the
+ *   head is advanced only after the write succeeds: a failed write leaves no gap.
+ * - A request's records are never split across batches, so a crash keeps all or none.
+ * - Records leave the log only when every exporter's cursor has passed them.
+ */
+
+export interface WalOptions {
+  directory: string;
+  maxBytes: number;
+  /** Fixed chain id from config; when absent the persisted one is used or a new one made. */
+  chainId?: string;
+  /** Upper bound on one group-commit batch, so a burst does not become one giant write. */
+  maxBatchBytes?: number;
+}
+
+export interface StoredRecord {
+  seq: number;
+  /** hash(32) | 0x00 | canonical text; see keys.ts. */
+  value: Buffer;
+}
+
+export interface AppendResult {
+  firstSeq: number;
+  count: number;
+}
+
+interface PendingAppend {
+  records: string[];
+  receivedUnixNano: string;
+  estimate: number;
+  resolve: (r: AppendResult) => void;
+  reject: (e: unknown) => void;
+}
+
+/** Bytes charged for a record beyond its canonical `record` text: envelope, hash and key. */
+const PER_RECORD_OVERHEAD = 260;
+const DEFAULT_MAX_BATCH_BYTES = 16 * 1024 * 1024;
+
+export class BufferFullError extends AgentError {
+  constructor(maxBytes: number) {
+    super(
+      "WAL_FULL",
+      `the write-ahead log is full (${maxBytes} bytes): exporters are behind; retry later`,
+    );
+  }
+}
+
+export class StorageError extends AgentError {
+  constructor(cause: unknown) {
+    const why = cause instanceof Error ? cause.message : String(cause);
+    super("WAL_WRITE_FAILED", `could not write to the write-ahead log: ${why}`, { cause });
+  }
+}
+
+interface HeadState {
+  seq: number;
+  hash: string;
+}
+
+/** Accounting unit for released space: bytes written by one batch, by last seq. */
+interface SpanBytes {
+  lastSeq: number;
+  bytes: number;
+}
+
+export class WriteAheadLog {
+  readonly chainId: string;
+  readonly directory: string;
+  readonly maxBytes: number;
+  private readonly db: ClassicLevel<Buffer, Buffer>;
+  private readonly maxBatchBytes: number;
+  private nextSeq: number;
+  private prevHex: string;
+  private pending: PendingAppend[] = [];
+  private pendingBytes = 0;
+  private writing = false;
+  private closed = false;
+  private storedBytes: number;
+  private readonly spans: SpanBytes[];
+  /** Highest seq already removed from the log (−1 when nothing was). */
+  private releasedThrough: number;
+  private releasing: Promise<void> = Promise.resolve();
+  private readonly cursors = new Map<string, number>();
+  private appendWaiters: Array<() => void> = [];
+  private idleWaiters: Array<() => void> = [];
+
+  private constructor(
+    db: ClassicLevel<Buffer, Buffer>,
+    options: WalOptions,
+    chainId: string,
+    head: HeadState,
+    storedBytes: number,
+    spans: SpanBytes[],
+    releasedThrough: number,
+  ) {
+    this.db = db;
+    this.directory = options.directory;
+    this.maxBytes = options.maxBytes;
+    this.maxBatchBytes = options.maxBatchBytes ?? DEFAULT_MAX_BATCH_BYTES;
+    this.chainId = chainId;
+    this.nextSeq = head.seq + 1;
+    this.prevHex = head.hash;
+    this.storedBytes = storedBytes;
+    this.spans = spans;
+    this.releasedThrough = releasedThrough;
+  }
+
+  static async open(options: WalOptions): Promise<WriteAheadLog> {
+    mkdirSync(options.directory, { recursive: true });
+    const db = new ClassicLevel<Buffer, Buffer>(options.directory, {
+      keyEncoding: "buffer",
+      valueEncoding: "buffer",
+    });
+    try {
+      await db.open();
+    } catch (err) {
+      const cause = (err as { cause?: Error }).cause ?? err;
+      const why = cause instanceof Error ? cause.message : String(cause);
+      const hint = /lock/i.test(why)
+        ? " (another audit-agent process is using this WAL directory; give each agent its own)"
+        : "";
+      throw new AgentError(
+        "WAL_OPEN_FAILED",
+        `cannot open the write-ahead log at ${options.directory}: ${why}${hint}`,
+        { cause: err },
+      );
+    }
+    try {
+      const chainId = await WriteAheadLog.loadChainId(db, options);
+      const headRaw = await db.get(HEAD_KEY);
+      const head: HeadState = headRaw
+        ? (JSON.parse(headRaw.toString("utf8")) as HeadState)
+        : { seq: -1, hash: genesisHash(chainId).toString("hex") };
+      const { storedBytes, spans, firstSeq } = await WriteAheadLog.scanStored(db);
+      const releasedThrough = firstSeq === null ? head.seq : firstSeq - 1;
+      return new WriteAheadLog(db, options, chainId, head, storedBytes, spans, releasedThrough);
+    } catch (err) {
+      await db.close();
+      throw err;
+    }
+  }
+
+  private static async loadChainId(
+    db: ClassicLevel<Buffer, Buffer>,
+    options: WalOptions,
+  ): Promise<string> {
+    const raw = await db.get(CHAIN_KEY);
+    if (raw) {
+      const stored = (JSON.parse(raw.toString("utf8")) as { chainId: string }).chainId;
+      if (options.chainId && options.chainId !== stored) {
+        throw new AgentError(
+          "WAL_CHAIN_MISMATCH",
+          `the write-ahead log at ${options.directory} holds chain "${stored}" but the config sets chain_id "${options.chainId}": remove chain_id from the config or point the WAL at a new directory`,
+        );
+      }
+      return stored;
+    }
+    const chainId = options.chainId ?? randomBytes(16).toString("hex");
+    if (!CHAIN_ID_PATTERN.test(chainId)) {
+      throw new AgentError(
+        "WAL_BAD_CHAIN_ID",
+        `chain id "${chainId}" must match ${CHAIN_ID_PATTERN}`,
+      );
+    }
+    const meta = { chainId, createdAt: new Date().toISOString() };
+    await db.put(CHAIN_KEY, Buffer.from(JSON.stringify(meta)), { sync: true });
+    return chainId;
+  }
+
+  /** Sizes the records still held (after a restart) in spans of about 1 MiB. */
+  private static async scanStored(db: ClassicLevel<Buffer, Buffer>) {
+    let storedBytes = 0;
+    let firstSeq: number | null = null;
+    const spans: SpanBytes[] = [];
+    let spanBytes = 0;
+    let lastSeq = -1;
+    for await (const [key, value] of db.iterator({ gte: recordKey(0), lt: RECORD_KEY_END })) {
+      lastSeq = seqOfRecordKey(key);
+      if (firstSeq === null) firstSeq = lastSeq;
+      const bytes = key.length + value.length;
+      storedBytes += bytes;
+      spanBytes += bytes;
+      if (spanBytes >= 1 << 20) {
+        spans.push({ lastSeq, bytes: spanBytes });
+        spanBytes = 0;
+      }
+    }
+    if (spanBytes > 0) spans.push({ lastSeq, bytes: spanBytes });
+    return { storedBytes, spans, firstSeq };
+  }
+
+  /** Seq of the last durable record, −1 when the chain is empty. */
+  get headSeq(): number {
+    return this.nextSeq - 1;
+  }
+
+  get headHash(): string {
+    return this.prevHex;
+  }
+
+  /** Bytes of records held, plus bytes accepted but not yet written. */
+  get usedBytes(): number {
+    return this.storedBytes + this.pendingBytes;
+  }
+
+  get oldestHeldSeq(): number {
+    return this.releasedThrough + 1;
+  }
+
+  /**
+   * Chains and durably stores `records` (each the canonical JSON of one `record` member).
+   * Rejects with BufferFullError, without touching anything, when they would not fit.
+   */
+  append(records: string[], receivedUnixNano: string): Promise<AppendResult> {
+    if (records.length === 0) return Promise.resolve({ firstSeq: this.nextSeq, count: 0 });
+    if (this.closed)
+      return Promise.reject(new AgentError("WAL_CLOSED", "the agent is shutting down"));
+    let estimate = 0;
+    for (let i = 0; i < records.length; i++)
+      estimate += (records[i] as string).length + PER_RECORD_OVERHEAD;
+    if (this.storedBytes + this.pendingBytes + estimate > this.maxBytes) {
+      return Promise.reject(new BufferFullError(this.maxBytes));
+    }
+    return new Promise<AppendResult>((resolve, reject) => {
+      this.pending.push({ records, receivedUnixNano, estimate, resolve, reject });
+      this.pendingBytes += estimate;
+      // Writes already in flight pick the queue up when they finish; otherwise start one
+      // after the current tick so requests decoded in the same tick share it.
+      if (!this.writing) {
+        this.writing = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private takeBatch(): PendingAppend[] {
+    let bytes = 0;
+    let n = 0;
+    while (n < this.pending.length) {
+      const p = this.pending[n] as PendingAppend;
+      if (n > 0 && bytes + p.estimate > this.maxBatchBytes) break;
+      bytes += p.estimate;
+      n++;
+    }
+    return this.pending.splice(0, n);
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.takeBatch();
+    const ops: Array<{ type: "put"; key: Buffer; value: Buffer }> = [];
+    const chainId = this.chainId;
+    let seq = this.nextSeq;
+    let prev = this.prevHex;
+    let bytes = 0;
+    let estimate = 0;
+    for (const p of batch) {
+      estimate += p.estimate;
+      for (const record of p.records) {
+        const text = envelopeJson(chainId, prev, record, seq, p.receivedUnixNano);
+        const len = Buffer.byteLength(text, "utf8");
+        const value = Buffer.allocUnsafe(CANONICAL_OFFSET + len);
+        value[HASH_BYTES] = 0x00;
+        value.write(text, CANONICAL_OFFSET, len, "utf8");
+        const digest = createHash("sha256").update(value.subarray(HASH_BYTES)).digest();
+        digest.copy(value, 0);
+        prev = digest.toString("hex");
+        ops.push({ type: "put", key: recordKey(seq), value });
+        bytes += value.length + 9;
+        seq++;
+      }
+    }
+    ops.push({
+      type: "put",
+      key: HEAD_KEY,
+      value: Buffer.from(`{"seq":${seq - 1},"hash":"${prev}"}`),
+    });
+    let failure: unknown = null;
+    try {
+      await this.db.batch(ops, { sync: true });
+    } catch (err) {
+      failure = err;
+    }
+    this.pendingBytes -= estimate;
+    if (failure === null) {
+      let first = this.nextSeq;
+      this.nextSeq = seq;
+      this.prevHex = prev;
+      this.storedBytes += bytes;
+      this.spans.push({ lastSeq: seq - 1, bytes });
+      for (const p of batch) {
+        p.resolve({ firstSeq: first, count: p.records.length });
+        first += p.records.length;
+      }
+      const waiters = this.appendWaiters;
+      this.appendWaiters = [];
+      for (const w of waiters) w();
+    } else {
+      // The write may or may not have reached the disk; the persisted head is the truth.
+      await this.reloadHead();
+      const error = new StorageError(failure);
+      for (const p of batch) p.reject(error);
+    }
+    if (this.pending.length > 0) {
+      setImmediate(() => this.flush());
+    } else {
+      this.writing = false;
+      const idle = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of idle) w();
+    }
+  }
+
+  private async reloadHead(): Promise<void> {
+    try {
+      const raw = await this.db.get(HEAD_KEY);
+      if (!raw) return;
+      const head = JSON.parse(raw.toString("utf8")) as HeadState;
+      this.nextSeq = head.seq + 1;
+      this.prevHex = head.hash;
+    } catch {
+      // Still failing: keep the in-memory head; the next write will fail the same way.
+    }
+  }
+
+  /** Resolves once a record with seq > afterSeq is durable (immediately if one is). */
+  waitForRecordsAfter(afterSeq: number): Promise<void> {
+    if (this.headSeq > afterSeq) return Promise.resolve();
+    return new Promise((resolve) => this.appendWaiters.push(resolve));
+  }
+
+  /** Wakes every waiter (used at shutdown so exporter loops can observe it). */
+  wakeWaiters(): void {
+    const waiters = this.appendWaiters;
+    this.appendWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Up to `maxRecords` records with seq > afterSeq, stopping early once maxBytes is reached. */
+  async read(afterSeq: number, maxRecords: number, maxBytes: number): Promise<StoredRecord[]> {
+    const out: StoredRecord[] = [];
+    let bytes = 0;
+    const it = this.db.iterator({
+      gte: recordKey(afterSeq + 1),
+      lt: RECORD_KEY_END,
+      limit: maxRecords,
+    });
+    try {
+      for await (const [key, value] of it) {
+        out.push({ seq: seqOfRecordKey(key), value });
+        bytes += value.length;
+        if (bytes >= maxBytes) break;
+      }
+    } finally {
+      await it.close();
+    }
+    return out;
+  }
+
+  /**
+   * The last seq an exporter has durably delivered, or the point it starts from: an
+   * exporter new to this log starts at the oldest record still held.
+   */
+  async loadCursor(exporterId: string): Promise<number> {
+    const raw = await this.db.get(cursorKey(exporterId));
+    const seq = raw ? Number(raw.toString("utf8")) : this.releasedThrough;
+    this.cursors.set(exporterId, seq);
+    return seq;
+  }
+
+  /** Exporters no longer configured must not hold records forever. */
+  async forgetCursorsExcept(exporterIds: readonly string[]): Promise<string[]> {
+    const keep = new Set(exporterIds.map((id) => `${CURSOR_PREFIX}${id}`));
+    const dropped: string[] = [];
+    for await (const key of this.db.keys({
+      gte: Buffer.from(CURSOR_PREFIX),
+      lt: Buffer.from("c;"),
+    })) {
+      const name = key.toString("utf8");
+      if (!keep.has(name)) {
+        dropped.push(name.slice(CURSOR_PREFIX.length));
+        await this.db.del(key);
+      }
+    }
+    return dropped;
+  }
+
+  /**
+   * Records that `exporterId` holds everything up to `seq`, then releases records that
+   * every exporter now holds. The cursor write need not be synced: the release that
+   * depends on it comes later in the same LevelDB log, so it can never survive a crash
+   * that the cursor did not.
+   */
+  async commitCursor(exporterId: string, seq: number): Promise<void> {
+    this.cursors.set(exporterId, seq);
+    await this.db.put(cursorKey(exporterId), Buffer.from(String(seq)));
+    let min = Number.POSITIVE_INFINITY;
+    for (const s of this.cursors.values()) if (s < min) min = s;
+    if (min > this.releasedThrough && Number.isFinite(min)) {
+      this.releasing = this.releasing.then(() => this.release(min));
+      await this.releasing;
+    }
+  }
+
+  private async release(throughSeq: number): Promise<void> {
+    if (throughSeq <= this.releasedThrough) return;
+    await this.db.clear({ gte: recordKey(this.releasedThrough + 1), lte: recordKey(throughSeq) });
+    this.releasedThrough = throughSeq;
+    let freed = 0;
+    while (this.spans.length > 0 && (this.spans[0] as SpanBytes).lastSeq <= throughSeq) {
+      freed += (this.spans.shift() as SpanBytes).bytes;
+    }
+    this.storedBytes -= freed;
+  }
+
+  /** Resolves when no write is queued or in flight. */
+  drained(): Promise<void> {
+    if (!this.writing) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.drained();
+    await this.releasing;
+    this.wakeWaiters();
+    await this.db.close();
+  }
+}

@@ -1,0 +1,42 @@
+import { createHash } from "node:crypto";
+
+/**
+ * The chained record envelope (docs/integrity-format.md §2). Its members sort as
+ * chainId < prev < record < seq < timeReceivedUnixNano < v, so the canonical text is
+ * assembled from a prefix, the record's canonical JSON and a suffix.
+ */
+export const FORMAT_VERSION = 1;
+
+/** Chain ids are restricted so they never need JSON escaping and are safe in paths and URLs. */
+export const CHAIN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+export function envelopeJson(
+  chainId: string,
+  prevHex: string,
+  record: string,
+  seq: bigint | number,
+  receivedUnixNano: string,
+): string {
+  return `{"chainId":"${chainId}","prev":"${prevHex}","record":${record},"seq":"${seq}","timeReceivedUnixNano":"${receivedUnixNano}","v":${FORMAT_VERSION}}`;
+}
+
+const LEAF_PREFIX = Buffer.from([0x00]);
+const NODE_PREFIX = Buffer.from([0x01]);
+
+/** RFC 6962 §2.1 leaf hash: SHA-256(0x00 || canonical bytes). */
+export function leafHash(canonical: Uint8Array): Buffer {
+  return createHash("sha256").update(LEAF_PREFIX).update(canonical).digest();
+}
+
+/** RFC 6962 §2.1 interior node hash: SHA-256(0x01 || left || right). */
+export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
+  return createHash("sha256").update(NODE_PREFIX).update(left).update(right).digest();
+}
+
+/**
+ * The `prev` of seq 0. Its input starts with 'o' (0x6f), so it can never collide with a
+ * leaf (0x00) or node (0x01) hash input.
+ */
+export function genesisHash(chainId: string): Buffer {
+  return createHash("sha256").update(`otel-audit-chain:v1:genesis:${chainId}`, "utf8").digest();
+}

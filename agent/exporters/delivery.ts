@@ -1,0 +1,176 @@
+import type { WriteAheadLog } from "../buffer/wal.js";
+import type { RetryOnFailure } from "../config/common.js";
+import type { AgentCounters } from "../telemetry/counters.js";
+import type { Logger } from "../telemetry/logger.js";
+import { PermanentExportError, type RecordSink, RetryableExportError } from "./sink.js";
+
+/**
+ * Moves records from the WAL to one exporter's sink, in seq order, through that
+ * exporter's own persisted cursor. Failures are retried with exponential backoff and
+ * jitter (Collector retry_on_failure semantics); data is never skipped: a permanent
+ * failure stops this exporter and leaves its records in the WAL.
+ */
+
+export type DeliveryState = "starting" | "running" | "retrying" | "failed" | "stopped";
+
+export interface DeliveryOptions {
+  maxBatchRecords: number;
+  maxBatchBytes: number;
+  retry: RetryOnFailure;
+}
+
+export class DeliveryLoop {
+  state: DeliveryState = "starting";
+  lastError: string | null = null;
+  private cursor = -1;
+  private stopping = false;
+  private draining = false;
+  private loop: Promise<void> | null = null;
+  private sleepTimer: NodeJS.Timeout | null = null;
+  private wakeSleep: (() => void) | null = null;
+
+  constructor(
+    readonly exporterId: string,
+    private readonly sink: RecordSink,
+    private readonly wal: WriteAheadLog,
+    private readonly options: DeliveryOptions,
+    private readonly counters: AgentCounters,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Last seq this exporter has durably delivered. */
+  get deliveredThrough(): number {
+    return this.cursor;
+  }
+
+  start(): void {
+    this.loop = this.run().catch((err) => {
+      this.state = "failed";
+      this.lastError = err instanceof Error ? err.message : String(err);
+      this.logger.error({ exporter: this.exporterId, err }, "exporter stopped");
+    });
+  }
+
+  /** Delivers what the WAL holds, until caught up or until `deadline` (epoch ms). */
+  async drain(deadline: number): Promise<boolean> {
+    this.draining = true;
+    this.wal.wakeWaiters();
+    const remaining = deadline - Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), Math.max(0, remaining));
+    });
+    const outcome = await Promise.race([this.loop ?? Promise.resolve(), timedOut]);
+    clearTimeout(timer);
+    return outcome !== "timeout" && this.cursor >= this.wal.headSeq;
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    this.interruptSleep();
+    this.wal.wakeWaiters();
+    await this.loop;
+    await this.sink.close();
+    if (this.state !== "failed") this.state = "stopped";
+  }
+
+  private async run(): Promise<void> {
+    const opened = await this.withRetry(() => this.sink.open(this.wal.chainId), 0);
+    if (opened === null) return;
+    const held = opened.value;
+    this.cursor = await this.wal.loadCursor(this.exporterId);
+    if (held !== null && held > this.cursor) {
+      this.logger.info(
+        { exporter: this.exporterId, cursor: this.cursor, held },
+        "backend already holds records past the cursor; resuming after them",
+      );
+      this.cursor = held;
+      await this.wal.commitCursor(this.exporterId, held);
+    }
+    this.state = "running";
+    while (!this.stopping) {
+      if (this.wal.headSeq <= this.cursor) {
+        if (this.draining) return;
+        await this.wal.waitForRecordsAfter(this.cursor);
+        continue;
+      }
+      const records = await this.wal.read(
+        this.cursor,
+        this.options.maxBatchRecords,
+        this.options.maxBatchBytes,
+      );
+      if (records.length === 0) {
+        // Only possible when the WAL was trimmed past the cursor by another process' state.
+        this.cursor = this.wal.headSeq;
+        continue;
+      }
+      const written = await this.withRetry(() => this.sink.write(records), records.length);
+      if (written === null) return;
+      const last = (records[records.length - 1] as { seq: number }).seq;
+      this.cursor = last;
+      this.counters.sent(this.exporterId, records.length);
+      await this.wal.commitCursor(this.exporterId, last);
+    }
+  }
+
+  /** Runs `attempt` until it succeeds; null when stopped or failed permanently. */
+  private async withRetry<T>(
+    attempt: () => Promise<T>,
+    records: number,
+  ): Promise<{ value: T } | null> {
+    const retry = this.options.retry;
+    let interval = retry.initial_interval;
+    const startedAt = Date.now();
+    for (;;) {
+      if (this.stopping) return null;
+      try {
+        const value = await attempt();
+        if (this.state === "retrying") {
+          this.logger.info({ exporter: this.exporterId }, "exporter recovered");
+          this.state = "running";
+          this.lastError = null;
+        }
+        return { value };
+      } catch (err) {
+        const message = err instanceof Error ? err.message : String(err);
+        this.lastError = message;
+        this.counters.sendFailed(this.exporterId, records);
+        const elapsed = Date.now() - startedAt;
+        const giveUp =
+          err instanceof PermanentExportError ||
+          !retry.enabled ||
+          (retry.max_elapsed_time > 0 && elapsed >= retry.max_elapsed_time);
+        if (giveUp) {
+          this.state = "failed";
+          this.logger.error(
+            { exporter: this.exporterId, error: message },
+            "exporter failed permanently; its records stay in the WAL",
+          );
+          return null;
+        }
+        this.state = "retrying";
+        const jitter = 1 + retry.randomization_factor * (Math.random() * 2 - 1);
+        const hinted = err instanceof RetryableExportError ? err.retryAfterMs : undefined;
+        const delay = hinted ?? Math.min(interval * jitter, retry.max_interval);
+        interval = Math.min(interval * retry.multiplier, retry.max_interval);
+        this.logger.warn(
+          { exporter: this.exporterId, error: message, retryInMs: Math.round(delay) },
+          "export failed; retrying",
+        );
+        await this.sleep(delay);
+      }
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.wakeSleep = resolve;
+      this.sleepTimer = setTimeout(resolve, ms);
+    });
+  }
+
+  private interruptSleep(): void {
+    if (this.sleepTimer) clearTimeout(this.sleepTimer);
+    this.wakeSleep?.();
+  }
+}

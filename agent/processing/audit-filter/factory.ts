@@ -1,0 +1,10 @@
+import type { ProcessorFactory } from "../../service/factory.js";
+import { auditFilterConfigSchema } from "./config.js";
+import { compileAuditFilter } from "./predicate.js";
+
+export const auditFilterFactory: ProcessorFactory<typeof auditFilterConfigSchema> = {
+  kind: "processor",
+  type: "audit_filter",
+  configSchema: auditFilterConfigSchema,
+  create: (_settings, config) => compileAuditFilter(config),
+};

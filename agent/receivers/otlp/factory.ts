@@ -1,0 +1,51 @@
+import type { ReceiverFactory } from "../../service/factory.js";
+import { type OtlpReceiverConfig, otlpReceiverConfigSchema } from "./config.js";
+import { OtlpGrpcReceiver } from "./grpc-server.js";
+import { OtlpHttpReceiver } from "./http-server.js";
+
+export const otlpReceiverFactory: ReceiverFactory<typeof otlpReceiverConfigSchema> = {
+  kind: "receiver",
+  type: "otlp",
+  configSchema: otlpReceiverConfigSchema,
+  create(settings, config: OtlpReceiverConfig, consumer) {
+    const logger = settings.logger.child({ receiver: settings.id });
+    const grpc = config.protocols.grpc
+      ? new OtlpGrpcReceiver(
+          config.protocols.grpc,
+          config.retry_after_seconds,
+          consumer,
+          settings.counters,
+          logger,
+        )
+      : null;
+    const http = config.protocols.http
+      ? new OtlpHttpReceiver(
+          config.protocols.http,
+          config.retry_after_seconds,
+          consumer,
+          settings.counters,
+          logger,
+        )
+      : null;
+    return {
+      async start() {
+        await grpc?.start();
+        try {
+          await http?.start();
+        } catch (err) {
+          await grpc?.shutdown();
+          throw err;
+        }
+      },
+      async shutdown() {
+        await Promise.all([grpc?.shutdown(), http?.shutdown()]);
+      },
+      addresses() {
+        const out: Record<string, string> = {};
+        if (grpc) out.grpc = grpc.address();
+        if (http) out.http = http.address();
+        return out;
+      },
+    };
+  },
+};

@@ -1,0 +1,132 @@
+import * as grpc from "@grpc/grpc-js";
+import { AgentError } from "../../common/errors.js";
+import { splitEndpoint } from "../../config/common.js";
+import { type LogsConsumer, receiveTimeUnixNano } from "../../service/pipeline.js";
+import type { AgentCounters } from "../../telemetry/counters.js";
+import type { Logger } from "../../telemetry/logger.js";
+import { MiB, type OtlpGrpcConfig } from "./config.js";
+import { refusalFor } from "./outcome.js";
+import { decodeLogsRequest, encodeLogsResponse, encodeStatus } from "./protobuf-codec.js";
+
+/**
+ * OTLP/gRPC logs receiver: opentelemetry.proto.collector.logs.v1.LogsService/Export.
+ * Messages are passed through as raw bytes and decoded in the handler, so a malformed
+ * payload is answered INVALID_ARGUMENT with a message rather than grpc-js's INTERNAL.
+ * grpc-js itself handles gzip message compression and the receive size limit
+ * (RESOURCE_EXHAUSTED without retry information: the client must send less).
+ */
+
+const identity = (b: Buffer): Buffer => b;
+
+const logsServiceDefinition: grpc.ServiceDefinition = {
+  Export: {
+    path: "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: (b: Uint8Array) => Buffer.from(b.buffer, b.byteOffset, b.byteLength),
+    responseDeserialize: identity,
+  },
+};
+
+export class OtlpGrpcReceiver {
+  private server: grpc.Server | null = null;
+  private boundPort = 0;
+
+  constructor(
+    private readonly config: OtlpGrpcConfig,
+    private readonly retryAfterSeconds: number,
+    private readonly consumer: LogsConsumer,
+    private readonly counters: AgentCounters,
+    private readonly logger: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    const maxBytes = Math.floor(this.config.max_recv_msg_size_mib * MiB);
+    const server = new grpc.Server({
+      "grpc.max_receive_message_length": maxBytes,
+      "grpc.max_send_message_length": 4 * MiB,
+    });
+    server.addService(logsServiceDefinition, { Export: this.export });
+    const { host, port } = splitEndpoint(this.config.endpoint);
+    const target = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+    this.boundPort = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (err, bound) => {
+        if (err) {
+          const hint = /in use/i.test(err.message)
+            ? " (another process uses this port; change receivers.otlp.protocols.grpc.endpoint)"
+            : "";
+          reject(
+            new AgentError(
+              "RECEIVER_LISTEN_FAILED",
+              `OTLP/gRPC receiver cannot listen on ${this.config.endpoint}: ${err.message}${hint}`,
+            ),
+          );
+        } else resolve(bound);
+      });
+    });
+    this.server = server;
+    this.logger.info({ endpoint: this.address() }, "OTLP/gRPC receiver listening");
+  }
+
+  address(): string {
+    const { host } = splitEndpoint(this.config.endpoint);
+    return host.includes(":") ? `[${host}]:${this.boundPort}` : `${host}:${this.boundPort}`;
+  }
+
+  /** Stops accepting; waits for calls in progress, then closes remaining connections. */
+  async shutdown(timeoutMs = 30_000): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        server.forceShutdown();
+        resolve();
+      }, timeoutMs);
+      server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  private readonly export = (
+    call: grpc.ServerUnaryCall<Buffer, Uint8Array>,
+    callback: grpc.sendUnaryData<Uint8Array>,
+  ): void => {
+    const receivedAt = receiveTimeUnixNano();
+    let request: ReturnType<typeof decodeLogsRequest>;
+    try {
+      request = decodeLogsRequest(call.request);
+    } catch (err) {
+      this.fail(callback, err);
+      return;
+    }
+    this.consumer.consume(request, receivedAt).then(
+      (result) => {
+        this.counters.request("grpc", result.rejected > 0 ? "partial" : "ok");
+        const partial =
+          result.rejected > 0
+            ? { rejectedLogRecords: result.rejected, errorMessage: result.rejectMessage }
+            : null;
+        callback(null, encodeLogsResponse(partial));
+      },
+      (err) => this.fail(callback, err),
+    );
+  };
+
+  private fail(callback: grpc.sendUnaryData<Uint8Array>, err: unknown): void {
+    const refusal = refusalFor(err, this.retryAfterSeconds);
+    if (refusal.grpc === grpc.status.INTERNAL)
+      this.logger.error({ err }, "unexpected error handling an OTLP/gRPC request");
+    this.counters.request("grpc", grpc.status[refusal.grpc] ?? String(refusal.grpc));
+    const metadata = new grpc.Metadata();
+    // google.rpc.Status with RetryInfo: the OTLP signal that RESOURCE_EXHAUSTED may be retried.
+    metadata.set(
+      "grpc-status-details-bin",
+      Buffer.from(encodeStatus(refusal.grpc, refusal.message, refusal.retryAfter)),
+    );
+    callback({ code: refusal.grpc, details: refusal.message, metadata });
+  }
+}

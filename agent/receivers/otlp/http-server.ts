@@ -1,0 +1,287 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { gunzip, inflate } from "node:zlib";
+import { AgentError } from "../../common/errors.js";
+import { splitEndpoint } from "../../config/common.js";
+import { type LogsConsumer, receiveTimeUnixNano } from "../../service/pipeline.js";
+import type { AgentCounters } from "../../telemetry/counters.js";
+import type { Logger } from "../../telemetry/logger.js";
+import type { OtlpHttpConfig } from "./config.js";
+import { decodeLogsRequestJson } from "./json-codec.js";
+import type { ExportLogsServiceRequest } from "./model.js";
+import { type Refusal, refusalFor } from "./outcome.js";
+import { decodeLogsRequest, encodeLogsResponse, encodeStatus } from "./protobuf-codec.js";
+
+/** OTLP/HTTP logs receiver (https://opentelemetry.io/docs/specs/otlp/#otlphttp). */
+
+type BodyFormat = "protobuf" | "json";
+
+const CONTENT_TYPES: Record<string, BodyFormat> = {
+  "application/x-protobuf": "protobuf",
+  "application/json": "json",
+};
+
+class HttpRefusal extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly reason: string,
+  ) {
+    super(message);
+  }
+}
+
+function decompress(body: Buffer, encoding: string, limit: number): Promise<Buffer> {
+  const fn = encoding === "gzip" ? gunzip : inflate;
+  return new Promise((resolve, reject) => {
+    // maxOutputLength stops a compression bomb before it is inflated in memory.
+    fn(body, { maxOutputLength: limit }, (err, out) => {
+      if (!err) return resolve(out);
+      if (
+        (err as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE" ||
+        err instanceof RangeError
+      ) {
+        return reject(
+          new HttpRefusal(
+            413,
+            `decompressed body exceeds the limit of ${limit} bytes (max_request_body_size)`,
+            "too_large",
+          ),
+        );
+      }
+      reject(
+        new HttpRefusal(400, `body is not valid ${encoding} data: ${err.message}`, "malformed"),
+      );
+    });
+  });
+}
+
+export class OtlpHttpReceiver {
+  private server: Server | null = null;
+  private inFlight = 0;
+  private stopping = false;
+  private idle: Array<() => void> = [];
+
+  constructor(
+    private readonly config: OtlpHttpConfig,
+    private readonly retryAfterSeconds: number,
+    private readonly consumer: LogsConsumer,
+    private readonly counters: AgentCounters,
+    private readonly logger: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    const { host, port } = splitEndpoint(this.config.endpoint);
+    const server = createServer({ requestTimeout: 60_000 }, (req, res) => {
+      this.inFlight++;
+      this.handle(req, res).finally(() => {
+        if (--this.inFlight === 0) for (const w of this.idle.splice(0)) w();
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", (err: NodeJS.ErrnoException) => {
+        const hint =
+          err.code === "EADDRINUSE"
+            ? " (another process uses this port; change receivers.otlp.protocols.http.endpoint)"
+            : "";
+        reject(
+          new AgentError(
+            "RECEIVER_LISTEN_FAILED",
+            `OTLP/HTTP receiver cannot listen on ${this.config.endpoint}: ${err.message}${hint}`,
+          ),
+        );
+      });
+      server.listen(port, host, () => resolve());
+    });
+    this.server = server;
+    this.logger.info({ endpoint: this.address() }, "OTLP/HTTP receiver listening");
+  }
+
+  /** host:port actually bound (the port is chosen by the OS when configured as 0). */
+  address(): string {
+    const a = this.server?.address() as AddressInfo | null;
+    if (!a) return "";
+    return a.family === "IPv6" ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+  }
+
+  /** Stops accepting; resolves when requests already being handled have been answered. */
+  async shutdown(): Promise<void> {
+    this.stopping = true;
+    const server = this.server;
+    if (!server) return;
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+    server.closeIdleConnections();
+    if (this.inFlight > 0) await new Promise<void>((resolve) => this.idle.push(resolve));
+    server.closeAllConnections();
+    await closed;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let format: BodyFormat = "json";
+    try {
+      const path = (req.url ?? "/").split("?")[0];
+      if (path !== this.config.logs_url_path) {
+        throw new HttpRefusal(
+          404,
+          `no OTLP endpoint at ${path}: logs are accepted at POST ${this.config.logs_url_path}`,
+          "not_found",
+        );
+      }
+      if (req.method !== "POST") {
+        res.setHeader("Allow", "POST");
+        throw new HttpRefusal(
+          405,
+          `method ${req.method} is not allowed: send logs with POST`,
+          "bad_method",
+        );
+      }
+      const mediaType =
+        (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+      const known = CONTENT_TYPES[mediaType];
+      if (!known) {
+        throw new HttpRefusal(
+          415,
+          `unsupported content type "${mediaType}": use application/x-protobuf or application/json`,
+          "bad_content_type",
+        );
+      }
+      format = known;
+      const encoding = (req.headers["content-encoding"] ?? "identity").trim().toLowerCase();
+      if (encoding !== "identity" && encoding !== "gzip" && encoding !== "deflate") {
+        throw new HttpRefusal(
+          415,
+          `unsupported content encoding "${encoding}": use gzip, deflate or none`,
+          "bad_encoding",
+        );
+      }
+      const limit = this.config.max_request_body_size;
+      let body = await this.readBody(req, limit);
+      if (encoding !== "identity") body = await decompress(body, encoding, limit);
+      const receivedAt = receiveTimeUnixNano();
+      const request: ExportLogsServiceRequest =
+        format === "protobuf" ? decodeLogsRequest(body) : decodeLogsRequestJson(body);
+      const result = await this.consumer.consume(request, receivedAt);
+      this.counters.request("http", result.rejected > 0 ? "partial" : "ok");
+      const partial =
+        result.rejected > 0
+          ? { rejectedLogRecords: result.rejected, errorMessage: result.rejectMessage }
+          : null;
+      this.reply(
+        res,
+        200,
+        format,
+        format === "protobuf" ? encodeLogsResponse(partial) : successJson(partial),
+      );
+    } catch (err) {
+      this.refuse(req, res, format, err);
+    }
+  }
+
+  private readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+    const declared = Number(req.headers["content-length"] ?? -1);
+    if (declared > limit) {
+      return Promise.reject(
+        new HttpRefusal(
+          413,
+          `body of ${declared} bytes exceeds the limit of ${limit} bytes (max_request_body_size)`,
+          "too_large",
+        ),
+      );
+    }
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      req.on("data", (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > limit) {
+          req.removeAllListeners("data");
+          req.resume();
+          reject(
+            new HttpRefusal(
+              413,
+              `body exceeds the limit of ${limit} bytes (max_request_body_size)`,
+              "too_large",
+            ),
+          );
+          return;
+        }
+        chunks.push(chunk);
+      });
+      req.on("end", () =>
+        resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size)),
+      );
+      req.on("error", (err) =>
+        reject(new HttpRefusal(400, `error reading the request body: ${err.message}`, "malformed")),
+      );
+    });
+  }
+
+  private refuse(
+    req: IncomingMessage,
+    res: ServerResponse,
+    format: BodyFormat,
+    err: unknown,
+  ): void {
+    let refusal: Refusal;
+    if (err instanceof HttpRefusal) {
+      refusal = { http: err.status, grpc: 0, message: err.message, reason: err.reason };
+    } else {
+      refusal = refusalFor(err, this.retryAfterSeconds);
+      if (refusal.http === 500)
+        this.logger.error({ err }, "unexpected error handling an OTLP/HTTP request");
+    }
+    this.counters.request("http", String(refusal.http));
+    if (refusal.retryAfter !== undefined) res.setHeader("Retry-After", String(refusal.retryAfter));
+    // A refused body may be partly unread; do not let it be parsed as the next request.
+    if (refusal.http === 413 || !req.complete) res.setHeader("Connection", "close");
+    const code = grpcCodeForHttp(refusal.http);
+    const body =
+      format === "protobuf"
+        ? encodeStatus(code, refusal.message)
+        : JSON.stringify({ code, message: refusal.message });
+    this.reply(res, refusal.http, format, body);
+  }
+
+  private reply(
+    res: ServerResponse,
+    status: number,
+    format: BodyFormat,
+    body: Uint8Array | string,
+  ): void {
+    if (this.stopping) res.setHeader("Connection", "close");
+    res.writeHead(status, {
+      "Content-Type": format === "protobuf" ? "application/x-protobuf" : "application/json",
+    });
+    res.end(body);
+  }
+}
+
+function successJson(partial: { rejectedLogRecords: number; errorMessage: string } | null): string {
+  if (!partial) return "{}";
+  return JSON.stringify({
+    partialSuccess: {
+      rejectedLogRecords: String(partial.rejectedLogRecords),
+      errorMessage: partial.errorMessage,
+    },
+  });
+}
+
+/** google.rpc.Code carried in HTTP error bodies. */
+function grpcCodeForHttp(status: number): number {
+  switch (status) {
+    case 400:
+      return 3; // INVALID_ARGUMENT
+    case 404:
+      return 5; // NOT_FOUND
+    case 405:
+    case 415:
+      return 12; // UNIMPLEMENTED
+    case 413:
+    case 429:
+      return 8; // RESOURCE_EXHAUSTED
+    case 503:
+      return 14; // UNAVAILABLE
+    default:
+      return 13; // INTERNAL
+  }
+}

@@ -1,0 +1,73 @@
+import { join } from "node:path";
+import protobuf from "protobufjs";
+import { AgentError } from "../../common/errors.js";
+import { packageRoot } from "../../common/package-root.js";
+import type { ExportLogsServiceRequest } from "./model.js";
+
+/** The protobuf half of the OTLP codec: request decoding and response/status encoding. */
+
+const root = protobuf.loadSync([
+  join(packageRoot(), "proto", "otlp_logs.proto"),
+  join(packageRoot(), "proto", "google_rpc_status.proto"),
+]);
+
+const RequestType = root.lookupType(
+  "opentelemetry.proto.collector.logs.v1.ExportLogsServiceRequest",
+);
+const ResponseType = root.lookupType(
+  "opentelemetry.proto.collector.logs.v1.ExportLogsServiceResponse",
+);
+const StatusType = root.lookupType("google.rpc.Status");
+const RetryInfoType = root.lookupType("google.rpc.RetryInfo");
+
+export const RETRY_INFO_TYPE_URL = "type.googleapis.com/google.rpc.RetryInfo";
+
+/** Decodes an ExportLogsServiceRequest; throws AgentError OTLP_BAD_PROTOBUF on malformed input. */
+export function decodeLogsRequest(bytes: Uint8Array): ExportLogsServiceRequest {
+  try {
+    return RequestType.decode(bytes) as unknown as ExportLogsServiceRequest;
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new AgentError(
+      "OTLP_BAD_PROTOBUF",
+      `request body is not a valid protobuf ExportLogsServiceRequest: ${why}`,
+    );
+  }
+}
+
+export interface PartialSuccess {
+  rejectedLogRecords: number;
+  errorMessage: string;
+}
+
+export function encodeLogsResponse(partial: PartialSuccess | null): Uint8Array {
+  const message = partial
+    ? {
+        partialSuccess: {
+          rejectedLogRecords: partial.rejectedLogRecords,
+          errorMessage: partial.errorMessage,
+        },
+      }
+    : {};
+  return ResponseType.encode(ResponseType.fromObject(message)).finish();
+}
+
+/** A google.rpc.Status, optionally carrying a RetryInfo detail that tells clients when to retry. */
+export function encodeStatus(
+  code: number,
+  message: string,
+  retryAfterSeconds?: number,
+): Uint8Array {
+  const details = retryAfterSeconds === undefined ? [] : [encodeRetryInfoAny(retryAfterSeconds)];
+  return StatusType.encode(StatusType.fromObject({ code, message, details })).finish();
+}
+
+export function encodeRetryInfoAny(seconds: number): { typeUrl: string; value: Uint8Array } {
+  const value = RetryInfoType.encode(
+    RetryInfoType.fromObject({ retryDelay: { seconds: Math.floor(seconds), nanos: 0 } }),
+  ).finish();
+  return { typeUrl: RETRY_INFO_TYPE_URL, value };
+}
+
+/** Exposed for tests and tools that need to build or read OTLP protobuf messages. */
+export const otlpTypes = { RequestType, ResponseType, StatusType, RetryInfoType };

@@ -1,0 +1,99 @@
+import { WriteAheadLog } from "../buffer/wal.js";
+import type { AgentConfig } from "../config/load.js";
+import { DeliveryLoop } from "../exporters/delivery.js";
+import { AgentCounters } from "../telemetry/counters.js";
+import type { Logger } from "../telemetry/logger.js";
+import type { Lifecycle } from "./factory.js";
+import { LogsPipeline } from "./pipeline.js";
+
+/**
+ * One agent: the WAL, the logs pipeline, its receivers and one delivery loop per
+ * exporter. Start order is WAL → exporters → receivers (nothing is accepted before it
+ * can be stored); shutdown runs the reverse, draining exporters within the grace period.
+ */
+export interface RunningAgent {
+  readonly chainId: string;
+  readonly counters: AgentCounters;
+  readonly wal: WriteAheadLog;
+  readonly deliveries: readonly DeliveryLoop[];
+  /** Bound addresses by receiver id and protocol, e.g. { otlp: { grpc: "127.0.0.1:4317" } }. */
+  addresses(): Record<string, Record<string, string>>;
+  shutdown(graceMs: number): Promise<{ drained: boolean }>;
+}
+
+export async function startAgent(config: AgentConfig, logger: Logger): Promise<RunningAgent> {
+  const counters = new AgentCounters();
+  const wal = await WriteAheadLog.open({
+    directory: config.wal.directory,
+    maxBytes: Math.floor(config.wal.max_size_mib * 1024 * 1024),
+    chainId: config.wal.chain_id,
+  });
+  logger.info(
+    { chainId: wal.chainId, wal: wal.directory, headSeq: wal.headSeq },
+    "write-ahead log open",
+  );
+
+  const settings = (id: string) => ({ id, logger, counters });
+  const deliveries: DeliveryLoop[] = [];
+  const receivers: Array<{
+    id: string;
+    component: Lifecycle & { addresses(): Record<string, string> };
+  }> = [];
+  try {
+    const dropped = await wal.forgetCursorsExcept(config.exporters.map((e) => e.id));
+    if (dropped.length > 0)
+      logger.warn({ exporters: dropped }, "forgot cursors of exporters no longer configured");
+    for (const e of config.exporters) {
+      const { sink, delivery } = e.factory.create(settings(e.id), e.config);
+      deliveries.push(new DeliveryLoop(e.id, sink, wal, delivery, counters, logger));
+    }
+    for (const d of deliveries) d.start();
+
+    const isAudit = config.auditFilter.factory.create(
+      settings(config.auditFilter.id),
+      config.auditFilter.config,
+    );
+    const pipeline = new LogsPipeline(isAudit, wal, counters, {
+      maxRecordBytes: config.wal.max_record_size_kib * 1024,
+    });
+    for (const r of config.receivers) {
+      const component = r.factory.create(settings(r.id), r.config, pipeline);
+      await component.start();
+      receivers.push({ id: r.id, component });
+    }
+  } catch (err) {
+    for (const r of receivers) await r.component.shutdown();
+    for (const d of deliveries) await d.stop();
+    await wal.close();
+    throw err;
+  }
+
+  let stopping: Promise<{ drained: boolean }> | null = null;
+  return {
+    chainId: wal.chainId,
+    counters,
+    wal,
+    deliveries,
+    addresses: () => Object.fromEntries(receivers.map((r) => [r.id, r.component.addresses()])),
+    shutdown(graceMs: number) {
+      stopping ??= (async () => {
+        const deadline = Date.now() + graceMs;
+        logger.info({ graceMs }, "shutting down: no new requests; finishing in-flight ones");
+        await Promise.all(receivers.map((r) => r.component.shutdown()));
+        await wal.drained();
+        const results = await Promise.all(deliveries.map((d) => d.drain(deadline)));
+        const drained = results.every(Boolean);
+        if (!drained)
+          logger.warn(
+            { headSeq: wal.headSeq },
+            "grace period over before every exporter caught up; the rest stays in the WAL for the next start",
+          );
+        for (const d of deliveries) await d.stop();
+        await wal.close();
+        logger.info({ drained, headSeq: wal.headSeq }, "stopped");
+        return { drained };
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,64 @@
+import type { z } from "zod";
+import type { DeliveryOptions } from "../exporters/delivery.js";
+import type { RecordSink } from "../exporters/sink.js";
+import type { AuditPredicate } from "../processing/audit-filter/predicate.js";
+import type { AgentCounters } from "../telemetry/counters.js";
+import type { Logger } from "../telemetry/logger.js";
+import type { LogsConsumer } from "./pipeline.js";
+
+/**
+ * The component model, after the OpenTelemetry Collector's: each receiver, processor,
+ * exporter and extension type is a factory holding its type name and its config schema
+ * (validation and defaults in one), and creates components from a validated config.
+ * Adding a plugin means one folder with its factory and one line in registry.ts.
+ */
+
+export interface ComponentSettings {
+  /** The component id from the config: `type` or `type/name`. */
+  id: string;
+  logger: Logger;
+  counters: AgentCounters;
+}
+
+/** Anything with a lifecycle the agent drives. */
+export interface Lifecycle {
+  start(): Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+interface FactoryBase<S extends z.ZodType> {
+  readonly type: string;
+  readonly configSchema: S;
+}
+
+export interface ReceiverFactory<S extends z.ZodType = z.ZodType> extends FactoryBase<S> {
+  readonly kind: "receiver";
+  create(
+    settings: ComponentSettings,
+    config: z.output<S>,
+    consumer: LogsConsumer,
+  ): Lifecycle & { addresses(): Record<string, string> };
+}
+
+/** Processors in this agent classify records: true keeps a record as audit. */
+export interface ProcessorFactory<S extends z.ZodType = z.ZodType> extends FactoryBase<S> {
+  readonly kind: "processor";
+  create(settings: ComponentSettings, config: z.output<S>): AuditPredicate;
+}
+
+export interface ExporterComponent {
+  sink: RecordSink;
+  delivery: DeliveryOptions;
+}
+
+export interface ExporterFactory<S extends z.ZodType = z.ZodType> extends FactoryBase<S> {
+  readonly kind: "exporter";
+  create(settings: ComponentSettings, config: z.output<S>): ExporterComponent;
+}
+
+/** Extensions configure agent-wide services (the WAL); the agent reads their config. */
+export interface ExtensionFactory<S extends z.ZodType = z.ZodType> extends FactoryBase<S> {
+  readonly kind: "extension";
+}
+
+export type AnyFactory = ReceiverFactory | ProcessorFactory | ExporterFactory | ExtensionFactory;

@@ -1,0 +1,84 @@
+import type { WriteAheadLog } from "../buffer/wal.js";
+import { contextSuffix, recordJson } from "../chain/canonical-record.js";
+import type { AuditPredicate } from "../processing/audit-filter/predicate.js";
+import type { ExportLogsServiceRequest } from "../receivers/otlp/model.js";
+import type { AgentCounters } from "../telemetry/counters.js";
+
+/**
+ * The logs pipeline as receivers see it: classify each record, turn audit records into
+ * their canonical text, and hand them to the WAL. Resolves only once they are durable.
+ */
+export interface ConsumeResult {
+  /** Audit records chained and durable. */
+  accepted: number;
+  /** Non-audit records dropped by the audit filter (not an error for the client). */
+  filtered: number;
+  /** Records refused individually (reported to the client as partial success). */
+  rejected: number;
+  rejectMessage: string;
+}
+
+export interface LogsConsumer {
+  consume(request: ExportLogsServiceRequest, receivedUnixNano: string): Promise<ConsumeResult>;
+}
+
+export interface PipelineLimits {
+  /** Largest canonical `record` text accepted, in bytes. */
+  maxRecordBytes: number;
+}
+
+export class LogsPipeline implements LogsConsumer {
+  constructor(
+    private readonly isAudit: AuditPredicate,
+    private readonly wal: WriteAheadLog,
+    private readonly counters: AgentCounters,
+    private readonly limits: PipelineLimits,
+  ) {}
+
+  async consume(
+    request: ExportLogsServiceRequest,
+    receivedUnixNano: string,
+  ): Promise<ConsumeResult> {
+    const records: string[] = [];
+    let filtered = 0;
+    let rejected = 0;
+    let firstRejection = "";
+    const maxBytes = this.limits.maxRecordBytes;
+    for (const rl of request.resourceLogs) {
+      for (const sl of rl.scopeLogs) {
+        // Resource and scope JSON are shared by all of the scope's records: build once, lazily.
+        let suffix: string | null = null;
+        for (const lr of sl.logRecords) {
+          if (!this.isAudit(lr, sl.scope, rl.resource)) {
+            filtered++;
+            continue;
+          }
+          if (suffix === null)
+            suffix = contextSuffix(rl.resource, rl.schemaUrl, sl.scope, sl.schemaUrl);
+          const text = recordJson(lr, suffix);
+          if (text.length > maxBytes / 3 && Buffer.byteLength(text, "utf8") > maxBytes) {
+            rejected++;
+            if (firstRejection === "") {
+              firstRejection = `audit record of ${Buffer.byteLength(text, "utf8")} bytes exceeds the limit of ${maxBytes} bytes (wal.max_record_size_kib)`;
+            }
+            continue;
+          }
+          records.push(text);
+        }
+      }
+    }
+    this.counters.filtered += filtered;
+    this.counters.refused("too_large", rejected);
+    // Throws BufferFullError/StorageError; the receiver maps them to retryable statuses.
+    await this.wal.append(records, receivedUnixNano);
+    this.counters.receiverAccepted += records.length;
+    const rejectMessage =
+      rejected > 0 ? `${rejected} audit record(s) refused: ${firstRejection}` : "";
+    return { accepted: records.length, filtered, rejected, rejectMessage };
+  }
+}
+
+/** Wall-clock receive time in unix nanoseconds, with microsecond resolution. */
+export function receiveTimeUnixNano(): string {
+  return `${Math.round((performance.timeOrigin + performance.now()) * 1000)}000`;
+}

@@ -1,0 +1,13 @@
+import { walExtensionFactory } from "../buffer/config.js";
+import { fileExporterFactory } from "../exporters/file/factory.js";
+import { auditFilterFactory } from "../processing/audit-filter/factory.js";
+import { otlpReceiverFactory } from "../receivers/otlp/factory.js";
+import type { AnyFactory } from "./factory.js";
+
+/** Every component type the agent knows, one line each. */
+export const factories: readonly AnyFactory[] = [
+  otlpReceiverFactory,
+  auditFilterFactory,
+  fileExporterFactory,
+  walExtensionFactory,
+];
