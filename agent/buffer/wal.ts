@@ -105,6 +105,8 @@ export class WriteAheadLog {
   private releasing: Promise<void> = Promise.resolve();
   private readonly cursors = new Map<string, number>();
   private appendWaiters: Array<() => void> = [];
+  /** Synced LevelDB writes made so far; fewer than appends when group commit shares them. */
+  syncedWrites = 0;
   private idleWaiters: Array<() => void> = [];
 
   private constructor(
@@ -305,6 +307,7 @@ export class WriteAheadLog {
     }
     this.pendingBytes -= estimate;
     if (failure === null) {
+      this.syncedWrites++;
       let first = this.nextSeq;
       this.nextSeq = seq;
       this.prevHex = prev;

@@ -1,4 +1,4 @@
-import type { WriteAheadLog } from "../buffer/wal.js";
+import { BufferFullError, type WriteAheadLog } from "../buffer/wal.js";
 import { contextSuffix, recordJson } from "../chain/canonical-record.js";
 import type { AuditPredicate } from "../processing/audit-filter/predicate.js";
 import type { ExportLogsServiceRequest } from "../receivers/otlp/model.js";
@@ -69,8 +69,16 @@ export class LogsPipeline implements LogsConsumer {
     }
     this.counters.filtered += filtered;
     this.counters.refused("too_large", rejected);
-    // Throws BufferFullError/StorageError; the receiver maps them to retryable statuses.
-    await this.wal.append(records, receivedUnixNano);
+    try {
+      await this.wal.append(records, receivedUnixNano);
+    } catch (err) {
+      // The receiver maps these to retryable statuses; the refusal is counted here, per record.
+      this.counters.refused(
+        err instanceof BufferFullError ? "buffer_full" : "unavailable",
+        records.length,
+      );
+      throw err;
+    }
     this.counters.receiverAccepted += records.length;
     const rejectMessage =
       rejected > 0 ? `${rejected} audit record(s) refused: ${firstRejection}` : "";

@@ -1,0 +1,123 @@
+import { CHAIN_ID_PATTERN, FORMAT_VERSION, genesisHash, leafHash } from "./format.js";
+import { canonicalize, type JsonValue } from "./jcs.js";
+
+/**
+ * Checks one chain from its stored canonical lines alone: each line is canonical JSON of
+ * the envelope, seqs are contiguous from `startSeq`, and each `prev` is the leaf hash of
+ * the line before (the genesis value for seq 0). The signed-batch verifier builds on this.
+ */
+
+export type ChainFindingKind = "malformed" | "modified" | "missing" | "reordered" | "duplicate";
+
+export interface ChainFinding {
+  kind: ChainFindingKind;
+  seq: number | null;
+  /** Where the line was read from, e.g. "records-…ndjson:12". */
+  location: string;
+  detail: string;
+}
+
+export interface StoredLine {
+  text: string;
+  location: string;
+}
+
+export interface ChainCheckResult {
+  chainId: string | null;
+  records: number;
+  firstSeq: number | null;
+  lastSeq: number | null;
+  lastHash: string | null;
+  findings: ChainFinding[];
+}
+
+interface Envelope {
+  chainId: string;
+  prev: string;
+  seq: string;
+  v: number;
+  record: unknown;
+  timeReceivedUnixNano: string;
+}
+
+function parseEnvelope(text: string): Envelope | string {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    return `not JSON: ${(err as Error).message}`;
+  }
+  const e = value as Partial<Envelope>;
+  if (typeof e !== "object" || e === null) return "not a JSON object";
+  if (e.v !== FORMAT_VERSION) return `unsupported format version ${JSON.stringify(e.v)}`;
+  if (typeof e.chainId !== "string" || !CHAIN_ID_PATTERN.test(e.chainId)) return "bad chainId";
+  if (typeof e.seq !== "string" || !/^(0|[1-9]\d*)$/.test(e.seq)) return "bad seq";
+  if (typeof e.prev !== "string" || !/^[0-9a-f]{64}$/.test(e.prev)) return "bad prev";
+  if (typeof e.timeReceivedUnixNano !== "string") return "bad timeReceivedUnixNano";
+  if (typeof e.record !== "object" || e.record === null) return "bad record";
+  if (canonicalize(value as JsonValue) !== text) return "not in RFC 8785 canonical form";
+  return e as Envelope;
+}
+
+export function checkChain(lines: Iterable<StoredLine>, startSeq = 0): ChainCheckResult {
+  const findings: ChainFinding[] = [];
+  let chainId: string | null = null;
+  let expectedSeq = startSeq;
+  let prevHash: string | null = null;
+  let firstSeq: number | null = null;
+  let lastSeq: number | null = null;
+  let records = 0;
+  for (const line of lines) {
+    const env = parseEnvelope(line.text);
+    if (typeof env === "string") {
+      findings.push({ kind: "malformed", seq: null, location: line.location, detail: env });
+      continue;
+    }
+    const seq = Number(env.seq);
+    if (chainId === null) {
+      chainId = env.chainId;
+      if (expectedSeq === 0 && seq === 0) prevHash = genesisHash(chainId).toString("hex");
+    } else if (env.chainId !== chainId) {
+      findings.push({
+        kind: "malformed",
+        seq,
+        location: line.location,
+        detail: `record of chain ${env.chainId} inside chain ${chainId}`,
+      });
+      continue;
+    }
+    if (seq < expectedSeq) {
+      findings.push({
+        kind: "reordered",
+        seq,
+        location: line.location,
+        detail: `seq ${seq} appears after seq ${expectedSeq - 1}`,
+      });
+      continue;
+    }
+    if (seq > expectedSeq) {
+      findings.push({
+        kind: "missing",
+        seq,
+        location: line.location,
+        detail: `seq ${expectedSeq}..${seq - 1} absent before seq ${seq}`,
+      });
+      prevHash = null; // the link across a gap cannot be checked
+    }
+    if (prevHash !== null && env.prev !== prevHash) {
+      findings.push({
+        kind: "modified",
+        seq,
+        location: line.location,
+        detail: `prev ${env.prev.slice(0, 16)}… does not match the leaf hash of the record before it (${prevHash.slice(0, 16)}…): it or its predecessor was altered`,
+      });
+    }
+    const hash = leafHash(Buffer.from(line.text, "utf8")).toString("hex");
+    if (firstSeq === null) firstSeq = seq;
+    lastSeq = seq;
+    prevHash = hash;
+    expectedSeq = seq + 1;
+    records++;
+  }
+  return { chainId, records, firstSeq, lastSeq, lastHash: prevHash, findings };
+}

@@ -1,0 +1,199 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { createInterface } from "node:readline";
+import { checkChain } from "../../agent/chain/chain-check.js";
+import { parseConfig } from "../../agent/config/load.js";
+import { readFileExport } from "../../agent/exporters/file/reader.js";
+import { type RunningAgent, startAgent } from "../../agent/service/agent.js";
+import { createLogger } from "../../agent/telemetry/logger.js";
+
+export const ROOT = resolve(import.meta.dirname, "../..");
+export const CLI = join(ROOT, "dist/agent/cli/main.js");
+
+export function makeTempDir(prefix = "audit-agent-test-"): { path: string; cleanup(): void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+export interface TestConfigOptions {
+  dir: string;
+  walMaxMib?: number;
+  /** Extra YAML placed under processors.audit_filter (indented by the caller's shape). */
+  auditFilter?: string;
+  fileDirectory?: string;
+  grpc?: boolean;
+  http?: boolean;
+  maxBodyBytes?: number;
+  maxRecordKib?: number;
+  retryAfterSeconds?: number;
+}
+
+/** A config on ephemeral loopback ports with everything under `dir`. */
+export function testConfigYaml(o: TestConfigOptions): string {
+  const protocols = [
+    o.grpc !== false ? "      grpc:\n        endpoint: 127.0.0.1:0" : "",
+    o.http !== false
+      ? `      http:\n        endpoint: 127.0.0.1:0${o.maxBodyBytes ? `\n        max_request_body_size: ${o.maxBodyBytes}` : ""}`
+      : "",
+  ]
+    .filter(Boolean)
+    .join("\n");
+  return `receivers:
+  otlp:
+    protocols:
+${protocols}
+${o.retryAfterSeconds ? `    retry_after_seconds: ${o.retryAfterSeconds}\n` : ""}processors:
+  audit_filter:
+${o.auditFilter ?? "    match: any"}
+exporters:
+  file:
+    directory: ${o.fileDirectory ?? join(o.dir, "out")}
+    retry_on_failure:
+      initial_interval: 50ms
+      max_interval: 200ms
+extensions:
+  wal:
+    directory: ${join(o.dir, "wal")}
+    max_size_mib: ${o.walMaxMib ?? 64}
+${o.maxRecordKib ? `    max_record_size_kib: ${o.maxRecordKib}\n` : ""}service:
+  pipelines:
+    logs:
+      receivers: [otlp]
+      processors: [audit_filter]
+      exporters: [file]
+  telemetry:
+    logs:
+      level: error
+`;
+}
+
+export interface InProcessAgent {
+  agent: RunningAgent;
+  httpUrl: string;
+  grpcAddress: string;
+  outDir: string;
+  stop(): Promise<void>;
+}
+
+export async function startInProcessAgent(o: TestConfigOptions): Promise<InProcessAgent> {
+  const config = parseConfig(testConfigYaml(o), "test.yaml", {});
+  const agent = await startAgent(config, createLogger("error"));
+  const a = agent.addresses().otlp ?? {};
+  return {
+    agent,
+    httpUrl: a.http ? `http://${a.http}/v1/logs` : "",
+    grpcAddress: a.grpc ?? "",
+    outDir: o.fileDirectory ?? join(o.dir, "out"),
+    stop: async () => {
+      await agent.shutdown(5000);
+    },
+  };
+}
+
+/** Reads the file exporter's output and checks its chain; one chain expected. */
+export async function readOutput(outDir: string) {
+  const chains = await readFileExport(outDir);
+  if (chains.length !== 1)
+    throw new Error(`expected one chain in ${outDir}, found ${chains.length}`);
+  const chain = chains[0] as (typeof chains)[number];
+  const check = checkChain(chain.lines);
+  const records = chain.lines.map((l) => JSON.parse(l.text) as { seq: string; record: RecordJson });
+  return { chain, check, records, findings: [...chain.findings, ...check.findings] };
+}
+
+export interface RecordJson {
+  logRecord: Record<string, unknown> & {
+    attributes?: Array<{ key: string; value?: Record<string, unknown> }>;
+  };
+  resource?: Record<string, unknown>;
+  scope?: Record<string, unknown>;
+  resourceSchemaUrl?: string;
+  scopeSchemaUrl?: string;
+}
+
+export function attr(record: RecordJson, key: string): Record<string, unknown> | undefined {
+  return record.logRecord.attributes?.find((a) => a.key === key)?.value;
+}
+
+export async function waitFor(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs = 10_000,
+  what = "condition",
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+export interface ChildAgent {
+  child: ChildProcess;
+  httpUrl: string;
+  grpcAddress: string;
+  chainId: string;
+  logs: string[];
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Runs the built CLI (`audit-agent run`) as a child process and waits until it serves. */
+export async function spawnAgent(
+  configYaml: string,
+  dir: string,
+  extraArgs: string[] = [],
+  env: Record<string, string> = {},
+): Promise<ChildAgent> {
+  const configPath = join(dir, "agent.yaml");
+  writeFileSync(configPath, configYaml.replace("level: error", "level: info"));
+  const child = spawn(process.execPath, [CLI, "run", "--config", configPath, ...extraArgs], {
+    cwd: dir,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  const logs: string[] = [];
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((res) =>
+    child.once("exit", (code, signal) => res({ code, signal })),
+  );
+  const started = new Promise<{ http: string; grpc: string; chainId: string }>((res, rej) => {
+    const rl = createInterface({ input: child.stderr as NodeJS.ReadableStream });
+    rl.on("line", (line) => {
+      logs.push(line);
+      try {
+        const entry = JSON.parse(line) as {
+          msg?: string;
+          chainId?: string;
+          addresses?: { otlp?: { http?: string; grpc?: string } };
+        };
+        if (entry.msg === "audit agent started") {
+          res({
+            http: entry.addresses?.otlp?.http ?? "",
+            grpc: entry.addresses?.otlp?.grpc ?? "",
+            chainId: entry.chainId ?? "",
+          });
+        }
+      } catch {
+        // not a log line
+      }
+    });
+    exited.then(({ code, signal }) =>
+      rej(new Error(`agent exited (${code ?? signal}) before serving:\n${logs.join("\n")}`)),
+    );
+  });
+  const info = await started;
+  return {
+    child,
+    httpUrl: info.http ? `http://${info.http}/v1/logs` : "",
+    grpcAddress: info.grpc,
+    chainId: info.chainId,
+    logs,
+    exited,
+  };
+}
+
+export async function killAgent(a: ChildAgent, signal: NodeJS.Signals = "SIGKILL") {
+  if (a.child.exitCode === null && a.child.signalCode === null) a.child.kill(signal);
+  return a.exited;
+}

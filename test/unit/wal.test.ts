@@ -1,0 +1,144 @@
+import { createHash } from "node:crypto";
+import { afterEach, describe, expect, it } from "vitest";
+import { CANONICAL_OFFSET } from "../../agent/buffer/keys.js";
+import { BufferFullError, WriteAheadLog } from "../../agent/buffer/wal.js";
+import { genesisHash } from "../../agent/chain/format.js";
+import { makeTempDir } from "../helpers/agent.js";
+
+const dirs: Array<{ cleanup(): void }> = [];
+const opened: WriteAheadLog[] = [];
+
+async function openWal(
+  path: string,
+  extra: Partial<Parameters<typeof WriteAheadLog.open>[0]> = {},
+) {
+  const wal = await WriteAheadLog.open({ directory: path, maxBytes: 10 * 1024 * 1024, ...extra });
+  opened.push(wal);
+  return wal;
+}
+
+function tmp() {
+  const d = makeTempDir("wal-test-");
+  dirs.push(d);
+  return d.path;
+}
+
+afterEach(async () => {
+  for (const w of opened.splice(0)) await w.close().catch(() => undefined);
+  for (const d of dirs.splice(0)) d.cleanup();
+});
+
+const rec = (i: number) => `{"logRecord":{"body":{"stringValue":"r${i}"}}}`;
+
+describe("write-ahead log", () => {
+  it("shares synced writes between concurrent appends and keeps each request contiguous", async () => {
+    const wal = await openWal(tmp());
+    const results = await Promise.all(
+      Array.from({ length: 64 }, (_, i) => wal.append([rec(i), rec(i), rec(i)], "1")),
+    );
+    expect(wal.headSeq).toBe(64 * 3 - 1);
+    expect(wal.syncedWrites).toBeLessThan(64);
+    const starts = results.map((r) => r.firstSeq).sort((a, b) => a - b);
+    expect(starts).toEqual(Array.from({ length: 64 }, (_, i) => i * 3));
+    expect(results.every((r) => r.count === 3)).toBe(true);
+  });
+
+  it("links each record to the leaf hash of the one before, from the genesis value", async () => {
+    const wal = await openWal(tmp());
+    await wal.append([rec(0), rec(1), rec(2)], "5");
+    const stored = await wal.read(-1, 10, 1 << 20);
+    let prev = genesisHash(wal.chainId).toString("hex");
+    for (const r of stored) {
+      const text = r.value.subarray(CANONICAL_OFFSET).toString("utf8");
+      expect(JSON.parse(text).prev).toBe(prev);
+      const hash = createHash("sha256")
+        .update(Buffer.from([0]))
+        .update(text)
+        .digest();
+      expect(r.value.subarray(0, 32).equals(hash)).toBe(true);
+      prev = hash.toString("hex");
+    }
+    expect(wal.headHash).toBe(prev);
+  });
+
+  it("resumes the same chain after reopening, with no gap and no fork", async () => {
+    const path = tmp();
+    const first = await openWal(path);
+    await first.append([rec(0), rec(1)], "1");
+    const { chainId, headHash } = first;
+    await first.close();
+    const second = await openWal(path);
+    expect(second.chainId).toBe(chainId);
+    expect(second.headSeq).toBe(1);
+    await second.append([rec(2)], "2");
+    const [third] = await second.read(1, 10, 1 << 20);
+    expect(third?.seq).toBe(2);
+    expect(JSON.parse(third!.value.subarray(CANONICAL_OFFSET).toString()).prev).toBe(headHash);
+  });
+
+  it("refuses a configured chain id that differs from the stored one", async () => {
+    const path = tmp();
+    const wal = await openWal(path, { chainId: "orders-1" });
+    expect(wal.chainId).toBe("orders-1");
+    await wal.close();
+    await expect(openWal(path, { chainId: "orders-2" })).rejects.toThrow(
+      /holds chain "orders-1" but the config sets chain_id "orders-2"/,
+    );
+  });
+
+  it("refuses appends that would not fit, leaving the log untouched", async () => {
+    const wal = await openWal(tmp(), { maxBytes: 4000 });
+    await wal.append([rec(0), rec(1)], "1");
+    const head = wal.headSeq;
+    const bytes = wal.usedBytes;
+    const big = Array.from({ length: 20 }, (_, i) => rec(i));
+    await expect(wal.append(big, "1")).rejects.toBeInstanceOf(BufferFullError);
+    expect(wal.headSeq).toBe(head);
+    expect(wal.usedBytes).toBe(bytes);
+  });
+
+  it("releases records only when every exporter's cursor has passed them", async () => {
+    const wal = await openWal(tmp());
+    await wal.append(
+      Array.from({ length: 10 }, (_, i) => rec(i)),
+      "1",
+    );
+    await wal.loadCursor("a");
+    await wal.loadCursor("b");
+    const full = wal.usedBytes;
+    await wal.commitCursor("a", 9);
+    expect((await wal.read(-1, 100, 1 << 20)).length).toBe(10);
+    expect(wal.usedBytes).toBe(full);
+    await wal.commitCursor("b", 9);
+    expect(await wal.read(-1, 100, 1 << 20)).toEqual([]);
+    expect(wal.usedBytes).toBe(0);
+    expect(wal.oldestHeldSeq).toBe(10);
+  });
+
+  it("starts a new exporter at the oldest record still held", async () => {
+    const path = tmp();
+    const wal = await openWal(path);
+    await wal.append([rec(0), rec(1), rec(2)], "1");
+    await wal.loadCursor("old");
+    await wal.commitCursor("old", 1);
+    await wal.close();
+    const reopened = await openWal(path);
+    expect(await reopened.loadCursor("old")).toBe(1);
+    expect(await reopened.loadCursor("new")).toBe(1);
+    expect(reopened.usedBytes).toBeGreaterThan(0);
+  });
+
+  it("says clearly when another process holds the WAL directory", async () => {
+    const path = tmp();
+    await openWal(path);
+    await expect(WriteAheadLog.open({ directory: path, maxBytes: 1e6 })).rejects.toThrow(
+      /another audit-agent process is using this WAL directory/,
+    );
+  });
+
+  it("refuses appends after close with a retryable error", async () => {
+    const wal = await openWal(tmp());
+    await wal.close();
+    await expect(wal.append([rec(0)], "1")).rejects.toThrow(/shutting down/);
+  });
+});
