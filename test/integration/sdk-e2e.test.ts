@@ -183,7 +183,7 @@ describe("OTel SDK exporters → agent → file output", () => {
     });
     expect(first?.scopeSchemaUrl).toBe("https://opentelemetry.io/schemas/1.26.0");
     const resourceAttrs = (
-      first?.resource as { attributes: Array<{ key: string; value: unknown }> }
+      first!.resource as { attributes: Array<{ key: string; value: unknown }> }
     ).attributes;
     expect(resourceAttrs).toEqual(
       expect.arrayContaining([
