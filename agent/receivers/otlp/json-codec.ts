@@ -309,6 +309,8 @@ function resourceLogs(v: Json, path: string): ResourceLogs {
 
 /** Decodes an OTLP/JSON ExportLogsServiceRequest; throws AgentError OTLP_BAD_JSON. */
 export function decodeLogsRequestJson(body: Uint8Array): ExportLogsServiceRequest {
+  // A zero-byte body is an empty request, as it is in protobuf: it succeeds and stores nothing.
+  if (body.byteLength === 0) return { resourceLogs: [] };
   let parsed: Json;
   try {
     parsed = JSON.parse(
