@@ -3,7 +3,8 @@ import YAML from "yaml";
 /**
  * Collector-style environment expansion in string values: `${env:NAME}` and
  * `${env:NAME:-default}`; `$$` stands for a literal `$`. When a value is exactly one
- * reference, the result is read as a YAML scalar, so `port: ${env:PORT}` yields a number.
+ * reference and its text reads as a YAML number or boolean, it takes that type, so
+ * `max_size_mib: ${env:MIB}` yields a number; a string setting still gets the text (load.ts).
  * An unset variable without a default becomes "" (as in the Collector) and is reported.
  */
 
@@ -16,17 +17,26 @@ export interface ExpandIssue {
   fatal: boolean;
 }
 
+/** A whole-value reference read as a number or boolean, with the variable's text. */
+export interface TypedReference {
+  path: (string | number)[];
+  text: string;
+}
+
 export function expandEnv(
   value: unknown,
   env: Record<string, string | undefined>,
   issues: ExpandIssue[],
   path: (string | number)[] = [],
+  typed: TypedReference[] = [],
 ): unknown {
-  if (typeof value === "string") return expandString(value, env, issues, path);
-  if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, env, issues, [...path, i]));
+  if (typeof value === "string") return expandString(value, env, issues, path, typed);
+  if (Array.isArray(value))
+    return value.map((v, i) => expandEnv(v, env, issues, [...path, i], typed));
   if (value !== null && typeof value === "object") {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = expandEnv(v, env, issues, [...path, k]);
+    for (const [k, v] of Object.entries(value))
+      out[k] = expandEnv(v, env, issues, [...path, k], typed);
     return out;
   }
   return value;
@@ -37,6 +47,7 @@ function expandString(
   env: Record<string, string | undefined>,
   issues: ExpandIssue[],
   path: (string | number)[],
+  typedRefs: TypedReference[],
 ): unknown {
   if (!s.includes("$")) return s;
   let whole = false;
@@ -65,9 +76,13 @@ function expandString(
   });
   if (whole) {
     try {
+      // Numbers and booleans take their YAML type; any other text stays exactly as set
+      // (reading it as YAML would cut "a #b" at the comment and strip quotes).
       const typed: unknown = YAML.parse(out);
-      if (typed === null || ["number", "boolean", "string"].includes(typeof typed))
-        return typed ?? out;
+      if (typeof typed === "number" || typeof typed === "boolean") {
+        typedRefs.push({ path, text: out });
+        return typed;
+      }
     } catch {
       // Not a YAML scalar: keep the text.
     }

@@ -16,7 +16,7 @@ import type {
 } from "../service/factory.js";
 import { factories as registeredFactories } from "../service/registry.js";
 import type { LogLevel } from "../telemetry/logger.js";
-import { type ExpandIssue, expandEnv } from "./expand.js";
+import { type ExpandIssue, expandEnv, type TypedReference } from "./expand.js";
 
 /**
  * Loads and validates an agent config in the Collector's shape. All problems are
@@ -105,13 +105,16 @@ function describe(value: unknown): string {
   return s === undefined ? String(value) : s.length > 40 ? `${s.slice(0, 40)}…` : s;
 }
 
+/** Zod's type names in the words of YAML. */
+const YAML_TYPE: Record<string, string> = { object: "mapping", record: "mapping", array: "list" };
+
 function issueMessage(issue: z.core.$ZodIssue): string {
   switch (issue.code) {
-    case "unrecognized_keys":
-      return `unknown key${issue.keys.length > 1 ? "s" : ""} ${issue.keys.map((k) => `"${k}"`).join(", ")}: check the spelling against docs/configuration.md`;
-    case "invalid_type":
-      if (issue.input === undefined) return `required: expected ${issue.expected}`;
-      return `expected ${issue.expected}, got ${describe(issue.input)}`;
+    case "invalid_type": {
+      const expected = YAML_TYPE[issue.expected] ?? issue.expected;
+      if (issue.input === undefined) return `required: expected ${expected}`;
+      return `expected ${expected}, got ${describe(issue.input)}`;
+    }
     default:
       return issue.message;
   }
@@ -142,6 +145,15 @@ export function parseConfig(
     throw new ConfigError(
       file,
       doc.errors.map((e) => {
+        if (e.code === "DUPLICATE_KEY") {
+          // The parser may point at the end of the entry before: move on to the key and name it.
+          let at = e.pos[0];
+          while (at < text.length && /[\s#]/.test(text[at] as string))
+            at = text[at] === "#" ? text.indexOf("\n", at) >>> 0 : at + 1;
+          const key = /^[^:\n]*/.exec(text.slice(at))?.[0].trim();
+          const pos = lineCounter.linePos(at);
+          return `${file}:${pos.line}:${pos.col}: duplicate key "${key}": a key may appear once in a mapping, so merge the two entries`;
+        }
         const pos = e.linePos?.[0];
         return `${file}${pos ? `:${pos.line}:${pos.col}` : ""}: not valid YAML: ${e.message.split("\n")[0]}`;
       }),
@@ -161,6 +173,19 @@ export function parseConfig(
     }
     return file;
   };
+  /** Where a mapping key itself is written (for unknown keys), else where its mapping is. */
+  const whereKey = (parent: Path, key: string): string => {
+    const node = parent.length ? doc.getIn(parent, true) : doc.contents;
+    if (YAML.isMap(node)) {
+      for (const pair of node.items) {
+        if (YAML.isScalar(pair.key) && pair.key.value === key && pair.key.range) {
+          const pos = lineCounter.linePos(pair.key.range[0]);
+          return `${file}:${pos.line}:${pos.col}`;
+        }
+      }
+    }
+    return where(parent);
+  };
   const dotted = (path: Path) =>
     path.map((p, i) => (typeof p === "number" ? `[${p}]` : i === 0 ? p : `.${p}`)).join("");
   const problem = (path: Path, message: string) =>
@@ -168,21 +193,54 @@ export function parseConfig(
 
   const raw: unknown = doc.toJS() ?? {};
   const expandIssues: ExpandIssue[] = [];
-  const expanded = expandEnv(raw, env, expandIssues);
+  const typedRefs: TypedReference[] = [];
+  const expanded = expandEnv(raw, env, expandIssues, [], typedRefs);
   for (const i of expandIssues) {
     if (i.fatal) problem(i.path, i.message);
     else warnings.push(`${dotted(i.path)}: ${i.message}`);
   }
+
+  // A whole ${env:…} value is typed as YAML (port: ${env:PORT} is a number), but where a
+  // setting takes a string it gets the variable's text, as in the Collector.
+  const asText = (value: unknown, base: Path, issues: z.core.$ZodIssue[]): unknown => {
+    let patched: unknown;
+    for (const issue of issues) {
+      const path = issue.path as Path;
+      const wantsText =
+        issue.code === "invalid_union" ||
+        (issue.code === "invalid_type" && issue.expected === "string");
+      const at = JSON.stringify([...base, ...path]);
+      const ref = typedRefs.find((t) => JSON.stringify(t.path) === at);
+      if (!wantsText || !ref || path.length === 0) continue;
+      patched ??= structuredClone(value);
+      let node = patched as Record<string | number, unknown>;
+      for (const k of path.slice(0, -1)) node = node[k] as Record<string | number, unknown>;
+      node[path[path.length - 1] as string | number] = ref.text;
+    }
+    return patched;
+  };
 
   const validate = <S extends z.ZodType>(
     schema: S,
     value: unknown,
     base: Path,
   ): z.output<S> | undefined => {
-    const r = schema.safeParse(value, { reportInput: true });
+    let r = schema.safeParse(value, { reportInput: true });
+    if (!r.success) {
+      const retyped = asText(value, base, r.error.issues);
+      if (retyped !== undefined) r = schema.safeParse(retyped, { reportInput: true });
+    }
     if (r.success) return r.data;
-    for (const issue of r.error.issues)
-      problem([...base, ...(issue.path as Path)], issueMessage(issue));
+    for (const issue of r.error.issues) {
+      const path = [...base, ...(issue.path as Path)];
+      if (issue.code === "unrecognized_keys") {
+        // One problem per key, located at the key and named by its full path.
+        for (const key of issue.keys)
+          problems.push(
+            `${whereKey(path, key)}: ${dotted([...path, key])}: unknown key "${key}": check the spelling against docs/configuration.md`,
+          );
+      } else problem(path, issueMessage(issue));
+    }
     return undefined;
   };
 

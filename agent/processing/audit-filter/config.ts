@@ -17,10 +17,16 @@ const textMatcher = z
     message: "set exactly one of equals or prefix",
   });
 
-const severityLevel = z.union([
-  z.number().int().min(0).max(24),
-  z.enum(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"]),
-]);
+const severityLevel = z.union(
+  [z.number().int().min(0).max(24), z.enum(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"])],
+  {
+    error: "a severity is a whole number 0 to 24 or one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL",
+  },
+);
+
+const TEXT_SUBJECT_ERROR = {
+  error: "write the exact text, {equals: text or [texts]} or {prefix: text}",
+};
 
 const ATTRIBUTE_SUBJECTS = ["record_attribute", "resource_attribute", "scope_attribute"] as const;
 const TEXT_SUBJECTS = ["event_name", "scope_name", "severity_text"] as const;
@@ -31,9 +37,9 @@ export const conditionSchema = z
     record_attribute: z.string().min(1).optional(),
     resource_attribute: z.string().min(1).optional(),
     scope_attribute: z.string().min(1).optional(),
-    event_name: z.union([z.string().min(1), textMatcher]).optional(),
-    scope_name: z.union([z.string().min(1), textMatcher]).optional(),
-    severity_text: z.union([z.string().min(1), textMatcher]).optional(),
+    event_name: z.union([z.string().min(1), textMatcher], TEXT_SUBJECT_ERROR).optional(),
+    scope_name: z.union([z.string().min(1), textMatcher], TEXT_SUBJECT_ERROR).optional(),
+    severity_text: z.union([z.string().min(1), textMatcher], TEXT_SUBJECT_ERROR).optional(),
     severity_number: z
       .object({ min: severityLevel.optional(), max: severityLevel.optional() })
       .strict()
@@ -41,7 +47,11 @@ export const conditionSchema = z
         message: "set min, max or both",
       })
       .optional(),
-    equals: z.union([scalar, z.array(scalar).min(1)]).optional(),
+    equals: z
+      .union([scalar, z.array(scalar).min(1)], {
+        error: "equals takes a string, number or boolean, or a list of them",
+      })
+      .optional(),
     prefix: z.string().min(1).optional(),
     exists: z.literal(true).optional(),
   })
@@ -82,7 +92,10 @@ export const DEFAULT_CONDITIONS: AuditCondition[] = [
 export const auditFilterConfigSchema = z
   .object({
     match: z.enum(["any", "all"]).default("any"),
-    conditions: z.array(conditionSchema).min(1).default(DEFAULT_CONDITIONS),
+    conditions: z
+      .array(conditionSchema)
+      .min(1, "list at least one condition, or leave conditions out for the default rule")
+      .default(DEFAULT_CONDITIONS),
   })
   .strict();
 
