@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Command, Option } from "commander";
+import { Command, CommanderError, Option } from "commander";
 import { AgentError } from "../common/errors.js";
 import { packageRoot } from "../common/package-root.js";
 import { ConfigError, loadConfigFile } from "../config/load.js";
@@ -20,7 +20,8 @@ const program = new Command()
     "OpenTelemetry-compatible audit sidecar: OTLP logs in, hash-chained durable audit records out",
   )
   .version(version, "-v, --version")
-  .showHelpAfterError();
+  .showHelpAfterError()
+  .exitOverride();
 
 program
   .command("run")
@@ -68,6 +69,8 @@ program
   });
 
 program.parseAsync(process.argv).catch((err: unknown) => {
+  // Commander has already printed its message (or the help/version text).
+  if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 2);
   if (err instanceof ConfigError) {
     process.stderr.write(`${err.message}\n`);
     process.exit(2);

@@ -739,7 +739,7 @@ describe("the audit-agent CLI", () => {
 
   it("validate without --config is a usage error", () => {
     const r = run("validate");
-    expect(r.status).not.toBe(0);
+    expect(r.status).toBe(2);
     expect(r.stderr).toContain("required option '-c, --config <file>' not specified");
   });
 });
