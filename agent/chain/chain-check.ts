@@ -31,7 +31,7 @@ export interface ChainCheckResult {
   findings: ChainFinding[];
 }
 
-interface Envelope {
+export interface Envelope {
   chainId: string;
   prev: string;
   seq: string;
@@ -40,7 +40,8 @@ interface Envelope {
   timeReceivedUnixNano: string;
 }
 
-function parseEnvelope(text: string): Envelope | string {
+/** Parses and validates one stored record line; returns the problem as a string if invalid. */
+export function parseEnvelope(text: string): Envelope | string {
   let value: unknown;
   try {
     value = JSON.parse(text);
@@ -54,7 +55,9 @@ function parseEnvelope(text: string): Envelope | string {
   if (typeof e.seq !== "string" || !/^(0|[1-9]\d*)$/.test(e.seq)) return "bad seq";
   if (typeof e.prev !== "string" || !/^[0-9a-f]{64}$/.test(e.prev)) return "bad prev";
   if (typeof e.timeReceivedUnixNano !== "string") return "bad timeReceivedUnixNano";
-  if (typeof e.record !== "object" || e.record === null) return "bad record";
+  if (typeof e.record !== "object" || e.record === null || Array.isArray(e.record))
+    return "bad record";
+  if (Object.keys(e).length !== 6) return "unexpected members in the record envelope";
   if (canonicalize(value as JsonValue) !== text) return "not in RFC 8785 canonical form";
   return e as Envelope;
 }

@@ -1,7 +1,8 @@
 import { BufferFullError, type WriteAheadLog } from "../buffer/wal.js";
 import { contextSuffix, recordJson } from "../chain/canonical-record.js";
+import { AgentError } from "../common/errors.js";
 import type { AuditPredicate } from "../processing/audit-filter/predicate.js";
-import type { ExportLogsServiceRequest } from "../receivers/otlp/model.js";
+import type { ExportLogsServiceRequest, LogRecord } from "../receivers/otlp/model.js";
 import type { AgentCounters } from "../telemetry/counters.js";
 
 /**
@@ -44,11 +45,23 @@ export class LogsPipeline implements LogsConsumer {
     let rejected = 0;
     let firstRejection = "";
     const maxBytes = this.limits.maxRecordBytes;
-    for (const rl of request.resourceLogs) {
-      for (const sl of rl.scopeLogs) {
+    for (let r = 0; r < request.resourceLogs.length; r++) {
+      const rl = request.resourceLogs[r] as ExportLogsServiceRequest["resourceLogs"][number];
+      for (let s = 0; s < rl.scopeLogs.length; s++) {
+        const sl = rl.scopeLogs[s] as (typeof rl.scopeLogs)[number];
         // Resource and scope JSON are shared by all of the scope's records: build once, lazily.
         let suffix: string | null = null;
-        for (const lr of sl.logRecords) {
+        for (let i = 0; i < sl.logRecords.length; i++) {
+          const lr = sl.logRecords[i] as LogRecord;
+          if (
+            (lr.traceId.length !== 0 && lr.traceId.length !== 16) ||
+            (lr.spanId.length !== 0 && lr.spanId.length !== 8)
+          ) {
+            throw new AgentError(
+              "OTLP_BAD_PROTOBUF",
+              `resourceLogs[${r}].scopeLogs[${s}].logRecords[${i}]: trace_id must be 16 bytes and span_id 8 bytes (got ${lr.traceId.length} and ${lr.spanId.length})`,
+            );
+          }
           if (!this.isAudit(lr, sl.scope, rl.resource)) {
             filtered++;
             continue;

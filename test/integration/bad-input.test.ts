@@ -73,6 +73,22 @@ function jsonWithRecord(marker: string, change: (record: Record<string, unknown>
 
 const RECORD_PATH = "resourceLogs[0].scopeLogs[0].logRecords[0]";
 
+/** A protobuf request whose body string holds bytes that are not UTF-8. */
+function protobufWithInvalidUtf8(marker: string): Buffer {
+  const bytes = protobufRequest(marker, "@@@@");
+  const at = bytes.indexOf("@@@@");
+  bytes.set([0xff, 0xfe, 0xc3, 0x28], at);
+  return bytes;
+}
+
+/** A protobuf request whose record has a 5-byte trace id. */
+function protobufWithShortTraceId(marker: string): Buffer {
+  const req = auditRequest(marker);
+  (req.resourceLogs[0]?.scopeLogs[0]?.logRecords[0] as unknown as Record<string, unknown>).traceId =
+    Buffer.alloc(5, 7);
+  return Buffer.from(RequestType.encode(RequestType.fromObject(req)).finish());
+}
+
 /** Bytes protobufjs cannot decode: a varint longer than 10 bytes. */
 const GARBAGE = Buffer.alloc(32, 0xff);
 
@@ -215,6 +231,51 @@ describe("OTLP/HTTP: bad input gets a clear error and changes nothing", () => {
     const status = protoStatus(reply);
     expect(status.code).toBe(3);
     expect(status.message).toMatch(/not a valid protobuf ExportLogsServiceRequest/);
+    expect(a.agent.wal.headSeq).toBe(-1);
+  });
+
+  it("invalid UTF-8 in a protobuf string → 400, not a silently replaced character", async () => {
+    const reply = await send(url, {
+      headers: PROTOBUF,
+      body: protobufWithInvalidUtf8("http-utf8"),
+    });
+    expect(reply.status).toBe(400);
+    expect(protoStatus(reply).message).toMatch(/invalid UTF-8 in a string field/);
+    expect(a.agent.wal.headSeq).toBe(-1);
+  });
+
+  it("a protobuf trace id that is not 16 bytes → 400 naming the record", async () => {
+    const reply = await send(url, {
+      headers: PROTOBUF,
+      body: protobufWithShortTraceId("http-trace5"),
+    });
+    expect(reply.status).toBe(400);
+    expect(protoStatus(reply).message).toMatch(
+      /logRecords\[0\]: trace_id must be 16 bytes and span_id 8 bytes \(got 5 and 0\)/,
+    );
+    expect(a.agent.wal.headSeq).toBe(-1);
+  });
+
+  it("a 64-bit integer beyond 2^53 sent as a JSON number → 400 asking for a string", async () => {
+    const body = jsonWithRecord("http-bigint", () => undefined).replace(
+      '"body"',
+      '"timeUnixNano":1767268800123456789,"body"',
+    );
+    const reply = await send(url, { headers: JSON_CT, body });
+    expect(reply.status).toBe(400);
+    expect(jsonStatus(reply).message).toMatch(
+      /timeUnixNano: expected a decimal string for an integer this large/,
+    );
+    expect(a.agent.wal.headSeq).toBe(-1);
+  });
+
+  it("base64 of an invalid length → 400 rather than silently dropped bits", async () => {
+    const body = jsonWithRecord("http-b64", (r) => {
+      r.body = { bytesValue: "QUJDR" };
+    });
+    const reply = await send(url, { headers: JSON_CT, body });
+    expect(reply.status).toBe(400);
+    expect(jsonStatus(reply).message).toMatch(/body.bytesValue: expected base64 of a valid length/);
     expect(a.agent.wal.headSeq).toBe(-1);
   });
 
@@ -551,6 +612,13 @@ describe("OTLP/gRPC: bad input gets a clear error and changes nothing", () => {
     expect(err?.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(err?.details).toMatch(/not a valid protobuf ExportLogsServiceRequest/);
     expect(statusDetails(err as grpc.ServiceError)).toMatchObject({ code: 3 });
+    expect(a.agent.wal.headSeq).toBe(-1);
+  });
+
+  it("invalid UTF-8 in a string → INVALID_ARGUMENT", async () => {
+    const { err } = await grpcExport(client, protobufWithInvalidUtf8("grpc-utf8"));
+    expect(err?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(err?.details).toMatch(/invalid UTF-8/);
     expect(a.agent.wal.headSeq).toBe(-1);
   });
 

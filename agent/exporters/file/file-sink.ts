@@ -143,7 +143,9 @@ export class FileSink implements RecordSink {
           if (i >= 0) lastNewline = base + i;
         }
         if (lastNewline >= 0) {
-          const j = tail.lastIndexOf(NEWLINE, lastNewline - base - 1);
+          // A negative fromIndex would make lastIndexOf search from the end again.
+          const from = lastNewline - base - 1;
+          const j = from >= 0 ? tail.lastIndexOf(NEWLINE, from) : -1;
           if (j >= 0) lineStart = base + j + 1;
           else if (start === 0) lineStart = 0;
         }

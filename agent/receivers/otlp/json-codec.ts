@@ -82,6 +82,13 @@ function parseInteger(v: Json | undefined, path: string, min: bigint, max: bigin
   let n: bigint;
   if (typeof v === "number") {
     if (!Number.isInteger(v)) fail(path, "an integer", v);
+    // JSON.parse has already rounded anything beyond 2^53: refuse rather than store a different value.
+    if (!Number.isSafeInteger(v))
+      fail(
+        path,
+        "a decimal string for an integer this large (JSON numbers above 2^53 lose precision)",
+        v,
+      );
     n = BigInt(v);
   } else if (typeof v === "string" && /^-?\d+$/.test(v)) {
     n = BigInt(v);
@@ -156,7 +163,12 @@ function asHexId(v: Json | undefined, path: string, bytes: number): Uint8Array {
 function asBase64(v: Json | undefined, path: string): Uint8Array {
   if (v === undefined) return EMPTY;
   if (typeof v !== "string" || !/^[A-Za-z0-9+/_-]*={0,2}$/.test(v)) fail(path, "base64 bytes", v);
-  return Buffer.from(v, v.includes("-") || v.includes("_") ? "base64url" : "base64");
+  const encoding = v.includes("-") || v.includes("_") ? "base64url" : "base64";
+  const bytes = Buffer.from(v, encoding);
+  // Node decodes leniently (dropping stray trailing bits); only accept text that re-encodes to itself.
+  if (bytes.toString(encoding).replace(/=+$/, "") !== v.replace(/=+$/, ""))
+    fail(path, "base64 of a valid length", v);
+  return bytes;
 }
 
 function anyValue(v: Json | undefined, path: string): AnyValue {

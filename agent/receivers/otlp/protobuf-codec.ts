@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer";
 import { join } from "node:path";
 import protobuf from "protobufjs";
 import { AgentError } from "../../common/errors.js";
@@ -5,6 +6,24 @@ import { packageRoot } from "../../common/package-root.js";
 import type { ExportLogsServiceRequest } from "./model.js";
 
 /** The protobuf half of the OTLP codec: request decoding and response/status encoding. */
+
+/**
+ * Strict UTF-8 for protobuf strings, as proto3 requires (the Collector refuses invalid UTF-8
+ * too). protobufjs would silently substitute U+FFFD, and a record must be chained as sent or
+ * refused, never altered. Node's native isUtf8 keeps the check cheap.
+ */
+function strictString<R extends protobuf.Reader>(read: (this: R) => string) {
+  return function (this: R): string {
+    const start = this.pos;
+    const length = this.uint32();
+    const bytes = this.buf.subarray(this.pos, this.pos + length);
+    this.pos = start;
+    if (!isUtf8(bytes)) throw new Error(`invalid UTF-8 in a string field at offset ${start}`);
+    return read.call(this);
+  };
+}
+protobuf.Reader.prototype.string = strictString(protobuf.Reader.prototype.string);
+protobuf.BufferReader.prototype.string = strictString(protobuf.BufferReader.prototype.string);
 
 const root = protobuf.loadSync([
   join(packageRoot(), "proto", "otlp_logs.proto"),
