@@ -35,3 +35,16 @@ export function cursorKey(exporterId: string): Buffer {
  */
 export const HASH_BYTES = 32;
 export const CANONICAL_OFFSET = 33;
+
+/** Sealed-batch log: 'M' + 8-byte manifest index → {"manifest": signed text, "checkpoint": note}. */
+const MANIFEST_PREFIX = 0x4d; // 'M'
+export const SEAL_STATE_KEY = Buffer.from("m:seal");
+export const SIGNER_KEY = Buffer.from("m:signer");
+
+export function manifestKey(index: number): Buffer {
+  const key = Buffer.allocUnsafe(9);
+  key[0] = MANIFEST_PREFIX;
+  key.writeUInt32BE(Math.floor(index / 4294967296), 1);
+  key.writeUInt32BE(index >>> 0, 5);
+  return key;
+}

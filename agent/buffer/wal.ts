@@ -438,6 +438,16 @@ export class WriteAheadLog {
     this.storedBytes -= freed;
   }
 
+  /** Reads a metadata, tree or manifest value (not a record). */
+  async getValue(key: Buffer): Promise<Buffer | undefined> {
+    return this.db.get(key);
+  }
+
+  /** Writes sealing-stage values (tree tiles, manifests, state) in one synced batch. */
+  async writeSynced(ops: Array<{ type: "put"; key: Buffer; value: Buffer }>): Promise<void> {
+    await this.db.batch(ops, { sync: true });
+  }
+
   /** Resolves when no write is queued or in flight. */
   drained(): Promise<void> {
     if (!this.writing) return Promise.resolve();

@@ -1,0 +1,370 @@
+import { manifestKey, SEAL_STATE_KEY, SIGNER_KEY } from "../buffer/keys.js";
+import type { WriteAheadLog } from "../buffer/wal.js";
+import type { Logger } from "../telemetry/logger.js";
+import { genesisHash } from "./format.js";
+import {
+  type BatchManifest,
+  manifestHash,
+  manifestKeyId,
+  type RotationManifest,
+  signManifest,
+} from "./manifest.js";
+import { leavesSource, treeHash } from "./merkle.js";
+import { checkpointText, signNote } from "./note.js";
+import type { SigningKey } from "./signing.js";
+import { TreeStore } from "./tree-store.js";
+
+/**
+ * The sealing stage between the WAL and the exporters. It cuts the chain into contiguous
+ * batches (by record count, bytes or age), extends the stored Merkle tree, signs a batch
+ * manifest and a C2SP checkpoint of the whole tree, and writes tiles, manifest,
+ * checkpoint and its own state in one synced LevelDB batch. Exporters only ever ship
+ * sealed batches, so every record that reaches a backend is covered by a signature.
+ */
+
+export interface BatchPolicy {
+  maxRecords: number;
+  maxBytes: number;
+  timeoutMs: number;
+}
+
+export interface SealedEntry {
+  index: number;
+  /** The signed manifest's canonical text. */
+  manifest: string;
+  /** The signed checkpoint note after this entry (batches only). */
+  checkpoint: string | null;
+  /** Seq range of the records sealed; count 0 for key rotations. */
+  firstSeq: number;
+  lastSeq: number;
+  count: number;
+}
+
+interface SealState {
+  /** Manifests written so far. */
+  entries: number;
+  sealedThrough: number;
+  lastLeaf: string;
+  manifestHash: string;
+}
+
+export class Batcher {
+  private state: SealState;
+  private latest: string | null = null;
+  private waiters: Array<() => void> = [];
+  private loop: Promise<void> | null = null;
+  private stopping = false;
+  private timer: NodeJS.Timeout | null = null;
+  private wakeLoop: (() => void) | null = null;
+  private sealing: Promise<void> = Promise.resolve();
+
+  private constructor(
+    private readonly wal: WriteAheadLog,
+    private tree: TreeStore,
+    private key: SigningKey,
+    private readonly origin: string,
+    private readonly policy: BatchPolicy,
+    private readonly logger: Logger,
+    state: SealState,
+  ) {
+    this.state = state;
+  }
+
+  static async open(options: {
+    wal: WriteAheadLog;
+    key: SigningKey;
+    previousKey?: SigningKey;
+    origin: string;
+    policy: BatchPolicy;
+    logger: Logger;
+  }): Promise<Batcher> {
+    const { wal } = options;
+    const raw = await wal.getValue(SEAL_STATE_KEY);
+    const genesis = genesisHash(wal.chainId).toString("hex");
+    const state: SealState = raw
+      ? (JSON.parse(raw.toString("utf8")) as SealState)
+      : { entries: 0, sealedThrough: -1, lastLeaf: genesis, manifestHash: genesis };
+    const tree = await TreeStore.load({ get: (k) => wal.getValue(k) }, state.sealedThrough + 1);
+    const batcher = new Batcher(
+      wal,
+      tree,
+      options.key,
+      options.origin,
+      options.policy,
+      options.logger,
+      state,
+    );
+    if (state.entries > 0)
+      batcher.latest = (await batcher.readEntry(state.entries - 1))?.checkpoint ?? null;
+    await batcher.recordSigner(options.previousKey);
+    return batcher;
+  }
+
+  get chainId(): string {
+    return this.wal.chainId;
+  }
+
+  get entryCount(): number {
+    return this.state.entries;
+  }
+
+  get sealedThrough(): number {
+    return this.state.sealedThrough;
+  }
+
+  /** The newest signed checkpoint note, or null before the first batch. */
+  get latestCheckpoint(): string | null {
+    return this.latest;
+  }
+
+  get treeStore(): TreeStore {
+    return this.tree;
+  }
+
+  /**
+   * Records the signing key in use. A key different from the last one used is a rotation:
+   * it is announced in the manifest chain by an entry signed with the outgoing key when
+   * that key is supplied (signing.previous_key_file), and logged loudly otherwise.
+   */
+  private async recordSigner(previousKey?: SigningKey): Promise<void> {
+    const current = this.key.public.verifierKey;
+    const stored = (await this.wal.getValue(SIGNER_KEY))?.toString("utf8");
+    if (stored === current) return;
+    const ops = [{ type: "put" as const, key: SIGNER_KEY, value: Buffer.from(current) }];
+    if (stored !== undefined) {
+      if (previousKey && previousKey.public.verifierKey === stored) {
+        const rotation: RotationManifest = {
+          v: 1,
+          type: "key-rotation",
+          chainId: this.chainId,
+          index: String(this.state.entries),
+          treeSize: String(this.state.sealedThrough + 1),
+          newKey: current,
+          prevManifest: this.state.manifestHash,
+          keyId: manifestKeyId(previousKey.public),
+          createdAt: new Date().toISOString(),
+        };
+        const text = signManifest(rotation, previousKey);
+        this.appendEntryOps(ops, text, null);
+        this.logger.info(
+          { from: stored, to: current },
+          "signing key rotated; rotation entry signed by the previous key",
+        );
+      } else {
+        this.logger.warn(
+          { from: stored, to: current },
+          "signing key changed without signing.previous_key_file: the rotation is not announced in the log; verifiers must trust both keys",
+        );
+      }
+    }
+    await this.wal.writeSynced(ops);
+    this.notify();
+  }
+
+  private appendEntryOps(
+    ops: Array<{ type: "put"; key: Buffer; value: Buffer }>,
+    manifest: string,
+    checkpoint: string | null,
+    batch?: { lastSeq: number; lastLeaf: string },
+  ): void {
+    const index = this.state.entries;
+    ops.push({
+      type: "put",
+      key: manifestKey(index),
+      value: Buffer.from(JSON.stringify({ manifest, checkpoint })),
+    });
+    this.state = {
+      entries: index + 1,
+      sealedThrough: batch?.lastSeq ?? this.state.sealedThrough,
+      lastLeaf: batch?.lastLeaf ?? this.state.lastLeaf,
+      manifestHash: manifestHash(manifest),
+    };
+    ops.push({ type: "put", key: SEAL_STATE_KEY, value: Buffer.from(JSON.stringify(this.state)) });
+  }
+
+  async readEntry(index: number): Promise<SealedEntry | null> {
+    if (index < 0 || index >= this.state.entries) return null;
+    const raw = await this.wal.getValue(manifestKey(index));
+    if (!raw) return null;
+    const { manifest, checkpoint } = JSON.parse(raw.toString("utf8")) as {
+      manifest: string;
+      checkpoint: string | null;
+    };
+    const m = JSON.parse(manifest) as {
+      type: string;
+      firstSeq?: string;
+      lastSeq?: string;
+      count?: number;
+      treeSize: string;
+    };
+    if (m.type === "batch") {
+      return {
+        index,
+        manifest,
+        checkpoint,
+        firstSeq: Number(m.firstSeq),
+        lastSeq: Number(m.lastSeq),
+        count: m.count ?? 0,
+      };
+    }
+    const size = Number(m.treeSize);
+    return { index, manifest, checkpoint, firstSeq: size, lastSeq: size - 1, count: 0 };
+  }
+
+  /** Index of the first entry whose records are not all at or before `seq`. */
+  async firstEntryAfterSeq(seq: number): Promise<number> {
+    for (let i = this.state.entries - 1; i >= 0; i--) {
+      const e = await this.readEntry(i);
+      if (e && e.lastSeq <= seq && e.count > 0) return i + 1;
+    }
+    return 0;
+  }
+
+  waitForEntryAfter(index: number): Promise<void> {
+    if (this.state.entries - 1 > index || this.stopping) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Wakes everyone waiting for entries (shutdown). */
+  wake(): void {
+    this.notify();
+  }
+
+  private notify(): void {
+    const w = this.waiters;
+    this.waiters = [];
+    for (const f of w) f();
+  }
+
+  start(): void {
+    this.loop = this.run().catch((err) => {
+      this.logger.error({ err }, "batch sealing stopped");
+    });
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopping) {
+      if (this.wal.headSeq <= this.state.sealedThrough) {
+        await Promise.race([
+          this.wal.waitForRecordsAfter(this.state.sealedThrough),
+          this.stopSignal(),
+        ]);
+        continue;
+      }
+      // Records are waiting: seal once enough have gathered or the oldest is timeoutMs old.
+      if (this.wal.headSeq - this.state.sealedThrough < this.policy.maxRecords) {
+        await Promise.race([this.delay(this.policy.timeoutMs), this.untilCount()]);
+        if (this.stopping) break;
+      }
+      try {
+        await this.sealNext();
+      } catch (err) {
+        // Nothing was acknowledged on the strength of this batch: retry it from storage.
+        this.logger.error({ err }, "sealing a batch failed; retrying");
+        await this.delay(1000);
+      }
+    }
+  }
+
+  private async untilCount(): Promise<void> {
+    while (!this.stopping && this.wal.headSeq - this.state.sealedThrough < this.policy.maxRecords) {
+      await Promise.race([this.wal.waitForRecordsAfter(this.wal.headSeq), this.stopSignal()]);
+    }
+  }
+
+  private stopSignal(): Promise<void> {
+    return new Promise((resolve) => {
+      this.wakeLoop = resolve;
+    });
+  }
+
+  private delay(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      this.timer = setTimeout(resolve, ms);
+    });
+  }
+
+  /** Seals everything durable so far (used at shutdown, before exporters drain). */
+  async sealAll(): Promise<void> {
+    while (this.wal.headSeq > this.state.sealedThrough) await this.sealNext();
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.wakeLoop?.();
+    this.wal.wakeWaiters();
+    await this.loop;
+    await this.sealing;
+    this.notify();
+  }
+
+  /** Seals the next batch; serialized so the run loop and sealAll never interleave. */
+  private sealNext(): Promise<void> {
+    this.sealing = this.sealing.catch(() => undefined).then(() => this.sealOnce());
+    return this.sealing;
+  }
+
+  private async sealOnce(): Promise<void> {
+    const records = await this.wal.read(
+      this.state.sealedThrough,
+      this.policy.maxRecords,
+      this.policy.maxBytes,
+    );
+    if (records.length === 0) return;
+    const first = (records[0] as { seq: number }).seq;
+    if (first !== this.state.sealedThrough + 1) {
+      throw new Error(
+        `the WAL is missing records ${this.state.sealedThrough + 1}..${first - 1}: it was modified outside the agent`,
+      );
+    }
+    const leaves = records.map((r) => r.value.subarray(0, 32));
+    const last = first + records.length - 1;
+    const puts = this.tree.append(leaves);
+    const treeRoot = Buffer.from(await treeHash(this.tree.size, this.tree.source()));
+    const batchRoot = Buffer.from(leavesSource(leaves)(0, leaves.length));
+    const lastLeaf = Buffer.from(leaves[leaves.length - 1] as Uint8Array).toString("hex");
+    const manifest: BatchManifest = {
+      v: 1,
+      type: "batch",
+      chainId: this.chainId,
+      index: String(this.state.entries),
+      firstSeq: String(first),
+      lastSeq: String(last),
+      count: records.length,
+      batchRoot: batchRoot.toString("hex"),
+      prevLeaf: this.state.lastLeaf,
+      lastLeaf,
+      treeSize: String(this.tree.size),
+      treeRoot: treeRoot.toString("hex"),
+      prevManifest: this.state.manifestHash,
+      keyId: manifestKeyId(this.key.public),
+      createdAt: new Date().toISOString(),
+    };
+    const text = signManifest(manifest, this.key);
+    const checkpoint = signNote(
+      checkpointText({
+        origin: this.origin,
+        size: this.tree.size,
+        rootHash: treeRoot,
+        extensions: [],
+      }),
+      [this.key],
+    );
+    const ops = [...puts];
+    const before = this.state;
+    this.appendEntryOps(ops, text, checkpoint, { lastSeq: last, lastLeaf });
+    try {
+      await this.wal.writeSynced(ops);
+    } catch (err) {
+      this.state = before;
+      this.tree = await TreeStore.load(
+        { get: (k) => this.wal.getValue(k) },
+        before.sealedThrough + 1,
+      );
+      throw err;
+    }
+    this.latest = checkpoint;
+    this.notify();
+  }
+}

@@ -1,0 +1,53 @@
+import { z } from "zod";
+import { durationSchema, endpointSchema } from "../config/common.js";
+import type { ExtensionFactory } from "../service/factory.js";
+
+/**
+ * `extensions.signing`: the key that signs batch manifests and checkpoints, and how the
+ * chain is cut into batches. Always on, like the WAL: with no key configured the agent
+ * creates one under ./data/keys on first start, so the out-of-the-box run is signed too.
+ */
+const KEY_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export const signingConfigSchema = z
+  .object({
+    key_file: z.string().min(1).default("./data/keys/signing.key"),
+    /** Name of an environment variable holding the PEM private key (takes precedence over key_file). */
+    key_env: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
+      .optional(),
+    key_name: z
+      .string()
+      .regex(KEY_NAME, "key_name: letters, digits, '.', '_' or '-', up to 64")
+      .default("audit-agent"),
+    /** The key used before a rotation: it signs the entry that announces the new key. */
+    previous_key_file: z.string().min(1).optional(),
+    /** Create key_file (and key_file.pub) when it does not exist. */
+    generate_if_missing: z.boolean().default(true),
+    /** Checkpoint origin line; default "otel-audit-agent/<chain id>". */
+    origin: z
+      .string()
+      .min(1)
+      .regex(/^[^\n]+$/)
+      .optional(),
+    batch: z
+      .object({
+        max_records: z.number().int().positive().max(1_000_000).default(1000),
+        max_size_mib: z.number().positive().max(256).default(4),
+        timeout: durationSchema.default(1000),
+      })
+      .strict()
+      .default({ max_records: 1000, max_size_mib: 4, timeout: 1000 }),
+    /** Serves the latest checkpoint and proofs over HTTP for monitors; off when unset. */
+    endpoint: endpointSchema.optional(),
+  })
+  .strict();
+
+export type SigningConfig = z.infer<typeof signingConfigSchema>;
+
+export const signingExtensionFactory: ExtensionFactory<typeof signingConfigSchema> = {
+  kind: "extension",
+  type: "signing",
+  configSchema: signingConfigSchema,
+};

@@ -1,0 +1,120 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import { AgentError } from "../common/errors.js";
+import type { Logger } from "../telemetry/logger.js";
+import type { SigningConfig } from "./config.js";
+import {
+  generateSigningKey,
+  type PublicKey,
+  parseVerifierKey,
+  privateKeyPem,
+  type SigningKey,
+  signingKeyFromPem,
+} from "./signing.js";
+
+/**
+ * Key files. The private key is PKCS#8 PEM preceded by "# audit-agent signing key: NAME";
+ * it is written with mode 0600 and refused at start when group or others can read it.
+ * The public key file (`<key>.pub`) holds the C2SP verifier key line that `verify
+ * --trust` takes.
+ */
+
+const NAME_LINE = /^# audit-agent signing key: (\S+)$/m;
+
+export function writeKeyPair(privatePath: string, key: SigningKey): string {
+  mkdirSync(dirname(privatePath), { recursive: true, mode: 0o700 });
+  writeFileSync(privatePath, privateKeyPem(key), { mode: 0o600, flag: "wx" });
+  chmodSync(privatePath, 0o600);
+  const publicPath = `${privatePath.replace(/\.key$/, "")}.pub`;
+  writeFileSync(publicPath, `${key.public.verifierKey}\n`, { mode: 0o644 });
+  return publicPath;
+}
+
+function readPrivateKey(path: string, fallbackName: string): SigningKey {
+  const mode = statSync(path).mode & 0o777;
+  if ((mode & 0o077) !== 0) {
+    throw new AgentError(
+      "KEY_FILE_UNSAFE",
+      `signing key ${path} is readable by group or others (mode ${mode.toString(8)}): run chmod 600 ${path}`,
+    );
+  }
+  const pem = readFileSync(path, "utf8");
+  return signingKeyFromPem(NAME_LINE.exec(pem)?.[1] ?? fallbackName, pem);
+}
+
+export interface LoadedKeys {
+  key: SigningKey;
+  previous?: SigningKey;
+  /** Where the public key was written, when the key was generated now. */
+  generatedPublicKey?: string;
+}
+
+export function loadSigningKeys(
+  config: SigningConfig,
+  env: Record<string, string | undefined>,
+  logger: Logger,
+): LoadedKeys {
+  let key: SigningKey;
+  let generatedPublicKey: string | undefined;
+  if (config.key_env) {
+    const pem = env[config.key_env];
+    if (!pem)
+      throw new AgentError(
+        "KEY_ENV_MISSING",
+        `signing.key_env names ${config.key_env}, which is not set`,
+      );
+    key = signingKeyFromPem(NAME_LINE.exec(pem)?.[1] ?? config.key_name, pem);
+  } else if (existsSync(config.key_file)) {
+    key = readPrivateKey(config.key_file, config.key_name);
+  } else if (config.generate_if_missing) {
+    key = generateSigningKey(config.key_name);
+    generatedPublicKey = writeKeyPair(config.key_file, key);
+    logger.info(
+      {
+        privateKey: config.key_file,
+        publicKey: generatedPublicKey,
+        verifierKey: key.public.verifierKey,
+      },
+      "generated a signing key; give the public key to verifiers",
+    );
+  } else {
+    throw new AgentError(
+      "KEY_FILE_MISSING",
+      `signing key ${config.key_file} does not exist: create one with audit-agent keygen --out DIR`,
+    );
+  }
+  const previous = config.previous_key_file
+    ? readPrivateKey(config.previous_key_file, config.key_name)
+    : undefined;
+  return { key, previous, generatedPublicKey };
+}
+
+/** Reads trusted public keys: verifier key lines, one per line, '#' comments allowed. */
+export function readTrustedKeys(paths: readonly string[]): PublicKey[] {
+  const keys: PublicKey[] = [];
+  for (const path of paths) {
+    let text: string;
+    try {
+      text = readFileSync(path, "utf8");
+    } catch (err) {
+      throw new AgentError(
+        "TRUST_FILE_UNREADABLE",
+        `cannot read trusted key file ${path}: ${(err as Error).message}`,
+      );
+    }
+    if (text.includes("PRIVATE KEY")) {
+      throw new AgentError(
+        "TRUST_FILE_PRIVATE",
+        `${path} holds a private key: pass the public key file (.pub) to --trust`,
+      );
+    }
+    const lines = text
+      .split("\n")
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith("#"));
+    if (lines.length === 0)
+      throw new AgentError("TRUST_FILE_EMPTY", `${path} holds no verifier key`);
+    for (const line of lines) keys.push(parseVerifierKey(line));
+  }
+  return keys;
+}

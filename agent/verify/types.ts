@@ -1,0 +1,80 @@
+/**
+ * What a backend reader hands the verifier, and what the verifier reports. Readers
+ * (one per exporter plugin) only fetch; every judgement is made by verify-chain.ts, so a
+ * new backend adds a reader and reuses all the checks.
+ */
+
+export type FindingCategory =
+  | "modified"
+  | "missing"
+  | "reordered"
+  | "inserted"
+  | "duplicate"
+  | "truncated"
+  | "bad-signature"
+  | "unknown-key"
+  | "malformed";
+
+export interface Finding {
+  category: FindingCategory;
+  chainId: string;
+  /** The record's seq, or the manifest index for manifest findings, when known. */
+  seq?: number;
+  manifest?: number;
+  /** Where in the backend: file and line, object key, document id… */
+  location: string;
+  detail: string;
+}
+
+export interface StoredText {
+  text: string;
+  location: string;
+}
+
+export interface StoredManifest {
+  /** The signed manifest as a JSON value (re-canonicalized for signature checks). */
+  manifest: unknown;
+  /** The C2SP signed checkpoint note stored with it, if any. */
+  checkpoint: string | null;
+  location: string;
+}
+
+export interface ChainData {
+  chainId: string;
+  /** Record lines in storage order, every copy included. */
+  records: StoredText[];
+  /** Manifests in storage order. */
+  manifests: StoredManifest[];
+  /** Problems found while reading (unreadable entries, extra object versions…). */
+  findings: Finding[];
+  /** Remarks about how the data was read (not findings). */
+  notes: string[];
+}
+
+/** A backend the verifier can read, e.g. file:DIR. */
+export interface AuditSource {
+  readonly description: string;
+  readChains(): Promise<ChainData[]>;
+}
+
+export interface ChainSummary {
+  chainId: string;
+  records: number;
+  firstSeq: number | null;
+  lastSeq: number | null;
+  firstReceived: string | null;
+  lastReceived: string | null;
+  batches: number;
+  sealedThrough: number;
+  keys: string[];
+  checkpoints: number;
+  latestCheckpoint: { size: number; rootHash: string } | null;
+  notes: string[];
+}
+
+export interface VerifyReport {
+  source: string;
+  chains: ChainSummary[];
+  findings: Finding[];
+  ok: boolean;
+}

@@ -1,0 +1,419 @@
+import { parseEnvelope } from "../chain/chain-check.js";
+import { genesisHash, leafHash, nodeHash } from "../chain/format.js";
+import { canonicalize, type JsonValue } from "../chain/jcs.js";
+import {
+  checkManifestSignature,
+  manifestHash,
+  manifestProblem,
+  type SignedManifest,
+} from "../chain/manifest.js";
+import { type Hash, leavesSource, splitPoint, treeHash } from "../chain/merkle.js";
+import { type Checkpoint, parseCheckpointText, parseNote, verifyNote } from "../chain/note.js";
+import type { PublicKey } from "../chain/signing.js";
+import type { ChainData, ChainSummary, Finding, FindingCategory, StoredText } from "./types.js";
+
+/**
+ * Verifies one chain from what a backend holds and trusted public keys alone
+ * (docs/integrity-format.md §7). Every check that fails becomes a finding with a
+ * category and a location; nothing is assumed from the agent's own state.
+ */
+
+export interface VerifyOptions {
+  trusted: readonly PublicKey[];
+  /** Checkpoints seen earlier (signed notes), e.g. from `--checkpoint FILE`. */
+  knownCheckpoints: readonly { note: string; location: string }[];
+}
+
+interface Rec {
+  seq: number;
+  text: string;
+  hash: Buffer;
+  prev: string;
+  received: string;
+  location: string;
+}
+
+export async function verifyChain(
+  data: ChainData,
+  options: VerifyOptions,
+): Promise<{ summary: ChainSummary; findings: Finding[] }> {
+  const chainId = data.chainId;
+  const findings: Finding[] = [...data.findings];
+  const add = (
+    category: FindingCategory,
+    location: string,
+    detail: string,
+    at: { seq?: number; manifest?: number } = {},
+  ) => findings.push({ category, chainId, location, detail, ...at });
+
+  // 1. Records: parse, then resolve copies of the same seq and the storage order.
+  const copies = new Map<number, Rec[]>();
+  const order: number[] = [];
+  for (const line of data.records) {
+    const rec = parseRecord(line, chainId);
+    if (typeof rec === "string") {
+      add("malformed", line.location, rec);
+      continue;
+    }
+    const list = copies.get(rec.seq);
+    if (list) list.push(rec);
+    else copies.set(rec.seq, [rec]);
+    order.push(rec.seq);
+  }
+  reportOrder(order, data.records, copies, add);
+
+  // 2. Manifests: structure, signature, their own hash chain.
+  const batches = checkManifests(data, options.trusted, add);
+
+  // 3. Pick one copy per seq: the one the signed chain commits to.
+  const bySeq = new Map<number, Rec>();
+  const committed = new Map<number, string>(); // seq → leaf hash committed by a manifest (lastLeaf / prevLeaf)
+  for (const b of batches) {
+    committed.set(Number(b.lastSeq), b.lastLeaf);
+    if (Number(b.firstSeq) > 0) committed.set(Number(b.firstSeq) - 1, b.prevLeaf);
+  }
+  const sortedSeqs = [...copies.keys()].sort((a, b) => a - b);
+  for (const seq of sortedSeqs) {
+    const list = copies.get(seq) as Rec[];
+    const first = list[0] as Rec;
+    if (list.length === 1) {
+      bySeq.set(seq, first);
+      continue;
+    }
+    const distinct = new Map(list.map((r) => [r.text, r]));
+    if (distinct.size === 1) {
+      for (const extra of list.slice(1))
+        add(
+          "duplicate",
+          extra.location,
+          `a second identical copy of seq ${seq} (first at ${first.location})`,
+          { seq },
+        );
+      bySeq.set(seq, first);
+      continue;
+    }
+    const nextPrev = copies.get(seq + 1)?.[0]?.prev;
+    const expected = committed.get(seq) ?? nextPrev;
+    const genuine = list.find((r) => r.hash.toString("hex") === expected) ?? first;
+    bySeq.set(seq, genuine);
+    for (const r of list) {
+      if (r === genuine || r.text === genuine.text) continue;
+      add(
+        "inserted",
+        r.location,
+        `a different record claiming seq ${seq}; the chain commits to the one at ${genuine.location}`,
+        { seq },
+      );
+    }
+  }
+
+  // 4. Contiguity and links.
+  const present = [...bySeq.keys()].sort((a, b) => a - b);
+  let expectedSeq = 0;
+  for (const seq of present) {
+    const rec = bySeq.get(seq) as Rec;
+    if (seq > expectedSeq)
+      add(
+        "missing",
+        rec.location,
+        `records ${range(expectedSeq, seq - 1)} are absent before seq ${seq}`,
+        { seq: expectedSeq },
+      );
+    const prevRec = bySeq.get(seq - 1);
+    const expectedPrev =
+      seq === 0 ? genesisHash(chainId).toString("hex") : prevRec?.hash.toString("hex");
+    if (expectedPrev !== undefined && rec.prev !== expectedPrev) {
+      const culprit = seq === 0 ? rec : (prevRec as Rec);
+      add(
+        "modified",
+        culprit.location,
+        `seq ${culprit.seq} does not match the link stored in seq ${seq} (prev ${rec.prev.slice(0, 16)}…, computed ${expectedPrev.slice(0, 16)}…)`,
+        { seq: culprit.seq },
+      );
+    }
+    expectedSeq = seq + 1;
+  }
+
+  // 5. Batches: each signed batch must match the records exactly.
+  let sealedThrough = -1;
+  for (const b of batches) {
+    const first = Number(b.firstSeq);
+    const last = Number(b.lastSeq);
+    sealedThrough = Math.max(sealedThrough, last);
+    const leaves: Hash[] = [];
+    let absent = 0;
+    for (let s = first; s <= last; s++) {
+      const r = bySeq.get(s);
+      if (r) leaves.push(r.hash);
+      else absent++;
+    }
+    if (absent > 0) {
+      if (absent === last - first + 1)
+        add(
+          "missing",
+          b.location,
+          `all ${absent} records of signed batch ${b.index} (seq ${range(first, last)}) are absent`,
+          { seq: first, manifest: Number(b.index) },
+        );
+      continue; // individual gaps were reported above
+    }
+    const root = Buffer.from(leavesSource(leaves)(0, leaves.length)).toString("hex");
+    if (root !== b.batchRoot) {
+      const linked = findings.some(
+        (f) => f.category === "modified" && f.seq !== undefined && f.seq >= first && f.seq <= last,
+      );
+      if (!linked)
+        add(
+          "modified",
+          b.location,
+          `records ${range(first, last)} do not match the Merkle root signed in batch ${b.index}: they were altered and re-chained`,
+          { seq: first, manifest: Number(b.index) },
+        );
+    }
+  }
+  for (const seq of present) {
+    if (seq > sealedThrough) {
+      const rec = bySeq.get(seq) as Rec;
+      add(
+        "inserted",
+        rec.location,
+        `seq ${seq} is not covered by any signed batch (the last signed batch ends at ${sealedThrough}): forged, or written after the last seal`,
+        { seq },
+      );
+    }
+  }
+
+  // 6. Checkpoints: stored ones and those seen earlier must match the rebuilt tree.
+  let contiguous = 0;
+  while (bySeq.has(contiguous)) contiguous++;
+  const leafAt = (i: number) => (bySeq.get(i) as Rec).hash;
+  const rootAt = async (size: number) =>
+    Buffer.from(await treeHash(size, leavesSourceLazy(leafAt))).toString("hex");
+  let latest: Checkpoint | null = null;
+  let checkpoints = 0;
+  const seenKeys = new Set(batches.map((b) => b.keyId));
+  const checkNote = async (note: string, location: string, external: boolean) => {
+    let cp: Checkpoint;
+    try {
+      const parsed = parseNote(note);
+      const sig = verifyNote(parsed, options.trusted);
+      if (sig.invalid.length > 0)
+        return add(
+          "bad-signature",
+          location,
+          `checkpoint signature by ${sig.invalid[0]?.name} does not verify`,
+        );
+      if (sig.valid.length === 0)
+        return add(
+          "unknown-key",
+          location,
+          `checkpoint signed only by untrusted keys (${parsed.signatures.map((s) => `${s.name}+${s.keyId}`).join(", ")})`,
+        );
+      cp = parseCheckpointText(parsed.text);
+    } catch (err) {
+      return add("malformed", location, `checkpoint: ${(err as Error).message}`);
+    }
+    checkpoints++;
+    if (!latest || cp.size > latest.size) latest = cp;
+    if (cp.size > contiguous) {
+      if (external || cp.size > sealedThrough + 1) {
+        return add(
+          "truncated",
+          location,
+          `a checkpoint for ${cp.size} records was seen, but only ${contiguous} contiguous records are held: the tail was removed`,
+          { seq: contiguous },
+        );
+      }
+      return; // gaps inside were already reported as missing
+    }
+    const root = await rootAt(cp.size);
+    if (root !== cp.rootHash.toString("hex")) {
+      add(
+        "modified",
+        location,
+        `the records do not reproduce the signed tree root for size ${cp.size}: history was rewritten`,
+      );
+    }
+  };
+  for (const m of data.manifests)
+    if (m.checkpoint) await checkNote(m.checkpoint, m.location, false);
+  for (const k of options.knownCheckpoints) await checkNote(k.note, k.location, true);
+
+  const ordered = present.map((s) => bySeq.get(s) as Rec);
+  const bestLatest = latest as Checkpoint | null;
+  return {
+    findings,
+    summary: {
+      chainId,
+      records: ordered.length,
+      firstSeq: ordered[0]?.seq ?? null,
+      lastSeq: ordered[ordered.length - 1]?.seq ?? null,
+      firstReceived: ordered.length
+        ? nanosToIso(
+            ordered.reduce(
+              (a, r) => (BigInt(r.received) < BigInt(a) ? r.received : a),
+              (ordered[0] as Rec).received,
+            ),
+          )
+        : null,
+      lastReceived: ordered.length
+        ? nanosToIso(
+            ordered.reduce(
+              (a, r) => (BigInt(r.received) > BigInt(a) ? r.received : a),
+              (ordered[0] as Rec).received,
+            ),
+          )
+        : null,
+      batches: batches.length,
+      sealedThrough,
+      keys: [...seenKeys],
+      checkpoints,
+      latestCheckpoint: bestLatest
+        ? { size: bestLatest.size, rootHash: bestLatest.rootHash.toString("hex") }
+        : null,
+      notes: data.notes,
+    },
+  };
+}
+
+/** MTH over leaves by index; complete subtrees of 256+ leaves are memoized across calls. */
+function leavesSourceLazy(leafAt: (i: number) => Hash) {
+  const memo = new Map<number, Hash>();
+  const source = (start: number, end: number): Hash => {
+    const n = end - start;
+    if (n === 1) return leafAt(start);
+    const perfect = n >= 256 && (n & (n - 1)) === 0 && start % n === 0;
+    const key = start * 2 + n; // unique for aligned power-of-two ranges
+    if (perfect) {
+      const hit = memo.get(key);
+      if (hit) return hit;
+    }
+    const k = splitPoint(n);
+    const h = nodeHash(source(start, start + k), source(start + k, end));
+    if (perfect) memo.set(key, h);
+    return h;
+  };
+  return source;
+}
+
+function parseRecord(line: StoredText, chainId: string): Rec | string {
+  const env = parseEnvelope(line.text);
+  if (typeof env === "string") return env;
+  if (env.chainId !== chainId) return `record of chain ${env.chainId} stored with chain ${chainId}`;
+  return {
+    seq: Number(env.seq),
+    text: line.text,
+    hash: leafHash(Buffer.from(line.text, "utf8")),
+    prev: env.prev,
+    received: env.timeReceivedUnixNano,
+    location: line.location,
+  };
+}
+
+function reportOrder(
+  order: number[],
+  lines: StoredText[],
+  copies: Map<number, Rec[]>,
+  add: (c: FindingCategory, l: string, d: string, at?: { seq?: number }) => void,
+) {
+  // Records must be stored in ascending seq order; a later copy of an earlier seq is a
+  // duplicate (handled elsewhere), anything else out of place is reordered.
+  let max = -1;
+  const firstSeen = new Set<number>();
+  for (let i = 0; i < order.length; i++) {
+    const seq = order[i] as number;
+    const isCopy = firstSeen.has(seq);
+    firstSeen.add(seq);
+    if (!isCopy && seq < max) {
+      const loc = copies.get(seq)?.find((r) => r)?.location ?? lines[i]?.location ?? "?";
+      add("reordered", loc, `seq ${seq} is stored after seq ${max}`, { seq });
+    }
+    if (seq > max) max = seq;
+  }
+}
+
+interface BatchInfo extends SignedManifestBatch {
+  location: string;
+}
+type SignedManifestBatch = Extract<SignedManifest, { type: "batch" }>;
+
+function checkManifests(
+  data: ChainData,
+  trusted: readonly PublicKey[],
+  add: (c: FindingCategory, l: string, d: string, at?: { seq?: number; manifest?: number }) => void,
+): BatchInfo[] {
+  const batches: BatchInfo[] = [];
+  let expectedIndex = 0;
+  let prevHash = genesisHash(data.chainId).toString("hex");
+  for (const stored of data.manifests) {
+    const problem = manifestProblem(stored.manifest);
+    if (problem) {
+      add("malformed", stored.location, `manifest: ${problem}`);
+      continue;
+    }
+    const m = stored.manifest as SignedManifest;
+    const index = Number(m.index);
+    const at = { manifest: index };
+    if (m.chainId !== data.chainId) {
+      add(
+        "malformed",
+        stored.location,
+        `manifest of chain ${m.chainId} stored with chain ${data.chainId}`,
+        at,
+      );
+      continue;
+    }
+    const sig = checkManifestSignature(m, trusted);
+    if (sig === "unknown-key")
+      add(
+        "unknown-key",
+        stored.location,
+        `manifest ${index} is signed by ${m.keyId}, which is not a trusted key`,
+        at,
+      );
+    if (sig === "invalid")
+      add(
+        "bad-signature",
+        stored.location,
+        `manifest ${index}: the signature by ${m.keyId} does not verify (altered or forged)`,
+        at,
+      );
+    if (index < expectedIndex) {
+      add(
+        index === expectedIndex - 1 ? "duplicate" : "reordered",
+        stored.location,
+        `manifest ${index} appears after manifest ${expectedIndex - 1}`,
+        at,
+      );
+      continue;
+    }
+    if (index > expectedIndex) {
+      add(
+        "missing",
+        stored.location,
+        `manifests ${range(expectedIndex, index - 1)} are absent before manifest ${index}`,
+        at,
+      );
+    } else if (m.prevManifest !== prevHash) {
+      add(
+        "modified",
+        stored.location,
+        `manifest ${index} does not link to the manifest before it`,
+        at,
+      );
+    }
+    expectedIndex = index + 1;
+    prevHash = manifestHash(canonicalize(m as unknown as JsonValue));
+    if (sig !== "valid") continue; // an unverified manifest commits to nothing
+    if (m.type === "batch") batches.push({ ...m, location: stored.location });
+  }
+  return batches;
+}
+
+function range(a: number, b: number): string {
+  return a === b ? String(a) : `${a}..${b}`;
+}
+
+function nanosToIso(nanos: string): string {
+  return new Date(Number(BigInt(nanos) / 1000000n)).toISOString();
+}

@@ -1,0 +1,57 @@
+import type { PublicKey } from "../chain/signing.js";
+import type { AuditSource, Finding, VerifyReport } from "./types.js";
+import { verifyChain } from "./verify-chain.js";
+
+/** Verifies every chain a source holds. */
+export async function verifySource(
+  source: AuditSource,
+  trusted: readonly PublicKey[],
+  knownCheckpoints: readonly { note: string; location: string }[] = [],
+): Promise<VerifyReport> {
+  const chains = await source.readChains();
+  const findings: Finding[] = [];
+  const summaries = [];
+  for (const chain of chains) {
+    const { summary, findings: f } = await verifyChain(chain, { trusted, knownCheckpoints });
+    summaries.push(summary);
+    findings.push(...f);
+  }
+  return {
+    source: source.description,
+    chains: summaries,
+    findings,
+    ok: findings.length === 0 && chains.length > 0,
+  };
+}
+
+/** The human summary printed by `audit-agent verify`. */
+export function formatReport(report: VerifyReport): string {
+  const out: string[] = [`source: ${report.source}`];
+  if (report.chains.length === 0) out.push("no audit chains found");
+  for (const c of report.chains) {
+    out.push(
+      `chain ${c.chainId}: ${c.records} records` +
+        (c.firstSeq === null ? "" : `, seq ${c.firstSeq}..${c.lastSeq}`) +
+        (c.firstReceived ? `, received ${c.firstReceived} .. ${c.lastReceived}` : ""),
+      `  ${c.batches} signed batches (sealed through seq ${c.sealedThrough}), ${c.checkpoints} checkpoints` +
+        (c.latestCheckpoint
+          ? `, latest tree size ${c.latestCheckpoint.size} root ${c.latestCheckpoint.rootHash.slice(0, 16)}…`
+          : ""),
+      `  keys: ${c.keys.length ? c.keys.join(", ") : "none"}`,
+    );
+    for (const n of c.notes) out.push(`  note: ${n}`);
+  }
+  if (report.findings.length === 0) {
+    out.push(report.ok ? "OK: no findings" : "FAILED: nothing to verify");
+  } else {
+    const byCategory = new Map<string, number>();
+    for (const f of report.findings)
+      byCategory.set(f.category, (byCategory.get(f.category) ?? 0) + 1);
+    out.push(
+      `FAILED: ${report.findings.length} findings (${[...byCategory].map(([k, v]) => `${k} ${v}`).join(", ")})`,
+    );
+    for (const f of report.findings)
+      out.push(`  ${f.category.padEnd(13)} ${f.location}: ${f.detail}`);
+  }
+  return `${out.join("\n")}\n`;
+}
