@@ -387,10 +387,16 @@ export class WriteAheadLog {
    * exporter new to this log starts at the oldest record still held.
    */
   async loadCursor(exporterId: string): Promise<number> {
-    const raw = await this.db.get(cursorKey(exporterId));
-    const seq = raw ? Number(raw.toString("utf8")) : this.releasedThrough;
+    return (await this.loadCursorState(exporterId)).seq;
+  }
+
+  /** The cursor with the index of the last sealed batch delivered (null if never recorded). */
+  async loadCursorState(exporterId: string): Promise<{ seq: number; index: number | null }> {
+    const raw = (await this.db.get(cursorKey(exporterId)))?.toString("utf8");
+    const [seqText, indexText] = raw ? raw.split(":") : [];
+    const seq = seqText === undefined ? this.releasedThrough : Number(seqText);
     this.cursors.set(exporterId, seq);
-    return seq;
+    return { seq, index: indexText === undefined ? null : Number(indexText) };
   }
 
   /** Exporters no longer configured must not hold records forever. */
@@ -416,9 +422,12 @@ export class WriteAheadLog {
    * depends on it comes later in the same LevelDB log, so it can never survive a crash
    * that the cursor did not.
    */
-  async commitCursor(exporterId: string, seq: number): Promise<void> {
+  async commitCursor(exporterId: string, seq: number, index?: number): Promise<void> {
     this.cursors.set(exporterId, seq);
-    await this.db.put(cursorKey(exporterId), Buffer.from(String(seq)));
+    await this.db.put(
+      cursorKey(exporterId),
+      Buffer.from(index === undefined ? String(seq) : `${seq}:${index}`),
+    );
     let min = Number.POSITIVE_INFINITY;
     for (const s of this.cursors.values()) if (s < min) min = s;
     if (min > this.releasedThrough && Number.isFinite(min)) {

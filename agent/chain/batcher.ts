@@ -131,6 +131,7 @@ export class Batcher {
     const stored = (await this.wal.getValue(SIGNER_KEY))?.toString("utf8");
     if (stored === current) return;
     const ops = [{ type: "put" as const, key: SIGNER_KEY, value: Buffer.from(current) }];
+    let next = this.state;
     if (stored !== undefined) {
       if (previousKey && previousKey.public.verifierKey === stored) {
         const rotation: RotationManifest = {
@@ -145,7 +146,7 @@ export class Batcher {
           createdAt: new Date().toISOString(),
         };
         const text = signManifest(rotation, previousKey);
-        this.appendEntryOps(ops, text, null);
+        next = this.appendEntryOps(ops, text, null);
         this.logger.info(
           { from: stored, to: current },
           "signing key rotated; rotation entry signed by the previous key",
@@ -158,28 +159,35 @@ export class Batcher {
       }
     }
     await this.wal.writeSynced(ops);
+    this.state = next;
     this.notify();
   }
 
+  /**
+   * Adds the writes for the next sealed-log entry to `ops` and returns the state that
+   * holds once they are durable. The caller assigns it only after the write succeeds, so
+   * readers never see an entry that is not yet on disk.
+   */
   private appendEntryOps(
     ops: Array<{ type: "put"; key: Buffer; value: Buffer }>,
     manifest: string,
     checkpoint: string | null,
     batch?: { lastSeq: number; lastLeaf: string },
-  ): void {
+  ): SealState {
     const index = this.state.entries;
     ops.push({
       type: "put",
       key: manifestKey(index),
       value: Buffer.from(JSON.stringify({ manifest, checkpoint })),
     });
-    this.state = {
+    const next: SealState = {
       entries: index + 1,
       sealedThrough: batch?.lastSeq ?? this.state.sealedThrough,
       lastLeaf: batch?.lastLeaf ?? this.state.lastLeaf,
       manifestHash: manifestHash(manifest),
     };
-    ops.push({ type: "put", key: SEAL_STATE_KEY, value: Buffer.from(JSON.stringify(this.state)) });
+    ops.push({ type: "put", key: SEAL_STATE_KEY, value: Buffer.from(JSON.stringify(next)) });
+    return next;
   }
 
   async readEntry(index: number): Promise<SealedEntry | null> {
@@ -221,7 +229,8 @@ export class Batcher {
   }
 
   waitForEntryAfter(index: number): Promise<void> {
-    if (this.state.entries - 1 > index || this.stopping) return Promise.resolve();
+    // Never resolve early just because sealing stopped: callers re-check and would spin.
+    if (this.state.entries - 1 > index) return Promise.resolve();
     return new Promise((resolve) => this.waiters.push(resolve));
   }
 
@@ -352,18 +361,18 @@ export class Batcher {
       [this.key],
     );
     const ops = [...puts];
-    const before = this.state;
-    this.appendEntryOps(ops, text, checkpoint, { lastSeq: last, lastLeaf });
+    const next = this.appendEntryOps(ops, text, checkpoint, { lastSeq: last, lastLeaf });
     try {
       await this.wal.writeSynced(ops);
     } catch (err) {
-      this.state = before;
+      // The in-memory tree already holds the batch: rebuild it from what is durable.
       this.tree = await TreeStore.load(
         { get: (k) => this.wal.getValue(k) },
-        before.sealedThrough + 1,
+        this.state.sealedThrough + 1,
       );
       throw err;
     }
+    this.state = next;
     this.latest = checkpoint;
     this.notify();
   }

@@ -6,12 +6,7 @@
  * the one used for manifests and by verifiers.
  */
 export type JsonValue =
-  | null
-  | boolean
-  | number
-  | string
-  | JsonValue[]
-  | { [key: string]: JsonValue };
+  null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
 export function canonicalize(value: JsonValue): string {
   if (value === null || typeof value === "boolean") return String(value);

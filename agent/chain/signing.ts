@@ -76,13 +76,18 @@ export function publicKeyFromRaw(name: string, raw: Buffer): PublicKey {
 
 /** Parses "<name>+<hex key id>+<base64 key>", checking the key id matches. */
 export function parseVerifierKey(text: string): PublicKey {
-  const parts = text.trim().split("+");
-  if (parts.length !== 3)
+  // Split at the first two '+' only: the name has none, but standard base64 may.
+  const trimmed = text.trim();
+  const first = trimmed.indexOf("+");
+  const second = first < 0 ? -1 : trimmed.indexOf("+", first + 1);
+  if (second < 0)
     throw new AgentError(
       "KEY_BAD_VERIFIER",
-      `"${text.trim().slice(0, 40)}" is not a verifier key of the form name+keyid+base64key`,
+      `"${trimmed.slice(0, 40)}" is not a verifier key of the form name+keyid+base64key`,
     );
-  const [name, id, b64] = parts as [string, string, string];
+  const name = trimmed.slice(0, first);
+  const id = trimmed.slice(first + 1, second);
+  const b64 = trimmed.slice(second + 1);
   const bytes = Buffer.from(b64, "base64");
   if (bytes[0] !== ED25519_ALGORITHM)
     throw new AgentError(

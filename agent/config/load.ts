@@ -3,6 +3,7 @@ import { resolve } from "node:path";
 import YAML, { LineCounter } from "yaml";
 import { z } from "zod";
 import { type WalConfig, walConfigSchema } from "../buffer/config.js";
+import { type SigningConfig, signingConfigSchema } from "../chain/config.js";
 import { AgentError } from "../common/errors.js";
 import {
   type AuditFilterConfig,
@@ -48,6 +49,7 @@ export interface AgentConfig {
   auditFilter: { id: string; factory: ProcessorFactory; config: AuditFilterConfig };
   exporters: ComponentConfig<ExporterFactory>[];
   wal: WalConfig;
+  signing: SigningConfig;
   logLevel: LogLevel;
   /** Non-fatal findings (unset env vars, unused components). */
   warnings: string[];
@@ -164,8 +166,7 @@ export function parseConfig(
   const where = (path: Path): string => {
     for (let n = path.length; n >= 0; n--) {
       const node = doc.getIn(path.slice(0, n), true) as
-        | { range?: [number, number, number] }
-        | undefined;
+        { range?: [number, number, number] } | undefined;
       if (node?.range) {
         const pos = lineCounter.linePos(node.range[0]);
         return `${file}:${pos.line}:${pos.col}`;
@@ -340,6 +341,9 @@ export function parseConfig(
   const wals = [...defined.extensions.values()].filter((c) => c.factory.type === "wal");
   if (wals.length > 1)
     problem(["extensions"], "configure one wal extension: the agent keeps one write-ahead log");
+  const signers = [...defined.extensions.values()].filter((c) => c.factory.type === "signing");
+  if (signers.length > 1)
+    problem(["extensions"], "configure one signing extension: one key signs the agent's chain");
 
   if (problems.length > 0) throw new ConfigError(file, problems);
 
@@ -357,6 +361,8 @@ export function parseConfig(
     (f) => f.kind === "processor" && f.type === "audit_filter",
   ) as ProcessorFactory;
   const wal = (wals[0]?.config as WalConfig | undefined) ?? walConfigSchema.parse({});
+  const signing =
+    (signers[0]?.config as SigningConfig | undefined) ?? signingConfigSchema.parse({});
   return {
     file,
     receivers: receivers as ComponentConfig<ReceiverFactory>[],
@@ -373,6 +379,11 @@ export function parseConfig(
         },
     exporters: exporters as ComponentConfig<ExporterFactory>[],
     wal: { ...wal, directory: resolve(wal.directory) },
+    signing: {
+      ...signing,
+      key_file: resolve(signing.key_file),
+      previous_key_file: signing.previous_key_file && resolve(signing.previous_key_file),
+    },
     logLevel: top.service.telemetry.logs.level,
     warnings,
   };

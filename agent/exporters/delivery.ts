@@ -1,12 +1,13 @@
 import type { WriteAheadLog } from "../buffer/wal.js";
+import type { Batcher } from "../chain/batcher.js";
 import type { RetryOnFailure } from "../config/common.js";
 import type { AgentCounters } from "../telemetry/counters.js";
 import type { Logger } from "../telemetry/logger.js";
 import { PermanentExportError, type RecordSink, RetryableExportError } from "./sink.js";
 
 /**
- * Moves records from the WAL to one exporter's sink, in seq order, through that
- * exporter's own persisted cursor. Failures are retried with exponential backoff and
+ * Moves sealed batches (records from the WAL with their signed manifest and checkpoint)
+ * to one exporter's sink, in order, through that exporter's own persisted cursor. Failures are retried with exponential backoff and
  * jitter (Collector retry_on_failure semantics); data is never skipped: a permanent
  * failure stops this exporter and leaves its records in the WAL.
  */
@@ -14,8 +15,6 @@ import { PermanentExportError, type RecordSink, RetryableExportError } from "./s
 export type DeliveryState = "starting" | "running" | "retrying" | "failed" | "stopped";
 
 export interface DeliveryOptions {
-  maxBatchRecords: number;
-  maxBatchBytes: number;
   retry: RetryOnFailure;
 }
 
@@ -23,6 +22,7 @@ export class DeliveryLoop {
   state: DeliveryState = "starting";
   lastError: string | null = null;
   private cursor = -1;
+  private index = -1;
   private stopping = false;
   private draining = false;
   private loop: Promise<void> | null = null;
@@ -33,6 +33,7 @@ export class DeliveryLoop {
     readonly exporterId: string,
     private readonly sink: RecordSink,
     private readonly wal: WriteAheadLog,
+    private readonly batcher: Batcher,
     private readonly options: DeliveryOptions,
     private readonly counters: AgentCounters,
     private readonly logger: Logger,
@@ -51,10 +52,10 @@ export class DeliveryLoop {
     });
   }
 
-  /** Delivers what the WAL holds, until caught up or until `deadline` (epoch ms). */
+  /** Delivers every sealed batch, until caught up or until `deadline` (epoch ms). */
   async drain(deadline: number): Promise<boolean> {
     this.draining = true;
-    this.wal.wakeWaiters();
+    this.batcher.wake();
     const remaining = deadline - Date.now();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<"timeout">((resolve) => {
@@ -62,13 +63,13 @@ export class DeliveryLoop {
     });
     const outcome = await Promise.race([this.loop ?? Promise.resolve(), timedOut]);
     clearTimeout(timer);
-    return outcome !== "timeout" && this.cursor >= this.wal.headSeq;
+    return outcome !== "timeout" && this.index >= this.batcher.entryCount - 1;
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
     this.interruptSleep();
-    this.wal.wakeWaiters();
+    this.batcher.wake();
     await this.loop;
     await this.sink.close();
     if (this.state !== "failed") this.state = "stopped";
@@ -78,38 +79,54 @@ export class DeliveryLoop {
     const opened = await this.withRetry(() => this.sink.open(this.wal.chainId), 0);
     if (opened === null) return;
     const held = opened.value;
-    this.cursor = await this.wal.loadCursor(this.exporterId);
-    if (held !== null && held > this.cursor) {
+    const saved = await this.wal.loadCursorState(this.exporterId);
+    this.cursor = saved.seq;
+    this.index = saved.index ?? (await this.batcher.firstEntryAfterSeq(saved.seq)) - 1;
+    if (held !== null && held > this.index) {
+      const entry = await this.batcher.readEntry(held);
       this.logger.info(
-        { exporter: this.exporterId, cursor: this.cursor, held },
-        "backend already holds records past the cursor; resuming after them",
+        { exporter: this.exporterId, cursor: this.index, held },
+        "backend already holds batches past the cursor; resuming after them",
       );
-      this.cursor = held;
-      await this.wal.commitCursor(this.exporterId, held);
+      this.index = held;
+      if (entry && entry.count > 0) this.cursor = entry.lastSeq;
+      await this.wal.commitCursor(this.exporterId, this.cursor, this.index);
     }
     this.state = "running";
     while (!this.stopping) {
-      if (this.wal.headSeq <= this.cursor) {
+      if (this.index >= this.batcher.entryCount - 1) {
         if (this.draining) return;
-        await this.wal.waitForRecordsAfter(this.cursor);
+        await this.batcher.waitForEntryAfter(this.index);
         continue;
       }
-      const records = await this.wal.read(
-        this.cursor,
-        this.options.maxBatchRecords,
-        this.options.maxBatchBytes,
-      );
-      if (records.length === 0) {
-        // Only possible when the WAL was trimmed past the cursor by another process' state.
-        this.cursor = this.wal.headSeq;
-        continue;
+      const entry = await this.batcher.readEntry(this.index + 1);
+      if (entry === null) throw new Error(`sealed batch ${this.index + 1} is missing from the WAL`);
+      const records =
+        entry.count > 0
+          ? await this.wal.read(entry.firstSeq - 1, entry.count, Number.POSITIVE_INFINITY)
+          : [];
+      if (
+        records.length !== entry.count ||
+        (entry.count > 0 && records[0]?.seq !== entry.firstSeq)
+      ) {
+        throw new Error(
+          `records ${entry.firstSeq}..${entry.lastSeq} of sealed batch ${entry.index} are missing from the WAL`,
+        );
       }
-      const written = await this.withRetry(() => this.sink.write(records), records.length);
+      const batch = {
+        index: entry.index,
+        manifest: entry.manifest,
+        checkpoint: entry.checkpoint,
+        firstSeq: entry.firstSeq,
+        lastSeq: entry.lastSeq,
+        records,
+      };
+      const written = await this.withRetry(() => this.sink.write(batch), records.length);
       if (written === null) return;
-      const last = (records[records.length - 1] as { seq: number }).seq;
-      this.cursor = last;
+      this.index = entry.index;
+      if (entry.count > 0) this.cursor = entry.lastSeq;
       this.counters.sent(this.exporterId, records.length);
-      await this.wal.commitCursor(this.exporterId, last);
+      await this.wal.commitCursor(this.exporterId, this.cursor, this.index);
     }
   }
 

@@ -1,21 +1,35 @@
-import type { StoredRecord } from "../buffer/wal.js";
 import { AgentError } from "../common/errors.js";
+import type { StoredRecord } from "../buffer/wal.js";
 
 /**
- * What an exporter plugin implements: a backend that records can be written to in seq
+ * What an exporter plugin implements: a backend that sealed batches are written to, in
  * order. The delivery loop (delivery.ts) owns cursors, retries and WAL release; a sink
  * only writes. docs/exporters.md describes the contract.
  */
+
+/** One entry of the sealed log: a signed batch of records, or a record-less key rotation. */
+export interface SealedBatch {
+  index: number;
+  /** The signed manifest's canonical text. */
+  manifest: string;
+  /** The signed checkpoint note after this batch, when it is a batch. */
+  checkpoint: string | null;
+  firstSeq: number;
+  lastSeq: number;
+  /** The batch's records, contiguous and ascending; empty for a key rotation. */
+  records: readonly StoredRecord[];
+}
+
 export interface RecordSink {
   /**
-   * Prepares the backend for `chainId`. Returns the highest seq the backend already holds
-   * durably (found by inspecting it), or null when unknown; delivery resumes after the
-   * larger of this and the persisted cursor, so a crash between a write and the cursor
-   * update does not write records twice.
+   * Prepares the backend for `chainId`. Returns the index of the last sealed batch the
+   * backend already holds completely (found by inspecting it), or null when unknown;
+   * delivery resumes after the larger of this and the persisted cursor, so a crash
+   * between a write and the cursor update does not write a batch twice.
    */
   open(chainId: string): Promise<number | null>;
-  /** Writes records (contiguous, ascending seq) durably, or throws an ExportError. */
-  write(records: readonly StoredRecord[]): Promise<void>;
+  /** Writes one sealed batch durably (records, then its manifest), or throws an ExportError. */
+  write(batch: SealedBatch): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -1,4 +1,6 @@
 import { WriteAheadLog } from "../buffer/wal.js";
+import { Batcher } from "../chain/batcher.js";
+import { loadSigningKeys } from "../chain/key-files.js";
 import type { AgentConfig } from "../config/load.js";
 import { DeliveryLoop } from "../exporters/delivery.js";
 import { AgentCounters } from "../telemetry/counters.js";
@@ -7,21 +9,27 @@ import type { Lifecycle } from "./factory.js";
 import { LogsPipeline } from "./pipeline.js";
 
 /**
- * One agent: the WAL, the logs pipeline, its receivers and one delivery loop per
- * exporter. Start order is WAL → exporters → receivers (nothing is accepted before it
- * can be stored); shutdown runs the reverse, draining exporters within the grace period.
+ * One agent: the WAL, the batcher that seals it, the logs pipeline, its receivers and one
+ * delivery loop per exporter. Start order is WAL → batcher → exporters → receivers
+ * (nothing is accepted before it can be stored); shutdown runs the reverse: stop
+ * receiving, seal what is stored, let exporters drain within the grace period.
  */
 export interface RunningAgent {
   readonly chainId: string;
   readonly counters: AgentCounters;
   readonly wal: WriteAheadLog;
+  readonly batcher: Batcher;
   readonly deliveries: readonly DeliveryLoop[];
   /** Bound addresses by receiver id and protocol, e.g. { otlp: { grpc: "127.0.0.1:4317" } }. */
   addresses(): Record<string, Record<string, string>>;
   shutdown(graceMs: number): Promise<{ drained: boolean }>;
 }
 
-export async function startAgent(config: AgentConfig, logger: Logger): Promise<RunningAgent> {
+export async function startAgent(
+  config: AgentConfig,
+  logger: Logger,
+  env: Record<string, string | undefined> = process.env,
+): Promise<RunningAgent> {
   const counters = new AgentCounters();
   const wal = await WriteAheadLog.open({
     directory: config.wal.directory,
@@ -32,6 +40,31 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     { chainId: wal.chainId, wal: wal.directory, headSeq: wal.headSeq },
     "write-ahead log open",
   );
+
+  let batcher: Batcher;
+  try {
+    const keys = loadSigningKeys(config.signing, env, logger);
+    batcher = await Batcher.open({
+      wal,
+      key: keys.key,
+      previousKey: keys.previous,
+      origin: config.signing.origin ?? `otel-audit-agent/${wal.chainId}`,
+      policy: {
+        maxRecords: config.signing.batch.max_records,
+        maxBytes: Math.floor(config.signing.batch.max_size_mib * 1024 * 1024),
+        timeoutMs: config.signing.batch.timeout,
+      },
+      logger,
+    });
+    logger.info(
+      { verifierKey: keys.key.public.verifierKey, sealedThrough: batcher.sealedThrough },
+      "signing batches",
+    );
+  } catch (err) {
+    await wal.close();
+    throw err;
+  }
+  batcher.start();
 
   const settings = (id: string) => ({ id, logger, counters });
   const deliveries: DeliveryLoop[] = [];
@@ -45,7 +78,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
       logger.warn({ exporters: dropped }, "forgot cursors of exporters no longer configured");
     for (const e of config.exporters) {
       const { sink, delivery } = e.factory.create(settings(e.id), e.config);
-      deliveries.push(new DeliveryLoop(e.id, sink, wal, delivery, counters, logger));
+      deliveries.push(new DeliveryLoop(e.id, sink, wal, batcher, delivery, counters, logger));
     }
     for (const d of deliveries) d.start();
 
@@ -64,6 +97,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
   } catch (err) {
     for (const r of receivers) await r.component.shutdown();
     for (const d of deliveries) await d.stop();
+    await batcher.stop();
     await wal.close();
     throw err;
   }
@@ -73,6 +107,7 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
     chainId: wal.chainId,
     counters,
     wal,
+    batcher,
     deliveries,
     addresses: () => Object.fromEntries(receivers.map((r) => [r.id, r.component.addresses()])),
     shutdown(graceMs: number) {
@@ -81,6 +116,9 @@ export async function startAgent(config: AgentConfig, logger: Logger): Promise<R
         logger.info({ graceMs }, "shutting down: no new requests; finishing in-flight ones");
         await Promise.all(receivers.map((r) => r.component.shutdown()));
         await wal.drained();
+        // Seal everything stored, so the exporters can ship it all within the grace period.
+        await batcher.stop();
+        await batcher.sealAll();
         const results = await Promise.all(deliveries.map((d) => d.drain(deadline)));
         const drained = results.every(Boolean);
         if (!drained)

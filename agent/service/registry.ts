@@ -1,4 +1,5 @@
 import { walExtensionFactory } from "../buffer/config.js";
+import { signingExtensionFactory } from "../chain/config.js";
 import { fileExporterFactory } from "../exporters/file/factory.js";
 import { auditFilterFactory } from "../processing/audit-filter/factory.js";
 import { otlpReceiverFactory } from "../receivers/otlp/factory.js";
@@ -10,4 +11,5 @@ export const factories: readonly AnyFactory[] = [
   auditFilterFactory,
   fileExporterFactory,
   walExtensionFactory,
+  signingExtensionFactory,
 ];

@@ -54,6 +54,10 @@ exporters:
       initial_interval: 50ms
       max_interval: 200ms
 extensions:
+  signing:
+    key_file: ${join(o.dir, "keys", "signing.key")}
+    batch:
+      timeout: 20ms
   wal:
     directory: ${join(o.dir, "wal")}
     max_size_mib: ${o.walMaxMib ?? 64}

@@ -1,10 +1,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { fileExporterConfigSchema } from "../../agent/exporters/file/config.js";
-import { FileSink } from "../../agent/exporters/file/file-sink.js";
-import { segmentName } from "../../agent/exporters/file/segments.js";
-import { createLogger } from "../../agent/telemetry/logger.js";
+import { recoverTail } from "../../agent/exporters/file/tail.js";
 import { makeTempDir } from "../helpers/agent.js";
 
 /** Torn-tail recovery of the file exporter, at sizes around its 1 MiB read chunk. */
@@ -21,17 +18,10 @@ function line(seq: number, pad = 10): string {
 async function recover(content: string) {
   const tmp = makeTempDir("file-sink-");
   dirs.push(tmp);
-  const chainDir = join(tmp.path, "c");
-  const { mkdirSync } = await import("node:fs");
-  mkdirSync(chainDir);
-  const segment = join(chainDir, segmentName(0));
+  const segment = join(tmp.path, "records-00000000000000000000.ndjson");
   writeFileSync(segment, content);
-  const sink = new FileSink(
-    fileExporterConfigSchema.parse({ directory: tmp.path }),
-    createLogger("error"),
-  );
-  const held = await sink.open("c");
-  await sink.close();
+  const { lastLine } = await recoverTail(segment);
+  const held = lastLine === null ? null : Number((JSON.parse(lastLine) as { seq: string }).seq);
   return { held, after: readFileSync(segment, "utf8") };
 }
 

@@ -1,30 +1,42 @@
-import { constants, type FileHandle, mkdir, open, stat } from "node:fs/promises";
-import { join } from "node:path";
+import { constants, type FileHandle, mkdir, open } from "node:fs/promises";
+import { basename, join } from "node:path";
 import { CANONICAL_OFFSET } from "../../buffer/keys.js";
-import type { StoredRecord } from "../../buffer/wal.js";
 import type { Logger } from "../../telemetry/logger.js";
-import { PermanentExportError, type RecordSink, RetryableExportError } from "../sink.js";
+import {
+  PermanentExportError,
+  type RecordSink,
+  RetryableExportError,
+  type SealedBatch,
+} from "../sink.js";
 import type { FileExporterConfig } from "./config.js";
-import { listSegments, segmentName } from "./segments.js";
+import { listSegments, type SegmentKind, segmentName } from "./segments.js";
+import { recoverTail } from "./tail.js";
 
 /**
- * The file exporter's backend: `<directory>/<chainId>/records-<firstSeq>.ndjson`, each
- * line exactly one record's canonical text. Appended and fsync'd before the cursor moves.
- *
- * At open, the end of the newest segment is inspected: a torn last line (the agent died
- * mid-write, before the write was acknowledged to the cursor) is cut off, and the seq of
- * the last complete line is reported so delivery resumes after it instead of writing it
- * twice. Readers still tolerate an identical repeated line (docs/integrity-format.md §6).
+ * The file exporter's backend, under `<directory>/<chainId>/`:
+ *   records-<firstSeq>.ndjson    one record's canonical text per line
+ *   manifests-<firstSeq>.ndjson  one line per sealed batch: {"checkpoint":…,"manifest":…}
+ * A batch's record lines are appended and fsync'd before its manifest line, and the
+ * cursor moves only after both. At open, torn final lines are cut from both files and
+ * the last complete lines tell how far the backend got: a batch whose manifest is there
+ * is held; record lines written before a crash are not written again.
  */
 
 const NEWLINE = 0x0a;
-const TAIL_CHUNK = 1 << 20;
+
+interface OpenFile {
+  handle: FileHandle;
+  bytes: number;
+}
 
 export class FileSink implements RecordSink {
   private chainDir = "";
   private chainId = "";
-  private handle: FileHandle | null = null;
-  private segmentBytes = 0;
+  private records: OpenFile | null = null;
+  private manifests: OpenFile | null = null;
+  /** Highest record seq and manifest index already in the files. */
+  private heldSeq = -1;
+  private heldIndex = -1;
   private readonly maxSegmentBytes: number;
 
   constructor(
@@ -46,42 +58,65 @@ export class FileSink implements RecordSink {
         { cause: err },
       );
     }
-    const segments = await listSegments(this.chainDir);
-    for (let i = segments.length - 1; i >= 0; i--) {
-      const lastSeq = await this.recoverTail(segments[i] as string);
-      if (lastSeq !== null) {
-        await this.openSegment(segments[segments.length - 1] as string);
-        return lastSeq;
-      }
-    }
-    return null;
+    this.heldSeq = await this.lastHeld("records", (line) => {
+      const seq = (JSON.parse(line) as { seq?: unknown }).seq;
+      if (typeof seq !== "string" || !/^\d+$/.test(seq)) throw new Error("no seq");
+      return Number(seq);
+    });
+    this.heldIndex = await this.lastHeld("manifests", (line) => {
+      const index = (JSON.parse(line) as { manifest?: { index?: unknown } }).manifest?.index;
+      if (typeof index !== "string" || !/^\d+$/.test(index)) throw new Error("no index");
+      return Number(index);
+    });
+    const newest = (await listSegments(this.chainDir, "records")).pop();
+    if (newest)
+      await this.openPair(Number(basename(newest).slice("records-".length, -".ndjson".length)));
+    return this.heldIndex >= 0 ? this.heldIndex : null;
   }
 
-  async write(records: readonly StoredRecord[]): Promise<void> {
-    if (records.length === 0) return;
-    let size = 0;
-    for (const r of records) size += r.value.length - CANONICAL_OFFSET + 1;
-    const buf = Buffer.allocUnsafe(size);
-    let at = 0;
-    for (const r of records) {
-      at += r.value.copy(buf, at, CANONICAL_OFFSET);
-      buf[at++] = NEWLINE;
+  /** The value of the last complete line of the newest non-empty segment of a kind, or −1. */
+  private async lastHeld(kind: SegmentKind, read: (line: string) => number): Promise<number> {
+    const segments = await listSegments(this.chainDir, kind);
+    for (let i = segments.length - 1; i >= 0; i--) {
+      const path = segments[i] as string;
+      const { lastLine, cut } = await recoverTail(path);
+      if (cut > 0)
+        this.logger.warn(
+          { segment: path, bytes: cut },
+          "cut a torn final line left by an interrupted write",
+        );
+      if (lastLine === null) continue;
+      try {
+        return read(lastLine);
+      } catch {
+        throw new PermanentExportError(
+          `the last line of ${path} is not one the agent wrote; the output directory was modified outside the agent`,
+        );
+      }
     }
+    return -1;
+  }
+
+  async write(batch: SealedBatch): Promise<void> {
+    if (batch.index <= this.heldIndex) return; // already complete in the files
     try {
-      if (this.handle === null || this.segmentBytes >= this.maxSegmentBytes) {
-        await this.rotate((records[0] as StoredRecord).seq);
+      if (
+        this.records === null ||
+        (this.records.bytes >= this.maxSegmentBytes && batch.records.length > 0)
+      ) {
+        await this.rotate(batch.records.length > 0 ? batch.firstSeq : this.heldSeq + 1);
       }
-      const handle = this.handle as FileHandle;
-      let written = 0;
-      while (written < size) {
-        const { bytesWritten } = await handle.write(buf, written, size - written);
-        written += bytesWritten;
+      const fresh = batch.records.filter((r) => r.seq > this.heldSeq);
+      if (fresh.length > 0) {
+        await this.append(this.records as OpenFile, linesOf(fresh));
+        this.heldSeq = (fresh[fresh.length - 1] as { seq: number }).seq;
       }
-      await handle.datasync();
-      this.segmentBytes += size;
+      const line = `{"checkpoint":${batch.checkpoint === null ? "null" : JSON.stringify(batch.checkpoint)},"manifest":${batch.manifest}}\n`;
+      await this.append(this.manifests as OpenFile, Buffer.from(line, "utf8"));
+      this.heldIndex = batch.index;
     } catch (err) {
       // A partial write leaves a torn line only at the very end; reopening cuts it off.
-      await this.closeHandle();
+      await this.close();
       await this.open(this.chainId).catch(() => undefined);
       throw new RetryableExportError(
         `cannot write to ${this.chainDir}: ${(err as Error).message}`,
@@ -91,20 +126,27 @@ export class FileSink implements RecordSink {
     }
   }
 
-  async close(): Promise<void> {
-    await this.closeHandle();
+  private async append(file: OpenFile, buf: Buffer): Promise<void> {
+    let written = 0;
+    while (written < buf.length) {
+      const { bytesWritten } = await file.handle.write(buf, written, buf.length - written);
+      written += bytesWritten;
+    }
+    await file.handle.datasync();
+    file.bytes += buf.length;
   }
 
-  private async closeHandle(): Promise<void> {
-    const h = this.handle;
-    this.handle = null;
-    if (h) await h.close().catch(() => undefined);
+  async close(): Promise<void> {
+    const files = [this.records, this.manifests];
+    this.records = null;
+    this.manifests = null;
+    for (const f of files) if (f) await f.handle.close().catch(() => undefined);
   }
 
   private async rotate(firstSeq: number): Promise<void> {
-    await this.closeHandle();
-    await this.openSegment(join(this.chainDir, segmentName(firstSeq)));
-    // Make the new file's directory entry durable too, not just its contents.
+    await this.close();
+    await this.openPair(firstSeq);
+    // Make the new files' directory entries durable too, not just their contents.
     const dir = await open(this.chainDir, constants.O_RDONLY);
     try {
       await dir.sync();
@@ -113,67 +155,24 @@ export class FileSink implements RecordSink {
     }
   }
 
-  private async openSegment(path: string): Promise<void> {
-    this.handle = await open(path, "a");
-    this.segmentBytes = (await this.handle.stat()).size;
+  private async openPair(firstSeq: number): Promise<void> {
+    const openOne = async (kind: SegmentKind): Promise<OpenFile> => {
+      const handle = await open(join(this.chainDir, segmentName(firstSeq, kind)), "a");
+      return { handle, bytes: (await handle.stat()).size };
+    };
+    this.records = await openOne("records");
+    this.manifests = await openOne("manifests");
   }
+}
 
-  /**
-   * Cuts a torn final line from `path` and returns the seq of its last complete line, or
-   * null if the segment holds no complete line.
-   */
-  private async recoverTail(path: string): Promise<number | null> {
-    const size = (await stat(path)).size;
-    if (size === 0) return null;
-    const fh = await open(path, "r+");
-    try {
-      let end = size;
-      let tail = Buffer.alloc(0);
-      let lastNewline = -1;
-      let lineStart = -1;
-      // Read backwards until the last complete line (between two newlines) is in `tail`.
-      while (end > 0 && lineStart < 0) {
-        const start = Math.max(0, end - TAIL_CHUNK);
-        const chunk = Buffer.allocUnsafe(end - start);
-        await fh.read(chunk, 0, chunk.length, start);
-        tail = Buffer.concat([chunk, tail]);
-        const base = start;
-        if (lastNewline < 0) {
-          const i = tail.lastIndexOf(NEWLINE);
-          if (i >= 0) lastNewline = base + i;
-        }
-        if (lastNewline >= 0) {
-          // A negative fromIndex would make lastIndexOf search from the end again.
-          const from = lastNewline - base - 1;
-          const j = from >= 0 ? tail.lastIndexOf(NEWLINE, from) : -1;
-          if (j >= 0) lineStart = base + j + 1;
-          else if (start === 0) lineStart = 0;
-        }
-        end = start;
-      }
-      const tailStart = size - tail.length;
-      if (lastNewline < size - 1) {
-        const keep = lastNewline + 1;
-        this.logger.warn(
-          { segment: path, bytes: size - keep },
-          "cutting a torn final line left by an interrupted write",
-        );
-        await fh.truncate(keep);
-        await fh.sync();
-      }
-      if (lastNewline < 0) return null;
-      const line = tail.subarray(lineStart - tailStart, lastNewline - tailStart).toString("utf8");
-      try {
-        const seq = (JSON.parse(line) as { seq?: unknown }).seq;
-        if (typeof seq !== "string" || !/^\d+$/.test(seq)) throw new Error("no seq");
-        return Number(seq);
-      } catch {
-        throw new PermanentExportError(
-          `the last line of ${path} is not a chained record; the output directory was modified outside the agent`,
-        );
-      }
-    } finally {
-      await fh.close();
-    }
+function linesOf(records: SealedBatch["records"]): Buffer {
+  let size = 0;
+  for (const r of records) size += r.value.length - CANONICAL_OFFSET + 1;
+  const buf = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const r of records) {
+    at += r.value.copy(buf, at, CANONICAL_OFFSET);
+    buf[at++] = NEWLINE;
   }
+  return buf;
 }
