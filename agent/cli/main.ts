@@ -7,6 +7,9 @@ import { packageRoot } from "../common/package-root.js";
 import { ConfigError, loadConfigFile } from "../config/load.js";
 import { startAgent } from "../service/agent.js";
 import { createLogger } from "../telemetry/logger.js";
+import { keygen } from "./keygen.js";
+import { proveCommand } from "./prove.js";
+import { verifyCommand } from "./verify.js";
 
 /** The `audit-agent` command. Exit codes: 0 ok, 1 runtime failure, 2 invalid usage or config. */
 
@@ -68,11 +71,110 @@ program
     );
   });
 
+program
+  .command("keygen")
+  .description("create an Ed25519 signing key pair: DIR/NAME.key (mode 0600) and DIR/NAME.pub")
+  .requiredOption("-o, --out <dir>", "directory for the key files")
+  .option("-n, --name <name>", "key name (appears in signatures and verifier keys)", "audit-agent")
+  .action((opts: { out: string; name: string }) => keygen(opts));
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+const integer = (value: string) => {
+  if (!/^\d+$/.test(value))
+    throw new CommanderError(
+      2,
+      "audit-agent.badNumber",
+      `"${value}" is not a non-negative integer`,
+    );
+  return Number(value);
+};
+
+program
+  .command("verify")
+  .description(
+    "prove from a backend's contents and public keys alone that no audit record was altered, removed, reordered or inserted (exit 0 clean, 1 findings, 2 usage)",
+  )
+  .requiredOption("-s, --source <spec>", "what to read: file:DIR")
+  .requiredOption("-t, --trust <keyfile>", "trusted public key file (repeatable)", collect)
+  .option(
+    "--checkpoint <file>",
+    "a signed checkpoint seen earlier: detects a truncated tail (repeatable)",
+    collect,
+  )
+  .option("--json", "print the report as JSON")
+  .action(
+    async (opts: { source: string; trust: string[]; checkpoint?: string[]; json?: boolean }) => {
+      process.exitCode = await verifyCommand(opts);
+    },
+  );
+
+program
+  .command("prove")
+  .description(
+    "print an RFC 6962 inclusion proof (--seq N) or consistency proof (--consistency OLD NEW)",
+  )
+  .option("--seq <n>", "record to prove", integer)
+  .option("--consistency <sizes...>", "old and new tree sizes")
+  .option(
+    "--checkpoint <file>",
+    "prove against this signed checkpoint's tree size (and check its root)",
+  )
+  .option(
+    "-c, --config <file>",
+    "agent config (to find the WAL; the agent must be stopped)",
+    "config/default.yaml",
+  )
+  .option(
+    "--agent <url>",
+    "ask a running agent's checkpoint endpoint instead, e.g. http://127.0.0.1:8890",
+  )
+  .action(
+    async (opts: {
+      seq?: number;
+      consistency?: string[];
+      checkpoint?: string;
+      config: string;
+      agent?: string;
+    }) => {
+      let consistency: [number, number] | undefined;
+      if (opts.consistency) {
+        if (opts.consistency.length !== 2)
+          throw new CommanderError(
+            2,
+            "audit-agent.usage",
+            "--consistency takes two sizes: OLD NEW",
+          );
+        consistency = [
+          integer(opts.consistency[0] as string),
+          integer(opts.consistency[1] as string),
+        ];
+      }
+      await proveCommand({
+        seq: opts.seq,
+        consistency,
+        checkpoint: opts.checkpoint,
+        config: opts.config,
+        agent: opts.agent,
+      });
+    },
+  );
+
 program.parseAsync(process.argv).catch((err: unknown) => {
   // Commander has already printed its message (or the help/version text).
-  if (err instanceof CommanderError) process.exit(err.exitCode === 0 ? 0 : 2);
+  if (err instanceof CommanderError) {
+    if (err.code.startsWith("audit-agent.")) process.stderr.write(`audit-agent: ${err.message}\n`);
+    process.exit(err.exitCode === 0 ? 0 : 2);
+  }
   if (err instanceof ConfigError) {
     process.stderr.write(`${err.message}\n`);
+    process.exit(2);
+  }
+  // Bad arguments (unreadable key files, unknown sources…) are usage errors: exit 2.
+  if (
+    err instanceof AgentError &&
+    /^(KEY_|TRUST_|VERIFY_BAD_|PROVE_USAGE|PROVE_BAD_|KEYGEN_)/.test(err.code)
+  ) {
+    process.stderr.write(`audit-agent: ${err.message}\n`);
     process.exit(2);
   }
   const message =

@@ -1,5 +1,6 @@
 import { WriteAheadLog } from "../buffer/wal.js";
 import { Batcher } from "../chain/batcher.js";
+import { CheckpointServer } from "../chain/checkpoint-server.js";
 import { loadSigningKeys } from "../chain/key-files.js";
 import type { AgentConfig } from "../config/load.js";
 import { DeliveryLoop } from "../exporters/delivery.js";
@@ -65,6 +66,9 @@ export async function startAgent(
     throw err;
   }
   batcher.start();
+  const checkpoints = config.signing.endpoint
+    ? new CheckpointServer(config.signing.endpoint, batcher, logger)
+    : null;
 
   const settings = (id: string) => ({ id, logger, counters });
   const deliveries: DeliveryLoop[] = [];
@@ -81,6 +85,7 @@ export async function startAgent(
       deliveries.push(new DeliveryLoop(e.id, sink, wal, batcher, delivery, counters, logger));
     }
     for (const d of deliveries) d.start();
+    await checkpoints?.start();
 
     const isAudit = config.auditFilter.factory.create(
       settings(config.auditFilter.id),
@@ -97,6 +102,7 @@ export async function startAgent(
   } catch (err) {
     for (const r of receivers) await r.component.shutdown();
     for (const d of deliveries) await d.stop();
+    await checkpoints?.shutdown();
     await batcher.stop();
     await wal.close();
     throw err;
@@ -109,7 +115,10 @@ export async function startAgent(
     wal,
     batcher,
     deliveries,
-    addresses: () => Object.fromEntries(receivers.map((r) => [r.id, r.component.addresses()])),
+    addresses: () => ({
+      ...Object.fromEntries(receivers.map((r) => [r.id, r.component.addresses()])),
+      ...(checkpoints ? { signing: { http: checkpoints.address() } } : {}),
+    }),
     shutdown(graceMs: number) {
       stopping ??= (async () => {
         const deadline = Date.now() + graceMs;
@@ -127,6 +136,7 @@ export async function startAgent(
             "grace period over before every exporter caught up; the rest stays in the WAL for the next start",
           );
         for (const d of deliveries) await d.stop();
+        await checkpoints?.shutdown();
         await wal.close();
         logger.info({ drained, headSeq: wal.headSeq }, "stopped");
         return { drained };

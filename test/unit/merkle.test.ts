@@ -47,7 +47,7 @@ function makeLeaves(n: number, tag = "leaf"): Buffer[] {
  * An independent reference MTH (RFC 6962 §2.1), hashing with node:crypto directly and
  * memoized so large trees stay cheap. Used to check both proof sources.
  */
-function referenceMth(leaves: readonly Hash[]): HashSource & ((s: number, e: number) => Buffer) {
+function referenceMth(leaves: readonly Hash[]): (start: number, end: number) => Buffer {
   const memo = new Map<number, Buffer>();
   const mth = (start: number, end: number): Buffer => {
     const n = end - start;
@@ -272,60 +272,72 @@ describe("RFC 6962 hashing (known answers)", () => {
 
 type Range = [number, number];
 
+/** "[a,b) [c,d)" → [[a, b], [c, d]]. */
+function rs(text: string): Range[] {
+  return text
+    .split(" ")
+    .filter(Boolean)
+    .map((t) => {
+      const m = /^\[(\d+),(\d+)\)$/.exec(t);
+      if (!m) throw new Error(`bad range ${t}`);
+      return [Number(m[1]), Number(m[2])];
+    });
+}
+
 const INCLUSION_SHAPES: { size: number; index: number; ranges: Range[] }[] = [
-  { size: 1, index: 0, ranges: [] },
-  { size: 2, index: 0, ranges: [[1, 2]] },
-  { size: 2, index: 1, ranges: [[0, 1]] },
-  { size: 3, index: 1, ranges: [[0, 1], [2, 3]] },
-  { size: 7, index: 0, ranges: [[1, 2], [2, 4], [4, 7]] },
-  { size: 7, index: 1, ranges: [[0, 1], [2, 4], [4, 7]] },
-  { size: 7, index: 2, ranges: [[3, 4], [0, 2], [4, 7]] },
-  { size: 7, index: 3, ranges: [[2, 3], [0, 2], [4, 7]] },
-  { size: 7, index: 4, ranges: [[5, 6], [6, 7], [0, 4]] },
-  { size: 7, index: 5, ranges: [[4, 5], [6, 7], [0, 4]] },
-  { size: 7, index: 6, ranges: [[4, 6], [0, 4]] },
-  { size: 4, index: 2, ranges: [[3, 4], [0, 2]] },
-  { size: 5, index: 3, ranges: [[2, 3], [0, 2], [4, 5]] },
-  { size: 6, index: 3, ranges: [[2, 3], [0, 2], [4, 6]] },
-  { size: 6, index: 4, ranges: [[5, 6], [0, 4]] },
-  { size: 15, index: 10, ranges: [[11, 12], [8, 10], [12, 15], [0, 8]] },
-  { size: 31, index: 24, ranges: [[25, 26], [26, 28], [28, 31], [16, 24], [0, 16]] },
+  { size: 1, index: 0, ranges: rs("") },
+  { size: 2, index: 0, ranges: rs("[1,2)") },
+  { size: 2, index: 1, ranges: rs("[0,1)") },
+  { size: 3, index: 1, ranges: rs("[0,1) [2,3)") },
+  { size: 7, index: 0, ranges: rs("[1,2) [2,4) [4,7)") },
+  { size: 7, index: 1, ranges: rs("[0,1) [2,4) [4,7)") },
+  { size: 7, index: 2, ranges: rs("[3,4) [0,2) [4,7)") },
+  { size: 7, index: 3, ranges: rs("[2,3) [0,2) [4,7)") },
+  { size: 7, index: 4, ranges: rs("[5,6) [6,7) [0,4)") },
+  { size: 7, index: 5, ranges: rs("[4,5) [6,7) [0,4)") },
+  { size: 7, index: 6, ranges: rs("[4,6) [0,4)") },
+  { size: 4, index: 2, ranges: rs("[3,4) [0,2)") },
+  { size: 5, index: 3, ranges: rs("[2,3) [0,2) [4,5)") },
+  { size: 6, index: 3, ranges: rs("[2,3) [0,2) [4,6)") },
+  { size: 6, index: 4, ranges: rs("[5,6) [0,4)") },
+  { size: 15, index: 10, ranges: rs("[11,12) [8,10) [12,15) [0,8)") },
+  { size: 31, index: 24, ranges: rs("[25,26) [26,28) [28,31) [16,24) [0,16)") },
   {
     size: 95,
     index: 81,
-    ranges: [[80, 81], [82, 84], [84, 88], [88, 95], [64, 80], [0, 64]],
+    ranges: rs("[80,81) [82,84) [84,88) [88,95) [64,80) [0,64)"),
   },
 ];
 
 const CONSISTENCY_SHAPES: { size1: number; size2: number; ranges: Range[] }[] = [
-  { size1: 1, size2: 2, ranges: [[1, 2]] },
-  { size1: 1, size2: 4, ranges: [[1, 2], [2, 4]] },
-  { size1: 1, size2: 6, ranges: [[1, 2], [2, 4], [4, 6]] },
-  { size1: 2, size2: 3, ranges: [[2, 3]] },
-  { size1: 2, size2: 8, ranges: [[2, 4], [4, 8]] },
-  { size1: 3, size2: 7, ranges: [[2, 3], [3, 4], [0, 2], [4, 7]] },
-  { size1: 4, size2: 7, ranges: [[4, 7]] },
-  { size1: 5, size2: 7, ranges: [[4, 5], [5, 6], [6, 7], [0, 4]] },
-  { size1: 6, size2: 7, ranges: [[4, 6], [6, 7], [0, 4]] },
-  { size1: 7, size2: 8, ranges: [[6, 7], [7, 8], [4, 6], [0, 4]] },
-  { size1: 1, size2: 1, ranges: [] },
-  { size1: 2, size2: 2, ranges: [] },
-  { size1: 3, size2: 3, ranges: [] },
-  { size1: 4, size2: 4, ranges: [] },
-  { size1: 5, size2: 5, ranges: [] },
-  { size1: 7, size2: 7, ranges: [] },
-  { size1: 8, size2: 8, ranges: [] },
-  { size1: 2, size2: 4, ranges: [[2, 4]] },
-  { size1: 3, size2: 5, ranges: [[2, 3], [3, 4], [0, 2], [4, 5]] },
-  { size1: 3, size2: 6, ranges: [[2, 3], [3, 4], [0, 2], [4, 6]] },
-  { size1: 4, size2: 6, ranges: [[4, 6]] },
-  { size1: 1, size2: 7, ranges: [[1, 2], [2, 4], [4, 7]] },
-  { size1: 10, size2: 15, ranges: [[8, 10], [10, 12], [12, 15], [0, 8]] },
-  { size1: 24, size2: 31, ranges: [[16, 24], [24, 31], [0, 16]] },
+  { size1: 1, size2: 2, ranges: rs("[1,2)") },
+  { size1: 1, size2: 4, ranges: rs("[1,2) [2,4)") },
+  { size1: 1, size2: 6, ranges: rs("[1,2) [2,4) [4,6)") },
+  { size1: 2, size2: 3, ranges: rs("[2,3)") },
+  { size1: 2, size2: 8, ranges: rs("[2,4) [4,8)") },
+  { size1: 3, size2: 7, ranges: rs("[2,3) [3,4) [0,2) [4,7)") },
+  { size1: 4, size2: 7, ranges: rs("[4,7)") },
+  { size1: 5, size2: 7, ranges: rs("[4,5) [5,6) [6,7) [0,4)") },
+  { size1: 6, size2: 7, ranges: rs("[4,6) [6,7) [0,4)") },
+  { size1: 7, size2: 8, ranges: rs("[6,7) [7,8) [4,6) [0,4)") },
+  { size1: 1, size2: 1, ranges: rs("") },
+  { size1: 2, size2: 2, ranges: rs("") },
+  { size1: 3, size2: 3, ranges: rs("") },
+  { size1: 4, size2: 4, ranges: rs("") },
+  { size1: 5, size2: 5, ranges: rs("") },
+  { size1: 7, size2: 7, ranges: rs("") },
+  { size1: 8, size2: 8, ranges: rs("") },
+  { size1: 2, size2: 4, ranges: rs("[2,4)") },
+  { size1: 3, size2: 5, ranges: rs("[2,3) [3,4) [0,2) [4,5)") },
+  { size1: 3, size2: 6, ranges: rs("[2,3) [3,4) [0,2) [4,6)") },
+  { size1: 4, size2: 6, ranges: rs("[4,6)") },
+  { size1: 1, size2: 7, ranges: rs("[1,2) [2,4) [4,7)") },
+  { size1: 10, size2: 15, ranges: rs("[8,10) [10,12) [12,15) [0,8)") },
+  { size1: 24, size2: 31, ranges: rs("[16,24) [24,31) [0,16)") },
   {
     size1: 81,
     size2: 95,
-    ranges: [[80, 81], [81, 82], [82, 84], [84, 88], [88, 95], [64, 80], [0, 64]],
+    ranges: rs("[80,81) [81,82) [82,84) [84,88) [88,95) [64,80) [0,64)"),
   },
 ];
 
@@ -361,9 +373,9 @@ describe("proof shapes (transparency-dev/merkle node lists)", () => {
       const proof = await consistencyProof(c.size1, c.size2, source);
       expect(asked, `${c.size1} -> ${c.size2}`).toEqual(c.ranges);
       expect(hexes(proof)).toEqual(c.ranges.map(([s, e]) => hex(ref(s, e))));
-      expect(
-        verifyConsistency(c.size1, c.size2, ref(0, c.size1), ref(0, c.size2), proof),
-      ).toBe(true);
+      expect(verifyConsistency(c.size1, c.size2, ref(0, c.size1), ref(0, c.size2), proof)).toBe(
+        true,
+      );
     }
   });
 });
@@ -407,9 +419,17 @@ function inclusionProbes(index: number, size: number, leaf: Hash, proof: Hash[],
       probes.push([`proof[${i}] byte ${byte} ^ ${mask}`, index, size, leaf, bad, root]);
     }
   }
-  if (proof.length > 0) probes.push(["removed component", index, size, leaf, proof.slice(0, -1), root]);
+  if (proof.length > 0)
+    probes.push(["removed component", index, size, leaf, proof.slice(0, -1), root]);
   if (proof.length > 1) {
-    probes.push(["inserted component", index, size, leaf, [proof[0]!, SOME_HASH, ...proof.slice(1)], root]);
+    probes.push([
+      "inserted component",
+      index,
+      size,
+      leaf,
+      [proof[0]!, SOME_HASH, ...proof.slice(1)],
+      root,
+    ]);
   }
   return probes;
 }
@@ -468,7 +488,13 @@ describe("verification rejects corrupted proofs", () => {
       const root2 = unhex(ROOTS[v.size2]!);
       const proof = v.proof.map(unhex);
       expect(verifyConsistency(v.size1, v.size2, root1, root2, proof)).toBe(true);
-      for (const [desc, m, n, r1, r2, p] of consistencyProbes(v.size1, v.size2, root1, root2, proof)) {
+      for (const [desc, m, n, r1, r2, p] of consistencyProbes(
+        v.size1,
+        v.size2,
+        root1,
+        root2,
+        proof,
+      )) {
         expect(verifyConsistency(m, n, r1, r2, p), `${v.size1} -> ${v.size2}: ${desc}`).toBe(false);
       }
     }
@@ -558,7 +584,9 @@ describe("properties over random trees up to 3000 leaves", () => {
       const root = ref(0, n);
       // Every leaf for the smaller trees, a random sample of ~200 for the larger ones.
       const indices =
-        n <= 300 ? Array.from({ length: n }, (_, i) => i) : Array.from({ length: 200 }, () => randInt(r, 0, n - 1));
+        n <= 300
+          ? Array.from({ length: n }, (_, i) => i)
+          : Array.from({ length: 200 }, () => randInt(r, 0, n - 1));
       indices.push(0, n - 1);
       for (const i of indices) {
         const proof = await inclusionProof(i, n, ref);
@@ -570,8 +598,12 @@ describe("properties over random trees up to 3000 leaves", () => {
           const bad = [...proof];
           const at = randInt(r, 0, proof.length - 1);
           bad[at] = flip(bad[at]!, 1 << randInt(r, 0, 7), randInt(r, 0, 31));
-          expect(verifyInclusion(i, n, all[i]!, bad, root), `${what}, flipped proof[${at}]`).toBe(false);
-          expect(verifyInclusion(i, n, all[i]!, proof.slice(0, -1), root), `${what}, short`).toBe(false);
+          expect(verifyInclusion(i, n, all[i]!, bad, root), `${what}, flipped proof[${at}]`).toBe(
+            false,
+          );
+          expect(verifyInclusion(i, n, all[i]!, proof.slice(0, -1), root), `${what}, short`).toBe(
+            false,
+          );
           expect(verifyInclusion(i, n, all[i]!, [...proof, SOME_HASH], root), `${what}, long`).toBe(
             false,
           );
@@ -584,7 +616,9 @@ describe("properties over random trees up to 3000 leaves", () => {
     for (const n of sizes) {
       const root2 = ref(0, n);
       const olds =
-        n <= 300 ? Array.from({ length: n + 1 }, (_, m) => m) : Array.from({ length: 200 }, () => randInt(r, 0, n));
+        n <= 300
+          ? Array.from({ length: n + 1 }, (_, m) => m)
+          : Array.from({ length: 200 }, () => randInt(r, 0, n));
       olds.push(1, n - 1, n);
       for (const m of olds) {
         const proof = await consistencyProof(m, n, ref);
@@ -595,11 +629,16 @@ describe("properties over random trees up to 3000 leaves", () => {
           const bad = [...proof];
           const at = randInt(r, 0, proof.length - 1);
           bad[at] = flip(bad[at]!, 1 << randInt(r, 0, 7), randInt(r, 0, 31));
-          expect(verifyConsistency(m, n, root1, root2, bad), `${what}, flipped proof[${at}]`).toBe(false);
-          expect(verifyConsistency(m, n, root1, root2, proof.slice(0, -1)), `${what}, short`).toBe(false);
-          expect(verifyConsistency(m, n, root1, root2, [...proof, SOME_HASH]), `${what}, long`).toBe(
+          expect(verifyConsistency(m, n, root1, root2, bad), `${what}, flipped proof[${at}]`).toBe(
             false,
           );
+          expect(verifyConsistency(m, n, root1, root2, proof.slice(0, -1)), `${what}, short`).toBe(
+            false,
+          );
+          expect(
+            verifyConsistency(m, n, root1, root2, [...proof, SOME_HASH]),
+            `${what}, long`,
+          ).toBe(false);
           expect(verifyConsistency(m, n, root1, SOME_HASH, proof), `${what}, root2`).toBe(false);
           expect(verifyConsistency(m, n, SOME_HASH, root2, proof), `${what}, root1`).toBe(false);
         }

@@ -1,6 +1,8 @@
 import { readdir, readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import type { ChainFinding, StoredLine } from "../../chain/chain-check.js";
+import { AgentError } from "../../common/errors.js";
+import type { AuditSource, ChainData } from "../../verify/types.js";
 import { listSegments } from "./segments.js";
 
 /**
@@ -59,4 +61,95 @@ export async function readFileChain(chainDir: string): Promise<FileChain> {
     });
   }
   return { chainId: basename(chainDir), lines, findings };
+}
+
+/**
+ * The file exporter's side of `verify --source file:DIR`: every record and manifest line
+ * of every chain under DIR, in storage order, copies included (judging them is the
+ * verifier's job).
+ */
+export function fileSource(directory: string): AuditSource {
+  return {
+    description: `file:${directory}`,
+    async readChains(): Promise<ChainData[]> {
+      let entries;
+      try {
+        entries = await readdir(directory, { withFileTypes: true });
+      } catch (err) {
+        throw new AgentError(
+          "SOURCE_UNREADABLE",
+          `cannot read ${directory}: ${(err as Error).message}`,
+        );
+      }
+      const chains: ChainData[] = [];
+      for (const entry of entries
+        .filter((e) => e.isDirectory())
+        .sort((a, b) => (a.name < b.name ? -1 : 1))) {
+        chains.push(await readChainData(join(directory, entry.name)));
+      }
+      return chains;
+    },
+  };
+}
+
+async function readLines(
+  path: string,
+): Promise<{ line: string; location: string; terminated: boolean }[]> {
+  const text = await readFile(path, "utf8");
+  const parts = text.split("\n");
+  const last = parts.pop() as string;
+  const out = parts.map((line, i) => ({
+    line,
+    location: `${basename(path)}:${i + 1}`,
+    terminated: true,
+  }));
+  if (last !== "")
+    out.push({ line: last, location: `${basename(path)}:${parts.length + 1}`, terminated: false });
+  return out;
+}
+
+async function readChainData(chainDir: string): Promise<ChainData> {
+  const chainId = basename(chainDir);
+  const data: ChainData = { chainId, records: [], manifests: [], findings: [], notes: [] };
+  for (const segment of await listSegments(chainDir, "records")) {
+    for (const { line, location, terminated } of await readLines(segment)) {
+      if (!terminated) {
+        data.findings.push({
+          category: "malformed",
+          chainId,
+          location,
+          detail: "unterminated final line (an interrupted write, or a cut file)",
+        });
+        continue;
+      }
+      data.records.push({ text: line, location });
+    }
+  }
+  for (const segment of await listSegments(chainDir, "manifests")) {
+    for (const { line, location, terminated } of await readLines(segment)) {
+      let parsed: { manifest?: unknown; checkpoint?: unknown };
+      try {
+        if (!terminated) throw new Error("unterminated final line");
+        parsed = JSON.parse(line) as typeof parsed;
+        if (typeof parsed !== "object" || parsed === null || parsed.manifest === undefined)
+          throw new Error("no manifest member");
+        if (parsed.checkpoint !== null && typeof parsed.checkpoint !== "string")
+          throw new Error("checkpoint is not a string");
+      } catch (err) {
+        data.findings.push({
+          category: "malformed",
+          chainId,
+          location,
+          detail: `manifest line: ${(err as Error).message}`,
+        });
+        continue;
+      }
+      data.manifests.push({
+        manifest: parsed.manifest,
+        checkpoint: (parsed.checkpoint as string | null) ?? null,
+        location,
+      });
+    }
+  }
+  return data;
 }

@@ -1,0 +1,109 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { AgentError } from "../common/errors.js";
+import { splitEndpoint } from "../config/common.js";
+import type { Logger } from "../telemetry/logger.js";
+import type { Batcher } from "./batcher.js";
+import { proveConsistency, proveInclusion } from "./proofs.js";
+
+/**
+ * Serves the chain's latest signed checkpoint and RFC 6962 proofs, so monitors can keep
+ * checkpoints outside the agent's reach and check new ones against them:
+ *   GET /checkpoint                          the latest C2SP signed checkpoint note
+ *   GET /proof/inclusion?seq=N[&size=M]      inclusion proof of record N (JSON)
+ *   GET /proof/consistency?old=A[&new=B]     consistency proof between tree sizes (JSON)
+ */
+export class CheckpointServer {
+  private server: Server | null = null;
+
+  constructor(
+    private readonly endpoint: string,
+    private readonly batcher: Batcher,
+    private readonly logger: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    const { host, port } = splitEndpoint(this.endpoint);
+    const server = createServer((req, res) => {
+      this.handle(req, res).catch((err) => this.send(res, 500, { error: (err as Error).message }));
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", (err) =>
+        reject(
+          new AgentError(
+            "CHECKPOINT_LISTEN_FAILED",
+            `checkpoint endpoint cannot listen on ${this.endpoint}: ${err.message}`,
+          ),
+        ),
+      );
+      server.listen(port, host, () => resolve());
+    });
+    this.server = server;
+    this.logger.info({ endpoint: this.address() }, "serving checkpoints and proofs");
+  }
+
+  address(): string {
+    const a = this.server?.address() as AddressInfo | null;
+    return a ? `${a.family === "IPv6" ? `[${a.address}]` : a.address}:${a.port}` : "";
+  }
+
+  async shutdown(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    if (req.method !== "GET") return this.send(res, 405, { error: "use GET" });
+    const int = (name: string): number | undefined => {
+      const v = url.searchParams.get(name);
+      if (v === null) return undefined;
+      if (!/^\d+$/.test(v))
+        throw new AgentError("PROOF_BAD_PARAM", `${name} must be a non-negative integer`);
+      return Number(v);
+    };
+    try {
+      switch (url.pathname) {
+        case "/checkpoint": {
+          const note = this.batcher.latestCheckpoint;
+          if (note === null) return this.send(res, 404, { error: "no batch has been sealed yet" });
+          res.writeHead(200, { "Content-Type": "text/plain; charset=utf-8" });
+          res.end(note);
+          return;
+        }
+        case "/proof/inclusion": {
+          const seq = int("seq");
+          if (seq === undefined) return this.send(res, 400, { error: "seq is required" });
+          return this.send(
+            res,
+            200,
+            await proveInclusion(this.batcher.treeStore, seq, int("size")),
+          );
+        }
+        case "/proof/consistency": {
+          const old = int("old");
+          if (old === undefined) return this.send(res, 400, { error: "old is required" });
+          return this.send(
+            res,
+            200,
+            await proveConsistency(this.batcher.treeStore, old, int("new")),
+          );
+        }
+        default:
+          return this.send(res, 404, {
+            error: "paths: /checkpoint, /proof/inclusion?seq=N, /proof/consistency?old=A",
+          });
+      }
+    } catch (err) {
+      if (err instanceof AgentError) return this.send(res, 400, { error: err.message });
+      throw err;
+    }
+  }
+
+  private send(res: ServerResponse, status: number, body: unknown): void {
+    res.writeHead(status, { "Content-Type": "application/json" });
+    res.end(`${JSON.stringify(body, null, 2)}\n`);
+  }
+}

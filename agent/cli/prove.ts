@@ -1,0 +1,76 @@
+import { readFileSync } from "node:fs";
+import { WriteAheadLog } from "../buffer/wal.js";
+import { SEAL_STATE_KEY } from "../buffer/keys.js";
+import { AgentError } from "../common/errors.js";
+import { parseCheckpointText, parseNote } from "../chain/note.js";
+import { proveConsistency, proveInclusion } from "../chain/proofs.js";
+import { TreeStore } from "../chain/tree-store.js";
+import { loadConfigFile } from "../config/load.js";
+
+/**
+ * `audit-agent prove`: RFC 6962 proofs from the agent's stored tree. With --agent URL it
+ * asks a running agent's checkpoint endpoint; otherwise it opens the WAL named by the
+ * config (the agent must be stopped: LevelDB allows one process).
+ */
+export interface ProveOptions {
+  seq?: number;
+  consistency?: [number, number];
+  checkpoint?: string;
+  config: string;
+  agent?: string;
+}
+
+export async function proveCommand(opts: ProveOptions): Promise<void> {
+  if ((opts.seq === undefined) === (opts.consistency === undefined)) {
+    throw new AgentError("PROVE_USAGE", "give either --seq N or --consistency OLD NEW");
+  }
+  let size: number | undefined;
+  let expectedRoot: string | undefined;
+  if (opts.checkpoint) {
+    const cp = parseCheckpointText(parseNote(readFileSync(opts.checkpoint, "utf8")).text);
+    size = cp.size;
+    expectedRoot = cp.rootHash.toString("hex");
+  }
+  const proof = opts.agent ? await fromAgent(opts, size) : await fromWal(opts, size);
+  const root = "rootHash" in proof ? proof.rootHash : proof.newRootHash;
+  if (expectedRoot !== undefined && root !== expectedRoot) {
+    throw new AgentError(
+      "PROVE_ROOT_MISMATCH",
+      `the stored tree's root at size ${size} is ${root}, but the checkpoint says ${expectedRoot}`,
+    );
+  }
+  process.stdout.write(`${JSON.stringify(proof, null, 2)}\n`);
+}
+
+async function fromWal(opts: ProveOptions, size: number | undefined) {
+  const config = loadConfigFile(opts.config);
+  const wal = await WriteAheadLog.open({
+    directory: config.wal.directory,
+    maxBytes: Number.MAX_SAFE_INTEGER,
+  });
+  try {
+    const state = await wal.getValue(SEAL_STATE_KEY);
+    const sealed = state
+      ? (JSON.parse(state.toString("utf8")) as { sealedThrough: number }).sealedThrough + 1
+      : 0;
+    const tree = await TreeStore.load({ get: (k) => wal.getValue(k) }, sealed);
+    if (opts.seq !== undefined) return await proveInclusion(tree, opts.seq, size ?? tree.size);
+    const [oldSize, newSize] = opts.consistency as [number, number];
+    return await proveConsistency(tree, oldSize, size ?? newSize);
+  } finally {
+    await wal.close();
+  }
+}
+
+async function fromAgent(opts: ProveOptions, size: number | undefined) {
+  const base = (opts.agent as string).replace(/\/$/, "");
+  const url =
+    opts.seq !== undefined
+      ? `${base}/proof/inclusion?seq=${opts.seq}${size === undefined ? "" : `&size=${size}`}`
+      : `${base}/proof/consistency?old=${opts.consistency?.[0]}&new=${size ?? opts.consistency?.[1]}`;
+  const res = await fetch(url);
+  const body = (await res.json()) as { error?: string };
+  if (!res.ok) throw new AgentError("PROVE_AGENT_ERROR", `${url}: ${body.error ?? res.status}`);
+  return body as
+    Awaited<ReturnType<typeof proveInclusion>> | Awaited<ReturnType<typeof proveConsistency>>;
+}
