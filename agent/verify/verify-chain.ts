@@ -63,7 +63,7 @@ export async function verifyChain(
   reportOrder(order, data.records, copies, add);
 
   // 2. Manifests: structure, signature, their own hash chain.
-  const batches = checkManifests(data, options.trusted, add);
+  const { batches, claimedThrough } = checkManifests(data, options.trusted, add);
 
   // 3. Pick one copy per seq: the one the signed chain commits to.
   const bySeq = new Map<number, Rec>();
@@ -172,7 +172,7 @@ export async function verifyChain(
     }
   }
   for (const seq of present) {
-    if (seq > sealedThrough) {
+    if (seq > Math.max(sealedThrough, claimedThrough)) {
       const rec = bySeq.get(seq) as Rec;
       add(
         "inserted",
@@ -341,10 +341,17 @@ function checkManifests(
   data: ChainData,
   trusted: readonly PublicKey[],
   add: (c: FindingCategory, l: string, d: string, at?: { seq?: number; manifest?: number }) => void,
-): BatchInfo[] {
+): { batches: BatchInfo[]; claimedThrough: number } {
   const batches: BatchInfo[] = [];
+  // Highest seq any manifest claims, verified or not: records below it are not "inserted",
+  // they are covered by a manifest whose own finding (unknown-key, bad-signature) says why
+  // it does not count.
+  let claimedThrough = -1;
   let expectedIndex = 0;
   let prevHash = genesisHash(data.chainId).toString("hex");
+  // A link is judged only from a verified manifest: after a forged or untrusted one, the
+  // next manifest's mismatch is a consequence, already reported.
+  let prevVerified = true;
   for (const stored of data.manifests) {
     const problem = manifestProblem(stored.manifest);
     if (problem) {
@@ -394,7 +401,7 @@ function checkManifests(
         `manifests ${range(expectedIndex, index - 1)} are absent before manifest ${index}`,
         at,
       );
-    } else if (m.prevManifest !== prevHash) {
+    } else if (prevVerified && m.prevManifest !== prevHash) {
       add(
         "modified",
         stored.location,
@@ -404,10 +411,12 @@ function checkManifests(
     }
     expectedIndex = index + 1;
     prevHash = manifestHash(canonicalize(m as unknown as JsonValue));
+    prevVerified = sig === "valid";
+    if (m.type === "batch") claimedThrough = Math.max(claimedThrough, Number(m.lastSeq));
     if (sig !== "valid") continue; // an unverified manifest commits to nothing
     if (m.type === "batch") batches.push({ ...m, location: stored.location });
   }
-  return batches;
+  return { batches, claimedThrough };
 }
 
 function range(a: number, b: number): string {
