@@ -106,6 +106,7 @@ export function verifyInclusion(
   proof: readonly Hash[],
   root: Hash,
 ): boolean {
+  if (leaf.length !== 32 || root.length !== 32 || proof.some((p) => p.length !== 32)) return false;
   if (index < 0 || index >= size) return false;
   let fn = index;
   let sn = size - 1;
@@ -141,6 +142,8 @@ export function verifyConsistency(
   if (oldSize === newSize) return proof.length === 0 && equal(oldRoot, newRoot);
   if (oldSize === 0) return proof.length === 0;
   if (proof.length === 0) return false;
+  if (oldRoot.length !== 32 || newRoot.length !== 32 || proof.some((p) => p.length !== 32))
+    return false;
   let path = [...proof];
   // If the old size is a power of two, the old root is the first node of the path.
   if ((oldSize & (oldSize - 1)) === 0) path = [oldRoot, ...path];

@@ -96,6 +96,14 @@ export function parseCheckpointText(text: string): Checkpoint {
       "a checkpoint has an origin line, a decimal tree size and a base64 root hash",
     );
   }
+  if (!Number.isSafeInteger(Number(size))) {
+    throw new AgentError(
+      "CHECKPOINT_MALFORMED",
+      `tree size ${size} is larger than this verifier supports (2^53)`,
+    );
+  }
+  if (extensions.some((e) => e === ""))
+    throw new AgentError("CHECKPOINT_MALFORMED", "a checkpoint has no empty lines");
   const rootHash = Buffer.from(root, "base64");
   if (rootHash.length !== 32 || rootHash.toString("base64") !== root)
     throw new AgentError("CHECKPOINT_MALFORMED", "the root hash is not 32 bytes of base64");
