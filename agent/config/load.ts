@@ -4,6 +4,7 @@ import YAML, { LineCounter } from "yaml";
 import { z } from "zod";
 import { type WalConfig, walConfigSchema } from "../buffer/config.js";
 import { type SigningConfig, signingConfigSchema } from "../chain/config.js";
+import type { VerificationConfig } from "../verify/config.js";
 import { AgentError } from "../common/errors.js";
 import {
   type AuditFilterConfig,
@@ -50,6 +51,8 @@ export interface AgentConfig {
   exporters: ComponentConfig<ExporterFactory>[];
   wal: WalConfig;
   signing: SigningConfig;
+  /** Periodic self-verification, when extensions.verification is configured. */
+  verification: VerificationConfig | null;
   logLevel: LogLevel;
   /** Non-fatal findings (unset env vars, unused components). */
   warnings: string[];
@@ -341,6 +344,24 @@ export function parseConfig(
   const wals = [...defined.extensions.values()].filter((c) => c.factory.type === "wal");
   if (wals.length > 1)
     problem(["extensions"], "configure one wal extension: the agent keeps one write-ahead log");
+  const verifications = [...defined.extensions.values()].filter(
+    (c) => c.factory.type === "verification",
+  );
+  for (const v of verifications) {
+    for (const [i, id] of ((v.config as VerificationConfig).exporters ?? []).entries()) {
+      const exporter = exporters.find((e) => e.id === id);
+      if (!exporter)
+        problem(
+          ["extensions", v.id, "exporters", i],
+          `"${id}" is not an exporter of the logs pipeline`,
+        );
+      else if (!(exporter.factory as ExporterFactory).reader)
+        problem(
+          ["extensions", v.id, "exporters", i],
+          `exporter "${id}" cannot be read back for verification`,
+        );
+    }
+  }
   const signers = [...defined.extensions.values()].filter((c) => c.factory.type === "signing");
   if (signers.length > 1)
     problem(["extensions"], "configure one signing extension: one key signs the agent's chain");
@@ -379,6 +400,7 @@ export function parseConfig(
         },
     exporters: exporters as ComponentConfig<ExporterFactory>[],
     wal: { ...wal, directory: resolve(wal.directory) },
+    verification: (verifications[0]?.config as VerificationConfig | undefined) ?? null,
     signing: {
       ...signing,
       key_file: resolve(signing.key_file),

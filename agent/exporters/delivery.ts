@@ -39,6 +39,11 @@ export class DeliveryLoop {
     private readonly logger: Logger,
   ) {}
 
+  /** Index of the last sealed batch this exporter has durably delivered (−1: none). */
+  get deliveredIndex(): number {
+    return this.index;
+  }
+
   /** Last seq this exporter has durably delivered. */
   get deliveredThrough(): number {
     return this.cursor;

@@ -1,7 +1,9 @@
 import { WriteAheadLog } from "../buffer/wal.js";
 import { Batcher } from "../chain/batcher.js";
 import { CheckpointServer } from "../chain/checkpoint-server.js";
-import { loadSigningKeys } from "../chain/key-files.js";
+import { loadSigningKeys, readTrustedKeys } from "../chain/key-files.js";
+import type { PublicKey } from "../chain/signing.js";
+import { ContinuousVerifier } from "../verify/continuous.js";
 import type { AgentConfig } from "../config/load.js";
 import { DeliveryLoop } from "../exporters/delivery.js";
 import { AgentCounters } from "../telemetry/counters.js";
@@ -21,6 +23,8 @@ export interface RunningAgent {
   readonly wal: WriteAheadLog;
   readonly batcher: Batcher;
   readonly deliveries: readonly DeliveryLoop[];
+  /** The periodic self-verification, when configured. */
+  readonly verifier: ContinuousVerifier | null;
   /** Bound addresses by receiver id and protocol, e.g. { otlp: { grpc: "127.0.0.1:4317" } }. */
   addresses(): Record<string, Record<string, string>>;
   shutdown(graceMs: number): Promise<{ drained: boolean }>;
@@ -43,8 +47,11 @@ export async function startAgent(
   );
 
   let batcher: Batcher;
+  const trusted: PublicKey[] = [];
   try {
     const keys = loadSigningKeys(config.signing, env, logger);
+    trusted.push(keys.key.public, ...(keys.previous ? [keys.previous.public] : []));
+    if (config.verification) trusted.push(...readTrustedKeys(config.verification.trust));
     batcher = await Batcher.open({
       wal,
       key: keys.key,
@@ -70,6 +77,7 @@ export async function startAgent(
     ? new CheckpointServer(config.signing.endpoint, batcher, logger)
     : null;
 
+  let verifier: ContinuousVerifier | null = null;
   const settings = (id: string) => ({ id, logger, counters });
   const deliveries: DeliveryLoop[] = [];
   const receivers: Array<{
@@ -86,6 +94,28 @@ export async function startAgent(
     }
     for (const d of deliveries) d.start();
     await checkpoints?.start();
+    if (config.verification) {
+      const wanted = config.verification.exporters;
+      const targets = config.exporters.flatMap((e, i) =>
+        e.factory.reader && (wanted === undefined || wanted.includes(e.id))
+          ? [
+              {
+                exporterId: e.id,
+                source: e.factory.reader(e.config),
+                delivery: deliveries[i] as DeliveryLoop,
+              },
+            ]
+          : [],
+      );
+      verifier = new ContinuousVerifier(
+        targets,
+        batcher,
+        trusted,
+        config.verification.interval,
+        logger,
+      );
+      verifier.start();
+    }
 
     const isAudit = config.auditFilter.factory.create(
       settings(config.auditFilter.id),
@@ -115,6 +145,9 @@ export async function startAgent(
     wal,
     batcher,
     deliveries,
+    get verifier() {
+      return verifier;
+    },
     addresses: () => ({
       ...Object.fromEntries(receivers.map((r) => [r.id, r.component.addresses()])),
       ...(checkpoints ? { signing: { http: checkpoints.address() } } : {}),
@@ -124,6 +157,7 @@ export async function startAgent(
         const deadline = Date.now() + graceMs;
         logger.info({ graceMs }, "shutting down: no new requests; finishing in-flight ones");
         await Promise.all(receivers.map((r) => r.component.shutdown()));
+        await verifier?.shutdown();
         await wal.drained();
         // Seal everything stored, so the exporters can ship it all within the grace period.
         await batcher.stop();

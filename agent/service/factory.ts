@@ -2,6 +2,7 @@ import type { z } from "zod";
 import type { DeliveryOptions } from "../exporters/delivery.js";
 import type { RecordSink } from "../exporters/sink.js";
 import type { AuditPredicate } from "../processing/audit-filter/predicate.js";
+import type { AuditSource } from "../verify/types.js";
 import type { AgentCounters } from "../telemetry/counters.js";
 import type { Logger } from "../telemetry/logger.js";
 import type { LogsConsumer } from "./pipeline.js";
@@ -54,6 +55,8 @@ export interface ExporterComponent {
 export interface ExporterFactory<S extends z.ZodType = z.ZodType> extends FactoryBase<S> {
   readonly kind: "exporter";
   create(settings: ComponentSettings, config: z.output<S>): ExporterComponent;
+  /** Reads back what this exporter wrote, for `verify --config` and continuous verification. */
+  reader?(config: z.output<S>): AuditSource;
 }
 
 /** Extensions configure agent-wide services (the WAL); the agent reads their config. */

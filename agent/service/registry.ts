@@ -2,6 +2,7 @@ import { walExtensionFactory } from "../buffer/config.js";
 import { signingExtensionFactory } from "../chain/config.js";
 import { fileExporterFactory } from "../exporters/file/factory.js";
 import { auditFilterFactory } from "../processing/audit-filter/factory.js";
+import { verificationExtensionFactory } from "../verify/config.js";
 import { otlpReceiverFactory } from "../receivers/otlp/factory.js";
 import type { AnyFactory } from "./factory.js";
 
@@ -12,4 +13,5 @@ export const factories: readonly AnyFactory[] = [
   fileExporterFactory,
   walExtensionFactory,
   signingExtensionFactory,
+  verificationExtensionFactory,
 ];

@@ -1,6 +1,8 @@
+import { resolve } from "node:path";
 import type { ExporterFactory } from "../../service/factory.js";
 import { fileExporterConfigSchema } from "./config.js";
 import { FileSink } from "./file-sink.js";
+import { fileSource } from "./reader.js";
 
 export const fileExporterFactory: ExporterFactory<typeof fileExporterConfigSchema> = {
   kind: "exporter",
@@ -9,11 +11,8 @@ export const fileExporterFactory: ExporterFactory<typeof fileExporterConfigSchem
   create(settings, config) {
     return {
       sink: new FileSink(config, settings.logger.child({ exporter: settings.id })),
-      delivery: {
-        maxBatchRecords: 4096,
-        maxBatchBytes: 4 * 1024 * 1024,
-        retry: config.retry_on_failure,
-      },
+      delivery: { retry: config.retry_on_failure },
     };
   },
+  reader: (config) => fileSource(resolve(config.directory)),
 };
