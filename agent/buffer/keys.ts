@@ -48,3 +48,8 @@ export function manifestKey(index: number): Buffer {
   key.writeUInt32BE(index >>> 0, 5);
   return key;
 }
+
+/** Exporter-private state: 'x:' + exporter id + ':' + key (e.g. Loki's batch timestamps). */
+export function exporterStateKey(exporterId: string, key: string): Buffer {
+  return Buffer.from(`x:${exporterId}:${key}`);
+}

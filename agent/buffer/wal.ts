@@ -8,6 +8,7 @@ import {
   CHAIN_KEY,
   CURSOR_PREFIX,
   cursorKey,
+  exporterStateKey,
   HASH_BYTES,
   HEAD_KEY,
   RECORD_KEY_END,
@@ -34,6 +35,13 @@ export interface WalOptions {
   chainId?: string;
   /** Upper bound on one group-commit batch, so a burst does not become one giant write. */
   maxBatchBytes?: number;
+}
+
+export interface ExporterState {
+  get(key: string): Promise<string | undefined>;
+  /** Synced: the value is durable when the promise resolves. */
+  put(key: string, value: string): Promise<void>;
+  delete(key: string): Promise<void>;
 }
 
 export interface StoredRecord {
@@ -445,6 +453,22 @@ export class WriteAheadLog {
       freed += (this.spans.shift() as SpanBytes).bytes;
     }
     this.storedBytes -= freed;
+  }
+
+  /**
+   * Durable key/value state private to one exporter, for facts that must survive a
+   * restart so that a re-send is identical to the first send (e.g. entry timestamps).
+   */
+  exporterState(exporterId: string): ExporterState {
+    return {
+      get: async (key) => (await this.db.get(exporterStateKey(exporterId, key)))?.toString("utf8"),
+      put: async (key, value) => {
+        await this.db.put(exporterStateKey(exporterId, key), Buffer.from(value), { sync: true });
+      },
+      delete: async (key) => {
+        await this.db.del(exporterStateKey(exporterId, key));
+      },
+    };
   }
 
   /** Reads a metadata, tree or manifest value (not a record). */

@@ -89,7 +89,10 @@ export async function startAgent(
     if (dropped.length > 0)
       logger.warn({ exporters: dropped }, "forgot cursors of exporters no longer configured");
     for (const e of config.exporters) {
-      const { sink, delivery } = e.factory.create(settings(e.id), e.config);
+      const { sink, delivery } = e.factory.create(
+        { ...settings(e.id), state: wal.exporterState(e.id) },
+        e.config,
+      );
       deliveries.push(new DeliveryLoop(e.id, sink, wal, batcher, delivery, counters, logger));
     }
     for (const d of deliveries) d.start();

@@ -1,6 +1,7 @@
 import type { z } from "zod";
 import type { DeliveryOptions } from "../exporters/delivery.js";
 import type { RecordSink } from "../exporters/sink.js";
+import type { ExporterState } from "../buffer/wal.js";
 import type { AuditPredicate } from "../processing/audit-filter/predicate.js";
 import type { AuditSource } from "../verify/types.js";
 import type { AgentCounters } from "../telemetry/counters.js";
@@ -52,9 +53,14 @@ export interface ExporterComponent {
   delivery: DeliveryOptions;
 }
 
+export interface ExporterSettings extends ComponentSettings {
+  /** Durable state private to this exporter (survives restarts). */
+  state: ExporterState;
+}
+
 export interface ExporterFactory<S extends z.ZodType = z.ZodType> extends FactoryBase<S> {
   readonly kind: "exporter";
-  create(settings: ComponentSettings, config: z.output<S>): ExporterComponent;
+  create(settings: ExporterSettings, config: z.output<S>): ExporterComponent;
   /** Reads back what this exporter wrote, for `verify --config` and continuous verification. */
   reader?(config: z.output<S>): AuditSource;
 }

@@ -1,6 +1,9 @@
 import { walExtensionFactory } from "../buffer/config.js";
 import { signingExtensionFactory } from "../chain/config.js";
+import { elasticsearchExporterFactory } from "../exporters/elasticsearch/factory.js";
 import { fileExporterFactory } from "../exporters/file/factory.js";
+import { lokiExporterFactory } from "../exporters/loki/factory.js";
+import { s3ExporterFactory } from "../exporters/s3/factory.js";
 import { auditFilterFactory } from "../processing/audit-filter/factory.js";
 import { verificationExtensionFactory } from "../verify/config.js";
 import { otlpReceiverFactory } from "../receivers/otlp/factory.js";
@@ -11,6 +14,9 @@ export const factories: readonly AnyFactory[] = [
   otlpReceiverFactory,
   auditFilterFactory,
   fileExporterFactory,
+  lokiExporterFactory,
+  s3ExporterFactory,
+  elasticsearchExporterFactory,
   walExtensionFactory,
   signingExtensionFactory,
   verificationExtensionFactory,

@@ -1,0 +1,113 @@
+import { readFileSync } from "node:fs";
+import { gzipSync } from "node:zlib";
+import { Agent, type Dispatcher, request } from "undici";
+import { PermanentExportError, RetryableExportError } from "../sink.js";
+import type { HttpClientConfig } from "./config.js";
+
+/**
+ * A small HTTP client for exporters and their readers: one undici connection pool per
+ * exporter, auth and TLS from config, and one place that decides which failures are worth
+ * retrying (network errors, 408, 429, 5xx; honouring Retry-After) and which are not.
+ */
+
+export interface HttpResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+}
+
+export interface HttpRequest {
+  method: "GET" | "POST" | "PUT" | "HEAD" | "DELETE";
+  path: string;
+  headers?: Record<string, string>;
+  body?: Buffer | string;
+  /** Compress the body with the configured compression (default true when there is a body). */
+  compress?: boolean;
+}
+
+export class HttpClient {
+  private readonly dispatcher: Dispatcher;
+  private readonly base: URL;
+  private readonly baseHeaders: Record<string, string>;
+
+  constructor(private readonly config: HttpClientConfig) {
+    this.base = new URL(config.endpoint);
+    const tls = config.tls;
+    this.dispatcher = new Agent({
+      connect: tls
+        ? {
+            ca: tls.ca_file ? readFileSync(tls.ca_file) : undefined,
+            cert: tls.cert_file ? readFileSync(tls.cert_file) : undefined,
+            key: tls.key_file ? readFileSync(tls.key_file) : undefined,
+            rejectUnauthorized: !tls.insecure_skip_verify,
+            minVersion: tls.min_version === "1.3" ? "TLSv1.3" : "TLSv1.2",
+          }
+        : undefined,
+      headersTimeout: config.timeout,
+      bodyTimeout: config.timeout,
+    });
+    const auth: Record<string, string> = {};
+    if (config.auth?.basic) {
+      auth.authorization = `Basic ${Buffer.from(`${config.auth.basic.username}:${config.auth.basic.password}`).toString("base64")}`;
+    } else if (config.auth?.bearer_token) {
+      auth.authorization = `Bearer ${config.auth.bearer_token}`;
+    }
+    this.baseHeaders = { ...config.headers, ...auth };
+  }
+
+  /** The endpoint URL with `path` appended to the endpoint's own path. */
+  url(path: string): string {
+    const basePath = this.base.pathname.replace(/\/$/, "");
+    return `${this.base.origin}${basePath}${path}`;
+  }
+
+  async send(req: HttpRequest): Promise<HttpResponse> {
+    const headers: Record<string, string> = { ...this.baseHeaders, ...req.headers };
+    let body = req.body;
+    if (body !== undefined && this.config.compression === "gzip" && req.compress !== false) {
+      body = gzipSync(body);
+      headers["content-encoding"] = "gzip";
+    }
+    try {
+      const res = await request(this.url(req.path), {
+        method: req.method,
+        headers,
+        body,
+        dispatcher: this.dispatcher,
+      });
+      const chunks: Buffer[] = [];
+      for await (const chunk of res.body) chunks.push(chunk as Buffer);
+      return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };
+    } catch (err) {
+      throw new RetryableExportError(
+        `${req.method} ${this.url(req.path)} failed: ${(err as Error).message}`,
+        undefined,
+        { cause: err },
+      );
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.dispatcher.close();
+  }
+}
+
+/** Milliseconds from a Retry-After header (seconds or an HTTP date), if present. */
+export function retryAfterMs(headers: HttpResponse["headers"]): number | undefined {
+  const raw = headers["retry-after"];
+  const value = Array.isArray(raw) ? raw[0] : raw;
+  if (!value) return undefined;
+  if (/^\d+$/.test(value.trim())) return Number(value) * 1000;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
+}
+
+/** Throws the right export error for a failed response; `what` names the operation. */
+export function failFor(res: HttpResponse, what: string): never {
+  const text = res.body.toString("utf8").slice(0, 500).trim();
+  const message = `${what}: HTTP ${res.status}${text ? `: ${text}` : ""}`;
+  if (res.status === 408 || res.status === 429 || res.status >= 500) {
+    throw new RetryableExportError(message, retryAfterMs(res.headers));
+  }
+  throw new PermanentExportError(message);
+}

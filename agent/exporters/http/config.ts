@@ -1,0 +1,43 @@
+import { z } from "zod";
+import { durationSchema } from "../../config/common.js";
+
+/**
+ * The HTTP client settings shared by HTTP-based exporters, shaped like the Collector's
+ * confighttp client: endpoint, headers, timeout, compression and tls, plus inline auth
+ * (the Collector uses basicauth / bearertokenauth extensions for the same thing).
+ */
+export const tlsClientSchema = z
+  .object({
+    ca_file: z.string().min(1).optional(),
+    cert_file: z.string().min(1).optional(),
+    key_file: z.string().min(1).optional(),
+    insecure_skip_verify: z.boolean().default(false),
+    min_version: z.enum(["1.2", "1.3"]).default("1.2"),
+  })
+  .strict()
+  .refine((t) => (t.cert_file === undefined) === (t.key_file === undefined), {
+    message: "set cert_file and key_file together (client certificate for mTLS)",
+  });
+
+export const httpAuthSchema = z
+  .object({
+    basic: z
+      .object({ username: z.string().min(1), password: z.string() })
+      .strict()
+      .optional(),
+    bearer_token: z.string().min(1).optional(),
+  })
+  .strict()
+  .refine((a) => !(a.basic && a.bearer_token), { message: "use basic or bearer_token, not both" });
+
+export const httpClientFields = {
+  endpoint: z.url({ message: "endpoint must be a URL such as http://loki:3100" }),
+  headers: z.record(z.string(), z.string()).default({}),
+  auth: httpAuthSchema.optional(),
+  tls: tlsClientSchema.optional(),
+  timeout: durationSchema.default(30_000),
+  compression: z.enum(["gzip", "none"]).default("gzip"),
+};
+
+export const httpClientConfigSchema = z.object(httpClientFields).strict();
+export type HttpClientConfig = z.infer<typeof httpClientConfigSchema>;
