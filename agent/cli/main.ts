@@ -9,7 +9,7 @@ import { startAgent } from "../service/agent.js";
 import { createLogger } from "../telemetry/logger.js";
 import { keygen } from "./keygen.js";
 import { proveCommand } from "./prove.js";
-import { verifyCommand } from "./verify.js";
+import { type VerifyOptions, verifyCommand } from "./verify.js";
 
 /** The `audit-agent` command. Exit codes: 0 ok, 1 runtime failure, 2 invalid usage or config. */
 
@@ -94,19 +94,35 @@ program
   .description(
     "prove from a backend's contents and public keys alone that no audit record was altered, removed, reordered or inserted (exit 0 clean, 1 findings, 2 usage)",
   )
-  .requiredOption("-s, --source <spec>", "what to read: file:DIR")
-  .requiredOption("-t, --trust <keyfile>", "trusted public key file (repeatable)", collect)
+  .option(
+    "-s, --source <spec>",
+    "what to read: file:DIR, loki:URL, s3://BUCKET/PREFIX, es:URL/INDEX (repeatable)",
+    collect,
+  )
+  .option(
+    "-c, --config <file>",
+    "read the backends exactly as this agent config's exporters write them",
+  )
+  .option(
+    "-e, --exporter <id>",
+    "with --config: which exporter to read (repeatable; default all readable)",
+    collect,
+  )
+  .option(
+    "-t, --trust <keyfile>",
+    "trusted public key file (repeatable; with --config defaults to the signing key's .pub)",
+    collect,
+  )
   .option(
     "--checkpoint <file>",
     "a signed checkpoint seen earlier: detects a truncated tail (repeatable)",
     collect,
   )
+  .option("--cross-check", "with two sources: also compare them record by record")
   .option("--json", "print the report as JSON")
-  .action(
-    async (opts: { source: string; trust: string[]; checkpoint?: string[]; json?: boolean }) => {
-      process.exitCode = await verifyCommand(opts);
-    },
-  );
+  .action(async (opts: VerifyOptions) => {
+    process.exitCode = await verifyCommand(opts);
+  });
 
 program
   .command("prove")
@@ -172,7 +188,7 @@ program.parseAsync(process.argv).catch((err: unknown) => {
   // Bad arguments (unreadable key files, unknown sources…) are usage errors: exit 2.
   if (
     err instanceof AgentError &&
-    /^(KEY_|TRUST_|VERIFY_BAD_|PROVE_USAGE|PROVE_BAD_|KEYGEN_)/.test(err.code)
+    /^(KEY_|TRUST_|VERIFY_BAD_|PROVE_USAGE|PROVE_BAD_|KEYGEN_|CONFIG_)/.test(err.code)
   ) {
     process.stderr.write(`audit-agent: ${err.message}\n`);
     process.exit(2);
