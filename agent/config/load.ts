@@ -344,6 +344,16 @@ export function parseConfig(
   const wals = [...defined.extensions.values()].filter((c) => c.factory.type === "wal");
   if (wals.length > 1)
     problem(["extensions"], "configure one wal extension: the agent keeps one write-ahead log");
+  if (
+    pipeline &&
+    exporters.length > 0 &&
+    !exporters.some((e) => (e.factory as ExporterFactory).storesAuditRecords?.(e.config) ?? true)
+  ) {
+    problem(
+      [...p, "exporters"],
+      "no exporter stores audit records: add file, loki, s3 or elasticsearch (or set audit: true on an otlp exporter)",
+    );
+  }
   const verifications = [...defined.extensions.values()].filter(
     (c) => c.factory.type === "verification",
   );

@@ -8,7 +8,7 @@ import type { AgentConfig } from "../config/load.js";
 import { DeliveryLoop } from "../exporters/delivery.js";
 import { AgentCounters } from "../telemetry/counters.js";
 import type { Logger } from "../telemetry/logger.js";
-import type { Lifecycle } from "./factory.js";
+import type { Lifecycle, NonAuditForwarder } from "./factory.js";
 import { LogsPipeline } from "./pipeline.js";
 
 /**
@@ -78,6 +78,8 @@ export async function startAgent(
     : null;
 
   let verifier: ContinuousVerifier | null = null;
+  const forwarders: NonAuditForwarder[] = [];
+  const closers: Array<() => Promise<void>> = [];
   const settings = (id: string) => ({ id, logger, counters });
   const deliveries: DeliveryLoop[] = [];
   const receivers: Array<{
@@ -89,27 +91,37 @@ export async function startAgent(
     if (dropped.length > 0)
       logger.warn({ exporters: dropped }, "forgot cursors of exporters no longer configured");
     for (const e of config.exporters) {
-      const { sink, delivery } = e.factory.create(
+      const component = e.factory.create(
         { ...settings(e.id), state: wal.exporterState(e.id) },
         e.config,
       );
-      deliveries.push(new DeliveryLoop(e.id, sink, wal, batcher, delivery, counters, logger));
+      if (component.sink) {
+        deliveries.push(
+          new DeliveryLoop(
+            e.id,
+            component.sink,
+            wal,
+            batcher,
+            component.delivery,
+            counters,
+            logger,
+          ),
+        );
+      }
+      if (component.forwarder) forwarders.push(component.forwarder);
+      if (component.close) closers.push(component.close);
     }
     for (const d of deliveries) d.start();
+    for (const f of forwarders) f.start();
     await checkpoints?.start();
     if (config.verification) {
       const wanted = config.verification.exporters;
-      const targets = config.exporters.flatMap((e, i) =>
-        e.factory.reader && (wanted === undefined || wanted.includes(e.id))
-          ? [
-              {
-                exporterId: e.id,
-                source: e.factory.reader(e.config),
-                delivery: deliveries[i] as DeliveryLoop,
-              },
-            ]
-          : [],
-      );
+      const targets = config.exporters.flatMap((e) => {
+        const delivery = deliveries.find((d) => d.exporterId === e.id);
+        return e.factory.reader && delivery && (wanted === undefined || wanted.includes(e.id))
+          ? [{ exporterId: e.id, source: e.factory.reader(e.config), delivery }]
+          : [];
+      });
       verifier = new ContinuousVerifier(
         targets,
         batcher,
@@ -124,9 +136,13 @@ export async function startAgent(
       settings(config.auditFilter.id),
       config.auditFilter.config,
     );
-    const pipeline = new LogsPipeline(isAudit, wal, counters, {
-      maxRecordBytes: config.wal.max_record_size_kib * 1024,
-    });
+    const pipeline = new LogsPipeline(
+      isAudit,
+      wal,
+      counters,
+      { maxRecordBytes: config.wal.max_record_size_kib * 1024 },
+      forwarders,
+    );
     for (const r of config.receivers) {
       const component = r.factory.create(settings(r.id), r.config, pipeline);
       await component.start();
@@ -135,6 +151,8 @@ export async function startAgent(
   } catch (err) {
     for (const r of receivers) await r.component.shutdown();
     for (const d of deliveries) await d.stop();
+    for (const f of forwarders) await f.shutdown(Date.now());
+    for (const close of closers) await close();
     await checkpoints?.shutdown();
     await batcher.stop();
     await wal.close();
@@ -172,7 +190,9 @@ export async function startAgent(
             { headSeq: wal.headSeq },
             "grace period over before every exporter caught up; the rest stays in the WAL for the next start",
           );
+        await Promise.all(forwarders.map((f) => f.shutdown(deadline)));
         for (const d of deliveries) await d.stop();
+        for (const close of closers) await close();
         await checkpoints?.shutdown();
         await wal.close();
         logger.info({ drained, headSeq: wal.headSeq }, "stopped");

@@ -49,8 +49,24 @@ export interface ProcessorFactory<S extends z.ZodType = z.ZodType> extends Facto
 }
 
 export interface ExporterComponent {
-  sink: RecordSink;
+  /** Receives sealed audit batches through the durable delivery engine. */
+  sink?: RecordSink;
+  /** Receives non-audit records for pass-through (OTLP exporters). */
+  forwarder?: NonAuditForwarder;
   delivery: DeliveryOptions;
+  /** Releases what sink and forwarder share, after both are stopped. */
+  close?: () => Promise<void>;
+}
+
+/** A pass-through destination for the non-audit part of each request. */
+export interface NonAuditForwarder {
+  readonly exporterId: string;
+  readonly refusesWhenFull: boolean;
+  isFull(): boolean;
+  /** Queues an encoded ExportLogsServiceRequest; false when it had to be dropped. */
+  offer(body: Uint8Array, records: number): boolean;
+  start(): void;
+  shutdown(deadline: number): Promise<void>;
 }
 
 export interface ExporterSettings extends ComponentSettings {
@@ -61,6 +77,8 @@ export interface ExporterSettings extends ComponentSettings {
 export interface ExporterFactory<S extends z.ZodType = z.ZodType> extends FactoryBase<S> {
   readonly kind: "exporter";
   create(settings: ExporterSettings, config: z.output<S>): ExporterComponent;
+  /** Whether this config receives audit records (default true); pass-through-only exporters do not. */
+  storesAuditRecords?(config: z.output<S>): boolean;
   /** Reads back what this exporter wrote, for `verify --config` and continuous verification. */
   reader?(config: z.output<S>): AuditSource;
 }

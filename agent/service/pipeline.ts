@@ -2,7 +2,10 @@ import { BufferFullError, type WriteAheadLog } from "../buffer/wal.js";
 import { contextSuffix, recordJson } from "../chain/canonical-record.js";
 import { AgentError } from "../common/errors.js";
 import type { AuditPredicate } from "../processing/audit-filter/predicate.js";
-import type { ExportLogsServiceRequest, LogRecord } from "../receivers/otlp/model.js";
+import { QueueFullError } from "../exporters/otlp/sending-queue.js";
+import type { ExportLogsServiceRequest, LogRecord, ResourceLogs } from "../receivers/otlp/model.js";
+import { otlpTypes } from "../receivers/otlp/protobuf-codec.js";
+import type { NonAuditForwarder } from "./factory.js";
 import type { AgentCounters } from "../telemetry/counters.js";
 
 /**
@@ -34,6 +37,7 @@ export class LogsPipeline implements LogsConsumer {
     private readonly wal: WriteAheadLog,
     private readonly counters: AgentCounters,
     private readonly limits: PipelineLimits,
+    private readonly forwarders: readonly NonAuditForwarder[] = [],
   ) {}
 
   async consume(
@@ -41,6 +45,17 @@ export class LogsPipeline implements LogsConsumer {
     receivedUnixNano: string,
   ): Promise<ConsumeResult> {
     const records: string[] = [];
+    // Refuse before storing anything, so the client's retry cannot duplicate audit records.
+    const full = this.forwarders.find((f) => f.refusesWhenFull && f.isFull());
+    if (full) {
+      let total = 0;
+      for (const rl of request.resourceLogs)
+        for (const sl of rl.scopeLogs) total += sl.logRecords.length;
+      this.counters.refused("passthrough_queue_full", total);
+      throw new QueueFullError(full.exporterId);
+    }
+    const forwarding = this.forwarders.length > 0;
+    const passThrough: ResourceLogs[] = [];
     let filtered = 0;
     let rejected = 0;
     let firstRejection = "";
@@ -51,6 +66,7 @@ export class LogsPipeline implements LogsConsumer {
         const sl = rl.scopeLogs[s] as (typeof rl.scopeLogs)[number];
         // Resource and scope JSON are shared by all of the scope's records: build once, lazily.
         let suffix: string | null = null;
+        let nonAudit: LogRecord[] | null = null;
         for (let i = 0; i < sl.logRecords.length; i++) {
           const lr = sl.logRecords[i] as LogRecord;
           if (
@@ -64,6 +80,17 @@ export class LogsPipeline implements LogsConsumer {
           }
           if (!this.isAudit(lr, sl.scope, rl.resource)) {
             filtered++;
+            if (forwarding) {
+              if (nonAudit === null) {
+                nonAudit = [];
+                passThrough.push({
+                  resource: rl.resource,
+                  schemaUrl: rl.schemaUrl,
+                  scopeLogs: [{ scope: sl.scope, schemaUrl: sl.schemaUrl, logRecords: nonAudit }],
+                });
+              }
+              nonAudit.push(lr);
+            }
             continue;
           }
           if (suffix === null)
@@ -93,6 +120,13 @@ export class LogsPipeline implements LogsConsumer {
       throw err;
     }
     this.counters.receiverAccepted += records.length;
+    if (passThrough.length > 0) {
+      const body = otlpTypes.RequestType.encode({ resourceLogs: passThrough } as unknown as Record<
+        string,
+        unknown
+      >).finish();
+      for (const f of this.forwarders) f.offer(body, filtered);
+    }
     const rejectMessage =
       rejected > 0 ? `${rejected} audit record(s) refused: ${firstRejection}` : "";
     return { accepted: records.length, filtered, rejected, rejectMessage };

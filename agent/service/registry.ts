@@ -3,6 +3,7 @@ import { signingExtensionFactory } from "../chain/config.js";
 import { elasticsearchExporterFactory } from "../exporters/elasticsearch/factory.js";
 import { fileExporterFactory } from "../exporters/file/factory.js";
 import { lokiExporterFactory } from "../exporters/loki/factory.js";
+import { otlpGrpcExporterFactory, otlpHttpExporterFactory } from "../exporters/otlp/factory.js";
 import { s3ExporterFactory } from "../exporters/s3/factory.js";
 import { auditFilterFactory } from "../processing/audit-filter/factory.js";
 import { verificationExtensionFactory } from "../verify/config.js";
@@ -17,6 +18,8 @@ export const factories: readonly AnyFactory[] = [
   lokiExporterFactory,
   s3ExporterFactory,
   elasticsearchExporterFactory,
+  otlpHttpExporterFactory,
+  otlpGrpcExporterFactory,
   walExtensionFactory,
   signingExtensionFactory,
   verificationExtensionFactory,

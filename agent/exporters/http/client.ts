@@ -87,8 +87,9 @@ export class HttpClient {
     }
   }
 
+  /** Closes the pool, aborting any request still waiting on a backend: by now nobody waits for it. */
   async close(): Promise<void> {
-    await this.dispatcher.close();
+    await this.dispatcher.destroy();
   }
 }
 

@@ -44,6 +44,7 @@ export function refusalFor(err: unknown, retryAfterSeconds: number): Refusal {
         };
       case "WAL_WRITE_FAILED":
       case "WAL_CLOSED":
+      case "FORWARD_QUEUE_FULL":
         return {
           http: 503,
           grpc: GRPC_UNAVAILABLE,

@@ -1,0 +1,151 @@
+import { AgentError } from "../../common/errors.js";
+import type { AgentCounters } from "../../telemetry/counters.js";
+import type { Logger } from "../../telemetry/logger.js";
+import { Backoff } from "../backoff.js";
+import type { ForwardingConfig } from "./config.js";
+import type { OtlpTransport } from "./transport.js";
+
+/**
+ * The pass-through queue for non-audit records: bounded, in memory (like the Collector's
+ * default sending_queue: these records are not audit data and are not chained or stored),
+ * sent one request at a time with retry_on_failure backoff. A record dropped because the
+ * queue is full or retries ran out is counted and logged, never silently lost.
+ */
+export class QueueFullError extends AgentError {
+  constructor(exporterId: string) {
+    super(
+      "FORWARD_QUEUE_FULL",
+      `the pass-through queue of exporter ${exporterId} is full: the upstream is behind; retry later`,
+    );
+  }
+}
+
+interface Item {
+  body: Uint8Array;
+  records: number;
+}
+
+export class SendingQueue {
+  private readonly items: Item[] = [];
+  private loop: Promise<void> | null = null;
+  private wake: (() => void) | null = null;
+  private stopping = false;
+  private sleepTimer: NodeJS.Timeout | null = null;
+  dropped = 0;
+
+  constructor(
+    readonly exporterId: string,
+    private readonly transport: OtlpTransport,
+    private readonly config: ForwardingConfig,
+    private readonly counters: AgentCounters,
+    private readonly logger: Logger,
+  ) {}
+
+  /** True when a full queue should refuse the client's request instead of dropping. */
+  get refusesWhenFull(): boolean {
+    return this.config.sending_queue.on_full === "refuse";
+  }
+
+  isFull(): boolean {
+    return this.items.length >= this.config.sending_queue.queue_size;
+  }
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  /** Queues an encoded ExportLogsServiceRequest; false when it was dropped (queue full). */
+  offer(body: Uint8Array, records: number): boolean {
+    if (this.isFull()) {
+      this.drop(records, "the sending queue is full");
+      return false;
+    }
+    this.items.push({ body, records });
+    this.wake?.();
+    return true;
+  }
+
+  private drop(records: number, why: string): void {
+    this.dropped += records;
+    this.counters.sendFailed(this.exporterId, records);
+    this.counters.refused(`passthrough_dropped:${this.exporterId}`, records);
+    this.logger.warn(
+      { exporter: this.exporterId, records, why },
+      "non-audit records dropped by the pass-through exporter",
+    );
+  }
+
+  start(): void {
+    this.loop = this.run();
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopping || this.items.length > 0) {
+      const item = this.items[0];
+      if (!item) {
+        if (this.stopping) return;
+        await new Promise<void>((resolve) => {
+          this.wake = resolve;
+        });
+        this.wake = null;
+        continue;
+      }
+      const backoff = new Backoff(this.config.retry_on_failure);
+      for (;;) {
+        try {
+          await this.transport.send(item.body);
+          this.counters.sent(this.exporterId, item.records);
+          break;
+        } catch (err) {
+          const delay = this.stopping ? null : backoff.next(err);
+          if (delay === null) {
+            this.drop(item.records, (err as Error).message);
+            break;
+          }
+          this.logger.warn(
+            {
+              exporter: this.exporterId,
+              error: (err as Error).message,
+              retryInMs: Math.round(delay),
+            },
+            "pass-through export failed; retrying",
+          );
+          await new Promise<void>((resolve) => {
+            this.wake = resolve;
+            this.sleepTimer = setTimeout(resolve, delay);
+          });
+          this.wake = null;
+        }
+      }
+      this.items.shift();
+    }
+  }
+
+  /**
+   * Sends what is queued until empty or `deadline`, then stops; what is left (including a
+   * send still hanging on the upstream) is dropped and counted. The queue counts the item
+   * being sent towards queue_size.
+   */
+  async shutdown(deadline: number): Promise<void> {
+    while (this.items.length > 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 10));
+    this.stopping = true;
+    if (this.sleepTimer) clearTimeout(this.sleepTimer);
+    const left = this.items.splice(1);
+    const leftRecords = left.reduce((n, i) => n + i.records, 0);
+    if (leftRecords > 0)
+      this.drop(leftRecords, "the agent stopped before the upstream accepted them");
+    this.wake?.();
+    let timer: NodeJS.Timeout | undefined;
+    const settled = await Promise.race([
+      this.loop?.then(() => true),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
+      }),
+    ]);
+    clearTimeout(timer);
+    const inFlight = this.items[0];
+    if (!settled && inFlight)
+      this.drop(inFlight.records, "the upstream did not answer before the agent stopped");
+  }
+}
