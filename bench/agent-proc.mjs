@@ -1,0 +1,119 @@
+// Starts the built agent as its own process on ephemeral ports with a temp data dir, and
+// samples its CPU time, RSS and bytes written from /proc.
+import { execSync, spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+
+const CLK_TCK = Number(execSync("getconf CLK_TCK").toString().trim()) || 100;
+const ROOT = new URL("..", import.meta.url).pathname;
+
+export function configYaml(dir) {
+  return `receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: 127.0.0.1:0
+      http:
+        endpoint: 127.0.0.1:0
+        max_request_body_size: 16777216
+exporters:
+  file:
+    directory: ${join(dir, "out")}
+extensions:
+  wal:
+    directory: ${join(dir, "wal")}
+    max_size_mib: 1024
+  signing:
+    key_file: ${join(dir, "keys", "signing.key")}
+service:
+  pipelines:
+    logs:
+      receivers: [otlp]
+      exporters: [file]
+  telemetry:
+    logs:
+      level: warn
+`;
+}
+
+export async function startAgent() {
+  const dir = mkdtempSync(join(tmpdir(), "audit-bench-"));
+  const config = join(dir, "agent.yaml");
+  writeFileSync(config, configYaml(dir).replace("level: warn", "level: info"));
+  const child = spawn(
+    process.execPath,
+    [join(ROOT, "dist/agent/cli/main.js"), "run", "--config", config],
+    { stdio: ["ignore", "ignore", "pipe"] },
+  );
+  const addresses = await new Promise((resolve, reject) => {
+    const rl = createInterface({ input: child.stderr });
+    rl.on("line", (line) => {
+      try {
+        const e = JSON.parse(line);
+        if (e.msg === "audit agent started") resolve(e.addresses.otlp);
+      } catch {
+        // not a JSON log line
+      }
+    });
+    child.once("exit", (code) => reject(new Error(`agent exited ${code}`)));
+  });
+  return {
+    dir,
+    pid: child.pid,
+    http: addresses.http,
+    grpc: addresses.grpc,
+    sample: () => sampleProc(child.pid),
+    async stop() {
+      child.kill("SIGTERM");
+      await new Promise((r) => child.once("exit", r));
+    },
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+    outputRecords: () => countLines(join(dir, "out")),
+    outputBytes: () => dirBytes(join(dir, "out")),
+  };
+}
+
+export function sampleProc(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const cpuSeconds = (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  const io = readFileSync(`/proc/${pid}/io`, "utf8");
+  const writeBytes = Number(/write_bytes:\s+(\d+)/.exec(io)?.[1] ?? 0);
+  return { at: performance.now(), cpuSeconds, rssMiB: rssKb / 1024, writeBytes };
+}
+
+function files(dir, re) {
+  const out = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (entry.isFile() && re.test(entry.name))
+      out.push(join(entry.parentPath ?? entry.path, entry.name));
+  }
+  return out;
+}
+
+export function countLines(dir) {
+  let n = 0;
+  try {
+    for (const f of files(dir, /^records-.*\.ndjson$/)) {
+      const buf = readFileSync(f);
+      for (let i = buf.indexOf(10); i !== -1; i = buf.indexOf(10, i + 1)) n++;
+    }
+  } catch {
+    return 0;
+  }
+  return n;
+}
+
+export function dirBytes(dir) {
+  let n = 0;
+  try {
+    for (const f of files(dir, /./)) n += statSync(f).size;
+  } catch {
+    return 0;
+  }
+  return n;
+}
