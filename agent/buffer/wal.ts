@@ -1,8 +1,15 @@
-import { createHash, randomBytes } from "node:crypto";
+import { hash as oneShotHash, randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { ClassicLevel } from "classic-level";
-import { CHAIN_ID_PATTERN, envelopeJson, genesisHash } from "../chain/format.js";
+import {
+  CHAIN_ID_PATTERN,
+  ENVELOPE_MIDDLE,
+  envelopeHead,
+  envelopeTail,
+  genesisHash,
+} from "../chain/format.js";
 import { AgentError } from "../common/errors.js";
+import { CHUNK_HEADER, chunkCount, decodeChunk, ENTRY_HEADER } from "./chunk.js";
 import {
   CANONICAL_OFFSET,
   CHAIN_KEY,
@@ -35,6 +42,8 @@ export interface WalOptions {
   chainId?: string;
   /** Upper bound on one group-commit batch, so a burst does not become one giant write. */
   maxBatchBytes?: number;
+  /** Bytes of recent records kept in memory for the batcher and exporters (default 16 MiB). */
+  cacheBytes?: number;
 }
 
 export interface ExporterState {
@@ -88,11 +97,18 @@ interface HeadState {
   hash: string;
 }
 
-/** Accounting unit for released space: bytes written by one batch, by last seq. */
-interface SpanBytes {
+/** One stored chunk (see chunk.ts): its seq range, size, and its bytes while cached. */
+interface ChunkEntry {
+  firstSeq: number;
   lastSeq: number;
   bytes: number;
+  cached: Buffer | null;
 }
+
+/** Chunks are cut at about this size, so a reader never loads a huge value for one record. */
+const CHUNK_TARGET_BYTES = 1 << 20;
+/** Recent chunks kept in memory for the batcher and exporters, which read right behind ingest. */
+const DEFAULT_CACHE_BYTES = 16 << 20;
 
 export class WriteAheadLog {
   readonly chainId: string;
@@ -107,7 +123,10 @@ export class WriteAheadLog {
   private writing = false;
   private closed = false;
   private storedBytes: number;
-  private readonly spans: SpanBytes[];
+  /** Every stored chunk, oldest first: the in-memory index of the log. */
+  private readonly chunks: ChunkEntry[];
+  private cachedBytes = 0;
+  private readonly cacheBytes: number;
   /** Highest seq already removed from the log (−1 when nothing was). */
   private releasedThrough: number;
   private releasing: Promise<void> = Promise.resolve();
@@ -123,7 +142,7 @@ export class WriteAheadLog {
     chainId: string,
     head: HeadState,
     storedBytes: number,
-    spans: SpanBytes[],
+    chunks: ChunkEntry[],
     releasedThrough: number,
   ) {
     this.db = db;
@@ -134,7 +153,8 @@ export class WriteAheadLog {
     this.nextSeq = head.seq + 1;
     this.prevHex = head.hash;
     this.storedBytes = storedBytes;
-    this.spans = spans;
+    this.chunks = chunks;
+    this.cacheBytes = options.cacheBytes ?? DEFAULT_CACHE_BYTES;
     this.releasedThrough = releasedThrough;
   }
 
@@ -164,9 +184,9 @@ export class WriteAheadLog {
       const head: HeadState = headRaw
         ? (JSON.parse(headRaw.toString("utf8")) as HeadState)
         : { seq: -1, hash: genesisHash(chainId).toString("hex") };
-      const { storedBytes, spans, firstSeq } = await WriteAheadLog.scanStored(db);
+      const { storedBytes, chunks, firstSeq } = await WriteAheadLog.scanStored(db);
       const releasedThrough = firstSeq === null ? head.seq : firstSeq - 1;
-      return new WriteAheadLog(db, options, chainId, head, storedBytes, spans, releasedThrough);
+      return new WriteAheadLog(db, options, chainId, head, storedBytes, chunks, releasedThrough);
     } catch (err) {
       await db.close();
       throw err;
@@ -200,26 +220,17 @@ export class WriteAheadLog {
     return chainId;
   }
 
-  /** Sizes the records still held (after a restart) in spans of about 1 MiB. */
+  /** Indexes the chunks still held (after a restart). */
   private static async scanStored(db: ClassicLevel<Buffer, Buffer>) {
     let storedBytes = 0;
-    let firstSeq: number | null = null;
-    const spans: SpanBytes[] = [];
-    let spanBytes = 0;
-    let lastSeq = -1;
+    const chunks: ChunkEntry[] = [];
     for await (const [key, value] of db.iterator({ gte: recordKey(0), lt: RECORD_KEY_END })) {
-      lastSeq = seqOfRecordKey(key);
-      if (firstSeq === null) firstSeq = lastSeq;
+      const firstSeq = seqOfRecordKey(key);
       const bytes = key.length + value.length;
+      chunks.push({ firstSeq, lastSeq: firstSeq + chunkCount(value) - 1, bytes, cached: null });
       storedBytes += bytes;
-      spanBytes += bytes;
-      if (spanBytes >= 1 << 20) {
-        spans.push({ lastSeq, bytes: spanBytes });
-        spanBytes = 0;
-      }
     }
-    if (spanBytes > 0) spans.push({ lastSeq, bytes: spanBytes });
-    return { storedBytes, spans, firstSeq };
+    return { storedBytes, chunks, firstSeq: chunks[0]?.firstSeq ?? null };
   }
 
   /** Seq of the last durable record, −1 when the chain is empty. */
@@ -281,26 +292,84 @@ export class WriteAheadLog {
   private async flush(): Promise<void> {
     const batch = this.takeBatch();
     const ops: Array<{ type: "put"; key: Buffer; value: Buffer }> = [];
-    const chainId = this.chainId;
+    const newChunks: ChunkEntry[] = [];
+    const head = envelopeHead(this.chainId);
+    const headLen = head.length;
+    const middleLen = ENVELOPE_MIDDLE.length;
     let seq = this.nextSeq;
     let prev = this.prevHex;
     let bytes = 0;
     let estimate = 0;
+    // Pass 1: exact byte length of every record's stored entry (the envelope's parts are
+    // known ahead: prev is always 64 hex digits), and where chunks are cut.
+    const records: string[] = [];
+    const recordLens: number[] = [];
+    const tails: string[] = [];
+    const cuts: number[] = []; // index one past each chunk's last record
+    let chunkSize = CHUNK_HEADER;
+    let s = seq;
     for (const p of batch) {
       estimate += p.estimate;
       for (const record of p.records) {
-        const text = envelopeJson(chainId, prev, record, seq, p.receivedUnixNano);
-        const len = Buffer.byteLength(text, "utf8");
-        const value = Buffer.allocUnsafe(CANONICAL_OFFSET + len);
-        value[HASH_BYTES] = 0x00;
-        value.write(text, CANONICAL_OFFSET, len, "utf8");
-        const digest = createHash("sha256").update(value.subarray(HASH_BYTES)).digest();
-        digest.copy(value, 0);
-        prev = digest.toString("hex");
-        ops.push({ type: "put", key: recordKey(seq), value });
-        bytes += value.length + 9;
+        const len = Buffer.byteLength(record, "utf8");
+        const tail = envelopeTail(s++, p.receivedUnixNano);
+        records.push(record);
+        recordLens.push(len);
+        tails.push(tail);
+        chunkSize += ENTRY_HEADER + CANONICAL_OFFSET + headLen + 64 + middleLen + len + tail.length;
+        if (chunkSize >= CHUNK_TARGET_BYTES) {
+          cuts.push(records.length);
+          chunkSize = CHUNK_HEADER;
+        }
+      }
+    }
+    if (cuts[cuts.length - 1] !== records.length) cuts.push(records.length);
+    // Pass 2: write each chunk's entries in place and hash them: 0x00 || canonical text is
+    // the RFC 6962 leaf-hash input; the hash is stored and, in hex, is the next prev.
+    let from = 0;
+    for (const to of cuts) {
+      if (to === from) continue;
+      let size = CHUNK_HEADER;
+      for (let i = from; i < to; i++) {
+        size +=
+          ENTRY_HEADER +
+          CANONICAL_OFFSET +
+          headLen +
+          64 +
+          middleLen +
+          (recordLens[i] as number) +
+          (tails[i] as string).length;
+      }
+      const chunk = Buffer.allocUnsafe(size);
+      chunk.writeUInt32BE(to - from, 0);
+      const firstSeq = seq;
+      let at = CHUNK_HEADER;
+      for (let i = from; i < to; i++) {
+        const entryStart = at + ENTRY_HEADER;
+        const textStart = entryStart + CANONICAL_OFFSET;
+        let w = textStart;
+        w += chunk.write(head, w, "latin1");
+        w += chunk.write(prev, w, "latin1");
+        w += chunk.write(ENVELOPE_MIDDLE, w, "latin1");
+        w += chunk.write(records[i] as string, w, "utf8");
+        w += chunk.write(tails[i] as string, w, "latin1");
+        chunk.writeUInt32BE(w - entryStart, at);
+        chunk[entryStart + HASH_BYTES] = 0x00;
+        prev = oneShotHash("sha256", chunk.subarray(entryStart + HASH_BYTES, w), "hex");
+        chunk.write(prev, entryStart, HASH_BYTES, "hex");
+        at = w;
         seq++;
       }
+      const key = recordKey(firstSeq);
+      ops.push({ type: "put", key, value: chunk });
+      newChunks.push({
+        firstSeq,
+        lastSeq: seq - 1,
+        bytes: chunk.length + key.length,
+        cached: chunk,
+      });
+      bytes += chunk.length + key.length;
+      from = to;
     }
     ops.push({
       type: "put",
@@ -320,7 +389,11 @@ export class WriteAheadLog {
       this.nextSeq = seq;
       this.prevHex = prev;
       this.storedBytes += bytes;
-      this.spans.push({ lastSeq: seq - 1, bytes });
+      for (const c of newChunks) {
+        this.chunks.push(c);
+        this.cachedBytes += c.bytes;
+      }
+      this.evictCache();
       for (const p of batch) {
         p.resolve({ firstSeq: first, count: p.records.length });
         first += p.records.length;
@@ -373,21 +446,42 @@ export class WriteAheadLog {
   async read(afterSeq: number, maxRecords: number, maxBytes: number): Promise<StoredRecord[]> {
     const out: StoredRecord[] = [];
     let bytes = 0;
-    const it = this.db.iterator({
-      gte: recordKey(afterSeq + 1),
-      lt: RECORD_KEY_END,
-      limit: maxRecords,
-    });
-    try {
-      for await (const [key, value] of it) {
-        out.push({ seq: seqOfRecordKey(key), value });
-        bytes += value.length;
-        if (bytes >= maxBytes) break;
+    for (let c = this.chunkIndexOf(afterSeq + 1); c < this.chunks.length; c++) {
+      const entry = this.chunks[c] as ChunkEntry;
+      const buf = entry.cached ?? (await this.db.get(recordKey(entry.firstSeq)));
+      if (!buf)
+        throw new Error(`WAL chunk ${entry.firstSeq}..${entry.lastSeq} is missing from LevelDB`);
+      for (const r of decodeChunk(entry.firstSeq, buf)) {
+        if (r.seq <= afterSeq) continue;
+        out.push(r);
+        bytes += r.value.length;
+        if (out.length >= maxRecords || bytes >= maxBytes) return out;
       }
-    } finally {
-      await it.close();
     }
     return out;
+  }
+
+  /** Index of the chunk holding `seq` (or the first one after it). */
+  private chunkIndexOf(seq: number): number {
+    let lo = 0;
+    let hi = this.chunks.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((this.chunks[mid] as ChunkEntry).lastSeq < seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** Keeps the newest chunks in memory up to the cache budget. */
+  private evictCache(): void {
+    for (let i = 0; this.cachedBytes > this.cacheBytes && i < this.chunks.length; i++) {
+      const c = this.chunks[i] as ChunkEntry;
+      if (c.cached) {
+        c.cached = null;
+        this.cachedBytes -= c.bytes;
+      }
+    }
   }
 
   /**
@@ -444,15 +538,22 @@ export class WriteAheadLog {
     }
   }
 
+  /** Deletes the chunks whose records are all at or before `throughSeq`. */
   private async release(throughSeq: number): Promise<void> {
     if (throughSeq <= this.releasedThrough) return;
-    await this.db.clear({ gte: recordKey(this.releasedThrough + 1), lte: recordKey(throughSeq) });
-    this.releasedThrough = throughSeq;
-    let freed = 0;
-    while (this.spans.length > 0 && (this.spans[0] as SpanBytes).lastSeq <= throughSeq) {
-      freed += (this.spans.shift() as SpanBytes).bytes;
+    let n = 0;
+    while (n < this.chunks.length && (this.chunks[n] as ChunkEntry).lastSeq <= throughSeq) n++;
+    if (n > 0) {
+      const gone = this.chunks.slice(0, n);
+      await this.db.batch(gone.map((c) => ({ type: "del" as const, key: recordKey(c.firstSeq) })));
+      this.chunks.splice(0, n);
+      for (const c of gone) {
+        this.storedBytes -= c.bytes;
+        if (c.cached) this.cachedBytes -= c.bytes;
+      }
     }
-    this.storedBytes -= freed;
+    // A partly delivered chunk stays until every record in it is delivered.
+    this.releasedThrough = throughSeq;
   }
 
   /**

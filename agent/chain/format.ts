@@ -17,7 +17,19 @@ export function envelopeJson(
   seq: bigint | number,
   receivedUnixNano: string,
 ): string {
-  return `{"chainId":"${chainId}","prev":"${prevHex}","record":${record},"seq":"${seq}","timeReceivedUnixNano":"${receivedUnixNano}","v":${FORMAT_VERSION}}`;
+  return `${envelopeHead(chainId)}${prevHex}${ENVELOPE_MIDDLE}${record}${envelopeTail(seq, receivedUnixNano)}`;
+}
+
+/**
+ * The envelope in the pieces the WAL writes straight into its buffers:
+ * head + prev (64 hex digits) + middle + record + tail. All but the record are ASCII.
+ */
+export function envelopeHead(chainId: string): string {
+  return `{"chainId":"${chainId}","prev":"`;
+}
+export const ENVELOPE_MIDDLE = '","record":';
+export function envelopeTail(seq: bigint | number, receivedUnixNano: string): string {
+  return `,"seq":"${seq}","timeReceivedUnixNano":"${receivedUnixNano}","v":${FORMAT_VERSION}}`;
 }
 
 const LEAF_PREFIX = Buffer.from([0x00]);

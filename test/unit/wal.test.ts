@@ -118,13 +118,18 @@ describe("write-ahead log", () => {
   it("starts a new exporter at the oldest record still held", async () => {
     const path = tmp();
     const wal = await openWal(path);
-    await wal.append([rec(0), rec(1), rec(2)], "1");
+    await wal.append([rec(0), rec(1), rec(2)], "1"); // one chunk: 0..2
+    await wal.append([rec(3), rec(4)], "1"); // another: 3..4
     await wal.loadCursor("old");
-    await wal.commitCursor("old", 1);
+    await wal.commitCursor("old", 3);
+    expect(await wal.loadCursor("new-before-restart")).toBe(3);
+    await wal.forgetCursorsExcept(["old"]);
     await wal.close();
     const reopened = await openWal(path);
-    expect(await reopened.loadCursor("old")).toBe(1);
-    expect(await reopened.loadCursor("new")).toBe(1);
+    expect(await reopened.loadCursor("old")).toBe(3);
+    // Records are released a whole chunk at a time: 0..2 are gone, 3 is still held.
+    expect(await reopened.loadCursor("new")).toBe(2);
+    expect((await reopened.read(2, 10, 1 << 20)).map((r) => r.seq)).toEqual([3, 4]);
     expect(reopened.usedBytes).toBeGreaterThan(0);
   });
 
