@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, hash as oneShotHash } from "node:crypto";
 
 /**
  * The chained record envelope (docs/integrity-format.md §2). Its members sort as
@@ -33,16 +33,26 @@ export function envelopeTail(seq: bigint | number, receivedUnixNano: string): st
 }
 
 const LEAF_PREFIX = Buffer.from([0x00]);
-const NODE_PREFIX = Buffer.from([0x01]);
 
 /** RFC 6962 §2.1 leaf hash: SHA-256(0x00 || canonical bytes). */
 export function leafHash(canonical: Uint8Array): Buffer {
   return createHash("sha256").update(LEAF_PREFIX).update(canonical).digest();
 }
 
-/** RFC 6962 §2.1 interior node hash: SHA-256(0x01 || left || right). */
+const NODE_PREFIX = Buffer.from([0x01]);
+const nodeInput = Buffer.alloc(65, 0x01);
+
+/**
+ * RFC 6962 §2.1 interior node hash: SHA-256(0x01 || left || right). One-shot over a reused
+ * buffer: about twice as fast as a Hash object per node, and batches hash hundreds.
+ */
 export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
-  return createHash("sha256").update(NODE_PREFIX).update(left).update(right).digest();
+  if (left.length !== 32 || right.length !== 32) {
+    return createHash("sha256").update(NODE_PREFIX).update(left).update(right).digest();
+  }
+  nodeInput.set(left, 1);
+  nodeInput.set(right, 33);
+  return oneShotHash("sha256", nodeInput, "buffer") as unknown as Buffer;
 }
 
 /**

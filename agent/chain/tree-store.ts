@@ -85,14 +85,12 @@ export class TreeStore {
 
   /** Appends leaf hashes; returns the tile writes that make the append durable. */
   append(leaves: readonly Hash[]): Put[] {
-    const touched = new Map<string, Put>();
+    // Tiles touched by this append; each is written once, in its final state.
+    const touched = new Map<string, { level: number; index: number; hashes: Hash[] }>();
     const put = (level: number, index: number, hashes: Hash[]) => {
-      touched.set(`${level}/${index}`, {
-        type: "put",
-        key: tileKey(level, index),
-        value: Buffer.concat(hashes),
-      });
+      touched.set(`${level}/${index}`, { level, index, hashes });
     };
+
     for (const leaf of leaves) {
       let hash: Hash = leaf;
       let level = 0;
@@ -112,7 +110,11 @@ export class TreeStore {
       }
       this.treeSize++;
     }
-    return [...touched.values()];
+    return [...touched.values()].map((t) => ({
+      type: "put" as const,
+      key: tileKey(t.level, t.index),
+      value: Buffer.concat(t.hashes),
+    }));
   }
 
   /** A HashSource over the first `size` leaves, reading stored tiles as needed. */

@@ -133,6 +133,17 @@ export async function verifyChain(
     }
     expectedSeq = seq + 1;
   }
+  // A gap at the end has no later record to reveal it; the signed batches that seal it do.
+  const signedThrough = batches.reduce((max, b) => Math.max(max, Number(b.lastSeq)), -1);
+  if (expectedSeq <= signedThrough) {
+    const sealing = batches.find((b) => Number(b.lastSeq) >= expectedSeq) as BatchInfo;
+    add(
+      "missing",
+      sealing.location,
+      `records ${range(expectedSeq, signedThrough)} are absent from the end of the chain, though signed batches seal them`,
+      { seq: expectedSeq },
+    );
+  }
 
   // 5. Batches: each signed batch must match the records exactly.
   let sealedThrough = -1;
@@ -209,6 +220,17 @@ export async function verifyChain(
           location,
           `checkpoint signed only by untrusted keys (${parsed.signatures.map((s) => `${s.name}+${s.keyId}`).join(", ")})`,
         );
+      // As for manifests: only the canonical base64 of each signature is the stored note.
+      const lines = parsed.signatures.map(
+        (s) =>
+          `\u2014 ${s.name} ${Buffer.concat([Buffer.from(s.keyId, "hex"), s.signature]).toString("base64")}\n`,
+      );
+      if (`${parsed.text}\n${lines.join("")}` !== note)
+        return add(
+          "bad-signature",
+          location,
+          "checkpoint signature line is not in canonical base64 (its text was altered)",
+        );
       cp = parseCheckpointText(parsed.text);
     } catch (err) {
       return add("malformed", location, `checkpoint: ${(err as Error).message}`);
@@ -240,6 +262,12 @@ export async function verifyChain(
   for (const k of options.knownCheckpoints) await checkNote(k.note, k.location, true);
 
   const ordered = present.map((s) => bySeq.get(s) as Rec);
+  // Receive times are not checked (docs/integrity-format.md §7.1): a damaged one is caught
+  // by the link of the next record, and must not stop the report.
+  const received = ordered
+    .map((r) => r.received)
+    .filter((t) => /^\d+$/.test(t))
+    .map((t) => BigInt(t));
   const bestLatest = latest as Checkpoint | null;
   return {
     findings,
@@ -248,22 +276,10 @@ export async function verifyChain(
       records: ordered.length,
       firstSeq: ordered[0]?.seq ?? null,
       lastSeq: ordered[ordered.length - 1]?.seq ?? null,
-      firstReceived: ordered.length
-        ? nanosToIso(
-            ordered.reduce(
-              (a, r) => (BigInt(r.received) < BigInt(a) ? r.received : a),
-              (ordered[0] as Rec).received,
-            ),
-          )
+      firstReceived: received.length
+        ? nanosToIso(received.reduce((a, t) => (t < a ? t : a)))
         : null,
-      lastReceived: ordered.length
-        ? nanosToIso(
-            ordered.reduce(
-              (a, r) => (BigInt(r.received) > BigInt(a) ? r.received : a),
-              (ordered[0] as Rec).received,
-            ),
-          )
-        : null,
+      lastReceived: received.length ? nanosToIso(received.reduce((a, t) => (t > a ? t : a))) : null,
       batches: batches.length,
       sealedThrough,
       keys: [...seenKeys],
@@ -370,7 +386,11 @@ function checkManifests(
       );
       continue;
     }
-    const sig = checkManifestSignature(m, trusted);
+    let sig = checkManifestSignature(m, trusted);
+    // Base64 decoders ignore padding and the unused low bits of the last character: only
+    // the canonical spelling is the text that was signed and that the next manifest hashes.
+    const respelled = sig === "valid" && !isCanonicalBase64(m.signature);
+    if (respelled) sig = "invalid";
     if (sig === "unknown-key")
       add(
         "unknown-key",
@@ -382,7 +402,9 @@ function checkManifests(
       add(
         "bad-signature",
         stored.location,
-        `manifest ${index}: the signature by ${m.keyId} does not verify (altered or forged)`,
+        respelled
+          ? `manifest ${index}: the signature by ${m.keyId} is not in canonical base64 (its text was altered)`
+          : `manifest ${index}: the signature by ${m.keyId} does not verify (altered or forged)`,
         at,
       );
     if (index < expectedIndex) {
@@ -399,7 +421,7 @@ function checkManifests(
         "missing",
         stored.location,
         `manifests ${range(expectedIndex, index - 1)} are absent before manifest ${index}`,
-        at,
+        { manifest: expectedIndex },
       );
     } else if (prevVerified && m.prevManifest !== prevHash) {
       add(
@@ -419,10 +441,15 @@ function checkManifests(
   return { batches, claimedThrough };
 }
 
+function isCanonicalBase64(text: string): boolean {
+  return Buffer.from(text, "base64").toString("base64") === text;
+}
+
 function range(a: number, b: number): string {
   return a === b ? String(a) : `${a}..${b}`;
 }
 
-function nanosToIso(nanos: string): string {
-  return new Date(Number(BigInt(nanos) / 1000000n)).toISOString();
+function nanosToIso(nanos: bigint): string {
+  const date = new Date(Number(nanos / 1000000n));
+  return Number.isNaN(date.getTime()) ? `${nanos} ns` : date.toISOString();
 }

@@ -28,6 +28,12 @@ export interface TestConfigOptions {
   maxBodyBytes?: number;
   maxRecordKib?: number;
   retryAfterSeconds?: number;
+  /** extensions.signing: private key file (default <dir>/keys/signing.key). */
+  keyFile?: string;
+  /** extensions.signing.previous_key_file: the outgoing key of a rotation. */
+  previousKeyFile?: string;
+  /** extensions.signing.batch.max_records (agent default when unset). */
+  batchMaxRecords?: number;
 }
 
 /** A config on ephemeral loopback ports with everything under `dir`. */
@@ -55,9 +61,9 @@ exporters:
       max_interval: 200ms
 extensions:
   signing:
-    key_file: ${join(o.dir, "keys", "signing.key")}
-    batch:
-      timeout: 20ms
+    key_file: ${o.keyFile ?? join(o.dir, "keys", "signing.key")}
+${o.previousKeyFile ? `    previous_key_file: ${o.previousKeyFile}\n` : ""}    batch:
+${o.batchMaxRecords ? `      max_records: ${o.batchMaxRecords}\n` : ""}      timeout: 20ms
   wal:
     directory: ${join(o.dir, "wal")}
     max_size_mib: ${o.walMaxMib ?? 64}
