@@ -94,8 +94,10 @@ export class Batcher {
       options.logger,
       state,
     );
-    if (state.entries > 0)
-      batcher.latest = (await batcher.readEntry(state.entries - 1))?.checkpoint ?? null;
+    // The newest checkpoint belongs to the newest batch (a key rotation carries none).
+    for (let e = state.entries - 1; e >= 0 && batcher.latest === null; e--) {
+      batcher.latest = (await batcher.readEntry(e))?.checkpoint ?? null;
+    }
     await batcher.recordSigner(options.previousKey);
     return batcher;
   }

@@ -29,7 +29,9 @@ export const signingConfigSchema = z
     origin: z
       .string()
       .min(1)
-      .regex(/^[^\n]+$/)
+      .refine((o) => ![...o].some((c) => c < " " || c === "\u007f"), {
+        message: "origin is one line of printable characters (C2SP signed-note)",
+      })
       .optional(),
     batch: z
       .object({

@@ -4,7 +4,7 @@ import { canonicalize, type JsonValue } from "./jcs.js";
 import { type PublicKey, type SigningKey, signBytes, verifyBytes } from "./signing.js";
 
 /**
- * Manifests: the signed statements that seal the chain (docs/integrity-format.md §5).
+ * Manifests: the signed statements that seal the chain (docs/integrity-format.md §10).
  * A manifest is RFC 8785 canonical JSON; its Ed25519 signature covers the canonical text
  * of every other member and is added as `signature`. Manifests form their own hash
  * chain: `prevManifest` is SHA-256 of the previous manifest's signed canonical text.

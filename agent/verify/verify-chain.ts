@@ -36,7 +36,8 @@ interface Rec {
 export async function verifyChain(
   data: ChainData,
   options: VerifyOptions,
-): Promise<{ summary: ChainSummary; findings: Finding[] }> {
+): Promise<{ summary: ChainSummary; findings: Finding[]; usedCheckpoints: Set<number> }> {
+  const usedCheckpoints = new Set<number>();
   const chainId = data.chainId;
   const findings: Finding[] = [...data.findings];
   const add = (
@@ -259,7 +260,17 @@ export async function verifyChain(
   };
   for (const m of data.manifests)
     if (m.checkpoint) await checkNote(m.checkpoint, m.location, false);
-  for (const k of options.knownCheckpoints) await checkNote(k.note, k.location, true);
+  // A checkpoint seen earlier applies to the chain with its origin (the origin of this
+  // chain's own checkpoints, or by default otel-audit-agent/<chain id>).
+  const ownOrigin = data.manifests.map((m) => m.checkpoint && originOf(m.checkpoint)).find(Boolean);
+  for (const [i, k] of options.knownCheckpoints.entries()) {
+    const origin = originOf(k.note);
+    const matches =
+      origin !== null && (ownOrigin ? origin === ownOrigin : origin.endsWith(`/${chainId}`));
+    if (!matches) continue;
+    usedCheckpoints.add(i);
+    await checkNote(k.note, k.location, true);
+  }
 
   const ordered = present.map((s) => bySeq.get(s) as Rec);
   // Receive times are not checked (docs/integrity-format.md §7.1): a damaged one is caught
@@ -271,6 +282,7 @@ export async function verifyChain(
   const bestLatest = latest as Checkpoint | null;
   return {
     findings,
+    usedCheckpoints,
     summary: {
       chainId,
       records: ordered.length,
@@ -452,4 +464,10 @@ function range(a: number, b: number): string {
 function nanosToIso(nanos: bigint): string {
   const date = new Date(Number(nanos / 1000000n));
   return Number.isNaN(date.getTime()) ? `${nanos} ns` : date.toISOString();
+}
+
+/** The origin line of a signed checkpoint note, or null when it is not one. */
+export function originOf(note: string): string | null {
+  const first = note.split("\n", 1)[0];
+  return first ? first : null;
 }

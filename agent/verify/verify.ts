@@ -1,3 +1,4 @@
+import { parseCheckpointText, parseNote, verifyNote } from "../chain/note.js";
 import type { PublicKey } from "../chain/signing.js";
 import type { AuditSource, Finding, VerifyReport } from "./types.js";
 import { verifyChain } from "./verify-chain.js";
@@ -11,10 +12,33 @@ export async function verifySource(
   const chains = await source.readChains();
   const findings: Finding[] = [];
   const summaries = [];
+  const used = new Set<number>();
   for (const chain of chains) {
-    const { summary, findings: f } = await verifyChain(chain, { trusted, knownCheckpoints });
+    const {
+      summary,
+      findings: f,
+      usedCheckpoints,
+    } = await verifyChain(chain, { trusted, knownCheckpoints });
     summaries.push(summary);
     findings.push(...f);
+    for (const i of usedCheckpoints) used.add(i);
+  }
+  // A trusted checkpoint for a chain the source no longer holds at all: the whole chain went.
+  for (const [i, k] of knownCheckpoints.entries()) {
+    if (used.has(i)) continue;
+    try {
+      const parsed = parseNote(k.note);
+      if (verifyNote(parsed, trusted).valid.length === 0) continue;
+      const cp = parseCheckpointText(parsed.text);
+      findings.push({
+        category: "truncated",
+        chainId: cp.origin.split("/").pop() ?? cp.origin,
+        location: k.location,
+        detail: `a checkpoint for ${cp.size} records of ${cp.origin} was seen, but the source holds no such chain: it was removed`,
+      });
+    } catch {
+      // Not a checkpoint: nothing it could prove.
+    }
   }
   return {
     source: source.description,

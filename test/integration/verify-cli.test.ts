@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { cpSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../../agent/config/load.js";
@@ -127,6 +127,38 @@ describe("verify --config and --cross-check", () => {
     const missing = reports[2]?.findings ?? [];
     expect(missing.length).toBe(23 - Number(last.manifest.firstSeq));
     expect(new Set(missing.map((f) => f.category))).toEqual(new Set(["missing"]));
+  });
+
+  it("reports a whole chain removed, given a checkpoint seen earlier for it", () => {
+    const out = join(tmp.path, "out");
+    const chainId = readdirSync(out)[0] as string;
+    const manifests = readFileSync(
+      join(
+        out,
+        chainId,
+        readdirSync(join(out, chainId)).find((n) => n.startsWith("manifests-")) as string,
+      ),
+      "utf8",
+    );
+    const note = (JSON.parse(manifests.split("\n")[0] as string) as { checkpoint: string })
+      .checkpoint;
+    const saved = join(tmp.path, "seen-checkpoint.txt");
+    writeFileSync(saved, note);
+    const empty = join(tmp.path, "emptied");
+    cpSync(out, empty, { recursive: true });
+    rmSync(join(empty, chainId), { recursive: true });
+    mkdirSync(join(empty, "other-chain"));
+    const pub = join(tmp.path, "keys", "signing.pub");
+    expect(
+      run("verify", "--source", `file:${out}`, "--trust", pub, "--checkpoint", saved).status,
+    ).toBe(0);
+    const r = run("verify", "--source", `file:${empty}`, "--trust", pub, "--checkpoint", saved);
+    expect(r.status).toBe(1);
+    expect(r.stdout).toMatch(
+      new RegExp(
+        `truncated .*otel-audit-agent/${chainId} was seen, but the source holds no such chain`,
+      ),
+    );
   });
 
   it("refuses --cross-check with one source", () => {

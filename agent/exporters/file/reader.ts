@@ -6,9 +6,9 @@ import type { AuditSource, ChainData } from "../../verify/types.js";
 import { listSegments } from "./segments.js";
 
 /**
- * Reads what the file exporter wrote. A line whose seq was already read (a re-write
- * after a crash) is skipped when byte-identical to the first copy and reported as a
- * `duplicate` finding when it differs (docs/integrity-format.md §6).
+ * A quick reader of the file exporter's record lines for tests and tools: an identical
+ * repeated line is skipped, a differing one reported. The verifier does not use this; it
+ * reads every copy through fileSource() and judges them itself (docs/integrity-format.md §6, §7).
  */
 export interface FileChain {
   chainId: string;

@@ -1,20 +1,35 @@
-import { z } from "zod";
-import { AgentError } from "../../common/errors.js";
 import type { ExporterFactory } from "../../service/factory.js";
 import type { AuditSource } from "../../verify/types.js";
+import { connectionFromConfig, connectionFromUrl } from "./client.js";
+import { s3ExporterConfigSchema } from "./config.js";
+import { parseS3Url, S3Source } from "./reader.js";
+import { S3Sink } from "./sink.js";
 
-// Placeholder until the S3 exporter lands: the type is registered so configs name it.
-const schema = z.object({}).passthrough();
-
-export const s3ExporterFactory: ExporterFactory<typeof schema> = {
+/** `exporters.s3`: batches and manifests as write-once objects (docs/exporter-s3.md). */
+export const s3ExporterFactory: ExporterFactory<typeof s3ExporterConfigSchema> = {
   kind: "exporter",
   type: "s3",
-  configSchema: schema,
-  create() {
-    throw new AgentError("EXPORTER_UNAVAILABLE", "the s3 exporter is not available in this build");
+  configSchema: s3ExporterConfigSchema,
+  create(settings, config) {
+    return {
+      sink: new S3Sink(
+        connectionFromConfig(config),
+        config.compression,
+        config.object_lock,
+        settings.logger.child({ exporter: settings.id }),
+      ),
+      delivery: { retry: config.retry_on_failure },
+    };
   },
+  reader: (config) => new S3Source(connectionFromConfig(config)),
 };
 
+/**
+ * `verify --source s3://BUCKET/PREFIX`: endpoint from AWS_ENDPOINT_URL_S3 or
+ * AWS_ENDPOINT_URL (path-style when set), region from AWS_REGION, credentials from the
+ * AWS default chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY first).
+ */
 export function s3SourceFromSpec(spec: string): AuditSource {
-  throw new AgentError("VERIFY_BAD_SOURCE", `s3 sources are not available in this build (${spec})`);
+  const { bucket, prefix } = parseS3Url(spec);
+  return new S3Source(connectionFromUrl(bucket, prefix));
 }
