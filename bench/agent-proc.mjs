@@ -33,6 +33,8 @@ service:
       receivers: [otlp]
       exporters: [file]
   telemetry:
+    metrics:
+      address: 127.0.0.1:0
     logs:
       level: warn
 `;

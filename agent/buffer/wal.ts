@@ -103,6 +103,8 @@ interface ChunkEntry {
   lastSeq: number;
   bytes: number;
   cached: Buffer | null;
+  /** When the chunk was written (epoch ms; at open for chunks found on disk). */
+  writtenAt: number;
 }
 
 /** Chunks are cut at about this size, so a reader never loads a huge value for one record. */
@@ -134,6 +136,8 @@ export class WriteAheadLog {
   private appendWaiters: Array<() => void> = [];
   /** Synced LevelDB writes made so far; fewer than appends when group commit shares them. */
   syncedWrites = 0;
+  /** Observer of each synced group-commit write: its duration and how many records it held. */
+  onSyncedWrite: ((seconds: number, records: number) => void) | null = null;
   private idleWaiters: Array<() => void> = [];
 
   private constructor(
@@ -227,7 +231,13 @@ export class WriteAheadLog {
     for await (const [key, value] of db.iterator({ gte: recordKey(0), lt: RECORD_KEY_END })) {
       const firstSeq = seqOfRecordKey(key);
       const bytes = key.length + value.length;
-      chunks.push({ firstSeq, lastSeq: firstSeq + chunkCount(value) - 1, bytes, cached: null });
+      chunks.push({
+        firstSeq,
+        lastSeq: firstSeq + chunkCount(value) - 1,
+        bytes,
+        cached: null,
+        writtenAt: Date.now(),
+      });
       storedBytes += bytes;
     }
     return { storedBytes, chunks, firstSeq: chunks[0]?.firstSeq ?? null };
@@ -367,6 +377,7 @@ export class WriteAheadLog {
         lastSeq: seq - 1,
         bytes: chunk.length + key.length,
         cached: chunk,
+        writtenAt: 0,
       });
       bytes += chunk.length + key.length;
       from = to;
@@ -377,11 +388,13 @@ export class WriteAheadLog {
       value: Buffer.from(`{"seq":${seq - 1},"hash":"${prev}"}`),
     });
     let failure: unknown = null;
+    const started = performance.now();
     try {
       await this.db.batch(ops, { sync: true });
     } catch (err) {
       failure = err;
     }
+    this.onSyncedWrite?.((performance.now() - started) / 1000, seq - this.nextSeq);
     this.pendingBytes -= estimate;
     if (failure === null) {
       this.syncedWrites++;
@@ -389,7 +402,9 @@ export class WriteAheadLog {
       this.nextSeq = seq;
       this.prevHex = prev;
       this.storedBytes += bytes;
+      const now = Date.now();
       for (const c of newChunks) {
+        c.writtenAt = now;
         this.chunks.push(c);
         this.cachedBytes += c.bytes;
       }
@@ -459,6 +474,17 @@ export class WriteAheadLog {
       }
     }
     return out;
+  }
+
+  /** When the record `seq` was written (epoch ms), or null when it is not held. */
+  writtenAt(seq: number): number | null {
+    const c = this.chunks[this.chunkIndexOf(seq)];
+    return c && c.firstSeq <= seq ? c.writtenAt : null;
+  }
+
+  /** Records held (written and not yet released by every exporter). */
+  get heldRecords(): number {
+    return this.headSeq - this.releasedThrough;
   }
 
   /** Index of the chunk holding `seq` (or the first one after it). */

@@ -51,6 +51,8 @@ interface SealState {
 export class Batcher {
   private state: SealState;
   private latest: string | null = null;
+  /** When the latest checkpoint was signed (epoch ms), null before the first in this run. */
+  latestCheckpointAt: number | null = null;
   private waiters: Array<() => void> = [];
   private loop: Promise<void> | null = null;
   private stopping = false;
@@ -376,6 +378,7 @@ export class Batcher {
     }
     this.state = next;
     this.latest = checkpoint;
+    this.latestCheckpointAt = Date.now();
     this.notify();
   }
 }

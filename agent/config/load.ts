@@ -5,6 +5,8 @@ import { z } from "zod";
 import { type WalConfig, walConfigSchema } from "../buffer/config.js";
 import { type SigningConfig, signingConfigSchema } from "../chain/config.js";
 import type { VerificationConfig } from "../verify/config.js";
+import type { HealthCheckConfig } from "../telemetry/health.js";
+import { endpointSchema } from "./common.js";
 import { AgentError } from "../common/errors.js";
 import {
   type AuditFilterConfig,
@@ -54,6 +56,10 @@ export interface AgentConfig {
   /** Periodic self-verification, when extensions.verification is configured. */
   verification: VerificationConfig | null;
   logLevel: LogLevel;
+  /** Prometheus endpoint for the agent's own metrics; null when service.telemetry.metrics.level is none. */
+  metricsAddress: string | null;
+  /** The health_check extension, when defined and listed in service.extensions (as in the Collector). */
+  healthCheck: HealthCheckConfig | null;
   /** Non-fatal findings (unset env vars, unused components). */
   warnings: string[];
 }
@@ -90,13 +96,23 @@ const topSchema = z
         pipelines: z.record(z.string(), z.unknown()),
         telemetry: z
           .object({
+            metrics: z
+              .object({
+                address: endpointSchema.default("127.0.0.1:8888"),
+                level: z.enum(["none", "basic", "normal", "detailed"]).default("normal"),
+              })
+              .strict()
+              .default({ address: "127.0.0.1:8888", level: "normal" }),
             logs: z
               .object({ level: z.enum(["debug", "info", "warn", "error"]).default("info") })
               .strict()
               .default({ level: "info" }),
           })
           .strict()
-          .default({ logs: { level: "info" } }),
+          .default({
+            logs: { level: "info" },
+            metrics: { address: "127.0.0.1:8888", level: "normal" },
+          }),
       })
       .strict(),
   })
@@ -417,6 +433,14 @@ export function parseConfig(
       previous_key_file: signing.previous_key_file && resolve(signing.previous_key_file),
     },
     logLevel: top.service.telemetry.logs.level,
+    metricsAddress:
+      top.service.telemetry.metrics.level === "none" ? null : top.service.telemetry.metrics.address,
+    healthCheck: (() => {
+      const h = [...defined.extensions.values()].find(
+        (c) => c.factory.type === "health_check" && top.service.extensions.includes(c.id),
+      );
+      return (h?.config as HealthCheckConfig | undefined) ?? null;
+    })(),
     warnings,
   };
 }

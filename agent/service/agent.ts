@@ -3,6 +3,9 @@ import { Batcher } from "../chain/batcher.js";
 import { CheckpointServer } from "../chain/checkpoint-server.js";
 import { loadSigningKeys, readTrustedKeys } from "../chain/key-files.js";
 import type { PublicKey } from "../chain/signing.js";
+import { HealthCheck } from "../telemetry/health.js";
+import { HttpEndpoint } from "../telemetry/http-endpoint.js";
+import { createMetrics } from "../telemetry/metrics.js";
 import { ContinuousVerifier } from "../verify/continuous.js";
 import type { AgentConfig } from "../config/load.js";
 import { DeliveryLoop } from "../exporters/delivery.js";
@@ -25,6 +28,8 @@ export interface RunningAgent {
   readonly deliveries: readonly DeliveryLoop[];
   /** The periodic self-verification, when configured. */
   readonly verifier: ContinuousVerifier | null;
+  /** Readiness as the health_check extension reports it, when configured. */
+  readonly health: HealthCheck | null;
   /** Bound addresses by receiver id and protocol, e.g. { otlp: { grpc: "127.0.0.1:4317" } }. */
   addresses(): Record<string, Record<string, string>>;
   shutdown(graceMs: number): Promise<{ drained: boolean }>;
@@ -77,7 +82,10 @@ export async function startAgent(
     ? new CheckpointServer(config.signing.endpoint, batcher, logger)
     : null;
 
+  let stopping: Promise<{ drained: boolean }> | null = null;
   let verifier: ContinuousVerifier | null = null;
+  let metrics: HttpEndpoint | null = null;
+  let health: HealthCheck | null = null;
   const forwarders: NonAuditForwarder[] = [];
   const closers: Array<() => Promise<void>> = [];
   const settings = (id: string) => ({ id, logger, counters });
@@ -148,7 +156,40 @@ export async function startAgent(
       await component.start();
       receivers.push({ id: r.id, component });
     }
+    if (config.metricsAddress) {
+      const registry = createMetrics({
+        receiverIds: config.receivers.map((r) => r.id),
+        counters,
+        wal,
+        batcher,
+        deliveries,
+        forwarders,
+        verifier: () => verifier,
+        // A WAL-backed queue holds what fits in the WAL: estimated from the average record.
+        queueCapacity: () =>
+          Math.floor(wal.maxBytes / (wal.heldRecords > 0 ? wal.usedBytes / wal.heldRecords : 1024)),
+      });
+      metrics = new HttpEndpoint("metrics", config.metricsAddress, async (path, _req, res) => {
+        if (path !== "/metrics") {
+          res.writeHead(404, { "Content-Type": "text/plain" }).end("metrics are at /metrics\n");
+          return;
+        }
+        res.writeHead(200, { "Content-Type": registry.contentType }).end(await registry.metrics());
+      });
+      await metrics.start();
+    }
+    if (config.healthCheck) {
+      health = new HealthCheck(config.healthCheck, {
+        wal,
+        deliveries,
+        verifier: () => verifier,
+        stopping: () => stopping !== null,
+      });
+      await health.start();
+    }
   } catch (err) {
+    await metrics?.shutdown();
+    await health?.shutdown();
     for (const r of receivers) await r.component.shutdown();
     for (const d of deliveries) await d.stop();
     for (const f of forwarders) await f.shutdown(Date.now());
@@ -159,7 +200,6 @@ export async function startAgent(
     throw err;
   }
 
-  let stopping: Promise<{ drained: boolean }> | null = null;
   return {
     chainId: wal.chainId,
     counters,
@@ -169,9 +209,14 @@ export async function startAgent(
     get verifier() {
       return verifier;
     },
+    get health() {
+      return health;
+    },
     addresses: () => ({
       ...Object.fromEntries(receivers.map((r) => [r.id, r.component.addresses()])),
       ...(checkpoints ? { signing: { http: checkpoints.address() } } : {}),
+      ...(metrics ? { metrics: { http: metrics.address() } } : {}),
+      ...(health ? { health_check: { http: health.address() } } : {}),
     }),
     shutdown(graceMs: number) {
       stopping ??= (async () => {
@@ -194,6 +239,8 @@ export async function startAgent(
         for (const d of deliveries) await d.stop();
         for (const close of closers) await close();
         await checkpoints?.shutdown();
+        await metrics?.shutdown();
+        await health?.shutdown();
         await wal.close();
         logger.info({ drained, headSeq: wal.headSeq }, "stopped");
         return { drained };

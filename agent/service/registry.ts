@@ -6,6 +6,7 @@ import { lokiExporterFactory } from "../exporters/loki/factory.js";
 import { otlpGrpcExporterFactory, otlpHttpExporterFactory } from "../exporters/otlp/factory.js";
 import { s3ExporterFactory } from "../exporters/s3/factory.js";
 import { auditFilterFactory } from "../processing/audit-filter/factory.js";
+import { healthCheckExtensionFactory } from "../telemetry/health.js";
 import { verificationExtensionFactory } from "../verify/config.js";
 import { otlpReceiverFactory } from "../receivers/otlp/factory.js";
 import type { AnyFactory } from "./factory.js";
@@ -23,4 +24,5 @@ export const factories: readonly AnyFactory[] = [
   walExtensionFactory,
   signingExtensionFactory,
   verificationExtensionFactory,
+  healthCheckExtensionFactory,
 ];

@@ -74,6 +74,8 @@ ${o.maxRecordKib ? `    max_record_size_kib: ${o.maxRecordKib}\n` : ""}service:
       processors: [audit_filter]
       exporters: [file]
   telemetry:
+    metrics:
+      address: 127.0.0.1:0
     logs:
       level: error
 `;

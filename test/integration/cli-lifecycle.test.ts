@@ -21,6 +21,8 @@ const defaultYaml = readFileSync(join(ROOT, "config/default.yaml"), "utf8");
 const ephemeralPorts = {
   AUDIT_AGENT_GRPC_ENDPOINT: "127.0.0.1:0",
   AUDIT_AGENT_HTTP_ENDPOINT: "127.0.0.1:0",
+  AUDIT_AGENT_HEALTH_ENDPOINT: "127.0.0.1:0",
+  AUDIT_AGENT_METRICS_ENDPOINT: "127.0.0.1:0",
 };
 
 function request(id: string, n: number) {

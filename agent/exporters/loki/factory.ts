@@ -1,26 +1,105 @@
-import { z } from "zod";
 import { AgentError } from "../../common/errors.js";
 import type { ExporterFactory } from "../../service/factory.js";
 import type { AuditSource } from "../../verify/types.js";
+import { HttpClient } from "../http/client.js";
+import type { HttpClientConfig } from "../http/config.js";
+import { type LokiExporterConfig, lokiExporterConfigSchema } from "./config.js";
+import { LokiSource } from "./reader.js";
+import { LokiSink } from "./sink.js";
 
-// Placeholder until the Loki exporter lands: the type is registered so configs name it.
-const schema = z.object({}).passthrough();
-
-export const lokiExporterFactory: ExporterFactory<typeof schema> = {
+/** `exporters.loki`: audit records as Loki entries (docs/exporter-loki.md). */
+export const lokiExporterFactory: ExporterFactory<typeof lokiExporterConfigSchema> = {
   kind: "exporter",
   type: "loki",
-  configSchema: schema,
-  create() {
-    throw new AgentError(
-      "EXPORTER_UNAVAILABLE",
-      "the loki exporter is not available in this build",
-    );
+  configSchema: lokiExporterConfigSchema,
+  create(settings, config) {
+    return {
+      sink: new LokiSink(
+        new HttpClient(httpConfig(config)),
+        config,
+        settings.state,
+        settings.logger.child({ exporter: settings.id }),
+      ),
+      delivery: { retry: config.retry_on_failure },
+    };
   },
+  reader: (config) =>
+    new LokiSource({
+      http: httpConfig(config),
+      tenantId: config.tenant_id,
+      match: config.labels.static,
+      read: config.read,
+    }),
 };
 
+function httpConfig(config: LokiExporterConfig): HttpClientConfig {
+  return {
+    endpoint: config.endpoint,
+    headers: config.headers,
+    auth: config.auth,
+    tls: config.tls,
+    timeout: config.timeout,
+    compression: config.compression,
+  };
+}
+
+/**
+ * `verify --source loki:URL`: URL is Loki's base URL, e.g. `http://loki:3100`, with optional
+ * `user:password@` (basic auth) and query parameters `tenant` (X-Scope-OrgID), `chain`
+ * (one chain id), `since` (how far back: "8760h" or an RFC 3339 time) and `window`
+ * (query range width, e.g. "24h"). A bearer token comes from LOKI_BEARER_TOKEN.
+ */
 export function lokiSourceFromSpec(spec: string): AuditSource {
-  throw new AgentError(
-    "VERIFY_BAD_SOURCE",
-    `loki sources are not available in this build (${spec})`,
-  );
+  let url: URL;
+  try {
+    url = new URL(spec);
+    if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error("not http(s)");
+  } catch {
+    throw new AgentError(
+      "VERIFY_BAD_SOURCE",
+      `loki source "${spec}" is not a URL: write loki:http://HOST:3100 (optionally ?tenant=ID)`,
+    );
+  }
+  const params = url.searchParams;
+  const known = new Set(["tenant", "chain", "since", "window"]);
+  for (const key of params.keys())
+    if (!known.has(key))
+      throw new AgentError(
+        "VERIFY_BAD_SOURCE",
+        `loki source: unknown parameter "${key}" (use tenant, chain, since or window)`,
+      );
+  const username = decodeURIComponent(url.username);
+  const password = decodeURIComponent(url.password);
+  const bearer = process.env.LOKI_BEARER_TOKEN;
+  url.username = "";
+  url.password = "";
+  url.search = "";
+  const parsed = lokiExporterConfigSchema.safeParse({
+    endpoint: url.toString().replace(/\/$/, ""),
+    tenant_id: params.get("tenant") ?? undefined,
+    auth: username
+      ? { basic: { username, password } }
+      : bearer
+        ? { bearer_token: bearer }
+        : undefined,
+    read: {
+      chain_id: params.get("chain") ?? undefined,
+      since: params.get("since") ?? undefined,
+      query_window: params.get("window") ?? undefined,
+    },
+  });
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new AgentError(
+      "VERIFY_BAD_SOURCE",
+      `loki source "${spec}": ${issue ? `${issue.path.join(".")}: ${issue.message}` : "invalid"}`,
+    );
+  }
+  const config = parsed.data;
+  return new LokiSource({
+    http: httpConfig(config),
+    tenantId: config.tenant_id,
+    match: {},
+    read: config.read,
+  });
 }

@@ -134,6 +134,11 @@ export function isNotFound(err: unknown): boolean {
   return statusOf(err) === 404 && name !== "NoSuchBucket";
 }
 
+/** A permission refusal (not a credentials problem, which is also a 403). */
+export function isAccessDenied(err: unknown): boolean {
+  return nameOf(err) === "AccessDenied";
+}
+
 export function isPreconditionFailed(err: unknown): boolean {
   return statusOf(err) === 412 || nameOf(err) === "PreconditionFailed";
 }

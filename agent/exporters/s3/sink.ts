@@ -13,6 +13,7 @@ import {
   createS3Client,
   describeConnection,
   exportErrorFor,
+  isAccessDenied,
   isNotFound,
   isPreconditionFailed,
   md5Base64,
@@ -70,9 +71,9 @@ export class S3Sink implements RecordSink {
     const Bucket = this.conn.bucket;
     try {
       const v = await this.client.send(new s3.GetBucketVersioningCommand({ Bucket }));
-      this.versioned = v.Status === "Enabled" || v.Status === "Suspended";
+      this.versioned = false;
     } catch (err) {
-      if (statusOf(err) !== 403)
+      if (!isAccessDenied(err))
         throw exportErrorFor(err, `checking ${describeConnection(this.conn)}`, this.conn);
       this.versioned = true; // cannot tell: assume If-None-Match may be ignored
       this.logger.warn(
@@ -100,15 +101,14 @@ export class S3Sink implements RecordSink {
       );
       enabled = res.ObjectLockConfiguration?.ObjectLockEnabled === "Enabled";
     } catch (err) {
-      const status = statusOf(err);
-      if (status === 403) {
+      if (isAccessDenied(err)) {
         this.logger.warn(
           { bucket: this.conn.bucket },
           "cannot read the bucket's Object Lock configuration (s3:GetBucketObjectLockConfiguration denied); writes will show whether it is enabled",
         );
         return;
       }
-      if (status !== 404 || (err as { name?: string }).name === "NoSuchBucket")
+      if (statusOf(err) !== 404 || (err as { name?: string }).name === "NoSuchBucket")
         throw exportErrorFor(err, what, this.conn);
       enabled = false;
     }

@@ -1,0 +1,137 @@
+import { z } from "zod";
+import { CHAIN_ID_PATTERN } from "../../chain/format.js";
+import { durationSchema, retryOnFailureSchema } from "../../config/common.js";
+import { httpClientFields } from "../http/config.js";
+
+/**
+ * `exporters.loki`: one Loki entry per audit record (the canonical text as the line) in
+ * low-cardinality streams, manifests in their own stream, pushed as JSON.
+ * docs/exporter-loki.md is the reference.
+ */
+
+/** Prometheus / Loki label names. */
+export const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+/** Labels the exporter sets itself on every stream. */
+export const RESERVED_LABELS = ["chain_id", "audit_stream"] as const;
+/** Loki's default `max_label_names_per_series` is 15; two are the exporter's own. */
+const MAX_USER_LABELS = 13;
+
+const DURATION = /^\d+(?:\.\d+)?(?:ms|s|m|h)$/;
+
+function labelNameProblem(name: string): string | null {
+  if (!LABEL_NAME.test(name))
+    return `"${name}" is not a Loki label name: use letters, digits and '_', not starting with a digit (for example service_name)`;
+  if (name.startsWith("__"))
+    return `label names starting with "__" are reserved by Loki: rename "${name}"`;
+  if ((RESERVED_LABELS as readonly string[]).includes(name))
+    return `"${name}" is set by the exporter itself: choose another label name`;
+  return null;
+}
+
+const labelsSchema = z
+  .object({
+    /** Resource attribute → label name, e.g. `service.name: service_name`. */
+    resource_attributes: z
+      .record(z.string().min(1), z.string())
+      .default({ "service.name": "service_name" }),
+    /** Label name → fixed value, e.g. `env: prod`. */
+    static: z.record(z.string(), z.string()).default({}),
+  })
+  .strict()
+  .superRefine((labels, ctx) => {
+    const seen = new Map<string, string>();
+    const use = (name: string, where: string, path: (string | number)[]) => {
+      const problem = labelNameProblem(name);
+      if (problem) ctx.addIssue({ code: "custom", path, message: problem });
+      const before = seen.get(name);
+      if (before)
+        ctx.addIssue({
+          code: "custom",
+          path,
+          message: `label "${name}" is set twice (${before} and ${where}): give each its own name`,
+        });
+      seen.set(name, where);
+    };
+    for (const [attribute, name] of Object.entries(labels.resource_attributes))
+      use(name, `resource attribute ${attribute}`, ["resource_attributes", attribute]);
+    for (const [name, value] of Object.entries(labels.static)) {
+      use(name, "static", ["static", name]);
+      if (value === "")
+        ctx.addIssue({
+          code: "custom",
+          path: ["static", name],
+          message: `static label "${name}" needs a value: Loki drops labels with empty values`,
+        });
+    }
+    if (seen.size > MAX_USER_LABELS)
+      ctx.addIssue({
+        code: "custom",
+        message: `${seen.size} labels configured; keep at most ${MAX_USER_LABELS} (Loki's default max_label_names_per_series is 15, and chain_id and audit_stream are two of them). Move high-cardinality values into the record, not into labels`,
+      });
+  });
+
+const readSchema = z
+  .object({
+    /** Read only this chain (default: every chain found by its labels). */
+    chain_id: z
+      .string()
+      .regex(CHAIN_ID_PATTERN, "read.chain_id must be a chain id (letters, digits, '.', '_', '-')")
+      .optional(),
+    /** How far back to read: a duration before now ("8760h") or an RFC 3339 time. */
+    since: z
+      .string()
+      .default("8760h")
+      .refine((v) => DURATION.test(v.trim()) || !Number.isNaN(Date.parse(v)), {
+        message:
+          'read.since must be a duration before now like "8760h", or an RFC 3339 time like "2024-01-01T00:00:00Z"',
+      }),
+    /** Width of each query's time range; at most Loki's max_query_length (721h by default). */
+    query_window: durationSchema.default(720 * 3_600_000),
+    /** Entries per query_range call; at most Loki's max_entries_limit_per_query (5000 by default). */
+    page_size: z
+      .number()
+      .int({ message: "read.page_size must be a whole number, like 5000" })
+      .min(1)
+      .max(100_000)
+      .default(5000),
+  })
+  .strict();
+
+export const lokiExporterConfigSchema = z
+  .object({
+    ...httpClientFields,
+    endpoint: z
+      .url({ message: "endpoint must be Loki's base URL, such as http://loki:3100" })
+      .refine((u) => !/\/loki\/api\//.test(u), {
+        message:
+          "endpoint is Loki's base URL (http://loki:3100), without /loki/api/v1/push: the exporter adds the API paths",
+      }),
+    /** Sent as X-Scope-OrgID (multi-tenant Loki). */
+    tenant_id: z.string().min(1).optional(),
+    labels: labelsSchema.default(labelsSchema.parse({})),
+    /** Send seq and leaf hash as structured metadata (needs Loki 3 / allow_structured_metadata). */
+    structured_metadata: z.boolean().default(true),
+    /** Upper bound of one push request's uncompressed body; a batch is split to fit. */
+    max_request_size_kib: z
+      .number()
+      .int({ message: "max_request_size_kib must be a whole number of KiB, like 1024" })
+      .min(16)
+      .max(64 * 1024)
+      .default(1024),
+    read: readSchema.default(readSchema.parse({})),
+    retry_on_failure: retryOnFailureSchema.default(retryOnFailureSchema.parse({})),
+  })
+  .strict();
+
+export type LokiExporterConfig = z.infer<typeof lokiExporterConfigSchema>;
+export type LokiReadConfig = z.infer<typeof readSchema>;
+
+/** Unix time in ms that `since` (a duration back from `now`, or an RFC 3339 time) names. */
+export function sinceEpochMs(since: string, now: number): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(since.trim());
+  if (m) {
+    const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as "ms" | "s" | "m" | "h"];
+    return now - Number(m[1]) * unit;
+  }
+  return Date.parse(since);
+}

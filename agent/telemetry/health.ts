@@ -1,0 +1,119 @@
+import { z } from "zod";
+import type { WriteAheadLog } from "../buffer/wal.js";
+import { endpointSchema } from "../config/common.js";
+import type { DeliveryLoop } from "../exporters/delivery.js";
+import type { ExtensionFactory } from "../service/factory.js";
+import type { ContinuousVerifier } from "../verify/continuous.js";
+import { HttpEndpoint } from "./http-endpoint.js";
+
+/**
+ * `extensions.health_check`, after the Collector's healthcheck extension: GET `path`
+ * answers 200 {"status":"Server available",…} or 503 {"status":"Server not available",…}.
+ * The agent adds the reasons, and two Kubernetes-style paths: /livez (the process is
+ * serving) and /readyz (same as `path`: it can take data and nothing needs an operator).
+ */
+export const healthCheckConfigSchema = z
+  .object({
+    endpoint: endpointSchema.default("127.0.0.1:13133"),
+    path: z.string().startsWith("/").default("/"),
+    /** Not ready once the WAL is this full; ready again below it minus 5 points. */
+    wal_full_percent: z.number().min(1).max(100).default(95),
+  })
+  .strict();
+
+export type HealthCheckConfig = z.infer<typeof healthCheckConfigSchema>;
+
+export const healthCheckExtensionFactory: ExtensionFactory<typeof healthCheckConfigSchema> = {
+  kind: "extension",
+  type: "health_check",
+  configSchema: healthCheckConfigSchema,
+};
+
+export interface HealthSources {
+  wal: WriteAheadLog;
+  deliveries: readonly DeliveryLoop[];
+  verifier: () => ContinuousVerifier | null;
+  stopping: () => boolean;
+}
+
+export class HealthCheck {
+  private readonly upSince = new Date();
+  private walFull = false;
+  private readonly endpoint: HttpEndpoint;
+
+  constructor(
+    private readonly config: HealthCheckConfig,
+    private readonly sources: HealthSources,
+  ) {
+    this.endpoint = new HttpEndpoint("health_check", config.endpoint, (path, _req, res) => {
+      const base = config.path.endsWith("/") ? config.path : `${config.path}/`;
+      if (path === `${base}livez`) return this.reply(res, { ready: true, reasons: [] }, "alive");
+      if (path === config.path || path === `${base}readyz`) return this.reply(res, this.status());
+      res
+        .writeHead(404, { "Content-Type": "application/json" })
+        .end(
+          `${JSON.stringify({ error: `paths: ${config.path}, ${base}livez, ${base}readyz` })}\n`,
+        );
+    });
+  }
+
+  /** Readiness with the reasons it is not ready. */
+  status(): { ready: boolean; reasons: string[] } {
+    const reasons: string[] = [];
+    const { wal } = this.sources;
+    const percent = (wal.usedBytes / wal.maxBytes) * 100;
+    // Hysteresis, so readiness does not flap at the threshold.
+    if (percent >= this.config.wal_full_percent) this.walFull = true;
+    else if (percent < this.config.wal_full_percent - 5) this.walFull = false;
+    if (this.walFull)
+      reasons.push(
+        `write-ahead log is ${percent.toFixed(0)}% full: exporters are behind, receivers are pushing back`,
+      );
+    for (const d of this.sources.deliveries) {
+      if (d.state === "failed")
+        reasons.push(
+          `exporter ${d.exporterId} failed permanently: ${d.lastError ?? "unknown error"}; fix it and restart the agent`,
+        );
+    }
+    const v = this.sources.verifier();
+    if (v && !v.status.ok) {
+      for (const [exporter, findings] of Object.entries(v.status.lastFindings)) {
+        if (findings.length > 0)
+          reasons.push(
+            `continuous verification found ${findings.length} problem(s) in exporter ${exporter}'s backend (first: ${findings[0]?.category} at ${findings[0]?.location})`,
+          );
+      }
+    }
+    if (this.sources.stopping()) reasons.push("shutting down");
+    return { ready: reasons.length === 0, reasons };
+  }
+
+  private reply(
+    res: import("node:http").ServerResponse,
+    s: { ready: boolean; reasons: string[] },
+    kind = "ready",
+  ): void {
+    const uptime = (Date.now() - this.upSince.getTime()) / 1000;
+    const body = {
+      status: s.ready ? "Server available" : "Server not available",
+      upSince: this.upSince.toISOString(),
+      uptime: `${uptime.toFixed(3)}s`,
+      ...(kind === "ready" ? { reasons: s.reasons } : {}),
+    };
+    res
+      .writeHead(s.ready ? 200 : 503, { "Content-Type": "application/json" })
+      .end(`${JSON.stringify(body)}\n`);
+  }
+
+  start(): Promise<void> {
+    return this.endpoint.start();
+  }
+
+  address(): string {
+    return this.endpoint.address();
+  }
+
+  shutdown(): Promise<void> {
+    return this.endpoint.shutdown();
+  }
+}
