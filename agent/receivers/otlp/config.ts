@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { endpointSchema } from "../../config/common.js";
+import { durationSchema, endpointSchema } from "../../config/common.js";
 
 /**
  * `receivers.otlp`, shaped like the Collector's otlpreceiver: `protocols.grpc` and
@@ -7,10 +7,37 @@ import { endpointSchema } from "../../config/common.js";
  */
 const MiB = 1024 * 1024;
 
+/** Collector configtls server settings; mTLS when client_ca_file is set. Files are re-read when they change. */
+const tlsServerSchema = z
+  .object({
+    cert_file: z.string().min(1),
+    key_file: z.string().min(1),
+    client_ca_file: z.string().min(1).optional(),
+    min_version: z.enum(["1.2", "1.3"]).default("1.2"),
+    reload_interval: durationSchema.default(60_000),
+  })
+  .strict();
+
+/** Bearer-token authentication of clients (401 / UNAUTHENTICATED otherwise, without saying why). */
+const authSchema = z
+  .object({
+    bearer_token: z.string().min(16, "use a bearer token of at least 16 characters").optional(),
+    bearer_token_file: z.string().min(1).optional(),
+  })
+  .strict()
+  .refine((a) => (a.bearer_token === undefined) !== (a.bearer_token_file === undefined), {
+    message: "set exactly one of bearer_token or bearer_token_file",
+  });
+
+export type TlsServerConfig = z.infer<typeof tlsServerSchema>;
+export type ReceiverAuthConfig = z.infer<typeof authSchema>;
+
 const grpcSchema = z
   .object({
     endpoint: endpointSchema.default("127.0.0.1:4317"),
     max_recv_msg_size_mib: z.number().positive().max(1024).default(4),
+    tls: tlsServerSchema.optional(),
+    auth: authSchema.optional(),
   })
   .strict();
 
@@ -23,6 +50,8 @@ const httpSchema = z
       .positive()
       .default(4 * MiB),
     logs_url_path: z.string().startsWith("/").default("/v1/logs"),
+    tls: tlsServerSchema.optional(),
+    auth: authSchema.optional(),
   })
   .strict();
 
@@ -37,6 +66,14 @@ export const otlpReceiverConfigSchema = z
       .refine((p) => p.grpc !== undefined || p.http !== undefined, {
         message: "enable at least one protocol: grpc, http or both",
       }),
+    /** Requests per second accepted over both protocols (token bucket); more get 429 / RESOURCE_EXHAUSTED. */
+    rate_limit: z
+      .object({
+        requests_per_second: z.number().positive(),
+        burst: z.number().int().positive().optional(),
+      })
+      .strict()
+      .optional(),
     /** Seconds clients are told to wait (Retry-After / RetryInfo) when the buffer is full. */
     retry_after_seconds: z.number().int().min(1).max(3600).default(1),
   })

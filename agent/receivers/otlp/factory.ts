@@ -2,6 +2,7 @@ import type { ReceiverFactory } from "../../service/factory.js";
 import { type OtlpReceiverConfig, otlpReceiverConfigSchema } from "./config.js";
 import { OtlpGrpcReceiver } from "./grpc-server.js";
 import { OtlpHttpReceiver } from "./http-server.js";
+import { TokenBucket } from "./security.js";
 
 export const otlpReceiverFactory: ReceiverFactory<typeof otlpReceiverConfigSchema> = {
   kind: "receiver",
@@ -9,6 +10,10 @@ export const otlpReceiverFactory: ReceiverFactory<typeof otlpReceiverConfigSchem
   configSchema: otlpReceiverConfigSchema,
   create(settings, config: OtlpReceiverConfig, consumer) {
     const logger = settings.logger.child({ receiver: settings.id });
+    // One bucket for both protocols: the limit is the receiver's.
+    const rate = config.rate_limit;
+    const limiter = rate ? new TokenBucket(rate.requests_per_second, rate.burst) : null;
+    const perSecond = rate?.requests_per_second ?? 0;
     const grpc = config.protocols.grpc
       ? new OtlpGrpcReceiver(
           config.protocols.grpc,
@@ -16,6 +21,8 @@ export const otlpReceiverFactory: ReceiverFactory<typeof otlpReceiverConfigSchem
           consumer,
           settings.counters,
           logger,
+          limiter,
+          perSecond,
         )
       : null;
     const http = config.protocols.http
@@ -25,6 +32,8 @@ export const otlpReceiverFactory: ReceiverFactory<typeof otlpReceiverConfigSchem
           consumer,
           settings.counters,
           logger,
+          limiter,
+          perSecond,
         )
       : null;
     return {

@@ -1,4 +1,6 @@
+import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { createServer as createTlsServer, type Server as TlsServer } from "node:https";
 import type { AddressInfo } from "node:net";
 import { gunzip, inflate } from "node:zlib";
 import { AgentError } from "../../common/errors.js";
@@ -6,11 +8,12 @@ import { splitEndpoint } from "../../config/common.js";
 import { type LogsConsumer, receiveTimeUnixNano } from "../../service/pipeline.js";
 import type { AgentCounters } from "../../telemetry/counters.js";
 import type { Logger } from "../../telemetry/logger.js";
-import type { OtlpHttpConfig } from "./config.js";
+import type { OtlpHttpConfig, TlsServerConfig } from "./config.js";
 import { decodeLogsRequestJson } from "./json-codec.js";
 import type { ExportLogsServiceRequest } from "./model.js";
 import { type Refusal, refusalFor } from "./outcome.js";
 import { decodeLogsRequest, encodeLogsResponse, encodeStatus } from "./protobuf-codec.js";
+import { BearerAuth, RateLimitedError, type TokenBucket } from "./security.js";
 
 /** OTLP/HTTP logs receiver (https://opentelemetry.io/docs/specs/otlp/#otlphttp). */
 
@@ -57,7 +60,9 @@ function decompress(body: Buffer, encoding: string, limit: number): Promise<Buff
 }
 
 export class OtlpHttpReceiver {
-  private server: Server | null = null;
+  private server: Server | TlsServer | null = null;
+  private readonly auth: BearerAuth | null;
+  private reloadTimer: NodeJS.Timeout | null = null;
   private inFlight = 0;
   private stopping = false;
   private idle: Array<() => void> = [];
@@ -68,16 +73,25 @@ export class OtlpHttpReceiver {
     private readonly consumer: LogsConsumer,
     private readonly counters: AgentCounters,
     private readonly logger: Logger,
-  ) {}
+    private readonly limiter: TokenBucket | null = null,
+    private readonly rateLimitPerSecond = 0,
+  ) {
+    this.auth = config.auth ? new BearerAuth(config.auth) : null;
+  }
 
   async start(): Promise<void> {
     const { host, port } = splitEndpoint(this.config.endpoint);
-    const server = createServer({ requestTimeout: 60_000 }, (req, res) => {
+    const tls = this.config.tls;
+    const listener = (req: IncomingMessage, res: ServerResponse) => {
       this.inFlight++;
       this.handle(req, res).finally(() => {
         if (--this.inFlight === 0) for (const w of this.idle.splice(0)) w();
       });
-    });
+    };
+    const server = tls
+      ? createTlsServer({ ...tlsOptions(tls), requestTimeout: 60_000 }, listener)
+      : createServer({ requestTimeout: 60_000 }, listener);
+    if (tls) this.watchCertificates(server as TlsServer, tls);
     await new Promise<void>((resolve, reject) => {
       server.once("error", (err: NodeJS.ErrnoException) => {
         const hint =
@@ -104,9 +118,34 @@ export class OtlpHttpReceiver {
     return a.family === "IPv6" ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
   }
 
+  /** Re-reads the certificate files every reload_interval and swaps them in when they change. */
+  private watchCertificates(server: TlsServer, tls: TlsServerConfig): void {
+    let current = JSON.stringify(tlsOptions(tls));
+    this.reloadTimer = setInterval(() => {
+      try {
+        const next = tlsOptions(tls);
+        const text = JSON.stringify(next);
+        if (text === current) return;
+        server.setSecureContext(next);
+        current = text;
+        this.logger.info(
+          { cert: tls.cert_file },
+          "OTLP/HTTP receiver reloaded its TLS certificates",
+        );
+      } catch (err) {
+        this.logger.error(
+          { err: (err as Error).message },
+          "cannot reload TLS certificates; keeping the current ones",
+        );
+      }
+    }, tls.reload_interval);
+    this.reloadTimer.unref();
+  }
+
   /** Stops accepting; resolves when requests already being handled have been answered. */
   async shutdown(): Promise<void> {
     this.stopping = true;
+    if (this.reloadTimer) clearInterval(this.reloadTimer);
     const server = this.server;
     if (!server) return;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -135,6 +174,11 @@ export class OtlpHttpReceiver {
           "bad_method",
         );
       }
+      if (this.auth && !this.auth.allows(req.headers.authorization)) {
+        res.setHeader("WWW-Authenticate", 'Bearer realm="otlp"');
+        throw new HttpRefusal(401, "unauthenticated", "unauthenticated");
+      }
+      if (this.limiter && !this.limiter.take()) throw new RateLimitedError(this.rateLimitPerSecond);
       const mediaType =
         (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
       const known = CONTENT_TYPES[mediaType];
@@ -271,6 +315,8 @@ function grpcCodeForHttp(status: number): number {
   switch (status) {
     case 400:
       return 3; // INVALID_ARGUMENT
+    case 401:
+      return 16; // UNAUTHENTICATED
     case 404:
       return 5; // NOT_FOUND
     case 405:
@@ -284,4 +330,17 @@ function grpcCodeForHttp(status: number): number {
     default:
       return 13; // INTERNAL
   }
+}
+
+function tlsOptions(tls: TlsServerConfig) {
+  const ca = tls.client_ca_file ? readFileSync(tls.client_ca_file) : undefined;
+  return {
+    cert: readFileSync(tls.cert_file),
+    key: readFileSync(tls.key_file),
+    ca,
+    // mTLS: with a client CA, a client must present a certificate it signed.
+    requestCert: ca !== undefined,
+    rejectUnauthorized: ca !== undefined,
+    minVersion: tls.min_version === "1.3" ? ("TLSv1.3" as const) : ("TLSv1.2" as const),
+  };
 }

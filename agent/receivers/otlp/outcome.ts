@@ -22,6 +22,15 @@ const GRPC_INTERNAL = 13;
 const GRPC_UNAVAILABLE = 14;
 
 export function refusalFor(err: unknown, retryAfterSeconds: number): Refusal {
+  if (err instanceof AgentError && err.code === "RATE_LIMITED") {
+    return {
+      http: 429,
+      grpc: GRPC_RESOURCE_EXHAUSTED,
+      message: err.message,
+      retryAfter: 1,
+      reason: "rate_limited",
+    };
+  }
   if (err instanceof BufferFullError) {
     // RESOURCE_EXHAUSTED is retryable in OTLP only with RetryInfo, which the gRPC receiver adds.
     return {

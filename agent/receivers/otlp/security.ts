@@ -1,0 +1,72 @@
+import { timingSafeEqual } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { AgentError } from "../../common/errors.js";
+import type { ReceiverAuthConfig } from "./config.js";
+
+/**
+ * Client authentication and admission for the receivers: a bearer token compared in
+ * constant time, and a token bucket that caps the request rate.
+ */
+export class BearerAuth {
+  private readonly expected: Buffer;
+
+  constructor(config: ReceiverAuthConfig) {
+    let token = config.bearer_token;
+    if (config.bearer_token_file) {
+      try {
+        token = readFileSync(config.bearer_token_file, "utf8").trim();
+      } catch (err) {
+        throw new AgentError(
+          "AUTH_TOKEN_UNREADABLE",
+          `cannot read bearer_token_file ${config.bearer_token_file}: ${(err as Error).message}`,
+        );
+      }
+      if (token.length < 16)
+        throw new AgentError(
+          "AUTH_TOKEN_WEAK",
+          `the token in ${config.bearer_token_file} is shorter than 16 characters`,
+        );
+    }
+    this.expected = Buffer.from(`Bearer ${token}`, "utf8");
+  }
+
+  /** True when the Authorization header carries the configured token. */
+  allows(authorization: string | undefined): boolean {
+    if (!authorization) return false;
+    const got = Buffer.from(authorization.trim(), "utf8");
+    return got.length === this.expected.length && timingSafeEqual(got, this.expected);
+  }
+}
+
+export class TokenBucket {
+  private tokens: number;
+  private last = performance.now();
+  private readonly burst: number;
+
+  constructor(
+    private readonly perSecond: number,
+    burst?: number,
+  ) {
+    this.burst = burst ?? Math.max(1, Math.ceil(perSecond));
+    this.tokens = this.burst;
+  }
+
+  /** Takes one token; false when the rate is exceeded. */
+  take(): boolean {
+    const now = performance.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.perSecond);
+    this.last = now;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
+export class RateLimitedError extends AgentError {
+  constructor(perSecond: number) {
+    super(
+      "RATE_LIMITED",
+      `too many requests: this receiver accepts ${perSecond} per second; retry later`,
+    );
+  }
+}
