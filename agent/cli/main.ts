@@ -5,6 +5,7 @@ import { Command, CommanderError, Option } from "commander";
 import { AgentError } from "../common/errors.js";
 import { packageRoot } from "../common/package-root.js";
 import { ConfigError, loadConfigFile } from "../config/load.js";
+import { unsafeSettings } from "../config/safety.js";
 import { startAgent } from "../service/agent.js";
 import { createLogger } from "../telemetry/logger.js";
 import { keygen } from "./keygen.js";
@@ -39,6 +40,7 @@ program
     const config = loadConfigFile(opts.config);
     const logger = createLogger(config.logLevel);
     for (const w of config.warnings) logger.warn({ config: opts.config }, w);
+    for (const w of unsafeSettings(config)) logger.warn({ config: opts.config, unsafe: true }, w);
     const agent = await startAgent(config, logger);
     logger.info(
       { config: opts.config, chainId: agent.chainId, addresses: agent.addresses() },
@@ -65,6 +67,7 @@ program
   .action((opts: { config: string }) => {
     const config = loadConfigFile(opts.config);
     for (const w of config.warnings) process.stderr.write(`warning: ${w}\n`);
+    for (const w of unsafeSettings(config)) process.stderr.write(`warning (unsafe): ${w}\n`);
     const pipeline = `${config.receivers.map((r) => r.id).join(", ")} -> ${config.auditFilter.id} -> ${config.exporters.map((e) => e.id).join(", ")}`;
     process.stdout.write(
       `${opts.config}: valid (logs pipeline: ${pipeline}; WAL ${config.wal.directory})\n`,
