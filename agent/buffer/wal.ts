@@ -167,6 +167,9 @@ export class WriteAheadLog {
     const db = new ClassicLevel<Buffer, Buffer>(options.directory, {
       keyEncoding: "buffer",
       valueEncoding: "buffer",
+      // Records usually leave the log seconds after they arrive: a larger memtable lets
+      // most of them be written and deleted before they are ever flushed and compacted.
+      writeBufferSize: 16 << 20,
     });
     try {
       await db.open();
