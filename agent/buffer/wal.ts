@@ -540,8 +540,11 @@ export class WriteAheadLog {
     })) {
       const name = key.toString("utf8");
       if (!keep.has(name)) {
-        dropped.push(name.slice(CURSOR_PREFIX.length));
+        const id = name.slice(CURSOR_PREFIX.length);
+        dropped.push(id);
         await this.db.del(key);
+        // Its private state (e.g. Loki entry timestamps) goes with it.
+        await this.db.clear({ gte: exporterStateKey(id, ""), lt: exporterStateKey(id, "\uffff") });
       }
     }
     return dropped;

@@ -1,4 +1,5 @@
 import { AgentError } from "../common/errors.js";
+import { CANONICAL_OFFSET } from "../buffer/keys.js";
 import type { StoredRecord } from "../buffer/wal.js";
 
 /**
@@ -49,4 +50,25 @@ export class PermanentExportError extends AgentError {
   constructor(message: string, options?: { cause?: unknown }) {
     super("EXPORT_PERMANENT", message, options);
   }
+}
+
+/** Records as NDJSON: each canonical text byte-exact, then a newline. */
+export function recordLines(records: readonly StoredRecord[]): Buffer {
+  let size = 0;
+  for (const r of records) size += r.value.length - CANONICAL_OFFSET + 1;
+  const buf = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const r of records) {
+    at += r.value.copy(buf, at, CANONICAL_OFFSET);
+    buf[at++] = 0x0a;
+  }
+  return buf;
+}
+
+/**
+ * The stored form of a sealed-log entry, the same in every backend:
+ * {"checkpoint":<note or null>,"manifest":<signed manifest text>} (no newline).
+ */
+export function manifestLine(manifest: string, checkpoint: string | null): string {
+  return `{"checkpoint":${checkpoint === null ? "null" : JSON.stringify(checkpoint)},"manifest":${manifest}}`;
 }

@@ -72,9 +72,10 @@ export class ContinuousVerifier {
       const deliveredThrough = t.delivery.deliveredThrough;
       const report = await verifySource(t.source, this.trusted, known);
       // Lines past what the exporter had confirmed when the read began may be mid-write.
-      const findings = report.findings.filter(
-        (f) => !(f.category === "inserted" && (f.seq ?? -1) > deliveredThrough),
-      );
+      // Only this agent's chain: another agent may share the backend (a Loki tenant, a bucket).
+      const findings = report.findings
+        .filter((f) => f.chainId === this.batcher.chainId)
+        .filter((f) => !(f.category === "inserted" && (f.seq ?? -1) > deliveredThrough));
       this.status.lastFindings[t.exporterId] = findings;
       if (findings.length > 0) {
         ok = false;

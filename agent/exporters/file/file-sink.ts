@@ -1,10 +1,11 @@
 import { constants, type FileHandle, mkdir, open } from "node:fs/promises";
 import { basename, join } from "node:path";
-import { CANONICAL_OFFSET } from "../../buffer/keys.js";
 import type { Logger } from "../../telemetry/logger.js";
 import {
+  manifestLine,
   PermanentExportError,
   type RecordSink,
+  recordLines,
   RetryableExportError,
   type SealedBatch,
 } from "../sink.js";
@@ -22,7 +23,6 @@ import { recoverTail } from "./tail.js";
  * is held; record lines written before a crash are not written again.
  */
 
-const NEWLINE = 0x0a;
 
 interface OpenFile {
   handle: FileHandle;
@@ -108,10 +108,10 @@ export class FileSink implements RecordSink {
       }
       const fresh = batch.records.filter((r) => r.seq > this.heldSeq);
       if (fresh.length > 0) {
-        await this.append(this.records as OpenFile, linesOf(fresh));
+        await this.append(this.records as OpenFile, recordLines(fresh));
         this.heldSeq = (fresh[fresh.length - 1] as { seq: number }).seq;
       }
-      const line = `{"checkpoint":${batch.checkpoint === null ? "null" : JSON.stringify(batch.checkpoint)},"manifest":${batch.manifest}}\n`;
+      const line = `${manifestLine(batch.manifest, batch.checkpoint)}\n`;
       await this.append(this.manifests as OpenFile, Buffer.from(line, "utf8"));
       this.heldIndex = batch.index;
     } catch (err) {
@@ -163,16 +163,4 @@ export class FileSink implements RecordSink {
     this.records = await openOne("records");
     this.manifests = await openOne("manifests");
   }
-}
-
-function linesOf(records: SealedBatch["records"]): Buffer {
-  let size = 0;
-  for (const r of records) size += r.value.length - CANONICAL_OFFSET + 1;
-  const buf = Buffer.allocUnsafe(size);
-  let at = 0;
-  for (const r of records) {
-    at += r.value.copy(buf, at, CANONICAL_OFFSET);
-    buf[at++] = NEWLINE;
-  }
-  return buf;
 }

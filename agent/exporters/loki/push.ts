@@ -1,6 +1,5 @@
-import type { StoredRecord } from "../../buffer/wal.js";
 import { CANONICAL_OFFSET, HASH_BYTES } from "../../buffer/keys.js";
-import type { SealedBatch } from "../sink.js";
+import { manifestLine, type SealedBatch } from "../sink.js";
 import type { LokiExporterConfig } from "./config.js";
 
 /**
@@ -19,9 +18,6 @@ export interface PushBody {
   /** What the body holds, for messages: "records 10..19" or "manifest". */
   what: string;
 }
-
-/** Bytes a value adds to the body beyond its line (timestamp, metadata, JSON syntax). */
-const ENTRY_OVERHEAD = 160;
 
 export class PushBuilder {
   private readonly staticPairs: [string, string][];
@@ -46,19 +42,21 @@ export class PushBuilder {
   build(chainId: string, batch: SealedBatch, base: bigint): PushBody[] {
     const limit = this.config.max_request_size_kib * 1024;
     const bodies: PushBody[] = [];
-    let chunk: { record: StoredRecord; i: number }[] = [];
-    let size = 0;
+    let chunk = new Chunk();
     batch.records.forEach((record, i) => {
-      const bytes = record.value.length - CANONICAL_OFFSET + ENTRY_OVERHEAD;
-      if (chunk.length > 0 && size + bytes > limit) {
-        bodies.push(this.recordsBody(chainId, chunk, base));
-        chunk = [];
-        size = 0;
+      const text = record.value.toString("utf8", CANONICAL_OFFSET);
+      const labels = JSON.stringify(this.labels(chainId, "records", this.resourceLabels(text)));
+      const metadata = this.config.structured_metadata
+        ? `,{"seq":"${record.seq}","hash":"${record.value.toString("hex", 0, HASH_BYTES)}"}`
+        : "";
+      const value = `["${base + BigInt(i)}",${JSON.stringify(text)}${metadata}]`;
+      if (chunk.count > 0 && chunk.sizeWith(labels, value) > limit) {
+        bodies.push(chunk.body());
+        chunk = new Chunk();
       }
-      chunk.push({ record, i });
-      size += bytes;
+      chunk.add(labels, value, record.seq);
     });
-    if (chunk.length > 0) bodies.push(this.recordsBody(chainId, chunk, base));
+    if (chunk.count > 0) bodies.push(chunk.body());
     const line = manifestLine(batch.manifest, batch.checkpoint);
     const ts = base + BigInt(batch.records.length);
     const metadata = this.config.structured_metadata ? `,{"batch":"${batch.index}"}` : "";
@@ -68,36 +66,6 @@ export class PushBuilder {
       what: `manifest of batch ${batch.index}`,
     });
     return bodies;
-  }
-
-  private recordsBody(
-    chainId: string,
-    chunk: { record: StoredRecord; i: number }[],
-    base: bigint,
-  ): PushBody {
-    // One stream per distinct label set, in first-seen order; values keep batch order.
-    const streams = new Map<string, string[]>();
-    for (const { record, i } of chunk) {
-      const text = record.value.toString("utf8", CANONICAL_OFFSET);
-      const labels = JSON.stringify(this.labels(chainId, "records", this.resourceLabels(text)));
-      const metadata = this.config.structured_metadata
-        ? `,{"seq":"${record.seq}","hash":"${record.value.toString("hex", 0, HASH_BYTES)}"}`
-        : "";
-      const value = `["${base + BigInt(i)}",${JSON.stringify(text)}${metadata}]`;
-      const values = streams.get(labels);
-      if (values) values.push(value);
-      else streams.set(labels, [value]);
-    }
-    const parts = [...streams].map(
-      ([labels, values]) => `{"stream":${labels},"values":[${values.join(",")}]}`,
-    );
-    const first = (chunk[0] as { record: StoredRecord }).record.seq;
-    const last = (chunk[chunk.length - 1] as { record: StoredRecord }).record.seq;
-    return {
-      body: `{"streams":[${parts.join(",")}]}`,
-      entries: chunk.length,
-      what: `records ${first}..${last}`,
-    };
   }
 
   private labels(
@@ -133,10 +101,46 @@ export class PushBuilder {
   }
 }
 
-/** The manifests-stream line, exactly as the file exporter writes its manifest lines. */
-export function manifestLine(manifest: string, checkpoint: string | null): string {
-  return `{"checkpoint":${checkpoint === null ? "null" : JSON.stringify(checkpoint)},"manifest":${manifest}}`;
+/** Record entries of one push body: one stream per label set, values in batch order. */
+class Chunk {
+  private readonly streams = new Map<string, string[]>();
+  /** Body bytes so far, exactly: {"streams":[ … ]} and every stream and value in it. */
+  private bytes = '{"streams":[]}'.length;
+  count = 0;
+  private first = -1;
+  private last = -1;
+
+  sizeWith(labels: string, value: string): number {
+    const valueBytes = Buffer.byteLength(value, "utf8");
+    if (this.streams.has(labels)) return this.bytes + 1 + valueBytes;
+    const header = Buffer.byteLength(labels, "utf8") + '{"stream":,"values":[]}'.length;
+    return this.bytes + (this.streams.size > 0 ? 1 : 0) + header + valueBytes;
+  }
+
+  add(labels: string, value: string, seq: number): void {
+    this.bytes = this.sizeWith(labels, value);
+    const values = this.streams.get(labels);
+    if (values) values.push(value);
+    else this.streams.set(labels, [value]);
+    if (this.count === 0) this.first = seq;
+    this.last = seq;
+    this.count++;
+  }
+
+  body(): PushBody {
+    const parts = [...this.streams].map(
+      ([labels, values]) => `{"stream":${labels},"values":[${values.join(",")}]}`,
+    );
+    return {
+      body: `{"streams":[${parts.join(",")}]}`,
+      entries: this.count,
+      what: `records ${this.first}..${this.last}`,
+    };
+  }
 }
+
+/** The manifests-stream line, exactly as every backend stores a sealed-log entry. */
+export { manifestLine };
 
 /** A label value from an OTLP/JSON AnyValue: scalars as text, other kinds as their JSON. */
 function labelValue(value: unknown): string | undefined {

@@ -42,6 +42,8 @@ interface Stamp {
   entries: number;
   /** Whether a request carrying this stamp may have reached Loki. */
   reached: boolean;
+  /** Leading push bodies Loki acknowledged in this process: a retry resumes after them. */
+  done: number;
 }
 
 export class LokiSink implements RecordSink {
@@ -73,7 +75,8 @@ export class LokiSink implements RecordSink {
   async write(batch: SealedBatch): Promise<void> {
     const stamp = await this.stampFor(batch);
     const bodies = this.builder.build(this.chainId, batch, stamp.base);
-    for (const body of bodies) {
+    for (let i = stamp.done; i < bodies.length; i++) {
+      const body = bodies[i] as PushBody;
       let res: HttpResponse;
       try {
         res = await this.client.send({
@@ -87,8 +90,8 @@ export class LokiSink implements RecordSink {
         throw err;
       }
       stamp.reached = true;
-      if (res.status >= 200 && res.status < 300) continue;
-      this.refused(res, batch, body);
+      if (res.status < 200 || res.status >= 300) this.refused(res, batch, body);
+      stamp.done = i + 1;
     }
   }
 
@@ -108,7 +111,7 @@ export class LokiSink implements RecordSink {
     if (stored && stored.entries === entries) {
       this.raiseHigh(stored.base + BigInt(entries - 1));
       // Stored by an earlier attempt, maybe an earlier process: it may have reached Loki.
-      this.stamp = { index: batch.index, base: stored.base, entries, reached: true };
+      this.stamp = { index: batch.index, base: stored.base, entries, reached: true, done: 0 };
       return this.stamp;
     }
     if (stored)
@@ -128,7 +131,7 @@ export class LokiSink implements RecordSink {
     if (this.high !== null && base <= this.high) base = this.high + 1n;
     await this.state.put(`ts:${index}`, `${base} ${entries}`);
     this.raiseHigh(base + BigInt(entries - 1));
-    this.stamp = { index, base, entries, reached: false };
+    this.stamp = { index, base, entries, reached: false, done: 0 };
     await this.pruneBefore(index);
     return this.stamp;
   }

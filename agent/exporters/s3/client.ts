@@ -100,6 +100,9 @@ export async function createS3Client(
   conn: S3Connection,
   maxAttempts?: number,
 ): Promise<{ s3: S3Module; client: S3Client }> {
+  // The SDK warns on stderr about Node 20's end of support; the agent supports Node ≥ 20.19
+  // and says so itself, so the multi-line warning would only alarm operators.
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= "true";
   const s3 = await import("@aws-sdk/client-s3");
   const client = new s3.S3Client({
     region: conn.region,
@@ -107,7 +110,12 @@ export async function createS3Client(
     forcePathStyle: conn.forcePathStyle,
     credentials: conn.credentials,
     ...(maxAttempts !== undefined ? { maxAttempts } : {}),
-    requestHandler: { requestTimeout: conn.timeoutMs, connectionTimeout: conn.timeoutMs },
+    // Without throwOnRequestTimeout the SDK only logs a request that overruns requestTimeout.
+    requestHandler: {
+      requestTimeout: conn.timeoutMs,
+      connectionTimeout: conn.timeoutMs,
+      throwOnRequestTimeout: true,
+    },
   });
   return { s3, client };
 }

@@ -17,9 +17,10 @@ export const objectLockSchema = z
     }),
     retain_days: z
       .number()
-      .int({ message: "retain_days must be a whole number of days, like 365" })
-      .positive({ message: "retain_days must be at least 1" })
-      .max(36_500, { message: "retain_days must be at most 36500 (100 years)" }),
+      .refine(Number.isInteger, { message: "retain_days must be a whole number of days, like 365" })
+      .refine((d) => d >= 1 && d <= 36_500, {
+        message: "retain_days must be 1 to 36500 (100 years)",
+      }),
   })
   .strict();
 
@@ -46,6 +47,7 @@ export const s3ExporterConfigSchema = z
     /** For S3-compatible stores; default: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, else AWS. */
     endpoint: z
       .url({
+        protocol: /^https?$/,
         message: "endpoint must be a URL such as http://127.0.0.1:7480 or https://s3.example.com",
       })
       .optional(),

@@ -56,7 +56,7 @@ export class S3Source implements AuditSource {
       const e = err as { name?: string; message?: string };
       throw new AgentError(
         "SOURCE_UNREADABLE",
-        `cannot read ${this.description}: ${e.name ?? "Error"}${status ? ` (HTTP ${status})` : ""}${e.message && e.message !== "UnknownError" ? `: ${e.message}` : ""}`,
+        `cannot read ${this.description}: ${e.name ?? "Error"}${status ? ` (HTTP ${status})` : ""}${e.message && e.message !== "UnknownError" ? `: ${e.message}` : ""}${status === 403 ? " (reading needs s3:ListBucketVersions, s3:GetObject and s3:GetObjectVersion; check the credentials)" : ""}`,
         { cause: err },
       );
     } finally {

@@ -1,10 +1,11 @@
 import { gunzipSync, gzipSync } from "node:zlib";
 import type { HeadObjectCommandOutput, S3Client } from "@aws-sdk/client-s3";
-import { CANONICAL_OFFSET } from "../../buffer/keys.js";
 import type { Logger } from "../../telemetry/logger.js";
 import {
+  manifestLine,
   PermanentExportError,
   type RecordSink,
+  recordLines,
   RetryableExportError,
   type SealedBatch,
 } from "../sink.js";
@@ -71,7 +72,7 @@ export class S3Sink implements RecordSink {
     const Bucket = this.conn.bucket;
     try {
       const v = await this.client.send(new s3.GetBucketVersioningCommand({ Bucket }));
-      this.versioned = false;
+      this.versioned = v.Status === "Enabled" || v.Status === "Suspended";
     } catch (err) {
       if (!isAccessDenied(err))
         throw exportErrorFor(err, `checking ${describeConnection(this.conn)}`, this.conn);
@@ -123,30 +124,25 @@ export class S3Sink implements RecordSink {
     if (this.client === null) throw new RetryableExportError("the s3 exporter is not open");
     const { prefix } = this.conn;
     if (batch.records.length > 0) {
-      const raw = ndjsonOf(batch.records);
+      const raw = recordLines(batch.records);
       const gzip = this.compression === "gzip";
       const key = recordsKey(prefix, this.chainId, batch.firstSeq, batch.lastSeq, gzip);
-      if (this.resuming) {
-        const other = recordsKey(prefix, this.chainId, batch.firstSeq, batch.lastSeq, !gzip);
-        const head = await this.head(other);
-        if (head !== null) {
-          await this.confirmIdentical(other, head, raw);
-          this.logger.info(
-            { key: other },
-            "batch already stored (with the other compression setting)",
-          );
-        }
-        if (head === null && (await this.putOnce(key, gzip ? gzipSync(raw) : raw, raw, gzip)))
-          this.resuming = false;
-      } else {
-        await this.putOnce(key, gzip ? gzipSync(raw) : raw, raw, gzip);
+      const other = recordsKey(prefix, this.chainId, batch.firstSeq, batch.lastSeq, !gzip);
+      if (!(this.resuming && (await this.holds(other, raw)))) {
+        if (await this.putOnce(key, gzip ? gzipSync(raw) : raw, raw)) this.resuming = false;
       }
     }
-    const manifest = Buffer.from(
-      `{"checkpoint":${batch.checkpoint === null ? "null" : JSON.stringify(batch.checkpoint)},"manifest":${batch.manifest}}`,
-      "utf8",
-    );
-    await this.putOnce(manifestKey(prefix, this.chainId, batch.index), manifest, manifest, false);
+    const manifest = Buffer.from(manifestLine(batch.manifest, batch.checkpoint), "utf8");
+    await this.putOnce(manifestKey(prefix, this.chainId, batch.index), manifest, manifest);
+  }
+
+  /** Whether `key` already holds `content` (stored before a change of compression). */
+  private async holds(key: string, content: Buffer): Promise<boolean> {
+    const head = await this.head(key);
+    if (head === null) return false;
+    await this.confirmIdentical(key, head, content);
+    this.logger.info({ key }, "batch already stored, with the other compression setting");
+    return true;
   }
 
   /**
@@ -154,12 +150,7 @@ export class S3Sink implements RecordSink {
    * false when an identical object was already there; throws when a different one is.
    * `content` is the uncompressed body (equal to body unless gzip).
    */
-  private async putOnce(
-    key: string,
-    body: Buffer,
-    content: Buffer,
-    gzip: boolean,
-  ): Promise<boolean> {
+  private async putOnce(key: string, body: Buffer, content: Buffer): Promise<boolean> {
     if (this.versioned) {
       const head = await this.head(key);
       if (head !== null) {
@@ -176,7 +167,7 @@ export class S3Sink implements RecordSink {
           Key: key,
           Body: body,
           IfNoneMatch: "*",
-          ContentType: gzip
+          ContentType: key.endsWith(".gz")
             ? "application/gzip"
             : key.endsWith(".json")
               ? "application/json"
@@ -264,17 +255,4 @@ export class S3Sink implements RecordSink {
     this.client?.destroy();
     this.client = null;
   }
-}
-
-/** The batch's records as NDJSON: each canonical text, byte-exact, and a newline. */
-function ndjsonOf(records: SealedBatch["records"]): Buffer {
-  let size = 0;
-  for (const r of records) size += r.value.length - CANONICAL_OFFSET + 1;
-  const buf = Buffer.allocUnsafe(size);
-  let at = 0;
-  for (const r of records) {
-    at += r.value.copy(buf, at, CANONICAL_OFFSET);
-    buf[at++] = 0x0a;
-  }
-  return buf;
 }
