@@ -1,7 +1,6 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { AgentError } from "../common/errors.js";
-import { splitEndpoint } from "../config/common.js";
+import { HttpEndpoint } from "../telemetry/http-endpoint.js";
 import type { Logger } from "../telemetry/logger.js";
 import type { Batcher } from "./batcher.js";
 import { proveConsistency, proveInclusion } from "./proofs.js";
@@ -14,49 +13,33 @@ import { proveConsistency, proveInclusion } from "./proofs.js";
  *   GET /proof/consistency?old=A[&new=B]     consistency proof between tree sizes (JSON)
  */
 export class CheckpointServer {
-  private server: Server | null = null;
+  private readonly endpoint: HttpEndpoint;
 
   constructor(
-    private readonly endpoint: string,
+    endpoint: string,
     private readonly batcher: Batcher,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.endpoint = new HttpEndpoint("checkpoint endpoint", endpoint, (_path, req, res) =>
+      this.handle(req, res).catch((err) => this.send(res, 500, { error: (err as Error).message })),
+    );
+  }
 
   async start(): Promise<void> {
-    const { host, port } = splitEndpoint(this.endpoint);
-    const server = createServer((req, res) => {
-      this.handle(req, res).catch((err) => this.send(res, 500, { error: (err as Error).message }));
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", (err) =>
-        reject(
-          new AgentError(
-            "CHECKPOINT_LISTEN_FAILED",
-            `checkpoint endpoint cannot listen on ${this.endpoint}: ${err.message}`,
-          ),
-        ),
-      );
-      server.listen(port, host, () => resolve());
-    });
-    this.server = server;
+    await this.endpoint.start();
     this.logger.info({ endpoint: this.address() }, "serving checkpoints and proofs");
   }
 
   address(): string {
-    const a = this.server?.address() as AddressInfo | null;
-    return a ? `${a.family === "IPv6" ? `[${a.address}]` : a.address}:${a.port}` : "";
+    return this.endpoint.address();
   }
 
-  async shutdown(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+  shutdown(): Promise<void> {
+    return this.endpoint.shutdown();
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", "http://localhost");
-    if (req.method !== "GET") return this.send(res, 405, { error: "use GET" });
     const int = (name: string): number | undefined => {
       const v = url.searchParams.get(name);
       if (v === null) return undefined;

@@ -78,3 +78,33 @@ export interface VerifyReport {
   findings: Finding[];
   ok: boolean;
 }
+
+/**
+ * Reads one stored sealed-log entry line, `{"checkpoint":…,"manifest":…}` (the form every
+ * backend stores), into `data`: a StoredManifest, or a `malformed` finding.
+ */
+export function addManifestLine(data: ChainData, line: string, location: string): void {
+  let parsed: { manifest?: unknown; checkpoint?: unknown };
+  try {
+    parsed = JSON.parse(line) as typeof parsed;
+    if (typeof parsed !== "object" || parsed === null || parsed.manifest === undefined) {
+      throw new Error("no manifest member");
+    }
+    if (parsed.checkpoint !== null && typeof parsed.checkpoint !== "string") {
+      throw new Error("checkpoint is not a string");
+    }
+  } catch (err) {
+    data.findings.push({
+      category: "malformed",
+      chainId: data.chainId,
+      location,
+      detail: `manifest entry: ${(err as Error).message}`,
+    });
+    return;
+  }
+  data.manifests.push({
+    manifest: parsed.manifest,
+    checkpoint: (parsed.checkpoint as string | null) ?? null,
+    location,
+  });
+}

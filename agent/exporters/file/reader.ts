@@ -2,7 +2,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import type { ChainFinding, StoredLine } from "../../chain/chain-check.js";
 import { AgentError } from "../../common/errors.js";
-import type { AuditSource, ChainData } from "../../verify/types.js";
+import { type AuditSource, addManifestLine, type ChainData } from "../../verify/types.js";
 import { listSegments } from "./segments.js";
 
 /**
@@ -127,28 +127,16 @@ async function readChainData(chainDir: string): Promise<ChainData> {
   }
   for (const segment of await listSegments(chainDir, "manifests")) {
     for (const { line, location, terminated } of await readLines(segment)) {
-      let parsed: { manifest?: unknown; checkpoint?: unknown };
-      try {
-        if (!terminated) throw new Error("unterminated final line");
-        parsed = JSON.parse(line) as typeof parsed;
-        if (typeof parsed !== "object" || parsed === null || parsed.manifest === undefined)
-          throw new Error("no manifest member");
-        if (parsed.checkpoint !== null && typeof parsed.checkpoint !== "string")
-          throw new Error("checkpoint is not a string");
-      } catch (err) {
+      if (!terminated) {
         data.findings.push({
           category: "malformed",
           chainId,
           location,
-          detail: `manifest line: ${(err as Error).message}`,
+          detail: "manifest entry: unterminated final line",
         });
         continue;
       }
-      data.manifests.push({
-        manifest: parsed.manifest,
-        checkpoint: (parsed.checkpoint as string | null) ?? null,
-        location,
-      });
+      addManifestLine(data, line, location);
     }
   }
   return data;

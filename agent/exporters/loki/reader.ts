@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { AgentError } from "../../common/errors.js";
-import type { AuditSource, ChainData } from "../../verify/types.js";
+import { type AuditSource, addManifestLine, type ChainData } from "../../verify/types.js";
 import { HttpClient, type HttpResponse } from "../http/client.js";
 import type { HttpClientConfig } from "../http/config.js";
 import { type LokiReadConfig, sinceEpochMs } from "./config.js";
@@ -136,28 +136,7 @@ class LokiRead {
         data.findings.push({ category: "malformed", chainId, location, detail: problem });
     }
     for (const e of await this.stream(chainId, "manifests", windows, data.notes)) {
-      const location = locate(e);
-      let parsed: { manifest?: unknown; checkpoint?: unknown };
-      try {
-        parsed = JSON.parse(e.line) as typeof parsed;
-        if (typeof parsed !== "object" || parsed === null || parsed.manifest === undefined)
-          throw new Error("no manifest member");
-        if (parsed.checkpoint !== null && typeof parsed.checkpoint !== "string")
-          throw new Error("checkpoint is not a string");
-      } catch (err) {
-        data.findings.push({
-          category: "malformed",
-          chainId,
-          location,
-          detail: `manifest entry: ${(err as Error).message}`,
-        });
-        continue;
-      }
-      data.manifests.push({
-        manifest: parsed.manifest,
-        checkpoint: (parsed.checkpoint as string | null) ?? null,
-        location,
-      });
+      addManifestLine(data, e.line, locate(e));
     }
     if (this.limit !== this.options.read.page_size)
       data.notes.push(`Loki allows ${this.limit} entries per query; pages were that size`);

@@ -1,7 +1,7 @@
 import { gunzipSync } from "node:zlib";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { AgentError } from "../../common/errors.js";
-import type { AuditSource, ChainData } from "../../verify/types.js";
+import { type AuditSource, addManifestLine, type ChainData } from "../../verify/types.js";
 import {
   bodyBytes,
   createS3Client,
@@ -297,27 +297,7 @@ export class S3Source implements AuditSource {
   }
 
   private addManifest(data: ChainData, url: string, content: Buffer): void {
-    let parsed: { manifest?: unknown; checkpoint?: unknown };
-    try {
-      parsed = JSON.parse(content.toString("utf8")) as typeof parsed;
-      if (typeof parsed !== "object" || parsed === null || parsed.manifest === undefined)
-        throw new Error("no manifest member");
-      if (parsed.checkpoint !== null && typeof parsed.checkpoint !== "string")
-        throw new Error("checkpoint is not a string");
-    } catch (err) {
-      data.findings.push({
-        category: "malformed",
-        chainId: data.chainId,
-        location: url,
-        detail: `manifest object: ${(err as Error).message}`,
-      });
-      return;
-    }
-    data.manifests.push({
-      manifest: parsed.manifest,
-      checkpoint: (parsed.checkpoint as string | null) ?? null,
-      location: url,
-    });
+    addManifestLine(data, content.toString("utf8"), url);
   }
 
   private url(key: string): string {
