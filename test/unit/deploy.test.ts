@@ -1,0 +1,768 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { join, posix, relative } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import YAML from "yaml";
+import { splitEndpoint } from "../../agent/config/common.js";
+import { type AgentConfig, parseConfig } from "../../agent/config/load.js";
+import { unsafeSettings } from "../../agent/config/safety.js";
+import type { FileExporterConfig } from "../../agent/exporters/file/config.js";
+import type { OtlpReceiverConfig } from "../../agent/receivers/otlp/config.js";
+import { type InProcessAgent, makeTempDir, ROOT, startInProcessAgent } from "../helpers/agent.js";
+
+/**
+ * The deployment examples under deploy/ (Kubernetes manifests, Grafana dashboard, Prometheus
+ * rules) against the agent itself: the ConfigMap's config loads, the pod wires that config's
+ * paths and ports to its volumes, probes and env, and every metric the dashboard and the
+ * alerts query is one the running agent exports.
+ */
+
+const DEPLOY = join(ROOT, "deploy");
+
+function walk(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? walk(join(dir, e.name)) : [join(dir, e.name)],
+  );
+}
+
+const files = walk(DEPLOY).map((f) => relative(DEPLOY, f).split("\\").join("/"));
+const yamlFiles = files.filter((f) => /\.ya?ml$/.test(f));
+
+/** Every document of a YAML file, failing on any parse error (duplicate keys included). */
+function yamlDocs(file: string): unknown[] {
+  const docs = YAML.parseAllDocuments(readFileSync(join(DEPLOY, file), "utf8"), {
+    uniqueKeys: true,
+  });
+  if (!Array.isArray(docs)) return [];
+  return docs.map((d, i) => {
+    if (d.errors.length > 0)
+      throw new Error(`${file} document ${i}: ${d.errors.map((e) => e.message).join("; ")}`);
+    return d.toJS() as unknown;
+  });
+}
+
+// ---- minimal Kubernetes shapes ----
+
+interface K8sObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; labels?: Record<string, string> };
+  spec?: Record<string, unknown>;
+  data?: Record<string, string>;
+  stringData?: Record<string, string>;
+}
+interface EnvVar {
+  name: string;
+  value?: string;
+}
+interface Probe {
+  httpGet?: { path: string; port: number | string };
+  periodSeconds?: number;
+  timeoutSeconds?: number;
+  failureThreshold?: number;
+}
+interface SecurityContext {
+  runAsNonRoot?: boolean;
+  runAsUser?: number;
+  runAsGroup?: number;
+  fsGroup?: number;
+  readOnlyRootFilesystem?: boolean;
+  allowPrivilegeEscalation?: boolean;
+  capabilities?: { drop?: string[]; add?: string[] };
+  seccompProfile?: { type: string };
+}
+interface Resources {
+  requests?: Record<string, string | number>;
+  limits?: Record<string, string | number>;
+}
+interface Container {
+  name: string;
+  image: string;
+  restartPolicy?: string;
+  command?: string[];
+  args?: string[];
+  env?: EnvVar[];
+  ports?: Array<{ name?: string; containerPort: number }>;
+  startupProbe?: Probe;
+  livenessProbe?: Probe;
+  readinessProbe?: Probe;
+  resources?: Resources;
+  securityContext?: SecurityContext;
+  volumeMounts?: Array<{ name: string; mountPath: string; readOnly?: boolean }>;
+}
+interface Volume {
+  name: string;
+  configMap?: { name: string; items?: Array<{ key: string; path: string }> };
+  secret?: {
+    secretName: string;
+    defaultMode?: number;
+    items?: Array<{ key: string; path: string }>;
+  };
+  emptyDir?: { medium?: string; sizeLimit?: string };
+  persistentVolumeClaim?: { claimName: string };
+}
+interface PodSpec {
+  initContainers?: Container[];
+  containers: Container[];
+  volumes?: Volume[];
+  securityContext?: SecurityContext;
+  terminationGracePeriodSeconds?: number;
+}
+
+function objects(file: string): K8sObject[] {
+  return yamlDocs(file).filter((d): d is K8sObject => !!d && typeof d === "object" && "kind" in d);
+}
+
+function only(file: string, kind: string): K8sObject {
+  const found = objects(file).filter((o) => o.kind === kind);
+  expect(found, `${file}: one ${kind}`).toHaveLength(1);
+  return found[0]!;
+}
+
+function podSpecOf(o: K8sObject): PodSpec {
+  if (o.kind === "Pod") return o.spec as unknown as PodSpec;
+  const template = (o.spec as { template?: { spec?: PodSpec } } | undefined)?.template;
+  if (!template?.spec) throw new Error(`${o.kind} ${o.metadata.name} has no pod template`);
+  return template.spec;
+}
+
+/** Kubernetes quantities ("250m", "1", "192Mi", "4Gi") as numbers, for comparing. */
+function quantity(q: string | number): number {
+  if (typeof q === "number") return q;
+  const m = /^(\d+(?:\.\d+)?)(m|Ki|Mi|Gi|Ti|k|M|G|T)?$/.exec(q);
+  if (!m) throw new Error(`not a quantity: ${q}`);
+  const scale: Record<string, number> = {
+    m: 1e-3,
+    k: 1e3,
+    M: 1e6,
+    G: 1e9,
+    T: 1e12,
+    Ki: 2 ** 10,
+    Mi: 2 ** 20,
+    Gi: 2 ** 30,
+    Ti: 2 ** 40,
+  };
+  return Number(m[1]) * (m[2] ? (scale[m[2]] as number) : 1);
+}
+
+/** Is `path` the directory `dir` or inside it? */
+function under(path: string, dir: string): boolean {
+  const rel = posix.relative(dir, path);
+  return rel === "" || (!rel.startsWith("..") && !posix.isAbsolute(rel));
+}
+
+// ---- the example, loaded once ----
+
+const podFile = "kubernetes/pod.yaml";
+const workload = objects(podFile).find((o) =>
+  ["Pod", "Deployment", "StatefulSet", "DaemonSet"].includes(o.kind),
+)!;
+const pod = podSpecOf(workload);
+const configMap = only("kubernetes/configmap.yaml", "ConfigMap");
+const secret = only("kubernetes/secret.example.yaml", "Secret");
+const configText = configMap.data?.["config.yaml"] ?? "";
+const config: AgentConfig = parseConfig(configText, "configmap.yaml", {});
+
+const agent = (pod.initContainers ?? []).find(
+  (c) => c.restartPolicy === "Always" && /otel-audit-agent/.test(c.image),
+)!;
+const app = pod.containers.find((c) =>
+  (c.env ?? []).some((e) => e.name === "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"),
+)!;
+const allContainers = [...(pod.initContainers ?? []), ...pod.containers];
+
+function env(c: Container): Record<string, string | undefined> {
+  return Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value]));
+}
+
+function volume(name: string): Volume {
+  const v = (pod.volumes ?? []).find((x) => x.name === name);
+  if (!v) throw new Error(`no volume ${name}`);
+  return v;
+}
+
+/** The mount of `c` that holds `path` (the deepest one). */
+function mountFor(c: Container, path: string) {
+  return (c.volumeMounts ?? [])
+    .filter((m) => under(path, m.mountPath))
+    .sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
+}
+
+function argValue(c: Container, flag: string): string | undefined {
+  const args = [...(c.command ?? []), ...(c.args ?? [])];
+  const i = args.indexOf(flag);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+function probePort(c: Container, p: Probe | undefined): number | undefined {
+  const port = p?.httpGet?.port;
+  if (typeof port === "number") return port;
+  return c.ports?.find((x) => x.name === port)?.containerPort;
+}
+
+/** Pod-level settings with the container's own on top, as the kubelet applies them. */
+function effectiveSecurity(c: Container): SecurityContext {
+  return { ...pod.securityContext, ...c.securityContext };
+}
+
+describe("deploy/: every file parses", () => {
+  it("has the expected files", () => {
+    for (const f of [
+      "kubernetes/pod.yaml",
+      "kubernetes/configmap.yaml",
+      "kubernetes/secret.example.yaml",
+      "kubernetes/README.md",
+      "grafana/audit-agent-dashboard.json",
+      "prometheus/audit-agent-rules.yaml",
+    ])
+      expect(files).toContain(f);
+  });
+
+  it.each(yamlFiles)("%s is YAML whose documents are Kubernetes objects or a rule file", (f) => {
+    const docs = yamlDocs(f).filter((d) => d !== null);
+    expect(docs.length).toBeGreaterThan(0);
+    for (const d of docs) {
+      expect(typeof d).toBe("object");
+      if ("groups" in (d as object)) continue; // a Prometheus rule file
+      const o = d as K8sObject;
+      expect(o.apiVersion, f).toMatch(/^[a-z0-9.]*\/?v\d/);
+      expect(o.kind, f).toMatch(/^[A-Z]/);
+      expect(o.metadata?.name, f).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+    }
+  });
+
+  it.each(files.filter((f) => f.endsWith(".json")))("%s is JSON", (f) => {
+    expect(() => JSON.parse(readFileSync(join(DEPLOY, f), "utf8"))).not.toThrow();
+  });
+});
+
+describe("deploy/kubernetes: the pod", () => {
+  it("runs the agent as a native sidecar: an init container with restartPolicy Always", () => {
+    expect(
+      agent,
+      "an initContainer with restartPolicy: Always and the agent's image",
+    ).toBeDefined();
+    expect(agent.image).toMatch(/otel-audit-agent:\S+/);
+    expect(pod.containers.map((c) => c.name)).not.toContain(agent.name);
+    // Plain init containers (the key copy) run before it; the agent is ready before the app.
+    const inits = pod.initContainers ?? [];
+    const at = inits.indexOf(agent);
+    for (const c of inits.slice(at + 1)) expect(c.restartPolicy, c.name).toBe("Always");
+  });
+
+  it("points the app's OpenTelemetry SDK at the agent's receivers over loopback", () => {
+    expect(app, "an app container with OTEL_EXPORTER_OTLP_LOGS_ENDPOINT").toBeDefined();
+    expect(app).not.toBe(agent);
+    const e = env(app);
+    expect(e.OTEL_LOGS_EXPORTER).toBe("otlp");
+    expect(["http/protobuf", "http/json", "grpc"]).toContain(e.OTEL_EXPORTER_OTLP_LOGS_PROTOCOL);
+    const url = new URL(e.OTEL_EXPORTER_OTLP_LOGS_ENDPOINT!);
+    expect(["127.0.0.1", "localhost"]).toContain(url.hostname);
+    const otlp = config.receivers.find((r) => r.factory.type === "otlp")!
+      .config as OtlpReceiverConfig;
+    if (e.OTEL_EXPORTER_OTLP_LOGS_PROTOCOL === "grpc") {
+      expect(Number(url.port)).toBe(splitEndpoint(otlp.protocols.grpc!.endpoint).port);
+    } else {
+      expect(Number(url.port)).toBe(splitEndpoint(otlp.protocols.http!.endpoint).port);
+      expect(url.pathname).toBe(otlp.protocols.http!.logs_url_path);
+    }
+  });
+
+  it("mounts the ConfigMap read-only where --config reads it", () => {
+    const configPath = argValue(agent, "--config")!;
+    expect(configPath).toBe("/etc/audit-agent/config.yaml");
+    const mount = mountFor(agent, configPath)!;
+    expect(mount.readOnly).toBe(true);
+    const v = volume(mount.name);
+    expect(v.configMap?.name).toBe(configMap.metadata.name);
+    const file = posix.relative(mount.mountPath, configPath);
+    const item = v.configMap?.items?.find((i) => i.path === file);
+    expect(item?.key ?? file).toBe("config.yaml");
+  });
+
+  it("mounts the signing key Secret read-only with mode 0400, copied to the agent's key_file", () => {
+    expect(config.signing.key_env).toBeUndefined();
+    expect(config.signing.generate_if_missing).toBe(false);
+    const secretVolumes = (pod.volumes ?? []).filter((v) => v.secret);
+    expect(secretVolumes).toHaveLength(1);
+    const sv = secretVolumes[0]!;
+    expect(sv.secret!.secretName).toBe(secret.metadata.name);
+    expect(sv.secret!.defaultMode).toBe(0o400);
+    const mounts = allContainers.flatMap((c) =>
+      (c.volumeMounts ?? []).filter((m) => m.name === sv.name).map((m) => ({ c, m })),
+    );
+    expect(mounts.length).toBeGreaterThan(0);
+    for (const { m } of mounts) expect(m.readOnly).toBe(true);
+    // The agent refuses keys group or others can read, and fsGroup turns 0400 into 0440: a
+    // plain init container copies the key, as the agent's user, with mode 0400.
+    expect(pod.securityContext?.fsGroup).toBe(10001);
+    const keyFile = config.signing.key_file;
+    const keyMount = mountFor(agent, keyFile)!;
+    expect(keyMount, `a mount holding ${keyFile}`).toBeDefined();
+    expect(keyMount.readOnly).toBe(true);
+    expect(volume(keyMount.name).emptyDir?.medium).toBe("Memory");
+    const installer = mounts.map(({ c }) => c).find((c) => c !== agent)!;
+    expect(installer, "the container that copies the key").toBeDefined();
+    expect(installer.restartPolicy).toBeUndefined();
+    const inits = pod.initContainers ?? [];
+    expect(inits.indexOf(installer)).toBeLessThan(inits.indexOf(agent));
+    const secretMount = installer.volumeMounts!.find((m) => m.name === sv.name)!;
+    const installerKeyMount = installer.volumeMounts!.find((m) => m.name === keyMount.name)!;
+    expect(installerKeyMount.mountPath).toBe(keyMount.mountPath);
+    const cmd = [...(installer.command ?? []), ...(installer.args ?? [])];
+    expect(cmd).toContain("0400");
+    expect(cmd).toContain(posix.join(secretMount.mountPath, "signing.key"));
+    expect(cmd).toContain(keyFile);
+    expect(sv.secret!.items?.map((i) => i.key) ?? ["signing.key"]).toContain("signing.key");
+  });
+
+  it("keeps the WAL and the file exporter's output on the writable data volume", () => {
+    const wal = config.wal.directory;
+    const file = config.exporters.find((e) => e.factory.type === "file")!
+      .config as FileExporterConfig;
+    const mount = mountFor(agent, wal)!;
+    expect(mount.mountPath).toBe("/var/lib/audit-agent");
+    expect(mount.readOnly).not.toBe(true);
+    expect(mountFor(agent, file.directory)).toBe(mount);
+    const v = volume(mount.name);
+    expect(v.emptyDir ?? v.persistentVolumeClaim, "an emptyDir or a PVC").toBeDefined();
+    if (v.emptyDir) {
+      expect(v.emptyDir.medium).toBeUndefined(); // on disk, not RAM
+      const walMax = config.wal.max_size_mib * 2 ** 20;
+      expect(quantity(v.emptyDir.sizeLimit!)).toBeGreaterThan(2 * walMax);
+    }
+  });
+
+  it("probes /livez and /readyz on the health_check port, which listens beyond loopback", () => {
+    expect(config.healthCheck).not.toBeNull();
+    const { host, port } = splitEndpoint(config.healthCheck!.endpoint);
+    expect(port).toBe(13133);
+    expect(host).toBe("0.0.0.0"); // kubelet probes come from the node, to the pod IP
+    expect(agent.livenessProbe?.httpGet?.path).toBe("/livez");
+    expect(agent.readinessProbe?.httpGet?.path).toBe("/readyz");
+    expect(agent.startupProbe?.httpGet?.path).toBe("/livez");
+    for (const p of [agent.livenessProbe, agent.readinessProbe, agent.startupProbe])
+      expect(probePort(agent, p)).toBe(13133);
+  });
+
+  it("exposes the metrics port that the PodMonitor scrapes", () => {
+    const { host, port } = splitEndpoint(config.metricsAddress!);
+    expect(port).toBe(8888);
+    expect(host).toBe("0.0.0.0");
+    const declared = agent.ports?.find((p) => p.containerPort === port);
+    expect(declared?.name).toBeDefined();
+    const monitor = only("prometheus/podmonitor.yaml", "PodMonitor");
+    const endpoints = (monitor.spec as { podMetricsEndpoints: Array<{ port: string }> })
+      .podMetricsEndpoints;
+    expect(endpoints.map((e) => e.port)).toContain(declared!.name);
+    const selector = (monitor.spec as { selector: { matchLabels: Record<string, string> } })
+      .selector.matchLabels;
+    const labels =
+      workload.kind === "Pod"
+        ? workload.metadata.labels
+        : (workload.spec as { template: { metadata: { labels: Record<string, string> } } }).template
+            .metadata.labels;
+    expect(labels).toMatchObject(selector);
+  });
+
+  it("sets resource requests and limits on every container (requests ≤ limits)", () => {
+    for (const c of allContainers) {
+      for (const r of ["cpu", "memory"]) {
+        const req = c.resources?.requests?.[r];
+        const lim = c.resources?.limits?.[r];
+        expect(req, `${c.name} requests.${r}`).toBeDefined();
+        expect(lim, `${c.name} limits.${r}`).toBeDefined();
+        expect(quantity(req!)).toBeLessThanOrEqual(quantity(lim!));
+      }
+    }
+    // bench/RESULTS.md: the agent's peak RSS when saturated is 363 MiB; idle 81 MiB.
+    expect(quantity(agent.resources!.limits!.memory!)).toBeGreaterThanOrEqual(400 * 2 ** 20);
+    expect(quantity(agent.resources!.requests!.memory!)).toBeGreaterThanOrEqual(96 * 2 ** 20);
+  });
+
+  it("gives the pod time for the agent's drain: terminationGracePeriodSeconds ≥ --grace + 5", () => {
+    const grace = Number(argValue(agent, "--grace") ?? "30");
+    expect(grace).toBe(30);
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(grace + 5);
+  });
+
+  it("runs the agent (and the key copy) non-root, read-only, without privileges", () => {
+    const installer = (pod.initContainers ?? []).find((c) => c !== agent)!;
+    for (const c of [agent, installer]) {
+      const s = effectiveSecurity(c);
+      expect(s.runAsNonRoot, c.name).toBe(true);
+      expect(s.runAsUser, c.name).toBe(10001);
+      expect(s.readOnlyRootFilesystem, c.name).toBe(true);
+      expect(s.allowPrivilegeEscalation, c.name).toBe(false);
+      expect(s.capabilities?.drop, c.name).toContain("ALL");
+      expect(s.capabilities?.add ?? [], c.name).toEqual([]);
+      expect(s.seccompProfile?.type, c.name).toBe("RuntimeDefault");
+    }
+    // The app too meets the "restricted" Pod Security Standard.
+    const s = effectiveSecurity(app);
+    expect(s.runAsNonRoot).toBe(true);
+    expect(s.allowPrivilegeEscalation).toBe(false);
+    expect(s.capabilities?.drop).toContain("ALL");
+    expect(s.seccompProfile?.type).toBe("RuntimeDefault");
+  });
+});
+
+describe("deploy/kubernetes: the ConfigMap's agent config", () => {
+  it("loads with parseConfig and no warnings", () => {
+    expect(config.warnings).toEqual([]);
+    expect(config.exporters.map((e) => e.id)).toContain("file");
+    expect(config.verification).not.toBeNull();
+  });
+
+  it("keeps the receivers on loopback; only health and metrics listen on all interfaces", () => {
+    const otlp = config.receivers[0]!.config as OtlpReceiverConfig;
+    expect(otlp.protocols.grpc?.endpoint).toBe("127.0.0.1:4317");
+    expect(otlp.protocols.http?.endpoint).toBe("127.0.0.1:4318");
+    const unsafe = unsafeSettings(config);
+    expect(unsafe).toHaveLength(2);
+    expect(unsafe.some((w) => w.startsWith("service.telemetry.metrics.address 0.0.0.0:8888"))).toBe(
+      true,
+    );
+    expect(unsafe.some((w) => w.startsWith("extensions.health_check.endpoint 0.0.0.0:13133"))).toBe(
+      true,
+    );
+  });
+
+  it("keeps all state under /var/lib/audit-agent", () => {
+    expect(config.wal.directory).toBe("/var/lib/audit-agent/wal");
+    const file = config.exporters.find((e) => e.id === "file")!.config as FileExporterConfig;
+    expect(file.directory).toBe("/var/lib/audit-agent/out");
+  });
+
+  it("has commented loki, s3 and elasticsearch examples that validate once uncommented", () => {
+    const lines = configText.split("\n");
+    const out: string[] = [];
+    const found: string[] = [];
+    for (let i = 0; i < lines.length; i++) {
+      const m = /^ {2}# (loki|s3|elasticsearch):$/.exec(lines[i]!);
+      if (!m) {
+        out.push(lines[i]!);
+        continue;
+      }
+      found.push(m[1]!);
+      out.push(`  ${m[1]}:`);
+      while (i + 1 < lines.length && lines[i + 1]!.startsWith("  #   "))
+        out.push(`  ${lines[++i]!.slice(4)}`);
+    }
+    expect(found.sort()).toEqual(["elasticsearch", "loki", "s3"]);
+    const text = out
+      .join("\n")
+      .replace("exporters: [file]", "exporters: [file, loki, s3, elasticsearch]");
+    const full = parseConfig(text, "configmap-full.yaml", {
+      LOKI_TOKEN: "token",
+      ES_API_KEY: Buffer.from("id:key").toString("base64"),
+    });
+    expect(full.warnings).toEqual([]);
+    expect(full.exporters.map((e) => e.factory.type).sort()).toEqual([
+      "elasticsearch",
+      "file",
+      "loki",
+      "s3",
+    ]);
+  });
+});
+
+describe("deploy/kubernetes: the example Secret", () => {
+  it("has the shape the pod mounts, and no key", () => {
+    expect((secret as K8sObject & { type?: string }).type).toBe("Opaque");
+    const value = secret.stringData?.["signing.key"] ?? secret.data?.["signing.key"];
+    expect(value).toBeDefined();
+    expect(value).not.toMatch(/PRIVATE KEY/);
+  });
+});
+
+// ---- PromQL, as far as this test needs it ----
+
+/** Replaces string literals with "", so brackets and names inside them are ignored. */
+function withoutStrings(expr: string): string {
+  return expr.replace(/"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`/g, '""');
+}
+
+function balanced(expr: string): boolean {
+  const pairs: Record<string, string> = { ")": "(", "]": "[", "}": "{" };
+  const stack: string[] = [];
+  for (const ch of withoutStrings(expr)) {
+    if ("([{".includes(ch)) stack.push(ch);
+    else if (ch in pairs && stack.pop() !== pairs[ch]) return false;
+  }
+  return stack.length === 0;
+}
+
+const PROMQL_KEYWORDS = new Set([
+  "and",
+  "or",
+  "unless",
+  "bool",
+  "offset",
+  "by",
+  "without",
+  "on",
+  "ignoring",
+  "group_left",
+  "group_right",
+  "inf",
+  "nan",
+]);
+
+/** Metric names an expression selects (function and aggregation names excluded). */
+function metricNames(expr: string): string[] {
+  const s = withoutStrings(expr)
+    .replace(/\{[^}]*\}/g, " ") // label matchers
+    .replace(/\[[^\]]*\]/g, " ") // ranges and subqueries
+    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, " ")
+    .replace(/\boffset\s+\S+/g, " ")
+    .replace(/\$\{?\w+\}?/g, " "); // Grafana variables
+  const names = new Set<string>();
+  for (const m of s.matchAll(/[a-zA-Z_:][a-zA-Z0-9_:]*/g)) {
+    const after = s.slice((m.index ?? 0) + m[0].length);
+    const before = s[(m.index ?? 0) - 1] ?? " ";
+    if (/[0-9.]/.test(before)) continue; // a number's exponent or unit
+    if (/^\s*\(/.test(after)) continue; // a function or aggregation
+    if (PROMQL_KEYWORDS.has(m[0].toLowerCase())) continue;
+    names.add(m[0]);
+  }
+  return [...names];
+}
+
+describe("the PromQL helpers of this test", () => {
+  it("find metric names and balance brackets", () => {
+    expect(
+      metricNames(
+        'histogram_quantile(0.99, sum by (pod, le) (rate(audit_agent_wal_fsync_seconds_bucket{job=~"$job", x="a(b"}[$__rate_interval])))',
+      ),
+    ).toEqual(["audit_agent_wal_fsync_seconds_bucket"]);
+    expect(
+      metricNames(
+        'count(a_b{x="1"} == 0) or vector(0) unless on (pod) c offset 10m and sum without (result) (increase(d[1h])) > 1e3',
+      ).sort(),
+    ).toEqual(["a_b", "c", "d"]);
+    expect(balanced('sum(rate(x{a="("}[5m]))')).toBe(true);
+    expect(balanced("sum(rate(x[5m])")).toBe(false);
+    expect(balanced("sum(rate(x[5m)))")).toBe(false);
+  });
+});
+
+// ---- Grafana dashboard ----
+
+interface Target {
+  expr?: string;
+  datasource?: { type?: string; uid?: string };
+}
+interface Panel {
+  type: string;
+  title: string;
+  datasource?: { type?: string; uid?: string };
+  targets?: Target[];
+  panels?: Panel[];
+}
+interface Dashboard {
+  schemaVersion: number;
+  uid: string;
+  title: string;
+  templating: {
+    list: Array<{
+      name: string;
+      type: string;
+      query?: string | { query: string };
+      datasource?: { uid?: string };
+    }>;
+  };
+  panels: Panel[];
+}
+
+const dashboard = JSON.parse(
+  readFileSync(join(DEPLOY, "grafana/audit-agent-dashboard.json"), "utf8"),
+) as Dashboard;
+
+function allPanels(panels: Panel[]): Panel[] {
+  return panels.flatMap((p) => [p, ...allPanels(p.panels ?? [])]);
+}
+
+const dashboardPanels = allPanels(dashboard.panels).filter((p) => p.type !== "row");
+const dashboardExprs = dashboardPanels.flatMap((p) =>
+  (p.targets ?? []).map((t) => ({ where: `panel "${p.title}"`, expr: t.expr ?? "" })),
+);
+const variableExprs = dashboard.templating.list
+  .filter((v) => v.type === "query")
+  .map((v) => {
+    const q = typeof v.query === "string" ? v.query : (v.query?.query ?? "");
+    // label_values(<selector>, <label>): the selector is PromQL.
+    const m = /^label_values\((.*),\s*\w+\)$/.exec(q);
+    return { where: `variable $${v.name}`, expr: m ? m[1]! : q };
+  });
+
+describe("deploy/grafana: the dashboard", () => {
+  it("is a current Grafana dashboard with a Prometheus data source variable and per-pod templating", () => {
+    expect(dashboard.schemaVersion).toBeGreaterThanOrEqual(38);
+    expect(dashboard.uid).toBeTruthy();
+    const ds = dashboard.templating.list.find((v) => v.name === "datasource");
+    expect(ds?.type).toBe("datasource");
+    expect(ds?.query).toBe("prometheus");
+    const names = dashboard.templating.list.map((v) => v.name);
+    expect(names).toEqual(expect.arrayContaining(["namespace", "pod", "exporter"]));
+    for (const v of dashboard.templating.list.filter((x) => x.type === "query"))
+      expect(v.datasource?.uid, v.name).toBe("${datasource}");
+  });
+
+  it("queries through ${datasource} in every panel, filtered by pod", () => {
+    expect(dashboardPanels.length).toBeGreaterThan(10);
+    for (const p of dashboardPanels) {
+      expect(p.datasource?.uid, p.title).toBe("${datasource}");
+      expect(p.targets?.length, p.title).toBeGreaterThan(0);
+      for (const t of p.targets ?? []) {
+        expect(t.datasource?.uid ?? "${datasource}", p.title).toBe("${datasource}");
+        expect(t.expr, p.title).toContain('pod=~"$pod"');
+      }
+    }
+  });
+
+  it("has balanced brackets in every query", () => {
+    for (const { where, expr } of [...dashboardExprs, ...variableExprs])
+      expect(balanced(expr), `${where}: ${expr}`).toBe(true);
+  });
+
+  it("covers ingest, exporters, WAL, fsync, signing, checkpoints, verification and the process", () => {
+    const used = new Set(dashboardExprs.flatMap(({ expr }) => metricNames(expr)));
+    for (const name of [
+      "otelcol_receiver_accepted_log_records",
+      "otelcol_receiver_refused_log_records",
+      "audit_agent_records_chained_total",
+      "audit_agent_records_filtered_total",
+      "otelcol_exporter_sent_log_records",
+      "otelcol_exporter_send_failed_log_records",
+      "audit_agent_exporter_lag_records",
+      "audit_agent_exporter_lag_seconds",
+      "audit_agent_exporter_up",
+      "audit_agent_wal_bytes",
+      "audit_agent_wal_max_bytes",
+      "audit_agent_wal_fsync_seconds_bucket",
+      "audit_agent_batches_signed_total",
+      "audit_agent_checkpoint_age_seconds",
+      "audit_agent_checkpoint_tree_size",
+      "audit_agent_chain_head_seq",
+      "audit_agent_sealed_through_seq",
+      "audit_agent_verification_runs_total",
+      "audit_agent_verification_findings",
+      "process_resident_memory_bytes",
+      "process_cpu_seconds_total",
+    ])
+      expect(used, name).toContain(name);
+    const fsync = dashboardExprs.map(({ expr }) => expr).join("\n");
+    expect(fsync).toContain("histogram_quantile(0.5, ");
+    expect(fsync).toContain("histogram_quantile(0.99, ");
+  });
+});
+
+// ---- Prometheus rules ----
+
+interface Rule {
+  alert?: string;
+  record?: string;
+  expr: string;
+  for?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+const rulesDoc = yamlDocs("prometheus/audit-agent-rules.yaml")[0] as {
+  groups: Array<{ name: string; rules: Rule[] }>;
+};
+const rules = rulesDoc.groups.flatMap((g) => g.rules);
+
+describe("deploy/prometheus: the alerting rules", () => {
+  it("are groups of alerts with expr, for, severity, summary, description and a runbook hint", () => {
+    expect(rulesDoc.groups.length).toBeGreaterThan(0);
+    for (const g of rulesDoc.groups) {
+      expect(g.name).toBeTruthy();
+      expect(g.rules.length).toBeGreaterThan(0);
+    }
+    const names = new Set<string>();
+    for (const r of rules) {
+      expect(r.alert, r.expr).toMatch(/^[A-Za-z][A-Za-z0-9_]*$/);
+      expect(names.has(r.alert!), `${r.alert} twice`).toBe(false);
+      names.add(r.alert!);
+      expect(typeof r.expr, r.alert).toBe("string");
+      expect(r.for, r.alert).toMatch(/^\d+(ms|s|m|h|d|w|y)$/);
+      expect(["warning", "critical"], r.alert).toContain(r.labels?.severity);
+      expect(r.annotations?.summary, r.alert).toBeTruthy();
+      expect(r.annotations?.description, r.alert).toBeTruthy();
+      expect(r.annotations?.runbook, r.alert).toBeTruthy();
+      expect(balanced(r.expr), `${r.alert}: ${r.expr}`).toBe(true);
+    }
+  });
+
+  it("cover the agent down, exporters stuck or failed, WAL filling, verification, sealing and refusals", () => {
+    const exprOf = (name: string) => rules.find((r) => r.alert === name)?.expr ?? "";
+    expect(exprOf("AuditAgentDown")).toMatch(/\bup\{/);
+    expect(exprOf("AuditAgentAbsent")).toMatch(/^absent\(up\{/);
+    expect(exprOf("AuditAgentExporterFailed")).toContain("audit_agent_exporter_up");
+    expect(exprOf("AuditAgentExporterStuck")).toContain("otelcol_exporter_sent_log_records");
+    expect(exprOf("AuditAgentExporterLagging")).toContain("audit_agent_exporter_lag_seconds");
+    expect(exprOf("AuditAgentWALFilling")).toMatch(/audit_agent_wal_max_bytes.*> 0\.8$/s);
+    expect(exprOf("AuditAgentWALFull")).toMatch(/> 0\.95$/);
+    expect(rules.find((r) => r.alert === "AuditAgentWALFull")?.labels?.severity).toBe("critical");
+    expect(exprOf("AuditAgentVerificationFailed")).toContain('result="failed"');
+    expect(exprOf("AuditAgentVerificationFindings")).toContain("audit_agent_verification_findings");
+    expect(exprOf("AuditAgentSealingStalled")).toContain("audit_agent_sealed_through_seq");
+    expect(exprOf("AuditAgentCheckpointStale")).toContain("audit_agent_checkpoint_age_seconds");
+    expect(exprOf("AuditAgentRefusingRecords")).toContain("otelcol_receiver_refused_log_records");
+  });
+});
+
+// ---- every metric queried is one the agent exports ----
+
+/** Series names a scrape can hold: each metric family, with its histogram/summary series. */
+function exportedNames(text: string): Set<string> {
+  const names = new Set<string>();
+  for (const m of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
+    const [, name, type] = m as unknown as [string, string, string];
+    names.add(name);
+    if (type === "histogram") for (const s of ["_bucket", "_sum", "_count"]) names.add(name + s);
+    if (type === "summary") for (const s of ["_sum", "_count"]) names.add(name + s);
+  }
+  return names;
+}
+
+/** Series Prometheus adds to every target itself. */
+const SCRAPE_SERIES = ["up", "scrape_duration_seconds", "scrape_samples_scraped"];
+
+describe("metric names in the dashboard and the rules exist in a live agent's /metrics", () => {
+  const tmp = makeTempDir();
+  let running: InProcessAgent;
+  let exported: Set<string>;
+  beforeAll(async () => {
+    running = await startInProcessAgent({ dir: tmp.path });
+    const address = running.agent.addresses().metrics?.http;
+    const res = await fetch(`http://${address}/metrics`);
+    expect(res.status).toBe(200);
+    exported = exportedNames(await res.text());
+    for (const s of SCRAPE_SERIES) exported.add(s);
+  });
+  afterAll(async () => {
+    await running?.stop();
+    tmp.cleanup();
+  });
+
+  it("scrapes the agent's metric families", () => {
+    expect(exported).toContain("audit_agent_wal_fsync_seconds_bucket");
+    expect(exported).toContain("otelcol_receiver_accepted_log_records");
+    expect(exported).not.toContain("otelcol_receiver_accepted_log_records_total");
+  });
+
+  it.each([
+    ["dashboard panels", () => dashboardExprs],
+    ["dashboard variables", () => variableExprs],
+    ["alert rules", () => rules.map((r) => ({ where: `alert ${r.alert}`, expr: r.expr }))],
+  ])("%s", (_what, exprs) => {
+    const list = exprs();
+    expect(list.length).toBeGreaterThan(0);
+    for (const { where, expr } of list) {
+      const names = metricNames(expr);
+      expect(names.length, `${where}: no metric in ${expr}`).toBeGreaterThan(0);
+      for (const n of names) expect(exported, `${where} queries ${n}`).toContain(n);
+    }
+  });
+});
