@@ -87,8 +87,17 @@ export class DeliveryLoop {
     const saved = await this.wal.loadCursorState(this.exporterId);
     this.cursor = saved.seq;
     this.index = saved.index ?? (await this.batcher.firstEntryAfterSeq(saved.seq)) - 1;
-    if (held !== null && held > this.index) {
-      const entry = await this.batcher.readEntry(held);
+    const heldEntry =
+      held !== null && held > this.index ? await this.batcher.readEntry(held) : null;
+    if (held !== null && held > this.index && heldEntry === null) {
+      // The backend claims a batch this agent never sealed (a backend kept from an earlier
+      // WAL with the same chain id): trust the cursor, not the backend, and skip nothing.
+      this.logger.warn(
+        { exporter: this.exporterId, held, sealed: this.batcher.entryCount },
+        "backend holds batches this agent never sealed; delivering from the cursor",
+      );
+    } else if (held !== null && held > this.index) {
+      const entry = heldEntry;
       this.logger.info(
         { exporter: this.exporterId, cursor: this.index, held },
         "backend already holds batches past the cursor; resuming after them",

@@ -1,6 +1,6 @@
 import pino from "pino";
 
-export type LogLevel = "debug" | "info" | "warn" | "error";
+export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
 export type Logger = pino.Logger;
 
 /**

@@ -1,26 +1,38 @@
-import { z } from "zod";
 import { AgentError } from "../../common/errors.js";
 import type { ExporterFactory } from "../../service/factory.js";
 import type { AuditSource } from "../../verify/types.js";
+import { elasticsearchExporterConfigSchema } from "./config.js";
+import { ElasticsearchSource, parseElasticsearchSpec } from "./reader.js";
+import { ElasticsearchSink } from "./sink.js";
 
-// Placeholder until the Elasticsearch exporter lands: the type is registered so configs name it.
-const schema = z.object({}).passthrough();
-
-export const elasticsearchExporterFactory: ExporterFactory<typeof schema> = {
+/**
+ * `exporters.elasticsearch`: one document per record with `_bulk` `create` and
+ * `_id` = leaf hash, manifests in their own index (docs/exporter-elasticsearch.md).
+ */
+export const elasticsearchExporterFactory: ExporterFactory<
+  typeof elasticsearchExporterConfigSchema
+> = {
   kind: "exporter",
   type: "elasticsearch",
-  configSchema: schema,
-  create() {
-    throw new AgentError(
-      "EXPORTER_UNAVAILABLE",
-      "the elasticsearch exporter is not available in this build",
-    );
+  configSchema: elasticsearchExporterConfigSchema,
+  create(settings, config) {
+    return {
+      sink: new ElasticsearchSink(config, settings.logger.child({ exporter: settings.id })),
+      delivery: { retry: config.retry_on_failure },
+    };
   },
+  reader: (config) => new ElasticsearchSource(config),
 };
 
+/** `verify --source es:URL/INDEX` (see parseElasticsearchSpec for credentials). */
 export function elasticsearchSourceFromSpec(spec: string): AuditSource {
-  throw new AgentError(
-    "VERIFY_BAD_SOURCE",
-    `elasticsearch sources are not available in this build (${spec})`,
-  );
+  const raw = parseElasticsearchSpec(spec);
+  const parsed = elasticsearchExporterConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    const problems = parsed.error.issues
+      .map((i) => `${i.path.length ? `${i.path.join(".")}: ` : ""}${i.message}`)
+      .join("; ");
+    throw new AgentError("VERIFY_BAD_SOURCE", `es:${spec}: ${problems}`);
+  }
+  return new ElasticsearchSource(parsed.data);
 }
