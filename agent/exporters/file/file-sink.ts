@@ -23,7 +23,6 @@ import { recoverTail } from "./tail.js";
  * is held; record lines written before a crash are not written again.
  */
 
-
 interface OpenFile {
   handle: FileHandle;
   bytes: number;
