@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
-import { Agent, type Dispatcher, request } from "undici";
+import type { Dispatcher } from "undici";
 import { PermanentExportError, RetryableExportError } from "../sink.js";
 import type { HttpClientConfig } from "./config.js";
 
@@ -26,26 +26,12 @@ export interface HttpRequest {
 }
 
 export class HttpClient {
-  private readonly dispatcher: Dispatcher;
+  private dispatcher: Promise<Dispatcher> | null = null;
   private readonly base: URL;
   private readonly baseHeaders: Record<string, string>;
 
   constructor(private readonly config: HttpClientConfig) {
     this.base = new URL(config.endpoint);
-    const tls = config.tls;
-    this.dispatcher = new Agent({
-      connect: tls
-        ? {
-            ca: tls.ca_file ? readFileSync(tls.ca_file) : undefined,
-            cert: tls.cert_file ? readFileSync(tls.cert_file) : undefined,
-            key: tls.key_file ? readFileSync(tls.key_file) : undefined,
-            rejectUnauthorized: !tls.insecure_skip_verify,
-            minVersion: tls.min_version === "1.3" ? "TLSv1.3" : "TLSv1.2",
-          }
-        : undefined,
-      headersTimeout: config.timeout,
-      bodyTimeout: config.timeout,
-    });
     const auth: Record<string, string> = {};
     if (config.auth?.basic) {
       auth.authorization = `Basic ${Buffer.from(`${config.auth.basic.username}:${config.auth.basic.password}`).toString("base64")}`;
@@ -53,6 +39,27 @@ export class HttpClient {
       auth.authorization = `Bearer ${config.auth.bearer_token}`;
     }
     this.baseHeaders = { ...config.headers, ...auth };
+  }
+
+  /** The connection pool, created on first use: undici is loaded only by agents that export over HTTP. */
+  private pool(): Promise<Dispatcher> {
+    this.dispatcher ??= import("undici").then(({ Agent }) => {
+      const tls = this.config.tls;
+      return new Agent({
+        connect: tls
+          ? {
+              ca: tls.ca_file ? readFileSync(tls.ca_file) : undefined,
+              cert: tls.cert_file ? readFileSync(tls.cert_file) : undefined,
+              key: tls.key_file ? readFileSync(tls.key_file) : undefined,
+              rejectUnauthorized: !tls.insecure_skip_verify,
+              minVersion: tls.min_version === "1.3" ? "TLSv1.3" : "TLSv1.2",
+            }
+          : undefined,
+        headersTimeout: this.config.timeout,
+        bodyTimeout: this.config.timeout,
+      });
+    });
+    return this.dispatcher;
   }
 
   /** The endpoint URL with `path` appended to the endpoint's own path. */
@@ -69,11 +76,13 @@ export class HttpClient {
       headers["content-encoding"] = "gzip";
     }
     try {
-      const res = await request(this.url(req.path), {
+      const dispatcher = await this.pool();
+      const res = await dispatcher.request({
+        origin: this.base.origin,
+        path: this.url(req.path).slice(this.base.origin.length),
         method: req.method,
         headers,
         body,
-        dispatcher: this.dispatcher,
       });
       const chunks: Buffer[] = [];
       for await (const chunk of res.body) chunks.push(chunk as Buffer);
@@ -89,7 +98,9 @@ export class HttpClient {
 
   /** Closes the pool, aborting any request still waiting on a backend: by now nobody waits for it. */
   async close(): Promise<void> {
-    await this.dispatcher.destroy();
+    const pool = this.dispatcher;
+    this.dispatcher = null;
+    if (pool) await (await pool).destroy();
   }
 }
 
