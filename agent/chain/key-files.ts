@@ -35,7 +35,8 @@ function readPrivateKey(path: string, fallbackName: string): SigningKey {
   if ((mode & 0o077) !== 0) {
     throw new AgentError(
       "KEY_FILE_UNSAFE",
-      `signing key ${path} is readable by group or others (mode ${mode.toString(8)}): run chmod 600 ${path}`,
+      `signing key ${path} is readable by group or others (mode ${mode.toString(8)}): run chmod 600 ${path}` +
+        " (on Kubernetes, fsGroup makes mounted Secret files group-readable: copy the key to an owner-only file, see deploy/kubernetes/README.md, or use signing.key_env)",
     );
   }
   const pem = readFileSync(path, "utf8");

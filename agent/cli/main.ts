@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Command, CommanderError, Option } from "commander";
 import { AgentError } from "../common/errors.js";
@@ -13,6 +13,12 @@ import { proveCommand } from "./prove.js";
 import { type VerifyOptions, verifyCommand } from "./verify.js";
 
 /** The `audit-agent` command. Exit codes: 0 ok, 1 runtime failure, 2 invalid usage or config. */
+
+/** config/default.yaml in the working directory when there is one, else the package's own. */
+function defaultConfigPath(): string {
+  const local = "config/default.yaml";
+  return existsSync(local) ? local : join(packageRoot(), local);
+}
 
 const version = (
   JSON.parse(readFileSync(join(packageRoot(), "package.json"), "utf8")) as { version: string }
@@ -30,34 +36,48 @@ const program = new Command()
 program
   .command("run")
   .description("run the agent")
-  .option("-c, --config <file>", "config file", "config/default.yaml")
+  .addOption(
+    new Option(
+      "-c, --config <file>",
+      "config file (default: config/default.yaml, from the working directory or the package)",
+    ).env("AUDIT_AGENT_CONFIG"),
+  )
   .addOption(
     new Option("--grace <seconds>", "shutdown grace period for draining exporters")
+      .env("AUDIT_AGENT_GRACE_SECONDS")
       .default(30)
       .argParser(Number),
   )
-  .action(async (opts: { config: string; grace: number }) => {
-    const config = loadConfigFile(opts.config);
-    const logger = createLogger(config.logLevel);
-    for (const w of config.warnings) logger.warn({ config: opts.config }, w);
-    for (const w of unsafeSettings(config)) logger.warn({ config: opts.config, unsafe: true }, w);
-    const agent = await startAgent(config, logger);
-    logger.info(
-      { config: opts.config, chainId: agent.chainId, addresses: agent.addresses() },
-      "audit agent started",
-    );
+  .action(async (opts: { config?: string; grace: number }) => {
+    const file = opts.config ?? defaultConfigPath();
+    // Signals first: a container's PID 1 must not ignore SIGTERM while it is starting.
+    let agent: Awaited<ReturnType<typeof startAgent>> | null = null;
+    let stopSignal: string | null = null;
+    let logger: ReturnType<typeof createLogger> | null = null;
     const stop = (signal: string) => {
-      logger.info({ signal }, "signal received");
+      stopSignal = signal;
+      if (!agent) return; // stops as soon as start-up completes
+      logger?.info({ signal }, "signal received");
       agent.shutdown(opts.grace * 1000).then(
         () => process.exit(0),
         (err) => {
-          logger.error({ err }, "shutdown failed");
+          logger?.error({ err }, "shutdown failed");
           process.exit(1);
         },
       );
     };
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
+    const config = loadConfigFile(file);
+    logger = createLogger(config.logLevel);
+    for (const w of config.warnings) logger.warn({ config: file }, w);
+    for (const w of unsafeSettings(config)) logger.warn({ config: file, unsafe: true }, w);
+    agent = await startAgent(config, logger);
+    logger.info(
+      { config: file, chainId: agent.chainId, addresses: agent.addresses() },
+      "audit agent started",
+    );
+    if (stopSignal) stop(stopSignal);
   });
 
 program
@@ -152,7 +172,7 @@ program
       seq?: number;
       consistency?: string[];
       checkpoint?: string;
-      config: string;
+      config?: string;
       agent?: string;
     }) => {
       let consistency: [number, number] | undefined;
@@ -172,7 +192,7 @@ program
         seq: opts.seq,
         consistency,
         checkpoint: opts.checkpoint,
-        config: opts.config,
+        config: opts.config ?? defaultConfigPath(),
         agent: opts.agent,
       });
     },
