@@ -286,3 +286,38 @@ describe("certificate reload", () => {
     }
   });
 });
+
+describe("gRPC certificate reload", () => {
+  it("the gRPC receiver listens again with a renewed certificate, on the same port", async () => {
+    const tmp = makeTempDir();
+    const first = makePki(`${tmp.path}`);
+    const { mkdirSync, copyFileSync } = await import("node:fs");
+    mkdirSync(`${tmp.path}/next`);
+    const next = makePki(`${tmp.path}/next`);
+    const yaml = testConfigYaml({ dir: tmp.path }).replace(
+      "      grpc:\n        endpoint: 127.0.0.1:0\n",
+      `      grpc:\n        endpoint: 127.0.0.1:0\n        tls:\n          cert_file: ${first.serverCert}\n          key_file: ${first.serverKey}\n          reload_interval: 100ms\n`,
+    );
+    const agent = await startAgent(parseConfig(yaml, "t.yaml", {}), createLogger("error"));
+    const address = agent.addresses().otlp?.grpc ?? "";
+    try {
+      const oldCa = grpc.credentials.createSsl(readFileSync(first.ca));
+      const newCa = () => grpc.credentials.createSsl(readFileSync(next.ca));
+      expect(await rawGrpc(address, oldCa)).toBeNull();
+      copyFileSync(next.serverCert, first.serverCert);
+      copyFileSync(next.serverKey, first.serverKey);
+      await waitFor(
+        async () => (await rawGrpc(address, newCa())) === null,
+        10_000,
+        "the renewed certificate",
+      );
+      expect(agent.addresses().otlp?.grpc).toBe(address);
+      expect(
+        await rawGrpc(address, grpc.credentials.createSsl(readFileSync(first.ca))),
+      ).toMatchObject({ code: grpc.status.UNAVAILABLE });
+    } finally {
+      await agent.shutdown(2000);
+      tmp.cleanup();
+    }
+  });
+});

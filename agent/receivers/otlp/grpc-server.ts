@@ -35,6 +35,7 @@ const logsServiceDefinition: grpc.ServiceDefinition = {
 export class OtlpGrpcReceiver {
   private server: grpc.Server | null = null;
   private boundPort = 0;
+  private reloadTimer: NodeJS.Timeout | null = null;
   private readonly auth: BearerAuth | null;
 
   constructor(
@@ -50,13 +51,20 @@ export class OtlpGrpcReceiver {
   }
 
   async start(): Promise<void> {
+    const { host, port } = splitEndpoint(this.config.endpoint);
+    this.server = await this.listen(host, port);
+    this.logger.info({ endpoint: this.address() }, "OTLP/gRPC receiver listening");
+    const tls = this.config.tls;
+    if (tls) this.watchCertificates(host, tls);
+  }
+
+  private async listen(host: string, port: number): Promise<grpc.Server> {
     const maxBytes = Math.floor(this.config.max_recv_msg_size_mib * MiB);
     const server = new grpc.Server({
       "grpc.max_receive_message_length": maxBytes,
       "grpc.max_send_message_length": 4 * MiB,
     });
     server.addService(logsServiceDefinition, { Export: this.export });
-    const { host, port } = splitEndpoint(this.config.endpoint);
     const target = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
     this.boundPort = await new Promise<number>((resolve, reject) => {
       server.bindAsync(target, credentialsFor(this.config.tls), (err, bound) => {
@@ -73,8 +81,58 @@ export class OtlpGrpcReceiver {
         } else resolve(bound);
       });
     });
-    this.server = server;
-    this.logger.info({ endpoint: this.address() }, "OTLP/gRPC receiver listening");
+    return server;
+  }
+
+  /**
+   * grpc-js cannot swap a live server's certificate, so when the files change the receiver
+   * drains its server and listens again on the same port with the new ones. Clients see
+   * one reconnect (UNAVAILABLE, which OTLP clients retry).
+   */
+  private watchCertificates(host: string, tls: TlsServerConfig): void {
+    const read = () =>
+      [tls.cert_file, tls.key_file, tls.client_ca_file]
+        .map((f) => (f ? readFileSync(f).toString("base64") : ""))
+        .join("|");
+    let current = read();
+    let reloading = false;
+    this.reloadTimer = setInterval(() => {
+      if (reloading || this.server === null) return;
+      let next: string;
+      try {
+        next = read();
+      } catch (err) {
+        this.logger.error(
+          { err: (err as Error).message },
+          "cannot read TLS certificates; keeping the current ones",
+        );
+        return;
+      }
+      if (next === current) return;
+      reloading = true;
+      const old = this.server;
+      new Promise<void>((resolve) => old.tryShutdown(() => resolve()))
+        .then(() => this.listen(host, this.boundPort))
+        .then(
+          (server) => {
+            this.server = server;
+            current = next;
+            this.logger.info(
+              { cert: tls.cert_file },
+              "OTLP/gRPC receiver reloaded its TLS certificates",
+            );
+          },
+          (err) =>
+            this.logger.error(
+              { err: (err as Error).message },
+              "OTLP/gRPC receiver could not listen again after a certificate change",
+            ),
+        )
+        .finally(() => {
+          reloading = false;
+        });
+    }, tls.reload_interval);
+    this.reloadTimer.unref();
   }
 
   address(): string {
@@ -84,6 +142,7 @@ export class OtlpGrpcReceiver {
 
   /** Stops accepting; waits for calls in progress, then closes remaining connections. */
   async shutdown(timeoutMs = 30_000): Promise<void> {
+    if (this.reloadTimer) clearInterval(this.reloadTimer);
     const server = this.server;
     if (!server) return;
     await new Promise<void>((resolve) => {
@@ -148,10 +207,9 @@ export class OtlpGrpcReceiver {
 }
 
 /**
- * TLS (mTLS with client_ca_file) for the gRPC receiver. Certificates are read when the
- * receiver starts: grpc-js' file-watching certificate providers did not complete a
- * handshake in our tests, so a renewed certificate takes effect at the next restart
- * (the HTTP receiver reloads its own every reload_interval).
+ * TLS (mTLS with client_ca_file) for the gRPC receiver, read when the server listens
+ * (grpc-js' file-watching certificate providers did not complete a handshake in our tests,
+ * hence the re-listen in watchCertificates).
  */
 function credentialsFor(tls: TlsServerConfig | undefined): grpc.ServerCredentials {
   if (!tls) return grpc.ServerCredentials.createInsecure();
