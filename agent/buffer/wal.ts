@@ -464,19 +464,26 @@ export class WriteAheadLog {
   async read(afterSeq: number, maxRecords: number, maxBytes: number): Promise<StoredRecord[]> {
     const out: StoredRecord[] = [];
     let bytes = 0;
-    for (let c = this.chunkIndexOf(afterSeq + 1); c < this.chunks.length; c++) {
-      const entry = this.chunks[c] as ChunkEntry;
+    let next = afterSeq + 1;
+    for (;;) {
+      // Locate by seq on every pass: releases splice the chunk index while we await a read.
+      const entry = this.chunks[this.chunkIndexOf(next)];
+      if (!entry) return out;
       const buf = entry.cached ?? (await this.db.get(recordKey(entry.firstSeq)));
-      if (!buf)
-        throw new Error(`WAL chunk ${entry.firstSeq}..${entry.lastSeq} is missing from LevelDB`);
+      if (!buf) {
+        if (this.chunks.includes(entry)) {
+          throw new Error(`WAL chunk ${entry.firstSeq}..${entry.lastSeq} is missing from LevelDB`);
+        }
+        continue; // released while we read: look again from `next`
+      }
       for (const r of decodeChunk(entry.firstSeq, buf)) {
-        if (r.seq <= afterSeq) continue;
+        if (r.seq < next) continue;
         out.push(r);
         bytes += r.value.length;
         if (out.length >= maxRecords || bytes >= maxBytes) return out;
       }
+      next = entry.lastSeq + 1;
     }
-    return out;
   }
 
   /** When the record `seq` was written (epoch ms), or null when it is not held. */

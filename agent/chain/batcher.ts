@@ -331,6 +331,14 @@ export class Batcher {
         `the WAL is missing records ${this.state.sealedThrough + 1}..${first - 1}: it was modified outside the agent`,
       );
     }
+    // Never sign a range that is not exactly the records it names.
+    for (let i = 0; i < records.length; i++) {
+      if ((records[i] as { seq: number }).seq !== first + i) {
+        throw new Error(
+          `the WAL returned seq ${(records[i] as { seq: number }).seq} where ${first + i} was expected; not sealing`,
+        );
+      }
+    }
     const leaves = records.map((r) => r.value.subarray(0, 32));
     const last = first + records.length - 1;
     const puts = this.tree.append(leaves);

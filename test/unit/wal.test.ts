@@ -133,6 +133,22 @@ describe("write-ahead log", () => {
     expect(reopened.usedBytes).toBeGreaterThan(0);
   });
 
+  it("reads contiguous records while exporters release chunks under it", async () => {
+    // No cache: every chunk is read back from LevelDB, so releases land between reads.
+    const wal = await openWal(tmp(), { cacheBytes: 0 });
+    for (let c = 0; c < 40; c++) await wal.append([rec(0), rec(1), rec(2)], "1"); // 40 chunks of 3
+    await wal.loadCursor("x");
+    for (let round = 0; round < 5; round++) {
+      const from = 30 + round * 15; // well past what is being released
+      const reading = wal.read(from, 1000, 1 << 30);
+      for (let k = 0; k < 4; k++) await wal.commitCursor("x", round * 12 + k * 3 + 2);
+      const got = (await reading).map((r) => r.seq);
+      expect(got[0]).toBe(from + 1);
+      expect(got).toEqual(Array.from({ length: got.length }, (_, i) => from + 1 + i));
+      expect(got[got.length - 1]).toBe(119);
+    }
+  });
+
   it("says clearly when another process holds the WAL directory", async () => {
     const path = tmp();
     await openWal(path);
