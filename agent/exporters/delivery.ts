@@ -3,7 +3,8 @@ import type { Batcher } from "../chain/batcher.js";
 import type { RetryOnFailure } from "../config/common.js";
 import type { AgentCounters } from "../telemetry/counters.js";
 import type { Logger } from "../telemetry/logger.js";
-import { PermanentExportError, type RecordSink, RetryableExportError } from "./sink.js";
+import { Backoff } from "./backoff.js";
+import type { RecordSink } from "./sink.js";
 
 /**
  * Moves sealed batches (records from the WAL with their signed manifest and checkpoint)
@@ -149,9 +150,7 @@ export class DeliveryLoop {
     attempt: () => Promise<T>,
     records: number,
   ): Promise<{ value: T } | null> {
-    const retry = this.options.retry;
-    let interval = retry.initial_interval;
-    const startedAt = Date.now();
+    const backoff = new Backoff(this.options.retry);
     for (;;) {
       if (this.stopping) return null;
       try {
@@ -166,12 +165,8 @@ export class DeliveryLoop {
         const message = err instanceof Error ? err.message : String(err);
         this.lastError = message;
         this.counters.sendFailed(this.exporterId, records);
-        const elapsed = Date.now() - startedAt;
-        const giveUp =
-          err instanceof PermanentExportError ||
-          !retry.enabled ||
-          (retry.max_elapsed_time > 0 && elapsed >= retry.max_elapsed_time);
-        if (giveUp) {
+        const delay = backoff.next(err);
+        if (delay === null) {
           this.state = "failed";
           this.logger.error(
             { exporter: this.exporterId, error: message },
@@ -180,10 +175,6 @@ export class DeliveryLoop {
           return null;
         }
         this.state = "retrying";
-        const jitter = 1 + retry.randomization_factor * (Math.random() * 2 - 1);
-        const hinted = err instanceof RetryableExportError ? err.retryAfterMs : undefined;
-        const delay = hinted ?? Math.min(interval * jitter, retry.max_interval);
-        interval = Math.min(interval * retry.multiplier, retry.max_interval);
         this.logger.warn(
           { exporter: this.exporterId, error: message, retryInMs: Math.round(delay) },
           "export failed; retrying",
