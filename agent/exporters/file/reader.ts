@@ -19,48 +19,37 @@ export interface FileChain {
 const SEQ_FIELD = /"seq":"(\d+)"/;
 
 export async function readFileExport(directory: string): Promise<FileChain[]> {
-  const chains: FileChain[] = [];
-  const entries = await readdir(directory, { withFileTypes: true });
-  for (const entry of entries
-    .filter((e) => e.isDirectory())
-    .sort((a, b) => (a.name < b.name ? -1 : 1))) {
-    chains.push(await readFileChain(join(directory, entry.name)));
-  }
-  return chains;
+  return (await fileSource(directory).readChains()).map(quickChain);
 }
 
-export async function readFileChain(chainDir: string): Promise<FileChain> {
+/** Applies the quick reader's rule to what fileSource read: identical copies skipped, differing ones reported. */
+function quickChain(data: ChainData): FileChain {
   const lines: StoredLine[] = [];
-  const findings: ChainFinding[] = [];
+  const findings: ChainFinding[] = data.findings.map((f) => ({
+    kind: f.category as ChainFinding["kind"],
+    seq: f.seq ?? null,
+    location: f.location,
+    detail: f.detail,
+  }));
   const bySeq = new Map<number, string>();
-  let maxSeq = -1;
-  for (const segment of await listSegments(chainDir)) {
-    const text = await readFile(segment, "utf8");
-    const parts = text.split("\n");
-    if (parts[parts.length - 1] === "") parts.pop();
-    parts.forEach((line, i) => {
-      const location = `${basename(segment)}:${i + 1}`;
-      const m = SEQ_FIELD.exec(line);
-      const seq = m ? Number(m[1]) : null;
-      if (seq !== null && seq <= maxSeq && bySeq.has(seq)) {
-        if (bySeq.get(seq) !== line) {
-          findings.push({
-            kind: "duplicate",
-            seq,
-            location,
-            detail: `a second, different record with seq ${seq}`,
-          });
-        }
-        return; // identical re-write: harmless, skipped
+  for (const line of data.records) {
+    const m = SEQ_FIELD.exec(line.text);
+    const seq = m ? Number(m[1]) : null;
+    if (seq !== null && bySeq.has(seq)) {
+      if (bySeq.get(seq) !== line.text) {
+        findings.push({
+          kind: "duplicate",
+          seq,
+          location: line.location,
+          detail: `a second, different record with seq ${seq}`,
+        });
       }
-      if (seq !== null) {
-        bySeq.set(seq, line);
-        if (seq > maxSeq) maxSeq = seq;
-      }
-      lines.push({ text: line, location });
-    });
+      continue; // identical re-write: harmless, skipped
+    }
+    if (seq !== null) bySeq.set(seq, line.text);
+    lines.push(line);
   }
-  return { chainId: basename(chainDir), lines, findings };
+  return { chainId: data.chainId, lines, findings };
 }
 
 /**
