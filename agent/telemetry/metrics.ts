@@ -28,6 +28,8 @@ export function createMetrics(s: MetricSources): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const receiver = s.receiverIds[0] ?? "otlp";
+  /** Durable records an exporter has not delivered yet (its WAL-backed queue). */
+  const undelivered = (d: DeliveryLoop) => Math.max(0, s.wal.headSeq - d.deliveredThrough);
 
   const counter = (
     name: string,
@@ -97,8 +99,7 @@ export function createMetrics(s: MetricSources): Registry {
     "Records waiting for the exporter (WAL records not yet delivered; pass-through: queued requests).",
     ["exporter"],
     (set) => {
-      for (const d of s.deliveries)
-        set({ exporter: d.exporterId }, Math.max(0, s.wal.headSeq - d.deliveredThrough));
+      for (const d of s.deliveries) set({ exporter: d.exporterId }, undelivered(d));
       for (const f of s.forwarders) set({ exporter: `${f.exporterId}/passthrough` }, f.size ?? 0);
     },
   );
@@ -179,8 +180,7 @@ export function createMetrics(s: MetricSources): Registry {
     "Durable records an exporter has not delivered yet.",
     ["exporter"],
     (set) => {
-      for (const d of s.deliveries)
-        set({ exporter: d.exporterId }, Math.max(0, s.wal.headSeq - d.deliveredThrough));
+      for (const d of s.deliveries) set({ exporter: d.exporterId }, undelivered(d));
     },
   );
   gauge(
