@@ -8,12 +8,17 @@ export const CHAIN_KEY = Buffer.from("m:chain");
 export const HEAD_KEY = Buffer.from("m:head");
 export const CURSOR_PREFIX = "c:";
 
-export function recordKey(seq: number): Buffer {
+/** A one-byte prefix, then `n` as an 8-byte big-endian integer, so keys sort by `n`. */
+function numberedKey(prefix: number, n: number): Buffer {
   const key = Buffer.allocUnsafe(9);
-  key[0] = RECORD_PREFIX;
-  key.writeUInt32BE(Math.floor(seq / 4294967296), 1);
-  key.writeUInt32BE(seq >>> 0, 5);
+  key[0] = prefix;
+  key.writeUInt32BE(Math.floor(n / 4294967296), 1);
+  key.writeUInt32BE(n >>> 0, 5);
   return key;
+}
+
+export function recordKey(seq: number): Buffer {
+  return numberedKey(RECORD_PREFIX, seq);
 }
 
 export function seqOfRecordKey(key: Uint8Array): number {
@@ -42,11 +47,7 @@ export const SEAL_STATE_KEY = Buffer.from("m:seal");
 export const SIGNER_KEY = Buffer.from("m:signer");
 
 export function manifestKey(index: number): Buffer {
-  const key = Buffer.allocUnsafe(9);
-  key[0] = MANIFEST_PREFIX;
-  key.writeUInt32BE(Math.floor(index / 4294967296), 1);
-  key.writeUInt32BE(index >>> 0, 5);
-  return key;
+  return numberedKey(MANIFEST_PREFIX, index);
 }
 
 /** Exporter-private state: 'x:' + exporter id + ':' + key (e.g. Loki's batch timestamps). */

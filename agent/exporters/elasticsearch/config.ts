@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { durationSchema, retryOnFailureSchema } from "../../config/common.js";
-import { httpClientFields } from "../http/config.js";
+import { httpAuthFields, httpClientFields } from "../http/config.js";
 
 /**
  * `exporters.elasticsearch`: one document per audit record (its canonical text in a
@@ -27,11 +27,7 @@ const indexName = (what: string) =>
  */
 export const esAuthSchema = z
   .object({
-    basic: z
-      .object({ username: z.string().min(1), password: z.string() })
-      .strict()
-      .optional(),
-    bearer_token: z.string().min(1).optional(),
+    ...httpAuthFields,
     /** The `encoded` value of Elasticsearch's create-API-key response: base64 of `id:api_key`. */
     api_key: z
       .string()

@@ -19,14 +19,17 @@ export const tlsClientSchema = z
     message: "set cert_file and key_file together (client certificate for mTLS)",
   });
 
+/** The auth forms every HTTP exporter accepts; plugins may add their own beside them. */
+export const httpAuthFields = {
+  basic: z
+    .object({ username: z.string().min(1), password: z.string() })
+    .strict()
+    .optional(),
+  bearer_token: z.string().min(1).optional(),
+};
+
 export const httpAuthSchema = z
-  .object({
-    basic: z
-      .object({ username: z.string().min(1), password: z.string() })
-      .strict()
-      .optional(),
-    bearer_token: z.string().min(1).optional(),
-  })
+  .object(httpAuthFields)
   .strict()
   .refine((a) => !(a.basic && a.bearer_token), { message: "use basic or bearer_token, not both" });
 
