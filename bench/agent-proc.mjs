@@ -40,13 +40,18 @@ service:
 `;
 }
 
+/** Extra node flags for the agent, e.g. BENCH_AGENT_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof". */
+function nodeArgs() {
+  return (process.env.BENCH_AGENT_NODE_ARGS ?? "").split(" ").filter(Boolean);
+}
+
 export async function startAgent() {
   const dir = mkdtempSync(join(tmpdir(), "audit-bench-"));
   const config = join(dir, "agent.yaml");
   writeFileSync(config, configYaml(dir).replace("level: warn", "level: info"));
   const child = spawn(
     process.execPath,
-    [join(ROOT, "dist/agent/cli/main.js"), "run", "--config", config],
+    [...nodeArgs(), join(ROOT, "dist/agent/cli/main.js"), "run", "--config", config],
     { stdio: ["ignore", "ignore", "pipe"] },
   );
   const addresses = await new Promise((resolve, reject) => {

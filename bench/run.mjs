@@ -15,6 +15,27 @@ import { measureFloors } from "./floors.mjs";
 
 const run = promisify(execFile);
 const quick = process.argv.includes("--quick");
+// `--case http-proto:512x8:all` (or `:10%`, optional `@10000` rate) runs that one case and
+// prints it without rewriting RESULTS.md: for profiling and before/after comparisons.
+const onlyCase = parseCase(process.argv[process.argv.indexOf("--case") + 1]);
+
+function parseCase(spec) {
+  if (!process.argv.includes("--case")) return null;
+  const m = /^(http-proto|http-json|grpc):(\d+)x(\d+):(all|10%)(?:@(\d+))?$/.exec(spec ?? "");
+  if (!m) {
+    console.error(
+      "--case takes protocol:SIZExCONCURRENCY:all|10%[@rate], e.g. http-proto:512x8:all",
+    );
+    process.exit(2);
+  }
+  return {
+    protocol: m[1],
+    size: Number(m[2]),
+    concurrency: Number(m[3]),
+    auditRatio: m[4] === "all" ? 1 : 0.1,
+    ...(m[5] ? { rate: Number(m[5]) } : {}),
+  };
+}
 const HERE = new URL(".", import.meta.url).pathname;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -130,6 +151,14 @@ const fmt = (n, d = 0) =>
 
 async function main() {
   const duration = quick ? 5 : 20;
+  if (onlyCase) {
+    const r = await runCase(
+      { ...onlyCase, duration },
+      { verify: process.argv.includes("--verify") },
+    );
+    console.log(JSON.stringify(r, null, 1));
+    return;
+  }
   console.log(`benchmark (${quick ? "quick" : "full"}): ${duration} s per case`);
   const floors = await measureFloors(quick ? 1500 : 4000);
   console.log(

@@ -460,29 +460,51 @@ export class WriteAheadLog {
     for (const w of waiters) w();
   }
 
-  /** Up to `maxRecords` records with seq > afterSeq, stopping early once maxBytes is reached. */
+  /**
+   * Up to `maxRecords` records with seq > afterSeq, stopping early once maxBytes is reached.
+   * Chunks not in the tail cache are fetched together: under a saturating ingest every
+   * await costs a full event-loop turn, so one LevelDB read after another would let a
+   * reader fall further behind the further behind it is.
+   */
   async read(afterSeq: number, maxRecords: number, maxBytes: number): Promise<StoredRecord[]> {
     const out: StoredRecord[] = [];
     let bytes = 0;
     let next = afterSeq + 1;
     for (;;) {
       // Locate by seq on every pass: releases splice the chunk index while we await a read.
-      const entry = this.chunks[this.chunkIndexOf(next)];
-      if (!entry) return out;
-      const buf = entry.cached ?? (await this.db.get(recordKey(entry.firstSeq)));
-      if (!buf) {
-        if (this.chunks.includes(entry)) {
-          throw new Error(`WAL chunk ${entry.firstSeq}..${entry.lastSeq} is missing from LevelDB`);
+      const entries: ChunkEntry[] = [];
+      let span = 0;
+      let chunkBytes = 0;
+      for (let i = this.chunkIndexOf(next); i < this.chunks.length; i++) {
+        const entry = this.chunks[i] as ChunkEntry;
+        entries.push(entry);
+        span += entry.lastSeq - Math.max(entry.firstSeq, next) + 1;
+        chunkBytes += entry.bytes;
+        if (out.length + span >= maxRecords || bytes + chunkBytes >= maxBytes) break;
+      }
+      if (entries.length === 0) return out;
+      const bufs = await Promise.all(
+        entries.map((e) => e.cached ?? this.db.get(recordKey(e.firstSeq))),
+      );
+      for (let i = 0; i < entries.length; i++) {
+        const entry = entries[i] as ChunkEntry;
+        const buf = bufs[i];
+        if (!buf) {
+          if (this.chunks.includes(entry)) {
+            throw new Error(
+              `WAL chunk ${entry.firstSeq}..${entry.lastSeq} is missing from LevelDB`,
+            );
+          }
+          break; // released while we read: look again from `next`
         }
-        continue; // released while we read: look again from `next`
+        for (const r of decodeChunk(entry.firstSeq, buf)) {
+          if (r.seq < next) continue;
+          out.push(r);
+          bytes += r.value.length;
+          if (out.length >= maxRecords || bytes >= maxBytes) return out;
+        }
+        next = entry.lastSeq + 1;
       }
-      for (const r of decodeChunk(entry.firstSeq, buf)) {
-        if (r.seq < next) continue;
-        out.push(r);
-        bytes += r.value.length;
-        if (out.length >= maxRecords || bytes >= maxBytes) return out;
-      }
-      next = entry.lastSeq + 1;
     }
   }
 
@@ -558,41 +580,47 @@ export class WriteAheadLog {
   }
 
   /**
-   * Records that `exporterId` holds everything up to `seq`, then releases records that
-   * every exporter now holds. The cursor write need not be synced: the release that
-   * depends on it comes later in the same LevelDB log, so it can never survive a crash
-   * that the cursor did not.
+   * Records that `exporterId` holds everything up to `seq` and, in the same LevelDB batch,
+   * deletes the chunks every exporter now holds. One write, not two: each LevelDB write
+   * queues behind the synced group commits of a busy ingest. The write need not be synced:
+   * LevelDB applies its log in order, so a crash never keeps a later release without the
+   * cursors that justify it, and a lost cursor only means a batch is delivered again.
    */
   async commitCursor(exporterId: string, seq: number, index?: number): Promise<void> {
     this.cursors.set(exporterId, seq);
-    await this.db.put(
-      cursorKey(exporterId),
-      Buffer.from(index === undefined ? String(seq) : `${seq}:${index}`),
-    );
-    let min = Number.POSITIVE_INFINITY;
-    for (const s of this.cursors.values()) if (s < min) min = s;
-    if (min > this.releasedThrough && Number.isFinite(min)) {
-      this.releasing = this.releasing.then(() => this.release(min));
-      await this.releasing;
-    }
+    const cursor = {
+      type: "put" as const,
+      key: cursorKey(exporterId),
+      value: Buffer.from(index === undefined ? String(seq) : `${seq}:${index}`),
+    };
+    // Serialized, so releases apply in order and never compute from a stale chunk index.
+    this.releasing = this.releasing
+      .catch(() => undefined)
+      .then(() => this.writeCursorAndRelease(cursor));
+    await this.releasing;
   }
 
-  /** Deletes the chunks whose records are all at or before `throughSeq`. */
-  private async release(throughSeq: number): Promise<void> {
-    if (throughSeq <= this.releasedThrough) return;
+  private async writeCursorAndRelease(cursor: { type: "put"; key: Buffer; value: Buffer }) {
+    let min = Number.POSITIVE_INFINITY;
+    for (const s of this.cursors.values()) if (s < min) min = s;
+    const throughSeq = Number.isFinite(min) && min > this.releasedThrough ? min : null;
     let n = 0;
-    while (n < this.chunks.length && (this.chunks[n] as ChunkEntry).lastSeq <= throughSeq) n++;
-    if (n > 0) {
-      const gone = this.chunks.slice(0, n);
-      await this.db.batch(gone.map((c) => ({ type: "del" as const, key: recordKey(c.firstSeq) })));
-      this.chunks.splice(0, n);
-      for (const c of gone) {
-        this.storedBytes -= c.bytes;
-        if (c.cached) this.cachedBytes -= c.bytes;
-      }
+    if (throughSeq !== null) {
+      while (n < this.chunks.length && (this.chunks[n] as ChunkEntry).lastSeq <= throughSeq) n++;
+    }
+    const gone = this.chunks.slice(0, n);
+    await this.db.batch([
+      cursor,
+      ...gone.map((c) => ({ type: "del" as const, key: recordKey(c.firstSeq) })),
+    ]);
+    // Appends only push at the end, so the released chunks are still the first n.
+    this.chunks.splice(0, n);
+    for (const c of gone) {
+      this.storedBytes -= c.bytes;
+      if (c.cached) this.cachedBytes -= c.bytes;
     }
     // A partly delivered chunk stays until every record in it is delivered.
-    this.releasedThrough = throughSeq;
+    if (throughSeq !== null) this.releasedThrough = throughSeq;
   }
 
   /**
@@ -630,7 +658,7 @@ export class WriteAheadLog {
   async close(): Promise<void> {
     this.closed = true;
     await this.drained();
-    await this.releasing;
+    await this.releasing.catch(() => undefined);
     this.wakeWaiters();
     await this.db.close();
   }

@@ -1,5 +1,5 @@
 import { manifestKey, SEAL_STATE_KEY, SIGNER_KEY } from "../buffer/keys.js";
-import type { WriteAheadLog } from "../buffer/wal.js";
+import type { StoredRecord, WriteAheadLog } from "../buffer/wal.js";
 import type { Logger } from "../telemetry/logger.js";
 import { genesisHash } from "./format.js";
 import {
@@ -21,6 +21,11 @@ import { TreeStore } from "./tree-store.js";
  * checkpoint and its own state in one synced LevelDB batch. Exporters only ever ship
  * sealed batches, so every record that reaches a backend is covered by a signature.
  */
+
+/** Upper bound on batches sealed in one synced write while catching up on a backlog. */
+const MAX_BATCHES_PER_WRITE = 32;
+/** Sealed entries kept in memory for exporters (a few hundred KiB of manifests). */
+const RECENT_ENTRIES = 256;
 
 export interface BatchPolicy {
   maxRecords: number;
@@ -59,6 +64,11 @@ export class Batcher {
   private timer: NodeJS.Timeout | null = null;
   private wakeLoop: (() => void) | null = null;
   private sealing: Promise<void> = Promise.resolve();
+  /**
+   * The newest sealed entries, so exporters following close behind read them without a
+   * LevelDB read (an await that costs a whole event-loop turn under a saturating ingest).
+   */
+  private readonly recent = new Map<number, SealedEntry>();
 
   private constructor(
     private readonly wal: WriteAheadLog,
@@ -177,8 +187,9 @@ export class Batcher {
     manifest: string,
     checkpoint: string | null,
     batch?: { lastSeq: number; lastLeaf: string },
+    from: SealState = this.state,
   ): SealState {
-    const index = this.state.entries;
+    const index = from.entries;
     ops.push({
       type: "put",
       key: manifestKey(index),
@@ -186,8 +197,8 @@ export class Batcher {
     });
     const next: SealState = {
       entries: index + 1,
-      sealedThrough: batch?.lastSeq ?? this.state.sealedThrough,
-      lastLeaf: batch?.lastLeaf ?? this.state.lastLeaf,
+      sealedThrough: batch?.lastSeq ?? from.sealedThrough,
+      lastLeaf: batch?.lastLeaf ?? from.lastLeaf,
       manifestHash: manifestHash(manifest),
     };
     ops.push({ type: "put", key: SEAL_STATE_KEY, value: Buffer.from(JSON.stringify(next)) });
@@ -196,6 +207,8 @@ export class Batcher {
 
   async readEntry(index: number): Promise<SealedEntry | null> {
     if (index < 0 || index >= this.state.entries) return null;
+    const recent = this.recent.get(index);
+    if (recent) return recent;
     const raw = await this.wal.getValue(manifestKey(index));
     if (!raw) return null;
     const { manifest, checkpoint } = JSON.parse(raw.toString("utf8")) as {
@@ -318,30 +331,80 @@ export class Batcher {
     return this.sealing;
   }
 
+  /**
+   * Seals the next batch and, while a backlog of full batches waits, up to
+   * MAX_BATCHES_PER_WRITE of them in one synced write. Each synced write queues behind the
+   * WAL's group commits in LevelDB, so one write per batch let a saturating ingest starve
+   * sealing (and every exporter behind it). Batches are cut exactly as they would be one
+   * at a time; only a partial batch is left for its count, size or age trigger.
+   */
   private async sealOnce(): Promise<void> {
-    const records = await this.wal.read(
-      this.state.sealedThrough,
-      this.policy.maxRecords,
-      this.policy.maxBytes,
-    );
-    if (records.length === 0) return;
-    const first = (records[0] as { seq: number }).seq;
-    if (first !== this.state.sealedThrough + 1) {
+    const ops: Array<{ type: "put"; key: Buffer; value: Buffer }> = [];
+    let state = this.state;
+    const sealed: SealedEntry[] = [];
+    try {
+      for (let n = 0; n < MAX_BATCHES_PER_WRITE; n++) {
+        const records = await this.wal.read(
+          state.sealedThrough,
+          this.policy.maxRecords,
+          this.policy.maxBytes,
+        );
+        if (records.length === 0 || (n > 0 && !this.isFull(records))) break;
+        const prepared = await this.prepareBatch(records, state, ops);
+        state = prepared.state;
+        sealed.push(prepared.entry);
+      }
+      if (ops.length === 0) return;
+      await this.wal.writeSynced(ops);
+    } catch (err) {
+      // The in-memory tree may already hold batches: rebuild it from what is durable.
+      this.tree = await TreeStore.load(
+        { get: (k) => this.wal.getValue(k) },
+        this.state.sealedThrough + 1,
+      );
+      throw err;
+    }
+    this.state = state;
+    for (const e of sealed) this.recent.set(e.index, e);
+    for (const index of this.recent.keys()) {
+      if (index > state.entries - RECENT_ENTRIES) break;
+      this.recent.delete(index);
+    }
+    this.latest = (sealed[sealed.length - 1] as SealedEntry).checkpoint;
+    this.latestCheckpointAt = Date.now();
+    this.notify();
+  }
+
+  private isFull(records: StoredRecord[]): boolean {
+    if (records.length >= this.policy.maxRecords) return true;
+    let bytes = 0;
+    for (const r of records) bytes += r.value.length;
+    return bytes >= this.policy.maxBytes;
+  }
+
+  /** Extends the tree with one batch and adds its signed manifest and checkpoint to `ops`. */
+  private async prepareBatch(
+    records: StoredRecord[],
+    state: SealState,
+    ops: Array<{ type: "put"; key: Buffer; value: Buffer }>,
+  ): Promise<{ state: SealState; entry: SealedEntry }> {
+    const first = (records[0] as StoredRecord).seq;
+    if (first !== state.sealedThrough + 1) {
       throw new Error(
-        `the WAL is missing records ${this.state.sealedThrough + 1}..${first - 1}: it was modified outside the agent`,
+        `the WAL is missing records ${state.sealedThrough + 1}..${first - 1}: it was modified outside the agent`,
       );
     }
     // Never sign a range that is not exactly the records it names.
     for (let i = 0; i < records.length; i++) {
-      if ((records[i] as { seq: number }).seq !== first + i) {
+      if ((records[i] as StoredRecord).seq !== first + i) {
         throw new Error(
-          `the WAL returned seq ${(records[i] as { seq: number }).seq} where ${first + i} was expected; not sealing`,
+          `the WAL returned seq ${(records[i] as StoredRecord).seq} where ${first + i} was expected; not sealing`,
         );
       }
     }
     const leaves = records.map((r) => r.value.subarray(0, 32));
     const last = first + records.length - 1;
-    const puts = this.tree.append(leaves);
+    ops.push(...this.tree.append(leaves));
     const treeRoot = Buffer.from(await treeHash(this.tree.size, this.tree.source()));
     const batchRoot = Buffer.from(leavesSource(leaves)(0, leaves.length));
     const lastLeaf = Buffer.from(leaves[leaves.length - 1] as Uint8Array).toString("hex");
@@ -349,16 +412,16 @@ export class Batcher {
       v: 1,
       type: "batch",
       chainId: this.chainId,
-      index: String(this.state.entries),
+      index: String(state.entries),
       firstSeq: String(first),
       lastSeq: String(last),
       count: records.length,
       batchRoot: batchRoot.toString("hex"),
-      prevLeaf: this.state.lastLeaf,
+      prevLeaf: state.lastLeaf,
       lastLeaf,
       treeSize: String(this.tree.size),
       treeRoot: treeRoot.toString("hex"),
-      prevManifest: this.state.manifestHash,
+      prevManifest: state.manifestHash,
       keyId: manifestKeyId(this.key.public),
       createdAt: new Date().toISOString(),
     };
@@ -372,21 +435,15 @@ export class Batcher {
       }),
       [this.key],
     );
-    const ops = [...puts];
-    const next = this.appendEntryOps(ops, text, checkpoint, { lastSeq: last, lastLeaf });
-    try {
-      await this.wal.writeSynced(ops);
-    } catch (err) {
-      // The in-memory tree already holds the batch: rebuild it from what is durable.
-      this.tree = await TreeStore.load(
-        { get: (k) => this.wal.getValue(k) },
-        this.state.sealedThrough + 1,
-      );
-      throw err;
-    }
-    this.state = next;
-    this.latest = checkpoint;
-    this.latestCheckpointAt = Date.now();
-    this.notify();
+    const next = this.appendEntryOps(ops, text, checkpoint, { lastSeq: last, lastLeaf }, state);
+    const entry: SealedEntry = {
+      index: state.entries,
+      manifest: text,
+      checkpoint,
+      firstSeq: first,
+      lastSeq: last,
+      count: records.length,
+    };
+    return { state: next, entry };
   }
 }

@@ -1,10 +1,10 @@
 import type { WriteAheadLog } from "../buffer/wal.js";
-import type { Batcher } from "../chain/batcher.js";
+import type { Batcher, SealedEntry } from "../chain/batcher.js";
 import type { RetryOnFailure } from "../config/common.js";
 import type { AgentCounters } from "../telemetry/counters.js";
 import type { Logger } from "../telemetry/logger.js";
 import { Backoff } from "./backoff.js";
-import type { RecordSink } from "./sink.js";
+import type { RecordSink, SealedBatch } from "./sink.js";
 
 /**
  * Moves sealed batches (records from the WAL with their signed manifest and checkpoint)
@@ -12,6 +12,12 @@ import type { RecordSink } from "./sink.js";
  * jitter (Collector retry_on_failure semantics); data is never skipped: a permanent
  * failure stops this exporter and leaves its records in the WAL.
  */
+
+/** While catching up, the cursor is committed after this many batches (and when caught up). */
+const BATCHES_PER_CURSOR_COMMIT = 16;
+/** Bounds on the batches handed to a sink at once (writeAll). */
+const GROUP_MAX_BATCHES = 16;
+const GROUP_MAX_RECORDS = 32_768;
 
 export type DeliveryState = "starting" | "running" | "retrying" | "failed" | "stopped";
 
@@ -24,6 +30,8 @@ export class DeliveryLoop {
   lastError: string | null = null;
   private cursor = -1;
   private index = -1;
+  /** Index of the last batch whose delivery is recorded in the persisted cursor. */
+  private committed = -1;
   private stopping = false;
   private draining = false;
   private loop: Promise<void> | null = null;
@@ -108,18 +116,83 @@ export class DeliveryLoop {
       await this.wal.commitCursor(this.exporterId, this.cursor, this.index);
     }
     this.state = "running";
+    try {
+      await this.deliverSealed();
+    } finally {
+      // Batches written since the last commit are delivered: record them so a restart
+      // does not send them again (a re-send would be harmless, but is wasted work).
+      if (this.committed < this.index) {
+        await this.wal.commitCursor(this.exporterId, this.cursor, this.index);
+        this.committed = this.index;
+      }
+    }
+  }
+
+  /**
+   * The delivery loop proper. While batches are waiting, several are written before the
+   * cursor is committed: a cursor write queues behind the WAL's synced group commits in
+   * LevelDB, and committing after every batch let a busy ingest starve delivery.
+   */
+  private async deliverSealed(): Promise<void> {
+    this.committed = this.index;
     while (!this.stopping) {
       if (this.index >= this.batcher.entryCount - 1) {
+        if (this.committed < this.index) {
+          await this.wal.commitCursor(this.exporterId, this.cursor, this.index);
+          this.committed = this.index;
+        }
         if (this.draining) return;
         await this.batcher.waitForEntryAfter(this.index);
         continue;
       }
-      const entry = await this.batcher.readEntry(this.index + 1);
-      if (entry === null) throw new Error(`sealed batch ${this.index + 1} is missing from the WAL`);
-      const records =
-        entry.count > 0
-          ? await this.wal.read(entry.firstSeq - 1, entry.count, Number.POSITIVE_INFINITY)
-          : [];
+      const batches = await this.nextBatches();
+      const records = batches.reduce((n, b) => n + b.records.length, 0);
+      const sink = this.sink;
+      const written = await this.withRetry(
+        () => (sink.writeAll ? sink.writeAll(batches) : sink.write(batches[0] as SealedBatch)),
+        records,
+      );
+      if (written === null) return;
+      const last = batches[batches.length - 1] as SealedBatch;
+      this.index = last.index;
+      for (const b of batches) if (b.records.length > 0) this.cursor = b.lastSeq;
+      this.counters.sent(this.exporterId, records);
+      if (this.index - this.committed >= BATCHES_PER_CURSOR_COMMIT) {
+        await this.wal.commitCursor(this.exporterId, this.cursor, this.index);
+        this.committed = this.index;
+      }
+    }
+  }
+
+  /**
+   * The sealed batches after the delivered one, with their records: the next one, or, for
+   * a sink that can write several at once (writeAll), all that are waiting up to
+   * GROUP_MAX_BATCHES and GROUP_MAX_RECORDS, so it pays its fixed cost once per group.
+   */
+  private async nextBatches(): Promise<SealedBatch[]> {
+    const maxBatches = this.sink.writeAll ? GROUP_MAX_BATCHES : 1;
+    const entries: SealedEntry[] = [];
+    let count = 0;
+    for (
+      let i = this.index + 1;
+      i < this.batcher.entryCount && entries.length < maxBatches && count < GROUP_MAX_RECORDS;
+      i++
+    ) {
+      const entry = await this.batcher.readEntry(i);
+      if (entry === null) throw new Error(`sealed batch ${i} is missing from the WAL`);
+      entries.push(entry);
+      count += entry.count;
+    }
+    // Sealed batches are contiguous, so the group's records are one read.
+    const first = entries.find((e) => e.count > 0);
+    const stored =
+      first === undefined
+        ? []
+        : await this.wal.read(first.firstSeq - 1, count, Number.POSITIVE_INFINITY);
+    let at = 0;
+    return entries.map((entry) => {
+      const records = stored.slice(at, at + entry.count);
+      at += entry.count;
       if (
         records.length !== entry.count ||
         (entry.count > 0 && records[0]?.seq !== entry.firstSeq)
@@ -128,7 +201,7 @@ export class DeliveryLoop {
           `records ${entry.firstSeq}..${entry.lastSeq} of sealed batch ${entry.index} are missing from the WAL`,
         );
       }
-      const batch = {
+      return {
         index: entry.index,
         manifest: entry.manifest,
         checkpoint: entry.checkpoint,
@@ -136,13 +209,7 @@ export class DeliveryLoop {
         lastSeq: entry.lastSeq,
         records,
       };
-      const written = await this.withRetry(() => this.sink.write(batch), records.length);
-      if (written === null) return;
-      this.index = entry.index;
-      if (entry.count > 0) this.cursor = entry.lastSeq;
-      this.counters.sent(this.exporterId, records.length);
-      await this.wal.commitCursor(this.exporterId, this.cursor, this.index);
-    }
+    });
   }
 
   /** Runs `attempt` until it succeeds; null when stopped or failed permanently. */

@@ -31,6 +31,12 @@ export interface RecordSink {
   open(chainId: string): Promise<number | null>;
   /** Writes one sealed batch durably (records, then its manifest), or throws an ExportError. */
   write(batch: SealedBatch): Promise<void>;
+  /**
+   * Optional: writes consecutive batches at once, with the same guarantees as writing them
+   * one by one, for sinks where a write has a fixed durability cost (an fsync, a request).
+   * The delivery loop uses it when several sealed batches are waiting.
+   */
+  writeAll?(batches: readonly SealedBatch[]): Promise<void>;
   close(): Promise<void>;
 }
 
