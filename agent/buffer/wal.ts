@@ -64,8 +64,11 @@ export interface AppendResult {
   count: number;
 }
 
+/** A record's canonical `record` text, as a string or as its UTF-8 bytes. */
+export type RecordText = string | Uint8Array;
+
 interface PendingAppend {
-  records: string[];
+  records: ReadonlyArray<RecordText>;
   receivedUnixNano: string;
   estimate: number;
   resolve: (r: AppendResult) => void;
@@ -268,13 +271,13 @@ export class WriteAheadLog {
    * Chains and durably stores `records` (each the canonical JSON of one `record` member).
    * Rejects with BufferFullError, without touching anything, when they would not fit.
    */
-  append(records: string[], receivedUnixNano: string): Promise<AppendResult> {
+  append(records: ReadonlyArray<RecordText>, receivedUnixNano: string): Promise<AppendResult> {
     if (records.length === 0) return Promise.resolve({ firstSeq: this.nextSeq, count: 0 });
     if (this.closed)
       return Promise.reject(new AgentError("WAL_CLOSED", "the agent is shutting down"));
     let estimate = 0;
     for (let i = 0; i < records.length; i++)
-      estimate += (records[i] as string).length + PER_RECORD_OVERHEAD;
+      estimate += (records[i] as RecordText).length + PER_RECORD_OVERHEAD;
     if (this.storedBytes + this.pendingBytes + estimate > this.maxBytes) {
       return Promise.reject(new BufferFullError(this.maxBytes));
     }
@@ -315,7 +318,7 @@ export class WriteAheadLog {
     let estimate = 0;
     // Pass 1: exact byte length of every record's stored entry (the envelope's parts are
     // known ahead: prev is always 64 hex digits), and where chunks are cut.
-    const records: string[] = [];
+    const records: RecordText[] = [];
     const recordLens: number[] = [];
     const tails: string[] = [];
     const cuts: number[] = []; // index one past each chunk's last record
@@ -324,7 +327,7 @@ export class WriteAheadLog {
     for (const p of batch) {
       estimate += p.estimate;
       for (const record of p.records) {
-        const len = Buffer.byteLength(record, "utf8");
+        const len = typeof record === "string" ? Buffer.byteLength(record, "utf8") : record.length;
         const tail = envelopeTail(s++, p.receivedUnixNano);
         records.push(record);
         recordLens.push(len);
@@ -364,7 +367,12 @@ export class WriteAheadLog {
         w += chunk.write(head, w, "latin1");
         w += chunk.write(prev, w, "latin1");
         w += chunk.write(ENVELOPE_MIDDLE, w, "latin1");
-        w += chunk.write(records[i] as string, w, "utf8");
+        const record = records[i] as RecordText;
+        if (typeof record === "string") w += chunk.write(record, w, "utf8");
+        else {
+          chunk.set(record, w);
+          w += record.length;
+        }
         w += chunk.write(tails[i] as string, w, "latin1");
         chunk.writeUInt32BE(w - entryStart, at);
         chunk[entryStart + HASH_BYTES] = 0x00;

@@ -13,8 +13,6 @@ import type { RecordSink, SealedBatch } from "./sink.js";
  * failure stops this exporter and leaves its records in the WAL.
  */
 
-/** While catching up, the cursor is committed after this many batches (and when caught up). */
-const BATCHES_PER_CURSOR_COMMIT = 16;
 /** Bounds on the batches handed to a sink at once (writeAll). */
 const GROUP_MAX_BATCHES = 16;
 const GROUP_MAX_RECORDS = 32_768;
@@ -32,6 +30,7 @@ export class DeliveryLoop {
   private index = -1;
   /** Index of the last batch whose delivery is recorded in the persisted cursor. */
   private committed = -1;
+  private committing: Promise<void> | null = null;
   private stopping = false;
   private draining = false;
   private loop: Promise<void> | null = null;
@@ -116,31 +115,56 @@ export class DeliveryLoop {
       await this.wal.commitCursor(this.exporterId, this.cursor, this.index);
     }
     this.state = "running";
+    this.committed = this.index;
     try {
       await this.deliverSealed();
     } finally {
-      // Batches written since the last commit are delivered: record them so a restart
-      // does not send them again (a re-send would be harmless, but is wasted work).
-      if (this.committed < this.index) {
-        await this.wal.commitCursor(this.exporterId, this.cursor, this.index);
-        this.committed = this.index;
-      }
+      // Everything written is delivered: record it so a restart does not send it again.
+      await this.settleCommits();
     }
   }
 
   /**
-   * The delivery loop proper. While batches are waiting, several are written before the
-   * cursor is committed: a cursor write queues behind the WAL's synced group commits in
-   * LevelDB, and committing after every batch let a busy ingest starve delivery.
+   * Persists the cursor after a delivery without waiting for it: a cursor write queues
+   * behind the WAL's synced group commits in LevelDB, and waiting for one per batch let a
+   * busy ingest starve delivery. One commit is in flight at a time and the next one takes
+   * the newest position, so after a crash at most the batches delivered during one commit
+   * are sent again (which every sink tolerates; see RecordSink.open).
    */
+  private requestCommit(): void {
+    if (this.committing !== null || this.committed >= this.index) return;
+    const index = this.index;
+    const cursor = this.cursor;
+    this.committing = this.wal
+      .commitCursor(this.exporterId, cursor, index)
+      .then(
+        () => {
+          this.committed = index;
+        },
+        (err: unknown) => {
+          // The batches stay delivered; the next commit (or a restart's re-send) covers them.
+          this.logger.warn({ exporter: this.exporterId, err }, "could not persist the cursor");
+        },
+      )
+      .finally(() => {
+        this.committing = null;
+        if (!this.stopping || this.draining) this.requestCommit();
+      });
+  }
+
+  /** Waits for the commit in flight, then commits whatever it did not cover. */
+  private async settleCommits(): Promise<void> {
+    while (this.committing !== null) await this.committing;
+    if (this.committed < this.index) {
+      await this.wal.commitCursor(this.exporterId, this.cursor, this.index);
+      this.committed = this.index;
+    }
+  }
+
+  /** The delivery loop proper. */
   private async deliverSealed(): Promise<void> {
-    this.committed = this.index;
     while (!this.stopping) {
       if (this.index >= this.batcher.entryCount - 1) {
-        if (this.committed < this.index) {
-          await this.wal.commitCursor(this.exporterId, this.cursor, this.index);
-          this.committed = this.index;
-        }
         if (this.draining) return;
         await this.batcher.waitForEntryAfter(this.index);
         continue;
@@ -157,10 +181,7 @@ export class DeliveryLoop {
       this.index = last.index;
       for (const b of batches) if (b.records.length > 0) this.cursor = b.lastSeq;
       this.counters.sent(this.exporterId, records);
-      if (this.index - this.committed >= BATCHES_PER_CURSOR_COMMIT) {
-        await this.wal.commitCursor(this.exporterId, this.cursor, this.index);
-        this.committed = this.index;
-      }
+      this.requestCommit();
     }
   }
 

@@ -1,10 +1,11 @@
 import { BufferFullError, type WriteAheadLog } from "../buffer/wal.js";
 import { contextSuffix, recordJson } from "../chain/canonical-record.js";
 import { AgentError } from "../common/errors.js";
-import type { AuditPredicate } from "../processing/audit-filter/predicate.js";
+import { type AuditPredicate, modelRecordView } from "../processing/audit-filter/predicate.js";
 import { QueueFullError } from "../exporters/otlp/sending-queue.js";
 import type { ExportLogsServiceRequest, LogRecord, ResourceLogs } from "../receivers/otlp/model.js";
-import { otlpTypes } from "../receivers/otlp/protobuf-codec.js";
+import { ProtobufCanonicalizer } from "../receivers/otlp/protobuf-canonical.js";
+import { decodeLogsRequest, otlpTypes } from "../receivers/otlp/protobuf-codec.js";
 import type { NonAuditForwarder } from "./factory.js";
 import type { AgentCounters } from "../telemetry/counters.js";
 
@@ -24,6 +25,8 @@ export interface ConsumeResult {
 
 export interface LogsConsumer {
   consume(request: ExportLogsServiceRequest, receivedUnixNano: string): Promise<ConsumeResult>;
+  /** The same for an OTLP/protobuf request body; throws OTLP_BAD_PROTOBUF when malformed. */
+  consumeProtobuf(body: Uint8Array, receivedUnixNano: string): Promise<ConsumeResult>;
 }
 
 export interface PipelineLimits {
@@ -32,13 +35,47 @@ export interface PipelineLimits {
 }
 
 export class LogsPipeline implements LogsConsumer {
+  private readonly canonicalizer: ProtobufCanonicalizer;
+
   constructor(
     private readonly isAudit: AuditPredicate,
     private readonly wal: WriteAheadLog,
     private readonly counters: AgentCounters,
     private readonly limits: PipelineLimits,
     private readonly forwarders: readonly NonAuditForwarder[] = [],
-  ) {}
+  ) {
+    this.canonicalizer = new ProtobufCanonicalizer(isAudit, limits.maxRecordBytes);
+  }
+
+  async consumeProtobuf(body: Uint8Array, receivedUnixNano: string): Promise<ConsumeResult> {
+    // Forwarding non-audit records needs them decoded, so that case takes the general path.
+    if (this.forwarders.length > 0) return this.consume(decodeLogsRequest(body), receivedUnixNano);
+    const { records, filtered, rejected, firstRejectedBytes } =
+      this.canonicalizer.canonicalize(body);
+    this.counters.filtered += filtered;
+    this.counters.refused("too_large", rejected);
+    await this.store(records, receivedUnixNano);
+    const rejectMessage =
+      rejected > 0
+        ? `${rejected} audit record(s) refused: ${tooLarge(firstRejectedBytes, this.limits.maxRecordBytes)}`
+        : "";
+    return { accepted: records.length, filtered, rejected, rejectMessage };
+  }
+
+  /** Appends to the WAL (resolving once durable), counting refusals per record. */
+  private async store(records: ReadonlyArray<string | Uint8Array>, receivedUnixNano: string) {
+    try {
+      await this.wal.append(records, receivedUnixNano);
+    } catch (err) {
+      // The receiver maps these to retryable statuses; the refusal is counted here, per record.
+      this.counters.refused(
+        err instanceof BufferFullError ? "buffer_full" : "unavailable",
+        records.length,
+      );
+      throw err;
+    }
+    this.counters.receiverAccepted += records.length;
+  }
 
   async consume(
     request: ExportLogsServiceRequest,
@@ -78,7 +115,7 @@ export class LogsPipeline implements LogsConsumer {
               `resourceLogs[${r}].scopeLogs[${s}].logRecords[${i}]: trace_id must be 16 bytes and span_id 8 bytes (got ${lr.traceId.length} and ${lr.spanId.length})`,
             );
           }
-          if (!this.isAudit(lr, sl.scope, rl.resource)) {
+          if (!this.isAudit(modelRecordView(lr), sl.scope, rl.resource)) {
             filtered++;
             if (forwarding) {
               if (nonAudit === null) {
@@ -99,7 +136,7 @@ export class LogsPipeline implements LogsConsumer {
           if (text.length > maxBytes / 3 && Buffer.byteLength(text, "utf8") > maxBytes) {
             rejected++;
             if (firstRejection === "") {
-              firstRejection = `audit record of ${Buffer.byteLength(text, "utf8")} bytes exceeds the limit of ${maxBytes} bytes (wal.max_record_size_kib)`;
+              firstRejection = tooLarge(Buffer.byteLength(text, "utf8"), maxBytes);
             }
             continue;
           }
@@ -109,17 +146,7 @@ export class LogsPipeline implements LogsConsumer {
     }
     this.counters.filtered += filtered;
     this.counters.refused("too_large", rejected);
-    try {
-      await this.wal.append(records, receivedUnixNano);
-    } catch (err) {
-      // The receiver maps these to retryable statuses; the refusal is counted here, per record.
-      this.counters.refused(
-        err instanceof BufferFullError ? "buffer_full" : "unavailable",
-        records.length,
-      );
-      throw err;
-    }
-    this.counters.receiverAccepted += records.length;
+    await this.store(records, receivedUnixNano);
     if (passThrough.length > 0) {
       const body = otlpTypes.RequestType.encode({ resourceLogs: passThrough } as unknown as Record<
         string,
@@ -131,6 +158,10 @@ export class LogsPipeline implements LogsConsumer {
       rejected > 0 ? `${rejected} audit record(s) refused: ${firstRejection}` : "";
     return { accepted: records.length, filtered, rejected, rejectMessage };
   }
+}
+
+function tooLarge(bytes: number, maxBytes: number): string {
+  return `audit record of ${bytes} bytes exceeds the limit of ${maxBytes} bytes (wal.max_record_size_kib)`;
 }
 
 /** Wall-clock receive time in unix nanoseconds, with microsecond resolution. */

@@ -4,7 +4,10 @@ import {
   auditFilterConfigSchema,
   DEFAULT_CONDITIONS,
 } from "../../agent/processing/audit-filter/config.js";
-import { compileAuditFilter } from "../../agent/processing/audit-filter/predicate.js";
+import {
+  compileAuditFilter,
+  modelRecordView,
+} from "../../agent/processing/audit-filter/predicate.js";
 import type {
   AnyValue,
   InstrumentationScope,
@@ -73,10 +76,11 @@ function filter(config: unknown) {
   const parsed: AuditFilterConfig = auditFilterConfigSchema.parse(config);
   const predicate = compileAuditFilter(parsed);
   return {
-    rec: (r: LogRecord) => predicate(r, scope(), resource()),
+    rec: (r: LogRecord) => predicate(modelRecordView(r), scope(), resource()),
     withScope: (s: InstrumentationScope | null | undefined, r = record({})) =>
-      predicate(r, s, resource()),
-    withResource: (res: Resource | null | undefined, r = record({})) => predicate(r, scope(), res),
+      predicate(modelRecordView(r), s, resource()),
+    withResource: (res: Resource | null | undefined, r = record({})) =>
+      predicate(modelRecordView(r), scope(), res),
   };
 }
 const one = (condition: unknown) => filter({ conditions: [condition] });

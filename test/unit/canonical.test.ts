@@ -23,7 +23,9 @@ import type {
   LongBits,
   Resource,
 } from "../../agent/receivers/otlp/model.js";
+import { ProtobufCanonicalizer } from "../../agent/receivers/otlp/protobuf-canonical.js";
 import { decodeLogsRequest, otlpTypes } from "../../agent/receivers/otlp/protobuf-codec.js";
+import { prng, type Rng } from "../helpers/prng.js";
 
 /**
  * The canonical form of chained records (docs/integrity-format.md): the generic RFC 8785
@@ -33,6 +35,7 @@ import { decodeLogsRequest, otlpTypes } from "../../agent/receivers/otlp/protobu
  */
 
 const ROOT = join(import.meta.dirname, "../..");
+const acceptAll = new ProtobufCanonicalizer(() => true, Number.MAX_SAFE_INTEGER);
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const utf8 = (s: string) => Buffer.from(s, "utf8");
@@ -190,32 +193,6 @@ describe("jcs.canonicalize: RFC 8785 examples", () => {
 // ---------------------------------------------------------------------------------------
 // (b) Property test: fast serializer == JCS, and both decoders round-trip its output
 // ---------------------------------------------------------------------------------------
-
-/** mulberry32: small, fast, seedable; good enough to explore shapes reproducibly. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  const next = () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const int = (n: number) => Math.floor(next() * n);
-  return {
-    next,
-    int,
-    chance: (p: number) => next() < p,
-    pick: <T>(xs: readonly T[]): T => xs[int(xs.length)] as T,
-    u32: () => (next() * 4294967296) >>> 0,
-    bytes: (n: number) => {
-      const b = new Uint8Array(n);
-      for (let i = 0; i < n; i++) b[i] = int(256);
-      return b;
-    },
-  };
-}
-type Rng = ReturnType<typeof prng>;
 
 const U64_MAX = (1n << 64n) - 1n;
 
@@ -659,6 +636,10 @@ describe("canonical records: fast serializer, JCS and both decoders agree", () =
       expect(canonicalRecords(decodeLogsRequest(new Uint8Array(wire))), `${where}: pb u8`).toEqual([
         text,
       ]);
+
+      // 4. The protobuf fast path, which writes canonical bytes straight from the wire.
+      const direct = acceptAll.canonicalize(wire).records.map((b) => b.toString("utf8"));
+      expect(direct, `${where}: protobuf fast path`).toEqual([text]);
     }
 
     // The generator really reached every shape the spec names.
@@ -956,6 +937,10 @@ describe("docs/integrity-format.md §8 worked example", () => {
     // The example's one JSON-number int64 (attempts: 3) and upper-case ids are fine here.
     const wire = RequestType.encode(RequestType.fromObject(pb)).finish();
     expect(canonicalRecords(decodeLogsRequest(wire))).toEqual([EXAMPLE_RECORD_0, EXAMPLE_RECORD_1]);
+    expect(acceptAll.canonicalize(wire).records.map((b) => b.toString("utf8"))).toEqual([
+      EXAMPLE_RECORD_0,
+      EXAMPLE_RECORD_1,
+    ]);
   });
 
   it("the document shows exactly these values", () => {

@@ -8,9 +8,32 @@ import type {
 } from "../../receivers/otlp/model.js";
 import type { AuditCondition, AuditFilterConfig } from "./config.js";
 
+/**
+ * What the audit filter reads of a log record. Receivers hand it either a decoded record
+ * (modelRecordView) or a view straight over protobuf bytes that decodes only what a
+ * condition asks for (receivers/otlp/protobuf-canonical.ts).
+ */
+export interface AuditRecordView {
+  /** The first attribute with this key, or undefined when there is none. */
+  attribute(key: string): KeyValue | undefined;
+  readonly eventName: string;
+  readonly severityNumber: number;
+  readonly severityText: string;
+}
+
+/** The view of a decoded LogRecord. */
+export function modelRecordView(record: LogRecord): AuditRecordView {
+  return {
+    attribute: (key) => findAttribute(record.attributes, key),
+    eventName: record.eventName,
+    severityNumber: record.severityNumber,
+    severityText: record.severityText,
+  };
+}
+
 /** A compiled audit filter: true when the record is an audit record. */
 export type AuditPredicate = (
-  record: LogRecord,
+  record: AuditRecordView,
   scope: InstrumentationScope | null | undefined,
   resource: Resource | null | undefined,
 ) => boolean;
@@ -81,7 +104,7 @@ function compileCondition(c: AuditCondition): AuditPredicate {
   if (c.record_attribute !== undefined) {
     const key = c.record_attribute;
     const test = attributeTest(c);
-    return (r) => test(findAttribute(r.attributes, key));
+    return (r) => test(r.attribute(key));
   }
   if (c.resource_attribute !== undefined) {
     const key = c.resource_attribute;

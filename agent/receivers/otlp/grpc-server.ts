@@ -7,7 +7,7 @@ import type { AgentCounters } from "../../telemetry/counters.js";
 import type { Logger } from "../../telemetry/logger.js";
 import { MiB, type OtlpGrpcConfig, type TlsServerConfig } from "./config.js";
 import { refusalFor } from "./outcome.js";
-import { decodeLogsRequest, encodeLogsResponse, encodeStatus } from "./protobuf-codec.js";
+import { encodeLogsResponse, encodeStatus } from "./protobuf-codec.js";
 import { BearerAuth, RateLimitedError, type TokenBucket } from "./security.js";
 
 /**
@@ -171,14 +171,7 @@ export class OtlpGrpcReceiver {
       return;
     }
     const receivedAt = receiveTimeUnixNano();
-    let request: ReturnType<typeof decodeLogsRequest>;
-    try {
-      request = decodeLogsRequest(call.request);
-    } catch (err) {
-      this.fail(callback, err);
-      return;
-    }
-    this.consumer.consume(request, receivedAt).then(
+    this.consumer.consumeProtobuf(call.request, receivedAt).then(
       (result) => {
         this.counters.request("grpc", result.rejected > 0 ? "partial" : "ok");
         const partial =

@@ -10,9 +10,8 @@ import type { AgentCounters } from "../../telemetry/counters.js";
 import type { Logger } from "../../telemetry/logger.js";
 import type { OtlpHttpConfig, TlsServerConfig } from "./config.js";
 import { decodeLogsRequestJson } from "./json-codec.js";
-import type { ExportLogsServiceRequest } from "./model.js";
 import { type Refusal, refusalFor } from "./outcome.js";
-import { decodeLogsRequest, encodeLogsResponse, encodeStatus } from "./protobuf-codec.js";
+import { encodeLogsResponse, encodeStatus } from "./protobuf-codec.js";
 import { BearerAuth, RateLimitedError, type TokenBucket } from "./security.js";
 
 /** OTLP/HTTP logs receiver (https://opentelemetry.io/docs/specs/otlp/#otlphttp). */
@@ -202,9 +201,10 @@ export class OtlpHttpReceiver {
       let body = await this.readBody(req, limit);
       if (encoding !== "identity") body = await decompress(body, encoding, limit);
       const receivedAt = receiveTimeUnixNano();
-      const request: ExportLogsServiceRequest =
-        format === "protobuf" ? decodeLogsRequest(body) : decodeLogsRequestJson(body);
-      const result = await this.consumer.consume(request, receivedAt);
+      const result =
+        format === "protobuf"
+          ? await this.consumer.consumeProtobuf(body, receivedAt)
+          : await this.consumer.consume(decodeLogsRequestJson(body), receivedAt);
       this.counters.request("http", result.rejected > 0 ? "partial" : "ok");
       const partial =
         result.rejected > 0

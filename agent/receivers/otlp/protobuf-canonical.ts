@@ -1,0 +1,728 @@
+import { isUtf8 } from "node:buffer";
+import { AgentError } from "../../common/errors.js";
+import { contextSuffix } from "../../chain/canonical-record.js";
+import {
+  InvalidUtf8Error,
+  int64Decimal,
+  JsonBytesWriter,
+  uint64Decimal,
+} from "../../chain/json-bytes.js";
+import type { AuditPredicate, AuditRecordView } from "../../processing/audit-filter/predicate.js";
+import type { AnyValue, InstrumentationScope, KeyValue, Resource } from "./model.js";
+import { otlpTypes } from "./protobuf-codec.js";
+
+/**
+ * The OTLP/protobuf fast path: reads an ExportLogsServiceRequest straight from its wire
+ * bytes, asks the audit filter about each LogRecord through a view over those bytes, and
+ * writes each audit record's canonical `record` JSON (docs/integrity-format.md §3) into one
+ * buffer, byte for byte what canonical-record.ts writes from a decoded message. No object
+ * per record, attribute or value is built, which is where decoding with protobufjs spent
+ * most of its time (and the garbage collector most of the rest).
+ *
+ * Strictness matches the protobufjs path or exceeds it: truncated or overlong fields,
+ * wrong wire types for known fields, invalid UTF-8 in strings and wrong-length ids are
+ * refused with OTLP_BAD_PROTOBUF. Unknown fields are skipped, and for a field that
+ * appears twice the last occurrence wins, as proto3 parsers do for scalars.
+ *
+ * Resources and scopes are few per request, so they are decoded with protobufjs and
+ * written by canonical-record.ts once per ScopeLogs.
+ */
+
+export interface CanonicalRecords {
+  /** Each audit record's canonical `record` text (UTF-8), views into one buffer. */
+  records: Buffer[];
+  /** Non-audit records. */
+  filtered: number;
+  /** Audit records over the size limit, not stored. */
+  rejected: number;
+  /** Canonical size of the first rejected record. */
+  firstRejectedBytes: number;
+}
+
+const WIRE_VARINT = 0;
+const WIRE_I64 = 1;
+const WIRE_LEN = 2;
+const WIRE_I32 = 5;
+const MAX_DEPTH = 64;
+
+// LogRecord field numbers (opentelemetry/proto/logs/v1/logs.proto).
+const F_TIME = 1;
+const F_SEVERITY_NUMBER = 2;
+const F_SEVERITY_TEXT = 3;
+const F_BODY = 5;
+const F_ATTRIBUTES = 6;
+const F_DROPPED = 7;
+const F_FLAGS = 8;
+const F_TRACE_ID = 9;
+const F_SPAN_ID = 10;
+const F_OBSERVED_TIME = 11;
+const F_EVENT_NAME = 12;
+
+const ResourceType = otlpTypes.RequestType.root.lookupType(
+  "opentelemetry.proto.collector.logs.v1.Resource",
+);
+const ScopeType = otlpTypes.RequestType.root.lookupType(
+  "opentelemetry.proto.collector.logs.v1.InstrumentationScope",
+);
+const AnyValueType = otlpTypes.RequestType.root.lookupType(
+  "opentelemetry.proto.collector.logs.v1.AnyValue",
+);
+
+class WireError extends Error {}
+
+/**
+ * A cursor over one protobuf message's bytes. Field readers leave the field's value in
+ * `lo`/`hi` (numbers) or `start`/`end` (length-delimited) instead of returning objects.
+ */
+class Reader {
+  buf: Uint8Array = new Uint8Array(0);
+  pos = 0;
+  limit = 0;
+  field = 0;
+  wire = 0;
+  lo = 0;
+  hi = 0;
+  start = 0;
+  end = 0;
+
+  at(buf: Uint8Array, pos: number, limit: number): this {
+    this.buf = buf;
+    this.pos = pos;
+    this.limit = limit;
+    return this;
+  }
+
+  /** Reads the next field's tag and value; false at the end of the message. */
+  next(): boolean {
+    if (this.pos >= this.limit) return false;
+    this.varint();
+    const tag = this.lo;
+    if (this.hi !== 0 || tag > 0xffffffff)
+      throw new WireError(`bad field tag at offset ${this.pos}`);
+    this.field = tag >>> 3;
+    this.wire = tag & 7;
+    if (this.field === 0) throw new WireError(`field number 0 at offset ${this.pos}`);
+    switch (this.wire) {
+      case WIRE_VARINT:
+        this.varint();
+        break;
+      case WIRE_I64:
+        this.need(8);
+        this.lo = readU32(this.buf, this.pos);
+        this.hi = readU32(this.buf, this.pos + 4);
+        this.pos += 8;
+        break;
+      case WIRE_LEN: {
+        this.varint();
+        if (this.hi !== 0) throw new WireError(`length too large at offset ${this.pos}`);
+        const n = this.lo;
+        this.need(n);
+        this.start = this.pos;
+        this.end = this.pos + n;
+        this.pos = this.end;
+        break;
+      }
+      case WIRE_I32:
+        this.need(4);
+        this.lo = readU32(this.buf, this.pos);
+        this.hi = 0;
+        this.pos += 4;
+        break;
+      default:
+        // Groups (3, 4) are not used by OTLP; 6 and 7 do not exist.
+        throw new WireError(`unsupported wire type ${this.wire} at offset ${this.pos}`);
+    }
+    return true;
+  }
+
+  /** Checks the wire type of a known field. */
+  expect(wire: number): void {
+    if (this.wire !== wire) {
+      throw new WireError(
+        `field ${this.field} has wire type ${this.wire}, expected ${wire} (offset ${this.pos})`,
+      );
+    }
+  }
+
+  private need(n: number): void {
+    if (this.pos + n > this.limit) throw new WireError(`truncated field at offset ${this.pos}`);
+  }
+
+  /** A base-128 varint of up to 64 bits into lo/hi (uint32 halves). */
+  private varint(): void {
+    const buf = this.buf;
+    let lo = 0;
+    let hi = 0;
+    let shift = 0;
+    for (let i = 0; i < 10; i++) {
+      if (this.pos >= this.limit) throw new WireError(`truncated varint at offset ${this.pos}`);
+      const b = buf[this.pos++] as number;
+      if (shift < 28) lo |= (b & 0x7f) << shift;
+      else if (shift === 28) {
+        lo |= (b & 0x0f) << 28;
+        hi |= (b & 0x7f) >>> 4;
+      } else hi |= (b & 0x7f) << (shift - 32);
+      if (b < 0x80) {
+        this.lo = lo >>> 0;
+        this.hi = hi >>> 0;
+        return;
+      }
+      shift += 7;
+    }
+    throw new WireError(`varint longer than 10 bytes at offset ${this.pos}`);
+  }
+}
+
+function readU32(buf: Uint8Array, at: number): number {
+  return (
+    ((buf[at] as number) |
+      ((buf[at + 1] as number) << 8) |
+      ((buf[at + 2] as number) << 16) |
+      ((buf[at + 3] as number) << 24)) >>>
+    0
+  );
+}
+
+/** The LogRecord being classified: the audit filter's view of it, read from the wire. */
+class WireLogRecord implements AuditRecordView {
+  buf: Uint8Array = new Uint8Array(0);
+  timeLo = 0;
+  timeHi = 0;
+  observedLo = 0;
+  observedHi = 0;
+  severity = 0;
+  dropped = 0;
+  flags = 0;
+  /** Start and end of each length-delimited singular field, by field number (−1: absent). */
+  readonly ranges = new Int32Array(2 * (F_EVENT_NAME + 1));
+  attrCount = 0;
+  /** Attribute KeyValue ranges as start, end pairs. */
+  attrs = new Int32Array(64);
+  private readonly kv = new Reader();
+  private readonly keys = new Map<string, Buffer>();
+
+  reset(buf: Uint8Array): void {
+    this.buf = buf;
+    this.timeLo = this.timeHi = this.observedLo = this.observedHi = 0;
+    this.severity = this.dropped = this.flags = 0;
+    this.ranges.fill(-1);
+    this.attrCount = 0;
+  }
+
+  start(field: number): number {
+    return this.ranges[field * 2] as number;
+  }
+
+  end(field: number): number {
+    return this.ranges[field * 2 + 1] as number;
+  }
+
+  /** Byte length of a length-delimited field, 0 when absent. */
+  size(field: number): number {
+    const start = this.ranges[field * 2] as number;
+    return start < 0 ? 0 : (this.ranges[field * 2 + 1] as number) - start;
+  }
+
+  addAttribute(start: number, end: number): void {
+    if (this.attrCount * 2 + 2 > this.attrs.length) {
+      const grown = new Int32Array(this.attrs.length * 2);
+      grown.set(this.attrs);
+      this.attrs = grown;
+    }
+    this.attrs[this.attrCount * 2] = start;
+    this.attrs[this.attrCount * 2 + 1] = end;
+    this.attrCount++;
+  }
+
+  get eventName(): string {
+    return this.text(F_EVENT_NAME);
+  }
+
+  get severityText(): string {
+    return this.text(F_SEVERITY_TEXT);
+  }
+
+  private text(field: number): string {
+    const size = this.size(field);
+    if (size === 0) return "";
+    const buf = this.buf;
+    return Buffer.from(buf.buffer, buf.byteOffset + this.start(field), size).toString("utf8");
+  }
+
+  get severityNumber(): number {
+    return this.severity;
+  }
+
+  /** The first attribute with this key, decoded; only the filter's keys are ever decoded. */
+  attribute(key: string): KeyValue | undefined {
+    let wanted = this.keys.get(key);
+    if (wanted === undefined) {
+      wanted = Buffer.from(key, "utf8");
+      if (this.keys.size < 64) this.keys.set(key, wanted);
+    }
+    const r = this.kv;
+    for (let i = 0; i < this.attrCount; i++) {
+      r.at(this.buf, this.attrs[i * 2] as number, this.attrs[i * 2 + 1] as number);
+      let keyStart = 0;
+      let keyEnd = 0;
+      let valueStart = -1;
+      let valueEnd = -1;
+      while (r.next()) {
+        if (r.field === 1) {
+          keyStart = r.start;
+          keyEnd = r.end;
+        } else if (r.field === 2) {
+          valueStart = r.start;
+          valueEnd = r.end;
+        }
+      }
+      if (!bytesEqual(this.buf, keyStart, keyEnd, wanted)) continue;
+      if (valueStart < 0) return { key, value: null };
+      const value = AnyValueType.decode(this.buf.subarray(valueStart, valueEnd)) as unknown;
+      return { key, value: value as AnyValue };
+    }
+    return undefined;
+  }
+}
+
+function bytesEqual(buf: Uint8Array, start: number, end: number, wanted: Buffer): boolean {
+  if (end - start !== wanted.length) return false;
+  for (let i = 0; i < wanted.length; i++) if (buf[start + i] !== wanted[i]) return false;
+  return true;
+}
+
+/**
+ * Decodes `body`, classifies every LogRecord with `isAudit`, and writes each audit
+ * record's canonical text. Records whose canonical text exceeds `maxRecordBytes` are
+ * counted as rejected and not returned. Throws AgentError OTLP_BAD_PROTOBUF for
+ * malformed input, before anything is stored.
+ */
+export class ProtobufCanonicalizer {
+  private readonly out = new JsonBytesWriter();
+  private readonly record = new WireLogRecord();
+  private readonly top = new Reader();
+  private readonly rl = new Reader();
+  private readonly sl = new Reader();
+  private readonly lr = new Reader();
+  private readonly ends: number[] = [];
+  private readonly keyValueReaders = new ReaderPool();
+  private readonly anyValueReaders = new ReaderPool();
+  private readonly listReaders = new ReaderPool();
+  private firstMember = true;
+
+  constructor(
+    private readonly isAudit: AuditPredicate,
+    private readonly maxRecordBytes: number,
+  ) {}
+
+  canonicalize(body: Uint8Array): CanonicalRecords {
+    try {
+      return this.run(body);
+    } catch (err) {
+      if (err instanceof AgentError) throw err;
+      const why = err instanceof Error ? err.message : String(err);
+      throw new AgentError(
+        "OTLP_BAD_PROTOBUF",
+        `request body is not a valid protobuf ExportLogsServiceRequest: ${why}`,
+      );
+    }
+  }
+
+  private run(body: Uint8Array): CanonicalRecords {
+    const out = this.out;
+    out.reset();
+    const ends = this.ends;
+    ends.length = 0;
+    const result: CanonicalRecords = {
+      records: [],
+      filtered: 0,
+      rejected: 0,
+      firstRejectedBytes: 0,
+    };
+    const top = this.top.at(body, 0, body.length);
+    let r = 0;
+    while (top.next()) {
+      if (top.field !== 1) continue;
+      top.expect(WIRE_LEN);
+      this.resourceLogs(body, top.start, top.end, r++, result);
+    }
+    const stored = Buffer.allocUnsafeSlow(out.pos);
+    out.buf.copy(stored, 0, 0, out.pos);
+    let from = 0;
+    for (const end of ends) {
+      result.records.push(stored.subarray(from, end));
+      from = end;
+    }
+    return result;
+  }
+
+  private resourceLogs(
+    buf: Uint8Array,
+    start: number,
+    end: number,
+    r: number,
+    result: CanonicalRecords,
+  ): void {
+    const rl = this.rl.at(buf, start, end);
+    let resourceStart = -1;
+    let resourceEnd = -1;
+    let schemaStart = 0;
+    let schemaEnd = 0;
+    const scopes: number[] = [];
+    while (rl.next()) {
+      if (rl.field > 3) continue;
+      rl.expect(WIRE_LEN);
+      if (rl.field === 1) {
+        resourceStart = rl.start;
+        resourceEnd = rl.end;
+      } else if (rl.field === 2) scopes.push(rl.start, rl.end);
+      else {
+        schemaStart = rl.start;
+        schemaEnd = rl.end;
+      }
+    }
+    const resource =
+      resourceStart < 0
+        ? null
+        : (ResourceType.decode(buf.subarray(resourceStart, resourceEnd)) as unknown as Resource);
+    const schemaUrl = checkedString(buf, schemaStart, schemaEnd);
+    for (let s = 0; s < scopes.length; s += 2) {
+      this.scopeLogs(
+        buf,
+        scopes[s] as number,
+        scopes[s + 1] as number,
+        r,
+        s / 2,
+        resource,
+        schemaUrl,
+        result,
+      );
+    }
+  }
+
+  private scopeLogs(
+    buf: Uint8Array,
+    start: number,
+    end: number,
+    r: number,
+    s: number,
+    resource: Resource | null,
+    resourceSchemaUrl: string,
+    result: CanonicalRecords,
+  ): void {
+    const sl = this.sl.at(buf, start, end);
+    let scopeStart = -1;
+    let scopeEnd = -1;
+    let schemaStart = 0;
+    let schemaEnd = 0;
+    while (sl.next()) {
+      if (sl.field === 1) {
+        sl.expect(WIRE_LEN);
+        scopeStart = sl.start;
+        scopeEnd = sl.end;
+      } else if (sl.field === 3) {
+        sl.expect(WIRE_LEN);
+        schemaStart = sl.start;
+        schemaEnd = sl.end;
+      }
+    }
+    const scope =
+      scopeStart < 0
+        ? null
+        : (ScopeType.decode(buf.subarray(scopeStart, scopeEnd)) as unknown as InstrumentationScope);
+    const schemaUrl = checkedString(buf, schemaStart, schemaEnd);
+    // Written once per scope, copied after each of its audit records.
+    let suffix: Buffer | null = null;
+    const record = this.record;
+    const out = this.out;
+    sl.at(buf, start, end);
+    let i = 0;
+    while (sl.next()) {
+      if (sl.field !== 2) continue;
+      sl.expect(WIRE_LEN);
+      this.scanLogRecord(buf, sl.start, sl.end);
+      const traceLen = record.size(F_TRACE_ID);
+      const spanLen = record.size(F_SPAN_ID);
+      if ((traceLen !== 0 && traceLen !== 16) || (spanLen !== 0 && spanLen !== 8)) {
+        throw new AgentError(
+          "OTLP_BAD_PROTOBUF",
+          `resourceLogs[${r}].scopeLogs[${s}].logRecords[${i}]: trace_id must be 16 bytes and span_id 8 bytes (got ${traceLen} and ${spanLen})`,
+        );
+      }
+      i++;
+      if (!this.isAudit(record, scope, resource)) {
+        result.filtered++;
+        continue;
+      }
+      suffix ??= Buffer.from(contextSuffix(resource, resourceSchemaUrl, scope, schemaUrl), "utf8");
+      const from = out.pos;
+      out.ascii('{"logRecord":');
+      this.writeLogRecord();
+      out.bytes(suffix);
+      const size = out.pos - from;
+      if (size > this.maxRecordBytes) {
+        out.pos = from;
+        if (result.rejected === 0) result.firstRejectedBytes = size;
+        result.rejected++;
+        continue;
+      }
+      this.ends.push(out.pos);
+    }
+  }
+
+  /** Records where each LogRecord field is; values are read when written. */
+  private scanLogRecord(buf: Uint8Array, start: number, end: number): void {
+    const rec = this.record;
+    rec.reset(buf);
+    const lr = this.lr.at(buf, start, end);
+    while (lr.next()) {
+      switch (lr.field) {
+        case F_SEVERITY_TEXT:
+        case F_BODY:
+        case F_TRACE_ID:
+        case F_SPAN_ID:
+        case F_EVENT_NAME:
+          lr.expect(WIRE_LEN);
+          rec.ranges[lr.field * 2] = lr.start;
+          rec.ranges[lr.field * 2 + 1] = lr.end;
+          break;
+        case F_ATTRIBUTES:
+          lr.expect(WIRE_LEN);
+          rec.addAttribute(lr.start, lr.end);
+          break;
+        case F_TIME:
+          lr.expect(WIRE_I64);
+          rec.timeLo = lr.lo;
+          rec.timeHi = lr.hi;
+          break;
+        case F_OBSERVED_TIME:
+          lr.expect(WIRE_I64);
+          rec.observedLo = lr.lo;
+          rec.observedHi = lr.hi;
+          break;
+        case F_SEVERITY_NUMBER:
+          lr.expect(WIRE_VARINT);
+          rec.severity = lr.lo | 0;
+          break;
+        case F_DROPPED:
+          lr.expect(WIRE_VARINT);
+          rec.dropped = lr.lo;
+          break;
+        case F_FLAGS:
+          lr.expect(WIRE_I32);
+          rec.flags = lr.lo;
+          break;
+        default:
+          break; // unknown or reserved: skipped, as proto3 requires
+      }
+    }
+  }
+
+  /** The LogRecord's members in RFC 8785 order; zero values are omitted (proto3 JSON). */
+  private writeLogRecord(): void {
+    const rec = this.record;
+    const out = this.out;
+    const buf = rec.buf;
+    this.firstMember = true;
+    if (rec.attrCount > 0) {
+      this.member('"attributes":[');
+      for (let i = 0; i < rec.attrCount; i++) {
+        if (i > 0) out.byte(0x2c);
+        this.writeKeyValue(buf, rec.attrs[i * 2] as number, rec.attrs[i * 2 + 1] as number, 0);
+      }
+      out.byte(0x5d);
+    }
+    if (rec.start(F_BODY) >= 0) {
+      this.member('"body":');
+      this.writeAnyValue(buf, rec.start(F_BODY), rec.end(F_BODY), 0);
+    }
+    if (rec.dropped !== 0) this.member(`"droppedAttributesCount":${rec.dropped}`);
+    this.stringMember('"eventName":', F_EVENT_NAME);
+    if (rec.flags !== 0) this.member(`"flags":${rec.flags}`);
+    if (rec.observedLo !== 0 || rec.observedHi !== 0) {
+      this.member(`"observedTimeUnixNano":"${uint64Decimal(rec.observedLo, rec.observedHi)}"`);
+    }
+    if (rec.severity !== 0) this.member(`"severityNumber":${rec.severity}`);
+    this.stringMember('"severityText":', F_SEVERITY_TEXT);
+    if (rec.size(F_SPAN_ID) > 0) {
+      this.member('"spanId":');
+      out.hex(buf, rec.start(F_SPAN_ID), rec.end(F_SPAN_ID));
+    }
+    if (rec.timeLo !== 0 || rec.timeHi !== 0) {
+      this.member(`"timeUnixNano":"${uint64Decimal(rec.timeLo, rec.timeHi)}"`);
+    }
+    if (rec.size(F_TRACE_ID) > 0) {
+      this.member('"traceId":');
+      out.hex(buf, rec.start(F_TRACE_ID), rec.end(F_TRACE_ID));
+    }
+    out.ascii(this.firstMember ? "{}" : "}");
+  }
+
+  /** Opens a member of the LogRecord object: `{` or `,`, then `text`. */
+  private member(text: string): void {
+    this.out.byte(this.firstMember ? 0x7b : 0x2c);
+    this.out.ascii(text);
+    this.firstMember = false;
+  }
+
+  /** A string member, omitted when empty. */
+  private stringMember(name: string, field: number): void {
+    const rec = this.record;
+    if (rec.size(field) === 0) return;
+    this.member(name);
+    this.out.string(rec.buf, rec.start(field), rec.end(field));
+  }
+
+  /** `{"key":…,"value":…}`; the value member only when the field is present. */
+  private writeKeyValue(buf: Uint8Array, start: number, end: number, depth: number): void {
+    const r = this.keyValueReaders.at(depth, buf, start, end);
+    let keyStart = 0;
+    let keyEnd = 0;
+    let valueStart = -1;
+    let valueEnd = -1;
+    while (r.next()) {
+      if (r.field === 1) {
+        r.expect(WIRE_LEN);
+        keyStart = r.start;
+        keyEnd = r.end;
+      } else if (r.field === 2) {
+        r.expect(WIRE_LEN);
+        valueStart = r.start;
+        valueEnd = r.end;
+      }
+    }
+    const out = this.out;
+    out.ascii('{"key":');
+    out.string(buf, keyStart, keyEnd);
+    if (valueStart >= 0) {
+      out.ascii(',"value":');
+      this.writeAnyValue(buf, valueStart, valueEnd, depth + 1);
+    }
+    out.byte(0x7d);
+  }
+
+  /** One AnyValue: the last oneof member on the wire, or `{}` when none is set. */
+  private writeAnyValue(buf: Uint8Array, start: number, end: number, depth: number): void {
+    if (depth > MAX_DEPTH) throw new WireError(`values nested deeper than ${MAX_DEPTH} levels`);
+    const r = this.anyValueReaders.at(depth, buf, start, end);
+    let kind = 0;
+    let lo = 0;
+    let hi = 0;
+    let vStart = 0;
+    let vEnd = 0;
+    while (r.next()) {
+      switch (r.field) {
+        case 1:
+        case 5:
+        case 6:
+        case 7:
+          r.expect(WIRE_LEN);
+          vStart = r.start;
+          vEnd = r.end;
+          break;
+        case 2:
+        case 3:
+          r.expect(WIRE_VARINT);
+          lo = r.lo;
+          hi = r.hi;
+          break;
+        case 4:
+          r.expect(WIRE_I64);
+          lo = r.lo;
+          hi = r.hi;
+          break;
+        default:
+          continue;
+      }
+      kind = r.field;
+    }
+    const out = this.out;
+    switch (kind) {
+      case 1:
+        out.ascii('{"stringValue":');
+        out.string(buf, vStart, vEnd);
+        out.byte(0x7d);
+        return;
+      case 2:
+        out.ascii(lo !== 0 || hi !== 0 ? '{"boolValue":true}' : '{"boolValue":false}');
+        return;
+      case 3:
+        out.ascii(`{"intValue":"${int64Decimal(lo, hi)}"}`);
+        return;
+      case 4:
+        out.ascii(`{"doubleValue":${doubleJson(lo, hi)}}`);
+        return;
+      case 5:
+        this.writeList(buf, vStart, vEnd, depth, '{"arrayValue":', false);
+        return;
+      case 6:
+        this.writeList(buf, vStart, vEnd, depth, '{"kvlistValue":', true);
+        return;
+      case 7:
+        out.ascii('{"bytesValue":');
+        out.base64(buf, vStart, vEnd);
+        out.byte(0x7d);
+        return;
+      default:
+        out.ascii("{}");
+    }
+  }
+
+  /** ArrayValue or KeyValueList: `{}` when empty, else `{"values":[…]}`. */
+  private writeList(
+    buf: Uint8Array,
+    start: number,
+    end: number,
+    depth: number,
+    head: string,
+    keyValues: boolean,
+  ): void {
+    const out = this.out;
+    out.ascii(head);
+    const r = this.listReaders.at(depth, buf, start, end);
+    let n = 0;
+    while (r.next()) {
+      if (r.field !== 1) continue;
+      r.expect(WIRE_LEN);
+      out.ascii(n === 0 ? '{"values":[' : ",");
+      if (keyValues) this.writeKeyValue(buf, r.start, r.end, depth + 1);
+      else this.writeAnyValue(buf, r.start, r.end, depth + 1);
+      n++;
+    }
+    out.ascii(n === 0 ? "{}}" : "]}}");
+  }
+}
+
+const f64 = new Float64Array(1);
+const f64Words = new Uint32Array(f64.buffer);
+
+/** A double from its two little-endian words, as canonical-record.ts writes doubles. */
+function doubleJson(lo: number, hi: number): string {
+  f64Words[0] = lo;
+  f64Words[1] = hi;
+  const d = f64[0] as number;
+  if (Number.isFinite(d)) return JSON.stringify(d);
+  return Number.isNaN(d) ? '"NaN"' : d > 0 ? '"Infinity"' : '"-Infinity"';
+}
+
+/** A string field decoded to JS, refusing invalid UTF-8 as every stored string is. */
+function checkedString(buf: Uint8Array, start: number, end: number): string {
+  if (start === end) return "";
+  const bytes = Buffer.from(buf.buffer, buf.byteOffset + start, end - start);
+  if (!isUtf8(bytes))
+    throw new InvalidUtf8Error(`invalid UTF-8 in a string field at offset ${start}`);
+  return bytes.toString("utf8");
+}
+
+/** Readers for nested values, one per nesting depth and kind, reused across records. */
+class ReaderPool {
+  private readonly readers: Reader[] = [];
+  at(depth: number, buf: Uint8Array, start: number, end: number): Reader {
+    let r = this.readers[depth];
+    if (r === undefined) {
+      r = new Reader();
+      this.readers[depth] = r;
+    }
+    return r.at(buf, start, end);
+  }
+}
