@@ -58,7 +58,14 @@ export function parseEnvelope(text: string): Envelope | string {
   if (typeof e.record !== "object" || e.record === null || Array.isArray(e.record))
     return "bad record";
   if (Object.keys(e).length !== 6) return "unexpected members in the record envelope";
-  if (canonicalize(value as JsonValue) !== text) return "not in RFC 8785 canonical form";
+  let canonical: string;
+  try {
+    canonical = canonicalize(value as JsonValue);
+  } catch (err) {
+    // JSON.parse reads 1e400 as Infinity, which RFC 8785 cannot write.
+    return `not in RFC 8785 canonical form: ${(err as Error).message}`;
+  }
+  if (canonical !== text) return "not in RFC 8785 canonical form";
   return e as Envelope;
 }
 

@@ -549,6 +549,15 @@ describe("tampering with real agent output", () => {
       expectFinding(report, { category: "missing", seq: k }, new RegExp(`records ${k} are absent`));
     });
 
+    it("a record given a number beyond binary64 (1e400) → malformed, not a verifier crash", async () => {
+      const { report, o } = await verifyTampered((o) => {
+        o.records[k] = (o.records[k] as string).replace('"record":{', '"record":{"a":1e400,');
+      });
+      expectOnly(report, ["malformed", "missing"]);
+      expect(report.findings).toHaveLength(2);
+      expectFinding(report, { category: "malformed", location: recLoc(o, k) }, /canonical form/);
+    });
+
     it("a manifest line corrupted → malformed", async () => {
       const { report, o } = await verifyTampered((o) => {
         o.manifests[mid.index] = (o.manifests[mid.index] as string).replace(
