@@ -1,3 +1,4 @@
+import { type EnvelopeHeader, scanEnvelope } from "./canonical-check.js";
 import { CHAIN_ID_PATTERN, FORMAT_VERSION, genesisHash, leafHash } from "./format.js";
 import { canonicalize, type JsonValue } from "./jcs.js";
 
@@ -40,6 +41,15 @@ export interface Envelope {
   timeReceivedUnixNano: string;
 }
 
+/**
+ * Validates one stored record line and reads its members other than `record`; returns the
+ * problem as a string if invalid. Valid lines take one scan (canonical-check.ts); any other
+ * line is judged by parseEnvelope, which also names the problem.
+ */
+export function checkEnvelope(text: string): EnvelopeHeader | string {
+  return scanEnvelope(text) ?? parseEnvelope(text);
+}
+
 /** Parses and validates one stored record line; returns the problem as a string if invalid. */
 export function parseEnvelope(text: string): Envelope | string {
   let value: unknown;
@@ -78,7 +88,7 @@ export function checkChain(lines: Iterable<StoredLine>, startSeq = 0): ChainChec
   let lastSeq: number | null = null;
   let records = 0;
   for (const line of lines) {
-    const env = parseEnvelope(line.text);
+    const env = checkEnvelope(line.text);
     if (typeof env === "string") {
       findings.push({ kind: "malformed", seq: null, location: line.location, detail: env });
       continue;

@@ -1,4 +1,4 @@
-import { parseEnvelope } from "../chain/chain-check.js";
+import { checkEnvelope } from "../chain/chain-check.js";
 import type { AuditSource, Finding } from "./types.js";
 
 /**
@@ -12,7 +12,7 @@ export async function crossCheck(a: AuditSource, b: AuditSource): Promise<Findin
     const bySeq = new Map<string, { text: string; location: string }>();
     for (const chain of await s.readChains()) {
       for (const r of chain.records) {
-        const env = parseEnvelope(r.text);
+        const env = checkEnvelope(r.text);
         if (typeof env === "string") continue; // the per-source verification reports it
         const key = `${chain.chainId}/${env.seq}`;
         if (!bySeq.has(key)) bySeq.set(key, r);

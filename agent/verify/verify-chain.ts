@@ -1,4 +1,4 @@
-import { parseEnvelope } from "../chain/chain-check.js";
+import { checkEnvelope } from "../chain/chain-check.js";
 import { genesisHash, leafHash, nodeHash } from "../chain/format.js";
 import { canonicalize, type JsonValue } from "../chain/jcs.js";
 import {
@@ -328,7 +328,7 @@ function leavesSourceLazy(leafAt: (i: number) => Hash) {
 }
 
 function parseRecord(line: StoredText, chainId: string): Rec | string {
-  const env = parseEnvelope(line.text);
+  const env = checkEnvelope(line.text);
   if (typeof env === "string") return env;
   if (env.chainId !== chainId) return `record of chain ${env.chainId} stored with chain ${chainId}`;
   return {
