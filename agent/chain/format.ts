@@ -39,6 +39,18 @@ export function leafHash(canonical: Uint8Array): Buffer {
   return createHash("sha256").update(LEAF_PREFIX).update(canonical).digest();
 }
 
+/**
+ * The leaf hash of a line held as text: its UTF-8 bytes after the 0x00 prefix, hashed in one
+ * call (U+0000 is the byte 0x00), without a Hash object or a separate encoded copy.
+ */
+export function leafHashOfText(canonical: string): Buffer {
+  const most = 1 + canonical.length * 3; // UTF-8 takes at most 3 bytes per UTF-16 unit
+  if (leafInput.length < most) leafInput = Buffer.alloc(Math.max(most, leafInput.length * 2));
+  const n = leafInput.write(canonical, 1, "utf8");
+  return oneShotHash("sha256", leafInput.subarray(0, 1 + n), "buffer") as unknown as Buffer;
+}
+let leafInput = Buffer.alloc(64 * 1024); // byte 0 is the 0x00 prefix, never written
+
 const NODE_PREFIX = Buffer.from([0x01]);
 const nodeInput = Buffer.alloc(65, 0x01);
 

@@ -1,5 +1,5 @@
 import { checkEnvelope } from "../chain/chain-check.js";
-import { genesisHash, leafHash, nodeHash } from "../chain/format.js";
+import { genesisHash, leafHashOfText, nodeHash } from "../chain/format.js";
 import { canonicalize, type JsonValue } from "../chain/jcs.js";
 import {
   checkManifestSignature,
@@ -334,7 +334,7 @@ function parseRecord(line: StoredText, chainId: string): Rec | string {
   return {
     seq: Number(env.seq),
     text: line.text,
-    hash: leafHash(Buffer.from(line.text, "utf8")),
+    hash: leafHashOfText(line.text),
     prev: env.prev,
     received: env.timeReceivedUnixNano,
     location: line.location,
