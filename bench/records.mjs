@@ -2,38 +2,76 @@
 // resource with service attributes, as an SDK would send them.
 import { otlpTypes } from "../dist/agent/receivers/otlp/protobuf-codec.js";
 
-const BODY =
-  "User alice@example.com changed role of account 4711 from viewer to admin via the admin console; reason: quarterly access review ticket SEC-2231, approved by bob. Session 9f2c1e. ".padEnd(
-    200,
-    ".",
-  );
+// Values vary per record the way real audit events do (users, accounts, addresses, ids,
+// free text), so that anything sensitive to repetition — the WAL compresses its chunks —
+// is measured on realistic data, not on 512 copies of one record.
+const NAMES = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy"];
+const ROLES = ["viewer", "editor", "admin", "owner", "auditor", "billing"];
+const ACTIONS = ["changed role of", "reset MFA for", "exported data of", "suspended", "invited"];
+const METHODS = ["POST", "PUT", "PATCH", "DELETE"];
+
+/** A small seeded generator, so every run sends the same records. */
+function rng(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function hex(next, bytes) {
+  let out = "";
+  for (let i = 0; i < bytes; i++)
+    out += Math.floor(next() * 256)
+      .toString(16)
+      .padStart(2, "0");
+  return out;
+}
 
 /** One ExportLogsServiceRequest (OTLP/JSON shape) with `size` records, `auditRatio` of them audit. */
 export function buildRequest(size, auditRatio = 1) {
+  const next = rng(size * 7919 + Math.round(auditRatio * 1000));
+  const pick = (xs) => xs[Math.floor(next() * xs.length)];
   const now = BigInt(Date.now()) * 1_000_000n;
   const logRecords = [];
   const auditEvery = auditRatio > 0 ? Math.round(1 / auditRatio) : 0;
   for (let i = 0; i < size; i++) {
     const audit = auditEvery > 0 && i % auditEvery === 0;
+    const actor = `${pick(NAMES)}.${hex(next, 2)}@example.com`;
+    const account = 100000 + Math.floor(next() * 900000);
+    const [oldRole, newRole] = [pick(ROLES), pick(ROLES)];
+    const body =
+      `User ${actor} ${pick(ACTIONS)} account ${account} from ${oldRole} to ${newRole} via the admin console; reason: access review ticket SEC-${1000 + Math.floor(next() * 9000)}, approved by ${pick(NAMES)}. Session ${hex(next, 6)}. `.padEnd(
+        200,
+        ".",
+      );
     logRecords.push({
-      timeUnixNano: String(now + BigInt(i)),
-      observedTimeUnixNano: String(now + BigInt(i) + 1000n),
+      timeUnixNano: String(now + BigInt(i * 1000 + Math.floor(next() * 1000))),
+      observedTimeUnixNano: String(now + BigInt(i * 1000) + 1_000_000n),
       severityNumber: 9,
       severityText: "INFO",
       eventName: audit ? "audit.user.role_changed" : "app.request",
-      body: { stringValue: BODY },
+      body: { stringValue: body },
       attributes: [
         { key: "audit", value: { boolValue: audit } },
-        { key: "user.id", value: { stringValue: `u-${1000 + (i % 97)}` } },
-        { key: "user.email", value: { stringValue: "alice@example.com" } },
-        { key: "account.id", value: { intValue: String(4711 + i) } },
-        { key: "role.old", value: { stringValue: "viewer" } },
-        { key: "role.new", value: { stringValue: "admin" } },
-        { key: "client.address", value: { stringValue: "10.12.4.87" } },
-        { key: "http.request.method", value: { stringValue: "POST" } },
+        { key: "user.id", value: { stringValue: `u-${hex(next, 4)}` } },
+        { key: "user.email", value: { stringValue: actor } },
+        { key: "account.id", value: { intValue: String(account) } },
+        { key: "role.old", value: { stringValue: oldRole } },
+        { key: "role.new", value: { stringValue: newRole } },
+        {
+          key: "client.address",
+          value: {
+            stringValue: `10.${Math.floor(next() * 256)}.${Math.floor(next() * 256)}.${Math.floor(next() * 256)}`,
+          },
+        },
+        { key: "http.request.method", value: { stringValue: pick(METHODS) } },
       ],
-      traceId: "5b8efff798038103d269b633813fc60c",
-      spanId: "eee19b7ec3c1b174",
+      traceId: hex(next, 16),
+      spanId: hex(next, 8),
       flags: 1,
     });
   }

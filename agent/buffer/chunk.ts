@@ -1,4 +1,9 @@
+import { promisify } from "node:util";
+import { deflateRaw, inflateRaw } from "node:zlib";
 import type { StoredRecord } from "./wal.js";
+
+const deflate = promisify(deflateRaw);
+const inflate = promisify(inflateRaw);
 
 /**
  * How the WAL packs records into LevelDB values. One value ("chunk") holds consecutive
@@ -13,8 +18,34 @@ import type { StoredRecord } from "./wal.js";
 export const CHUNK_HEADER = 4;
 export const ENTRY_HEADER = 4;
 
-export function chunkCount(chunk: Buffer): number {
-  return chunk.readUInt32BE(0);
+/**
+ * How a chunk is stored in LevelDB: 0x01, its u32 record count, then the chunk deflated
+ * (raw DEFLATE, level 1, in the libuv pool). Canonical records repeat their keys, resource
+ * and scope, so chunks shrink several-fold, and the synced write — the cost that bounds
+ * ingest — shrinks with them. A stored value that starts with 0x00 is an uncompressed
+ * chunk (its count's high byte; chunks hold far fewer than 2^24 records), as earlier
+ * versions wrote them.
+ */
+const COMPRESSED = 0x01;
+const STORED_HEADER = 5;
+
+export async function storedChunk(chunk: Buffer): Promise<Buffer> {
+  const deflated = await deflate(chunk, { level: 1 });
+  const stored = Buffer.allocUnsafe(STORED_HEADER + deflated.length);
+  stored[0] = COMPRESSED;
+  stored.writeUInt32BE(chunk.readUInt32BE(0), 1);
+  deflated.copy(stored, STORED_HEADER);
+  return stored;
+}
+
+/** The chunk a stored value holds. */
+export async function chunkOf(stored: Buffer): Promise<Buffer> {
+  return stored[0] === COMPRESSED ? inflate(stored.subarray(STORED_HEADER)) : stored;
+}
+
+/** Records in a stored value, read from its header. */
+export function storedCount(stored: Buffer): number {
+  return stored[0] === COMPRESSED ? stored.readUInt32BE(1) : stored.readUInt32BE(0);
 }
 
 /** The records of a chunk whose first record has seq `firstSeq`. */

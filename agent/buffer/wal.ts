@@ -9,7 +9,15 @@ import {
   genesisHash,
 } from "../chain/format.js";
 import { AgentError } from "../common/errors.js";
-import { CHUNK_HEADER, chunkCount, decodeChunk, ENTRY_HEADER } from "./chunk.js";
+import { writeAscii, writeHex } from "../chain/json-bytes.js";
+import {
+  CHUNK_HEADER,
+  chunkOf,
+  decodeChunk,
+  ENTRY_HEADER,
+  storedChunk,
+  storedCount,
+} from "./chunk.js";
 import {
   CANONICAL_OFFSET,
   CHAIN_KEY,
@@ -75,6 +83,8 @@ interface PendingAppend {
   reject: (e: unknown) => void;
 }
 
+const ENVELOPE_MIDDLE_BYTES = Buffer.from(ENVELOPE_MIDDLE, "latin1");
+
 /** Bytes charged for a record beyond its canonical `record` text: envelope, hash and key. */
 const PER_RECORD_OVERHEAD = 260;
 const DEFAULT_MAX_BATCH_BYTES = 16 * 1024 * 1024;
@@ -104,6 +114,7 @@ interface HeadState {
 interface ChunkEntry {
   firstSeq: number;
   lastSeq: number;
+  /** Bytes stored in LevelDB (key and compressed value). */
   bytes: number;
   cached: Buffer | null;
   /** When the chunk was written (epoch ms; at open for chunks found on disk). */
@@ -239,7 +250,7 @@ export class WriteAheadLog {
       const bytes = key.length + value.length;
       chunks.push({
         firstSeq,
-        lastSeq: firstSeq + chunkCount(value) - 1,
+        lastSeq: firstSeq + storedCount(value) - 1,
         bytes,
         cached: null,
         writtenAt: Date.now(),
@@ -342,6 +353,9 @@ export class WriteAheadLog {
     if (cuts[cuts.length - 1] !== records.length) cuts.push(records.length);
     // Pass 2: write each chunk's entries in place and hash them: 0x00 || canonical text is
     // the RFC 6962 leaf-hash input; the hash is stored and, in hex, is the next prev.
+    const headBytes = Buffer.from(head, "latin1");
+    let prevHash: Buffer | null = null;
+    let prevHashAt = 0;
     let from = 0;
     for (const to of cuts) {
       if (to === from) continue;
@@ -362,37 +376,40 @@ export class WriteAheadLog {
       let at = CHUNK_HEADER;
       for (let i = from; i < to; i++) {
         const entryStart = at + ENTRY_HEADER;
-        const textStart = entryStart + CANONICAL_OFFSET;
-        let w = textStart;
-        w += chunk.write(head, w, "latin1");
-        w += chunk.write(prev, w, "latin1");
-        w += chunk.write(ENVELOPE_MIDDLE, w, "latin1");
+        let w = entryStart + CANONICAL_OFFSET;
+        chunk.set(headBytes, w);
+        w += headBytes.length;
+        // prev: the previous record's leaf hash in hex, from its bytes when we hold them.
+        w =
+          prevHash === null
+            ? writeAscii(chunk, w, prev)
+            : writeHex(chunk, w, prevHash, prevHashAt, HASH_BYTES);
+        chunk.set(ENVELOPE_MIDDLE_BYTES, w);
+        w += ENVELOPE_MIDDLE_BYTES.length;
         const record = records[i] as RecordText;
         if (typeof record === "string") w += chunk.write(record, w, "utf8");
         else {
           chunk.set(record, w);
           w += record.length;
         }
-        w += chunk.write(tails[i] as string, w, "latin1");
+        w = writeAscii(chunk, w, tails[i] as string);
         chunk.writeUInt32BE(w - entryStart, at);
         chunk[entryStart + HASH_BYTES] = 0x00;
-        prev = oneShotHash("sha256", chunk.subarray(entryStart + HASH_BYTES, w), "hex");
-        chunk.write(prev, entryStart, HASH_BYTES, "hex");
+        const digest = oneShotHash(
+          "sha256",
+          chunk.subarray(entryStart + HASH_BYTES, w),
+          "buffer",
+        ) as unknown as Buffer;
+        chunk.set(digest, entryStart);
+        prevHash = chunk;
+        prevHashAt = entryStart;
         at = w;
         seq++;
       }
-      const key = recordKey(firstSeq);
-      ops.push({ type: "put", key, value: chunk });
-      newChunks.push({
-        firstSeq,
-        lastSeq: seq - 1,
-        bytes: chunk.length + key.length,
-        cached: chunk,
-        writtenAt: 0,
-      });
-      bytes += chunk.length + key.length;
+      newChunks.push({ firstSeq, lastSeq: seq - 1, bytes: 0, cached: chunk, writtenAt: 0 });
       from = to;
     }
+    if (prevHash !== null) prev = prevHash.toString("hex", prevHashAt, prevHashAt + HASH_BYTES);
     ops.push({
       type: "put",
       key: HEAD_KEY,
@@ -401,7 +418,16 @@ export class WriteAheadLog {
     let failure: unknown = null;
     const started = performance.now();
     try {
-      await this.db.batch(ops, { sync: true });
+      // Chunks are compressed in the libuv pool, in parallel, off the event loop.
+      const stored = await Promise.all(newChunks.map((c) => storedChunk(c.cached as Buffer)));
+      const puts = newChunks.map((c, i) => {
+        const key = recordKey(c.firstSeq);
+        const value = stored[i] as Buffer;
+        c.bytes = key.length + value.length;
+        bytes += c.bytes;
+        return { type: "put" as const, key, value };
+      });
+      await this.db.batch([...puts, ...ops], { sync: true });
     } catch (err) {
       failure = err;
     }
@@ -417,7 +443,7 @@ export class WriteAheadLog {
       for (const c of newChunks) {
         c.writtenAt = now;
         this.chunks.push(c);
-        this.cachedBytes += c.bytes;
+        this.cachedBytes += (c.cached as Buffer).length;
       }
       this.evictCache();
       for (const p of batch) {
@@ -491,9 +517,7 @@ export class WriteAheadLog {
         if (out.length + span >= maxRecords || bytes + chunkBytes >= maxBytes) break;
       }
       if (entries.length === 0) return out;
-      const bufs = await Promise.all(
-        entries.map((e) => e.cached ?? this.db.get(recordKey(e.firstSeq))),
-      );
+      const bufs = await Promise.all(entries.map((e) => e.cached ?? this.readChunk(e)));
       for (let i = 0; i < entries.length; i++) {
         const entry = entries[i] as ChunkEntry;
         const buf = bufs[i];
@@ -514,6 +538,12 @@ export class WriteAheadLog {
         next = entry.lastSeq + 1;
       }
     }
+  }
+
+  /** A chunk read back from LevelDB (undefined when it was released meanwhile). */
+  private async readChunk(entry: ChunkEntry): Promise<Buffer | undefined> {
+    const stored = await this.db.get(recordKey(entry.firstSeq));
+    return stored === undefined ? undefined : chunkOf(stored);
   }
 
   /** When the record `seq` was written (epoch ms), or null when it is not held. */
@@ -544,8 +574,8 @@ export class WriteAheadLog {
     for (let i = 0; this.cachedBytes > this.cacheBytes && i < this.chunks.length; i++) {
       const c = this.chunks[i] as ChunkEntry;
       if (c.cached) {
+        this.cachedBytes -= c.cached.length;
         c.cached = null;
-        this.cachedBytes -= c.bytes;
       }
     }
   }
@@ -625,7 +655,7 @@ export class WriteAheadLog {
     this.chunks.splice(0, n);
     for (const c of gone) {
       this.storedBytes -= c.bytes;
-      if (c.cached) this.cachedBytes -= c.bytes;
+      if (c.cached) this.cachedBytes -= c.cached.length;
     }
     // A partly delivered chunk stays until every record in it is delivered.
     if (throughSeq !== null) this.releasedThrough = throughSeq;

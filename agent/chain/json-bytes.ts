@@ -52,10 +52,14 @@ export class JsonBytesWriter {
     this.buf = next;
   }
 
-  /** ASCII text known to need no escaping (member names, punctuation, numbers). */
+  /**
+   * ASCII text known to need no escaping (member names, punctuation, numbers). A loop,
+   * not Buffer#write: these are a few dozen bytes, where the native call's argument
+   * handling cost more than the copy (measured: ~14 % of the fast path's time).
+   */
   ascii(text: string): void {
     this.ensure(text.length);
-    this.pos += this.buf.write(text, this.pos, "latin1");
+    this.pos = writeAscii(this.buf, this.pos, text);
   }
 
   byte(b: number): void {
@@ -109,15 +113,10 @@ export class JsonBytesWriter {
   hex(src: Uint8Array, start: number, end: number): void {
     this.ensure((end - start) * 2 + 2);
     const out = this.buf;
-    let p = this.pos;
-    out[p++] = 0x22;
-    for (let i = start; i < end; i++) {
-      const b = (src[i] as number) * 2;
-      out[p++] = HEX[b] as number;
-      out[p++] = HEX[b + 1] as number;
-    }
-    out[p++] = 0x22;
-    this.pos = p;
+    out[this.pos] = 0x22;
+    const p = writeHex(out, this.pos + 1, src, start, end - start);
+    out[p] = 0x22;
+    this.pos = p + 1;
   }
 
   /** Bytes as quoted, padded standard base64. */
@@ -128,6 +127,28 @@ export class JsonBytesWriter {
     this.pos += this.buf.write(text, this.pos, "latin1");
     this.buf[this.pos++] = 0x22;
   }
+}
+
+/** Writes ASCII `text` at `at`; returns the position after it. For short strings. */
+export function writeAscii(out: Uint8Array, at: number, text: string): number {
+  for (let i = 0; i < text.length; i++) out[at++] = text.charCodeAt(i);
+  return at;
+}
+
+/** Writes src[start, start + n) as lowercase hex at `at`; returns the position after it. */
+export function writeHex(
+  out: Uint8Array,
+  at: number,
+  src: Uint8Array,
+  start: number,
+  n: number,
+): number {
+  for (let i = start; i < start + n; i++) {
+    const b = (src[i] as number) * 2;
+    out[at++] = HEX[b] as number;
+    out[at++] = HEX[b + 1] as number;
+  }
+  return at;
 }
 
 /**

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
@@ -30,7 +31,8 @@ function auditRequest(id: string, records: number, padding: number) {
         scopeLogs: [
           {
             logRecords: Array.from({ length: records }, (_, i) => ({
-              body: { stringValue: "x".repeat(padding) },
+              // Incompressible, so the WAL (which stores chunks compressed) fills predictably.
+              body: { stringValue: randomBytes(padding).toString("base64").slice(0, padding) },
               attributes: [
                 { key: "audit", value: { boolValue: true } },
                 { key: "req.id", value: { stringValue: id } },
