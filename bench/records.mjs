@@ -10,15 +10,12 @@ const ROLES = ["viewer", "editor", "admin", "owner", "auditor", "billing"];
 const ACTIONS = ["changed role of", "reset MFA for", "exported data of", "suspended", "invited"];
 const METHODS = ["POST", "PUT", "PATCH", "DELETE"];
 
-/** A small seeded generator, so every run sends the same records. */
+/** A seeded linear congruential generator (Numerical Recipes): every run sends the same records. */
 function rng(seed) {
   let a = seed >>> 0;
   return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
+    return a / 4294967296;
   };
 }
 
