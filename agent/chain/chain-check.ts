@@ -1,5 +1,5 @@
 import { type EnvelopeHeader, scanEnvelope } from "./canonical-check.js";
-import { CHAIN_ID_PATTERN, FORMAT_VERSION, genesisHash, leafHashOfText } from "./format.js";
+import { CHAIN_ID_PATTERN, FORMAT_VERSION, genesisHash, leafHashHex } from "./format.js";
 import { canonicalize, type JsonValue } from "./jcs.js";
 
 /**
@@ -132,7 +132,7 @@ export function checkChain(lines: Iterable<StoredLine>, startSeq = 0): ChainChec
         detail: `prev ${env.prev.slice(0, 16)}… does not match the leaf hash of the record before it (${prevHash.slice(0, 16)}…): it or its predecessor was altered`,
       });
     }
-    const hash = leafHashOfText(line.text).toString("hex");
+    const hash = leafHashHex(line.text);
     if (firstSeq === null) firstSeq = seq;
     lastSeq = seq;
     prevHash = hash;

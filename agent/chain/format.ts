@@ -40,14 +40,15 @@ export function leafHash(canonical: Uint8Array): Buffer {
 }
 
 /**
- * The leaf hash of a line held as text: its UTF-8 bytes after the 0x00 prefix, hashed in one
- * call (U+0000 is the byte 0x00), without a Hash object or a separate encoded copy.
+ * The leaf hash, in hex, of a line held as text: its UTF-8 bytes written after the 0x00
+ * prefix in a reused buffer and hashed in one call. A hex string costs less to make and to
+ * keep than a Buffer, and the chain links (`prev`) are compared in hex.
  */
-export function leafHashOfText(canonical: string): Buffer {
+export function leafHashHex(canonical: string): string {
   const most = 1 + canonical.length * 3; // UTF-8 takes at most 3 bytes per UTF-16 unit
   if (leafInput.length < most) leafInput = Buffer.alloc(Math.max(most, leafInput.length * 2));
   const n = leafInput.write(canonical, 1, "utf8");
-  return oneShotHash("sha256", leafInput.subarray(0, 1 + n), "buffer") as unknown as Buffer;
+  return oneShotHash("sha256", leafInput.subarray(0, 1 + n), "hex");
 }
 let leafInput = Buffer.alloc(64 * 1024); // byte 0 is the 0x00 prefix, never written
 
@@ -65,6 +66,18 @@ export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
   nodeInput.set(left, 1);
   nodeInput.set(right, 33);
   return oneShotHash("sha256", nodeInput, "buffer") as unknown as Buffer;
+}
+
+/**
+ * nodeHash over hashes held as binary strings (one character per byte: Node's "binary",
+ * alias "latin1"): a short string costs much less to make than a Buffer, which counts when
+ * a verifier hashes whole trees.
+ */
+export function nodeHashBinary(left: string, right: string): string {
+  if (left.length !== 32 || right.length !== 32) throw new RangeError("node inputs are 32 bytes");
+  nodeInput.write(left, 1, 32, "binary");
+  nodeInput.write(right, 33, 32, "binary");
+  return oneShotHash("sha256", nodeInput, "binary");
 }
 
 /**

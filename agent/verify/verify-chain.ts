@@ -1,5 +1,6 @@
 import { checkEnvelope } from "../chain/chain-check.js";
-import { genesisHash, leafHashOfText, nodeHash } from "../chain/format.js";
+import type { EnvelopeHeader } from "../chain/canonical-check.js";
+import { genesisHash, leafHashHex, nodeHashBinary } from "../chain/format.js";
 import { canonicalize, type JsonValue } from "../chain/jcs.js";
 import {
   checkManifestSignature,
@@ -7,7 +8,7 @@ import {
   manifestProblem,
   type SignedManifest,
 } from "../chain/manifest.js";
-import { type Hash, leavesSource, splitPoint, treeHash } from "../chain/merkle.js";
+import { EMPTY_TREE_HASH, splitPoint } from "../chain/merkle.js";
 import { type Checkpoint, parseCheckpointText, parseNote, verifyNote } from "../chain/note.js";
 import type { PublicKey } from "../chain/signing.js";
 import type { ChainData, ChainSummary, Finding, FindingCategory, StoredText } from "./types.js";
@@ -27,7 +28,8 @@ export interface VerifyOptions {
 interface Rec {
   seq: number;
   text: string;
-  hash: Buffer;
+  /** The leaf hash, hex. */
+  hash: string;
   prev: string;
   received: string;
   location: string;
@@ -47,40 +49,55 @@ export async function verifyChain(
     at: { seq?: number; manifest?: number } = {},
   ) => findings.push({ category, chainId, location, detail, ...at });
 
-  // 1. Records: parse, then resolve copies of the same seq and the storage order.
-  const copies = new Map<number, Rec[]>();
-  const order: number[] = [];
-  for (const line of data.records) {
-    const rec = parseRecord(line, chainId);
+  // 1. Records: parse, keep the first copy of each seq, and note the storage order. Records
+  // must be stored in ascending seq order: a later copy of an earlier seq is judged in step
+  // 3, any other record stored after a higher seq is reordered.
+  const firstCopy = new Map<number, Rec>();
+  const copies = new Map<number, Rec[]>(); // every copy, for the seqs stored more than once
+  const reordered: Finding[] = [];
+  let maxSeq = -1;
+  const envelopes = data.records.map((line) => checkEnvelope(line.text));
+  const hashes = data.records.map((line) => leafHashHex(line.text));
+  for (const [i, line] of data.records.entries()) {
+    const rec = toRec(line, envelopes[i] as EnvelopeHeader | string, hashes[i] as string, chainId);
     if (typeof rec === "string") {
       add("malformed", line.location, rec);
       continue;
     }
-    const list = copies.get(rec.seq);
-    if (list) list.push(rec);
-    else copies.set(rec.seq, [rec]);
-    order.push(rec.seq);
+    const first = firstCopy.get(rec.seq);
+    if (first === undefined) {
+      firstCopy.set(rec.seq, rec);
+      if (rec.seq < maxSeq) {
+        const detail = `seq ${rec.seq} is stored after seq ${maxSeq}`;
+        reordered.push({
+          category: "reordered",
+          chainId,
+          location: rec.location,
+          detail,
+          seq: rec.seq,
+        });
+      }
+    } else {
+      const list = copies.get(rec.seq);
+      if (list) list.push(rec);
+      else copies.set(rec.seq, [first, rec]);
+    }
+    if (rec.seq > maxSeq) maxSeq = rec.seq;
   }
-  reportOrder(order, data.records, copies, add);
+  findings.push(...reordered);
 
   // 2. Manifests: structure, signature, their own hash chain.
   const { batches, claimedThrough } = checkManifests(data, options.trusted, add);
 
   // 3. Pick one copy per seq: the one the signed chain commits to.
-  const bySeq = new Map<number, Rec>();
   const committed = new Map<number, string>(); // seq → leaf hash committed by a manifest (lastLeaf / prevLeaf)
   for (const b of batches) {
     committed.set(Number(b.lastSeq), b.lastLeaf);
     if (Number(b.firstSeq) > 0) committed.set(Number(b.firstSeq) - 1, b.prevLeaf);
   }
-  const sortedSeqs = [...copies.keys()].sort((a, b) => a - b);
-  for (const seq of sortedSeqs) {
-    const list = copies.get(seq) as Rec[];
+  const genuineCopy = new Map<number, Rec>();
+  for (const [seq, list] of [...copies].sort((a, b) => a[0] - b[0])) {
     const first = list[0] as Rec;
-    if (list.length === 1) {
-      bySeq.set(seq, first);
-      continue;
-    }
     const distinct = new Map(list.map((r) => [r.text, r]));
     if (distinct.size === 1) {
       for (const extra of list.slice(1))
@@ -90,13 +107,12 @@ export async function verifyChain(
           `a second identical copy of seq ${seq} (first at ${first.location})`,
           { seq },
         );
-      bySeq.set(seq, first);
       continue;
     }
-    const nextPrev = copies.get(seq + 1)?.[0]?.prev;
+    const nextPrev = firstCopy.get(seq + 1)?.prev;
     const expected = committed.get(seq) ?? nextPrev;
-    const genuine = list.find((r) => r.hash.toString("hex") === expected) ?? first;
-    bySeq.set(seq, genuine);
+    const genuine = list.find((r) => r.hash === expected) ?? first;
+    genuineCopy.set(seq, genuine);
     for (const r of list) {
       if (r === genuine || r.text === genuine.text) continue;
       add(
@@ -107,12 +123,18 @@ export async function verifyChain(
       );
     }
   }
+  // The kept records in ascending seq. First copies were stored in ascending order unless some
+  // were reordered.
+  const seqs = [...firstCopy.keys()];
+  if (reordered.length > 0) seqs.sort((a, b) => a - b);
+  const ordered = seqs.map((seq) => genuineCopy.get(seq) ?? (firstCopy.get(seq) as Rec));
 
   // 4. Contiguity and links.
-  const present = [...bySeq.keys()].sort((a, b) => a - b);
   let expectedSeq = 0;
-  for (const seq of present) {
-    const rec = bySeq.get(seq) as Rec;
+  const genesis = genesisHash(chainId).toString("hex");
+  for (let i = 0; i < ordered.length; i++) {
+    const rec = ordered[i] as Rec;
+    const seq = rec.seq;
     if (seq > expectedSeq)
       add(
         "missing",
@@ -120,9 +142,9 @@ export async function verifyChain(
         `records ${range(expectedSeq, seq - 1)} are absent before seq ${seq}`,
         { seq: expectedSeq },
       );
-    const prevRec = bySeq.get(seq - 1);
-    const expectedPrev =
-      seq === 0 ? genesisHash(chainId).toString("hex") : prevRec?.hash.toString("hex");
+    const before = ordered[i - 1];
+    const prevRec = before?.seq === seq - 1 ? before : undefined;
+    const expectedPrev = seq === 0 ? genesis : prevRec?.hash;
     if (expectedPrev !== undefined && rec.prev !== expectedPrev) {
       const culprit = seq === 0 ? rec : (prevRec as Rec);
       add(
@@ -146,21 +168,28 @@ export async function verifyChain(
     );
   }
 
+  // Every tree hash below is over the kept records' leaf hashes by position in `ordered`,
+  // from one memoized source: complete subtrees are hashed once for all batch roots and
+  // checkpoints, which keeps checking a checkpoint per batch linear in the number of records.
+  const leafBytes = Buffer.alloc(32 * ordered.length);
+  ordered.forEach((r, i) => leafBytes.write(r.hash, 32 * i, 32, "hex"));
+  const treeSource = leavesSourceLazy((i) => leafBytes.toString("binary", 32 * i, 32 * i + 32));
+  const rootHex = (start: number, end: number) =>
+    start === end
+      ? EMPTY_TREE_HASH.toString("hex")
+      : Buffer.from(treeSource(start, end), "binary").toString("hex");
+
   // 5. Batches: each signed batch must match the records exactly.
   let sealedThrough = -1;
   for (const b of batches) {
     const first = Number(b.firstSeq);
     const last = Number(b.lastSeq);
     sealedThrough = Math.max(sealedThrough, last);
-    const leaves: Hash[] = [];
-    let absent = 0;
-    for (let s = first; s <= last; s++) {
-      const r = bySeq.get(s);
-      if (r) leaves.push(r.hash);
-      else absent++;
-    }
+    const from = firstAtOrAfter(ordered, first);
+    const held = firstAtOrAfter(ordered, last + 1) - from;
+    const absent = last - first + 1 - held;
     if (absent > 0) {
-      if (absent === last - first + 1)
+      if (held === 0)
         add(
           "missing",
           b.location,
@@ -169,7 +198,7 @@ export async function verifyChain(
         );
       continue; // individual gaps were reported above
     }
-    const root = Buffer.from(leavesSource(leaves)(0, leaves.length)).toString("hex");
+    const root = rootHex(from, from + held);
     if (root !== b.batchRoot) {
       const linked = findings.some(
         (f) => f.category === "modified" && f.seq !== undefined && f.seq >= first && f.seq <= last,
@@ -183,27 +212,21 @@ export async function verifyChain(
         );
     }
   }
-  for (const seq of present) {
-    if (seq > Math.max(sealedThrough, claimedThrough)) {
-      const rec = bySeq.get(seq) as Rec;
+  for (const rec of ordered) {
+    if (rec.seq > Math.max(sealedThrough, claimedThrough)) {
       add(
         "inserted",
         rec.location,
-        `seq ${seq} is not covered by any signed batch (the last signed batch ends at ${sealedThrough}): forged, or written after the last seal`,
-        { seq },
+        `seq ${rec.seq} is not covered by any signed batch (the last signed batch ends at ${sealedThrough}): forged, or written after the last seal`,
+        { seq: rec.seq },
       );
     }
   }
 
   // 6. Checkpoints: stored ones and those seen earlier must match the rebuilt tree.
   let contiguous = 0;
-  while (bySeq.has(contiguous)) contiguous++;
-  const leafAt = (i: number) => (bySeq.get(i) as Rec).hash;
-  // One memoized source for every checkpoint: complete subtrees are hashed once, so checking
-  // a checkpoint per batch stays linear in the number of records.
-  const treeSource = leavesSourceLazy(leafAt);
-  const rootAt = async (size: number) =>
-    Buffer.from(await treeHash(size, treeSource)).toString("hex");
+  while (ordered[contiguous]?.seq === contiguous) contiguous++;
+
   let latest: Checkpoint | null = null;
   let checkpoints = 0;
   const seenKeys = new Set(batches.map((b) => b.keyId));
@@ -252,7 +275,7 @@ export async function verifyChain(
       }
       return; // gaps inside were already reported as missing
     }
-    const root = await rootAt(cp.size);
+    const root = rootHex(0, cp.size);
     if (root !== cp.rootHash.toString("hex")) {
       add(
         "modified",
@@ -275,13 +298,16 @@ export async function verifyChain(
     await checkNote(k.note, k.location, true);
   }
 
-  const ordered = present.map((s) => bySeq.get(s) as Rec);
   // Receive times are not checked (docs/integrity-format.md §7.1): a damaged one is caught
   // by the link of the next record, and must not stop the report.
-  const received = ordered
-    .map((r) => r.received)
-    .filter((t) => /^\d+$/.test(t))
-    .map((t) => BigInt(t));
+  let earliest: bigint | null = null;
+  let latestReceived: bigint | null = null;
+  for (const r of ordered) {
+    if (!/^\d+$/.test(r.received)) continue;
+    const t = BigInt(r.received);
+    if (earliest === null || t < earliest) earliest = t;
+    if (latestReceived === null || t > latestReceived) latestReceived = t;
+  }
   const bestLatest = latest as Checkpoint | null;
   return {
     findings,
@@ -291,10 +317,8 @@ export async function verifyChain(
       records: ordered.length,
       firstSeq: ordered[0]?.seq ?? null,
       lastSeq: ordered[ordered.length - 1]?.seq ?? null,
-      firstReceived: received.length
-        ? nanosToIso(received.reduce((a, t) => (t < a ? t : a)))
-        : null,
-      lastReceived: received.length ? nanosToIso(received.reduce((a, t) => (t > a ? t : a))) : null,
+      firstReceived: earliest === null ? null : nanosToIso(earliest),
+      lastReceived: latestReceived === null ? null : nanosToIso(latestReceived),
       batches: batches.length,
       sealedThrough,
       keys: [...seenKeys],
@@ -307,10 +331,13 @@ export async function verifyChain(
   };
 }
 
-/** MTH over leaves by index; complete subtrees of 256+ leaves are memoized across calls. */
-function leavesSourceLazy(leafAt: (i: number) => Hash) {
-  const memo = new Map<number, Hash>();
-  const source = (start: number, end: number): Hash => {
+/**
+ * MTH over leaves by index, hashes as binary strings (nodeHashBinary); complete subtrees of
+ * 256+ leaves are memoized across calls.
+ */
+function leavesSourceLazy(leafAt: (i: number) => string) {
+  const memo = new Map<number, string>();
+  const source = (start: number, end: number): string => {
     const n = end - start;
     if (n === 1) return leafAt(start);
     const perfect = n >= 256 && (n & (n - 1)) === 0 && start % n === 0;
@@ -320,47 +347,41 @@ function leavesSourceLazy(leafAt: (i: number) => Hash) {
       if (hit) return hit;
     }
     const k = splitPoint(n);
-    const h = nodeHash(source(start, start + k), source(start + k, end));
+    const h = nodeHashBinary(source(start, start + k), source(start + k, end));
     if (perfect) memo.set(key, h);
     return h;
   };
   return source;
 }
 
-function parseRecord(line: StoredText, chainId: string): Rec | string {
-  const env = checkEnvelope(line.text);
+/** The index of the first record in `ordered` (ascending seqs) whose seq is at least `seq`. */
+function firstAtOrAfter(ordered: readonly Rec[], seq: number): number {
+  let lo = 0;
+  let hi = ordered.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((ordered[mid] as Rec).seq < seq) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function toRec(
+  line: StoredText,
+  env: EnvelopeHeader | string,
+  hash: string,
+  chainId: string,
+): Rec | string {
   if (typeof env === "string") return env;
   if (env.chainId !== chainId) return `record of chain ${env.chainId} stored with chain ${chainId}`;
   return {
     seq: Number(env.seq),
     text: line.text,
-    hash: leafHashOfText(line.text),
+    hash,
     prev: env.prev,
     received: env.timeReceivedUnixNano,
     location: line.location,
   };
-}
-
-function reportOrder(
-  order: number[],
-  lines: StoredText[],
-  copies: Map<number, Rec[]>,
-  add: (c: FindingCategory, l: string, d: string, at?: { seq?: number }) => void,
-) {
-  // Records must be stored in ascending seq order; a later copy of an earlier seq is a
-  // duplicate (handled elsewhere), anything else out of place is reordered.
-  let max = -1;
-  const firstSeen = new Set<number>();
-  for (let i = 0; i < order.length; i++) {
-    const seq = order[i] as number;
-    const isCopy = firstSeen.has(seq);
-    firstSeen.add(seq);
-    if (!isCopy && seq < max) {
-      const loc = copies.get(seq)?.find((r) => r)?.location ?? lines[i]?.location ?? "?";
-      add("reordered", loc, `seq ${seq} is stored after seq ${max}`, { seq });
-    }
-    if (seq > max) max = seq;
-  }
 }
 
 interface BatchInfo extends SignedManifestBatch {
