@@ -1,6 +1,6 @@
 import { checkEnvelope } from "../chain/chain-check.js";
 import type { EnvelopeHeader } from "../chain/canonical-check.js";
-import { genesisHash, leafHashHex, nodeHashBinary } from "../chain/format.js";
+import { genesisHash, nodeHashBinary } from "../chain/format.js";
 import { canonicalize, type JsonValue } from "../chain/jcs.js";
 import {
   checkManifestSignature,
@@ -11,6 +11,7 @@ import {
 import { EMPTY_TREE_HASH, splitPoint } from "../chain/merkle.js";
 import { type Checkpoint, parseCheckpointText, parseNote, verifyNote } from "../chain/note.js";
 import type { PublicKey } from "../chain/signing.js";
+import { leafHashesAlongside } from "./leaf-hashes.js";
 import type { ChainData, ChainSummary, Finding, FindingCategory, StoredText } from "./types.js";
 
 /**
@@ -56,8 +57,12 @@ export async function verifyChain(
   const copies = new Map<number, Rec[]>(); // every copy, for the seqs stored more than once
   const reordered: Finding[] = [];
   let maxSeq = -1;
-  const envelopes = data.records.map((line) => checkEnvelope(line.text));
-  const hashes = data.records.map((line) => leafHashHex(line.text));
+  // Each line is checked here while its leaf hash is computed alongside (leaf-hashes.ts).
+  const envelopes: (EnvelopeHeader | string)[] = new Array(data.records.length);
+  const hashes = await leafHashesAlongside(data.records, (start, end) => {
+    for (let i = start; i < end; i++)
+      envelopes[i] = checkEnvelope((data.records[i] as StoredText).text);
+  });
   for (const [i, line] of data.records.entries()) {
     const rec = toRec(line, envelopes[i] as EnvelopeHeader | string, hashes[i] as string, chainId);
     if (typeof rec === "string") {

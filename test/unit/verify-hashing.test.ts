@@ -1,10 +1,12 @@
 import { describe, expect, it } from "vitest";
 import { leafHash, leafHashHex, nodeHash, nodeHashBinary } from "../../agent/chain/format.js";
+import { leafHashesAlongside } from "../../agent/verify/leaf-hashes.js";
 import { prng } from "../helpers/prng.js";
 
 /**
  * The verifier's faster hash paths give exactly the RFC 6962 hashes of format.ts: leaf
- * hashes of text, whatever the characters and lengths, and node hashes over binary strings.
+ * hashes of text (in line and on the worker thread, whatever the characters and lengths)
+ * and node hashes over binary strings.
  */
 
 const TEXTS = [
@@ -42,5 +44,31 @@ describe("verifier hashing", () => {
       expect(Buffer.from(binary, "binary")).toEqual(nodeHash(left, right));
     }
     expect(() => nodeHashBinary("short", "x".repeat(32))).toThrow(RangeError);
+  });
+
+  for (const useWorker of [false, true]) {
+    it(`leafHashesAlongside ${useWorker ? "on a worker thread" : "in line"}: same hashes, every chunk visited once`, async () => {
+      const texts = [...TEXTS, ...randomTexts(9000)];
+      const lines = texts.map((text) => ({ text }));
+      const visited: [number, number][] = [];
+      const hashes = await leafHashesAlongside(
+        lines,
+        (start, end) => visited.push([start, end]),
+        useWorker,
+      );
+      expect(hashes).toEqual(texts.map(leafHashHex));
+      let next = 0;
+      for (const [start, end] of visited) {
+        expect(start).toBe(next);
+        expect(end).toBeGreaterThan(start);
+        next = end;
+      }
+      expect(next).toBe(texts.length);
+    });
+  }
+
+  it("leafHashesAlongside with no lines", async () => {
+    expect(await leafHashesAlongside([], () => {}, true)).toEqual([]);
+    expect(await leafHashesAlongside([], () => {}, false)).toEqual([]);
   });
 });
