@@ -85,6 +85,15 @@ interface PendingAppend {
 
 const ENVELOPE_MIDDLE_BYTES = Buffer.from(ENVELOPE_MIDDLE, "latin1");
 
+/** Group commits smaller than this are written uncompressed (see flush). */
+const COMPRESS_MIN_BYTES = 64 << 10;
+
+function bytesInChunks(chunks: readonly ChunkEntry[]): number {
+  let n = 0;
+  for (const c of chunks) n += (c.cached as Buffer).length;
+  return n;
+}
+
 /** Bytes charged for a record beyond its canonical `record` text: envelope, hash and key. */
 const PER_RECORD_OVERHEAD = 260;
 const DEFAULT_MAX_BATCH_BYTES = 16 * 1024 * 1024;
@@ -418,8 +427,12 @@ export class WriteAheadLog {
     let failure: unknown = null;
     const started = performance.now();
     try {
-      // Chunks are compressed in the libuv pool, in parallel, off the event loop.
-      const stored = await Promise.all(newChunks.map((c) => storedChunk(c.cached as Buffer)));
+      // Chunks are compressed in the libuv pool, in parallel, off the event loop. A small
+      // write is stored as it is: the pool round trip would cost more than the bytes saved.
+      const small = bytesInChunks(newChunks) < COMPRESS_MIN_BYTES;
+      const stored = small
+        ? newChunks.map((c) => c.cached as Buffer)
+        : await Promise.all(newChunks.map((c) => storedChunk(c.cached as Buffer)));
       const puts = newChunks.map((c, i) => {
         const key = recordKey(c.firstSeq);
         const value = stored[i] as Buffer;
