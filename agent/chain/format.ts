@@ -69,18 +69,6 @@ export function nodeHash(left: Uint8Array, right: Uint8Array): Buffer {
 }
 
 /**
- * nodeHash over hashes held as binary strings (one character per byte: Node's "binary",
- * alias "latin1"): a short string costs much less to make than a Buffer, which counts when
- * a verifier hashes whole trees.
- */
-export function nodeHashBinary(left: string, right: string): string {
-  if (left.length !== 32 || right.length !== 32) throw new RangeError("node inputs are 32 bytes");
-  nodeInput.write(left, 1, 32, "binary");
-  nodeInput.write(right, 33, 32, "binary");
-  return oneShotHash("sha256", nodeInput, "binary");
-}
-
-/**
  * The `prev` of seq 0. Its input starts with 'o' (0x6f), so it can never collide with a
  * leaf (0x00) or node (0x01) hash input.
  */

@@ -1,6 +1,5 @@
 import { checkEnvelope } from "../chain/chain-check.js";
-import type { EnvelopeHeader } from "../chain/canonical-check.js";
-import { genesisHash, nodeHashBinary } from "../chain/format.js";
+import { genesisHash } from "../chain/format.js";
 import { canonicalize, type JsonValue } from "../chain/jcs.js";
 import {
   checkManifestSignature,
@@ -8,10 +7,10 @@ import {
   manifestProblem,
   type SignedManifest,
 } from "../chain/manifest.js";
-import { EMPTY_TREE_HASH, splitPoint } from "../chain/merkle.js";
+import { EMPTY_TREE_HASH } from "../chain/merkle.js";
 import { type Checkpoint, parseCheckpointText, parseNote, verifyNote } from "../chain/note.js";
 import type { PublicKey } from "../chain/signing.js";
-import { leafHashesAlongside } from "./leaf-hashes.js";
+import { hashLines, treeRoots } from "./leaf-hashes.js";
 import type { ChainData, ChainSummary, Finding, FindingCategory, StoredText } from "./types.js";
 
 /**
@@ -24,13 +23,15 @@ export interface VerifyOptions {
   trusted: readonly PublicKey[];
   /** Checkpoints seen earlier (signed notes), e.g. from `--checkpoint FILE`. */
   knownCheckpoints: readonly { note: string; location: string }[];
+  /** Hash on a worker thread; by default for chains of WORKER_THRESHOLD lines or more. */
+  hashOnWorker?: boolean;
 }
 
 interface Rec {
   seq: number;
+  /** Its index in the stored lines, and in the leaf hashes computed for them. */
+  line: number;
   text: string;
-  /** The leaf hash, hex. */
-  hash: string;
   prev: string;
   received: string;
   location: string;
@@ -43,36 +44,78 @@ export async function verifyChain(
   const usedCheckpoints = new Set<number>();
   const chainId = data.chainId;
   const findings: Finding[] = [...data.findings];
-  const add = (
-    category: FindingCategory,
-    location: string,
-    detail: string,
-    at: { seq?: number; manifest?: number } = {},
-  ) => findings.push({ category, chainId, location, detail, ...at });
+  const adder =
+    (list: Finding[]) =>
+    (
+      category: FindingCategory,
+      location: string,
+      detail: string,
+      at: { seq?: number; manifest?: number } = {},
+    ) =>
+      list.push({ category, chainId, location, detail, ...at });
+  const add = adder(findings);
 
-  // 1. Records: parse, keep the first copy of each seq, and note the storage order. Records
-  // must be stored in ascending seq order: a later copy of an earlier seq is judged in step
-  // 3, any other record stored after a higher seq is reordered.
-  const firstCopy = new Map<number, Rec>();
-  const copies = new Map<number, Rec[]>(); // every copy, for the seqs stored more than once
-  const reordered: Finding[] = [];
-  let maxSeq = -1;
-  // Each line is checked here while its leaf hash is computed alongside (leaf-hashes.ts).
-  const envelopes: (EnvelopeHeader | string)[] = new Array(data.records.length);
-  const hashes = await leafHashesAlongside(data.records, (start, end) => {
-    for (let i = start; i < end; i++)
-      envelopes[i] = checkEnvelope((data.records[i] as StoredText).text);
-  });
-  for (const [i, line] of data.records.entries()) {
-    const rec = toRec(line, envelopes[i] as EnvelopeHeader | string, hashes[i] as string, chainId);
-    if (typeof rec === "string") {
-      add("malformed", line.location, rec);
-      continue;
+  // 1. Records: parse each line while its leaf hash is computed alongside (leaf-hashes.ts),
+  // keep the first copy of each seq, and note the storage order. Records must be stored in
+  // ascending seq order: a later copy of an earlier seq is judged in step 3, any other record
+  // stored after a higher seq is reordered.
+  const lines = data.records;
+  const parsed: (Rec | string)[] = new Array<Rec | string>(lines.length);
+  const hashed = await hashLines(
+    lines,
+    (start, end) => {
+      for (let i = start; i < end; i++) parsed[i] = toRec(lines[i] as StoredText, i, chainId);
+    },
+    options.hashOnWorker,
+  );
+  try {
+    const hashHex = (r: Rec) => hashed.digests.toString("hex", 32 * r.line, 32 * r.line + 32);
+
+    // 2. Manifests: structure, signature, their own hash chain (reported after step 1). Their
+    // batches and checkpoints say which tree roots step 5 and 6 need: asked for at once, for
+    // the usual case of a chain stored whole and in order (see `inOrder` below), so that the
+    // worker computes them while this thread goes on.
+    const manifestFindings: Finding[] = [];
+    const { batches, claimedThrough } = checkManifests(
+      data,
+      options.trusted,
+      adder(manifestFindings),
+    );
+    const checkpointSizes = [
+      ...data.manifests.map((m) => m.checkpoint),
+      ...options.knownCheckpoints.map((k) => k.note),
+    ].flatMap((note) => (note ? checkpointSize(note) : []));
+    const inOrderRanges: [number, number][] = [];
+    for (const b of batches) {
+      const [first, last] = [Number(b.firstSeq), Number(b.lastSeq)];
+      if (first <= last && last < lines.length) inOrderRanges.push([first, last + 1]);
     }
-    const first = firstCopy.get(rec.seq);
-    if (first === undefined) {
-      firstCopy.set(rec.seq, rec);
-      if (rec.seq < maxSeq) {
+    for (const size of checkpointSizes)
+      if (size > 0 && size <= lines.length) inOrderRanges.push([0, size]);
+    const inOrderRoots = hashed.roots(inOrderRanges);
+    inOrderRoots.catch(() => {}); // awaited below only if used
+
+    const firstCopies: Rec[] = [];
+    let bySeq: Map<number, Rec> | null = null; // made once a seq repeats or goes back
+    const copies = new Map<number, Rec[]>(); // every copy, for the seqs stored more than once
+    const reordered: Finding[] = [];
+    let maxSeq = -1;
+    for (const [i, rec] of parsed.entries()) {
+      if (typeof rec === "string") {
+        add("malformed", (lines[i] as StoredText).location, rec);
+        continue;
+      }
+      if (rec.seq > maxSeq) {
+        firstCopies.push(rec);
+        bySeq?.set(rec.seq, rec);
+        maxSeq = rec.seq;
+        continue;
+      }
+      bySeq ??= new Map(firstCopies.map((r) => [r.seq, r]));
+      const first = bySeq.get(rec.seq);
+      if (first === undefined) {
+        firstCopies.push(rec);
+        bySeq.set(rec.seq, rec);
         const detail = `seq ${rec.seq} is stored after seq ${maxSeq}`;
         reordered.push({
           category: "reordered",
@@ -81,282 +124,274 @@ export async function verifyChain(
           detail,
           seq: rec.seq,
         });
+      } else {
+        const list = copies.get(rec.seq);
+        if (list) list.push(rec);
+        else copies.set(rec.seq, [first, rec]);
       }
-    } else {
-      const list = copies.get(rec.seq);
-      if (list) list.push(rec);
-      else copies.set(rec.seq, [first, rec]);
     }
-    if (rec.seq > maxSeq) maxSeq = rec.seq;
-  }
-  findings.push(...reordered);
+    findings.push(...reordered, ...manifestFindings);
 
-  // 2. Manifests: structure, signature, their own hash chain.
-  const { batches, claimedThrough } = checkManifests(data, options.trusted, add);
-
-  // 3. Pick one copy per seq: the one the signed chain commits to.
-  const committed = new Map<number, string>(); // seq → leaf hash committed by a manifest (lastLeaf / prevLeaf)
-  for (const b of batches) {
-    committed.set(Number(b.lastSeq), b.lastLeaf);
-    if (Number(b.firstSeq) > 0) committed.set(Number(b.firstSeq) - 1, b.prevLeaf);
-  }
-  const genuineCopy = new Map<number, Rec>();
-  for (const [seq, list] of [...copies].sort((a, b) => a[0] - b[0])) {
-    const first = list[0] as Rec;
-    const distinct = new Map(list.map((r) => [r.text, r]));
-    if (distinct.size === 1) {
-      for (const extra of list.slice(1))
+    // 3. Pick one copy per seq: the one the signed chain commits to.
+    const committed = new Map<number, string>(); // seq → leaf hash committed by a manifest (lastLeaf / prevLeaf)
+    for (const b of batches) {
+      committed.set(Number(b.lastSeq), b.lastLeaf);
+      if (Number(b.firstSeq) > 0) committed.set(Number(b.firstSeq) - 1, b.prevLeaf);
+    }
+    const genuineCopy = new Map<number, Rec>();
+    for (const [seq, list] of [...copies].sort((a, b) => a[0] - b[0])) {
+      const first = list[0] as Rec;
+      const distinct = new Map(list.map((r) => [r.text, r]));
+      if (distinct.size === 1) {
+        for (const extra of list.slice(1))
+          add(
+            "duplicate",
+            extra.location,
+            `a second identical copy of seq ${seq} (first at ${first.location})`,
+            { seq },
+          );
+        continue;
+      }
+      const nextPrev = bySeq?.get(seq + 1)?.prev;
+      const expected = committed.get(seq) ?? nextPrev;
+      const genuine = list.find((r) => hashHex(r) === expected) ?? first;
+      genuineCopy.set(seq, genuine);
+      for (const r of list) {
+        if (r === genuine || r.text === genuine.text) continue;
         add(
-          "duplicate",
-          extra.location,
-          `a second identical copy of seq ${seq} (first at ${first.location})`,
+          "inserted",
+          r.location,
+          `a different record claiming seq ${seq}; the chain commits to the one at ${genuine.location}`,
           { seq },
         );
-      continue;
+      }
     }
-    const nextPrev = firstCopy.get(seq + 1)?.prev;
-    const expected = committed.get(seq) ?? nextPrev;
-    const genuine = list.find((r) => r.hash === expected) ?? first;
-    genuineCopy.set(seq, genuine);
-    for (const r of list) {
-      if (r === genuine || r.text === genuine.text) continue;
-      add(
-        "inserted",
-        r.location,
-        `a different record claiming seq ${seq}; the chain commits to the one at ${genuine.location}`,
-        { seq },
-      );
-    }
-  }
-  // The kept records in ascending seq. First copies were stored in ascending order unless some
-  // were reordered.
-  const seqs = [...firstCopy.keys()];
-  if (reordered.length > 0) seqs.sort((a, b) => a - b);
-  const ordered = seqs.map((seq) => genuineCopy.get(seq) ?? (firstCopy.get(seq) as Rec));
+    // The kept records in ascending seq. First copies were stored in ascending order unless
+    // some were reordered.
+    let ordered =
+      reordered.length > 0 ? [...firstCopies].sort((a, b) => a.seq - b.seq) : firstCopies;
+    if (genuineCopy.size > 0) ordered = ordered.map((r) => genuineCopy.get(r.seq) ?? r);
 
-  // 4. Contiguity and links.
-  let expectedSeq = 0;
-  const genesis = genesisHash(chainId).toString("hex");
-  for (let i = 0; i < ordered.length; i++) {
-    const rec = ordered[i] as Rec;
-    const seq = rec.seq;
-    if (seq > expectedSeq)
-      add(
-        "missing",
-        rec.location,
-        `records ${range(expectedSeq, seq - 1)} are absent before seq ${seq}`,
-        { seq: expectedSeq },
-      );
-    const before = ordered[i - 1];
-    const prevRec = before?.seq === seq - 1 ? before : undefined;
-    const expectedPrev = seq === 0 ? genesis : prevRec?.hash;
-    if (expectedPrev !== undefined && rec.prev !== expectedPrev) {
-      const culprit = seq === 0 ? rec : (prevRec as Rec);
-      add(
-        "modified",
-        culprit.location,
-        `seq ${culprit.seq} does not match the link stored in seq ${seq} (prev ${rec.prev.slice(0, 16)}…, computed ${expectedPrev.slice(0, 16)}…)`,
-        { seq: culprit.seq },
-      );
-    }
-    expectedSeq = seq + 1;
-  }
-  // A gap at the end has no later record to reveal it; the signed batches that seal it do.
-  const signedThrough = batches.reduce((max, b) => Math.max(max, Number(b.lastSeq)), -1);
-  if (expectedSeq <= signedThrough) {
-    const sealing = batches.find((b) => Number(b.lastSeq) >= expectedSeq) as BatchInfo;
-    add(
-      "missing",
-      sealing.location,
-      `records ${range(expectedSeq, signedThrough)} are absent from the end of the chain, though signed batches seal them`,
-      { seq: expectedSeq },
-    );
-  }
-
-  // Every tree hash below is over the kept records' leaf hashes by position in `ordered`,
-  // from one memoized source: complete subtrees are hashed once for all batch roots and
-  // checkpoints, which keeps checking a checkpoint per batch linear in the number of records.
-  const leafBytes = Buffer.alloc(32 * ordered.length);
-  ordered.forEach((r, i) => leafBytes.write(r.hash, 32 * i, 32, "hex"));
-  const treeSource = leavesSourceLazy((i) => leafBytes.toString("binary", 32 * i, 32 * i + 32));
-  const rootHex = (start: number, end: number) =>
-    start === end
-      ? EMPTY_TREE_HASH.toString("hex")
-      : Buffer.from(treeSource(start, end), "binary").toString("hex");
-
-  // 5. Batches: each signed batch must match the records exactly.
-  let sealedThrough = -1;
-  for (const b of batches) {
-    const first = Number(b.firstSeq);
-    const last = Number(b.lastSeq);
-    sealedThrough = Math.max(sealedThrough, last);
-    const from = firstAtOrAfter(ordered, first);
-    const held = firstAtOrAfter(ordered, last + 1) - from;
-    const absent = last - first + 1 - held;
-    if (absent > 0) {
-      if (held === 0)
+    // 4. Contiguity and links.
+    let expectedSeq = 0;
+    const genesis = genesisHash(chainId).toString("hex");
+    for (let i = 0; i < ordered.length; i++) {
+      const rec = ordered[i] as Rec;
+      const seq = rec.seq;
+      if (seq > expectedSeq)
         add(
           "missing",
-          b.location,
-          `all ${absent} records of signed batch ${b.index} (seq ${range(first, last)}) are absent`,
-          { seq: first, manifest: Number(b.index) },
+          rec.location,
+          `records ${range(expectedSeq, seq - 1)} are absent before seq ${seq}`,
+          { seq: expectedSeq },
         );
-      continue; // individual gaps were reported above
-    }
-    const root = rootHex(from, from + held);
-    if (root !== b.batchRoot) {
-      const linked = findings.some(
-        (f) => f.category === "modified" && f.seq !== undefined && f.seq >= first && f.seq <= last,
-      );
-      if (!linked)
+      const before = ordered[i - 1];
+      const prevRec = before?.seq === seq - 1 ? before : undefined;
+      const expectedPrev = seq === 0 ? genesis : prevRec && hashHex(prevRec);
+      if (expectedPrev !== undefined && rec.prev !== expectedPrev) {
+        const culprit = seq === 0 ? rec : (prevRec as Rec);
         add(
           "modified",
-          b.location,
-          `records ${range(first, last)} do not match the Merkle root signed in batch ${b.index}: they were altered and re-chained`,
-          { seq: first, manifest: Number(b.index) },
-        );
-    }
-  }
-  for (const rec of ordered) {
-    if (rec.seq > Math.max(sealedThrough, claimedThrough)) {
-      add(
-        "inserted",
-        rec.location,
-        `seq ${rec.seq} is not covered by any signed batch (the last signed batch ends at ${sealedThrough}): forged, or written after the last seal`,
-        { seq: rec.seq },
-      );
-    }
-  }
-
-  // 6. Checkpoints: stored ones and those seen earlier must match the rebuilt tree.
-  let contiguous = 0;
-  while (ordered[contiguous]?.seq === contiguous) contiguous++;
-
-  let latest: Checkpoint | null = null;
-  let checkpoints = 0;
-  const seenKeys = new Set(batches.map((b) => b.keyId));
-  const checkNote = async (note: string, location: string, external: boolean) => {
-    let cp: Checkpoint;
-    try {
-      const parsed = parseNote(note);
-      const sig = verifyNote(parsed, options.trusted);
-      if (sig.invalid.length > 0)
-        return add(
-          "bad-signature",
-          location,
-          `checkpoint signature by ${sig.invalid[0]?.name} does not verify`,
-        );
-      if (sig.valid.length === 0)
-        return add(
-          "unknown-key",
-          location,
-          `checkpoint signed only by untrusted keys (${parsed.signatures.map((s) => `${s.name}+${s.keyId}`).join(", ")})`,
-        );
-      // As for manifests: only the canonical base64 of each signature is the stored note.
-      const lines = parsed.signatures.map(
-        (s) =>
-          `\u2014 ${s.name} ${Buffer.concat([Buffer.from(s.keyId, "hex"), s.signature]).toString("base64")}\n`,
-      );
-      if (`${parsed.text}\n${lines.join("")}` !== note)
-        return add(
-          "bad-signature",
-          location,
-          "checkpoint signature line is not in canonical base64 (its text was altered)",
-        );
-      cp = parseCheckpointText(parsed.text);
-    } catch (err) {
-      return add("malformed", location, `checkpoint: ${(err as Error).message}`);
-    }
-    checkpoints++;
-    if (!latest || cp.size > latest.size) latest = cp;
-    if (cp.size > contiguous) {
-      if (external || cp.size > sealedThrough + 1) {
-        return add(
-          "truncated",
-          location,
-          `a checkpoint for ${cp.size} records was seen, but only ${contiguous} contiguous records are held: the tail was removed`,
-          { seq: contiguous },
+          culprit.location,
+          `seq ${culprit.seq} does not match the link stored in seq ${seq} (prev ${rec.prev.slice(0, 16)}…, computed ${expectedPrev.slice(0, 16)}…)`,
+          { seq: culprit.seq },
         );
       }
-      return; // gaps inside were already reported as missing
+      expectedSeq = seq + 1;
     }
-    const root = rootHex(0, cp.size);
-    if (root !== cp.rootHash.toString("hex")) {
+    // A gap at the end has no later record to reveal it; the signed batches that seal it do.
+    const signedThrough = batches.reduce((max, b) => Math.max(max, Number(b.lastSeq)), -1);
+    if (expectedSeq <= signedThrough) {
+      const sealing = batches.find((b) => Number(b.lastSeq) >= expectedSeq) as BatchInfo;
       add(
-        "modified",
-        location,
-        `the records do not reproduce the signed tree root for size ${cp.size}: history was rewritten`,
+        "missing",
+        sealing.location,
+        `records ${range(expectedSeq, signedThrough)} are absent from the end of the chain, though signed batches seal them`,
+        { seq: expectedSeq },
       );
     }
-  };
-  for (const m of data.manifests)
-    if (m.checkpoint) await checkNote(m.checkpoint, m.location, false);
-  // A checkpoint seen earlier applies to the chain with its origin (the origin of this
-  // chain's own checkpoints, or by default otel-audit-agent/<chain id>).
-  const ownOrigin = data.manifests.map((m) => m.checkpoint && originOf(m.checkpoint)).find(Boolean);
-  for (const [i, k] of options.knownCheckpoints.entries()) {
-    const origin = originOf(k.note);
-    const matches =
-      origin !== null && (ownOrigin ? origin === ownOrigin : origin.endsWith(`/${chainId}`));
-    if (!matches) continue;
-    usedCheckpoints.add(i);
-    await checkNote(k.note, k.location, true);
-  }
 
-  // Receive times are not checked (docs/integrity-format.md §7.1): a damaged one is caught
-  // by the link of the next record, and must not stop the report.
-  let earliest: bigint | null = null;
-  let latestReceived: bigint | null = null;
-  for (const r of ordered) {
-    if (!/^\d+$/.test(r.received)) continue;
-    const t = BigInt(r.received);
-    if (earliest === null || t < earliest) earliest = t;
-    if (latestReceived === null || t > latestReceived) latestReceived = t;
-  }
-  const bestLatest = latest as Checkpoint | null;
-  return {
-    findings,
-    usedCheckpoints,
-    summary: {
-      chainId,
-      records: ordered.length,
-      firstSeq: ordered[0]?.seq ?? null,
-      lastSeq: ordered[ordered.length - 1]?.seq ?? null,
-      firstReceived: earliest === null ? null : nanosToIso(earliest),
-      lastReceived: latestReceived === null ? null : nanosToIso(latestReceived),
-      batches: batches.length,
-      sealedThrough,
-      keys: [...seenKeys],
-      checkpoints,
-      latestCheckpoint: bestLatest
-        ? { size: bestLatest.size, rootHash: bestLatest.rootHash.toString("hex") }
-        : null,
-      notes: data.notes,
-    },
-  };
-}
-
-/**
- * MTH over leaves by index, hashes as binary strings (nodeHashBinary); complete subtrees of
- * 256+ leaves are memoized across calls.
- */
-function leavesSourceLazy(leafAt: (i: number) => string) {
-  const memo = new Map<number, string>();
-  const source = (start: number, end: number): string => {
-    const n = end - start;
-    if (n === 1) return leafAt(start);
-    const perfect = n >= 256 && (n & (n - 1)) === 0 && start % n === 0;
-    const key = start * 2 + n; // unique for aligned power-of-two ranges
-    if (perfect) {
-      const hit = memo.get(key);
-      if (hit) return hit;
+    // Tree roots for steps 5 and 6, over the kept records' leaf hashes by their position in
+    // `ordered`. When every line was kept, in place and numbered from 0, that is the order
+    // the leaves were hashed in, and the roots asked for above apply.
+    let contiguous = 0;
+    while (ordered[contiguous]?.seq === contiguous) contiguous++;
+    const inOrder =
+      ordered.length === lines.length &&
+      contiguous === lines.length &&
+      ordered.every((r, i) => r.line === i);
+    const neededRanges: [number, number][] = [];
+    for (const b of batches) {
+      const { from, held, absent } = batchSpan(ordered, b);
+      if (absent === 0 && held > 0) neededRanges.push([from, from + held]);
     }
-    const k = splitPoint(n);
-    const h = nodeHashBinary(source(start, start + k), source(start + k, end));
-    if (perfect) memo.set(key, h);
-    return h;
-  };
-  return source;
+    for (const size of checkpointSizes)
+      if (size > 0 && size <= contiguous) neededRanges.push([0, size]);
+    const roots = new Map<string, string>();
+    const keep = (ranges: [number, number][], found: Buffer) =>
+      ranges.forEach(([from, to], k) =>
+        roots.set(`${from}:${to}`, found.toString("hex", 32 * k, 32 * k + 32)),
+      );
+    if (inOrder) keep(inOrderRanges, await inOrderRoots);
+    const missingRanges = neededRanges.filter(([from, to]) => !roots.has(`${from}:${to}`));
+    if (missingRanges.length > 0) {
+      const leaves = Buffer.alloc(32 * ordered.length);
+      ordered.forEach((r, i) => hashed.digests.copy(leaves, 32 * i, 32 * r.line, 32 * r.line + 32));
+      keep(missingRanges, treeRoots(leaves, missingRanges));
+    }
+    await hashed.close();
+    const rootHex = (from: number, to: number) =>
+      from === to ? EMPTY_TREE_HASH.toString("hex") : (roots.get(`${from}:${to}`) as string);
+
+    // 5. Batches: each signed batch must match the records exactly.
+    let sealedThrough = -1;
+    for (const b of batches) {
+      const { first, last, from, held, absent } = batchSpan(ordered, b);
+      sealedThrough = Math.max(sealedThrough, last);
+      if (absent > 0) {
+        if (held === 0)
+          add(
+            "missing",
+            b.location,
+            `all ${absent} records of signed batch ${b.index} (seq ${range(first, last)}) are absent`,
+            { seq: first, manifest: Number(b.index) },
+          );
+        continue; // individual gaps were reported above
+      }
+      const root = rootHex(from, from + held);
+      if (root !== b.batchRoot) {
+        const linked = findings.some(
+          (f) =>
+            f.category === "modified" && f.seq !== undefined && f.seq >= first && f.seq <= last,
+        );
+        if (!linked)
+          add(
+            "modified",
+            b.location,
+            `records ${range(first, last)} do not match the Merkle root signed in batch ${b.index}: they were altered and re-chained`,
+            { seq: first, manifest: Number(b.index) },
+          );
+      }
+    }
+    for (const rec of ordered) {
+      if (rec.seq > Math.max(sealedThrough, claimedThrough)) {
+        add(
+          "inserted",
+          rec.location,
+          `seq ${rec.seq} is not covered by any signed batch (the last signed batch ends at ${sealedThrough}): forged, or written after the last seal`,
+          { seq: rec.seq },
+        );
+      }
+    }
+
+    // 6. Checkpoints: stored ones and those seen earlier must match the rebuilt tree.
+    let latest: Checkpoint | null = null;
+    let checkpoints = 0;
+    const seenKeys = new Set(batches.map((b) => b.keyId));
+    const checkNote = async (note: string, location: string, external: boolean) => {
+      let cp: Checkpoint;
+      try {
+        const parsed = parseNote(note);
+        const sig = verifyNote(parsed, options.trusted);
+        if (sig.invalid.length > 0)
+          return add(
+            "bad-signature",
+            location,
+            `checkpoint signature by ${sig.invalid[0]?.name} does not verify`,
+          );
+        if (sig.valid.length === 0)
+          return add(
+            "unknown-key",
+            location,
+            `checkpoint signed only by untrusted keys (${parsed.signatures.map((s) => `${s.name}+${s.keyId}`).join(", ")})`,
+          );
+        // As for manifests: only the canonical base64 of each signature is the stored note.
+        const lines = parsed.signatures.map(
+          (s) =>
+            `\u2014 ${s.name} ${Buffer.concat([Buffer.from(s.keyId, "hex"), s.signature]).toString("base64")}\n`,
+        );
+        if (`${parsed.text}\n${lines.join("")}` !== note)
+          return add(
+            "bad-signature",
+            location,
+            "checkpoint signature line is not in canonical base64 (its text was altered)",
+          );
+        cp = parseCheckpointText(parsed.text);
+      } catch (err) {
+        return add("malformed", location, `checkpoint: ${(err as Error).message}`);
+      }
+      checkpoints++;
+      if (!latest || cp.size > latest.size) latest = cp;
+      if (cp.size > contiguous) {
+        if (external || cp.size > sealedThrough + 1) {
+          return add(
+            "truncated",
+            location,
+            `a checkpoint for ${cp.size} records was seen, but only ${contiguous} contiguous records are held: the tail was removed`,
+            { seq: contiguous },
+          );
+        }
+        return; // gaps inside were already reported as missing
+      }
+      const root = rootHex(0, cp.size);
+      if (root !== cp.rootHash.toString("hex")) {
+        add(
+          "modified",
+          location,
+          `the records do not reproduce the signed tree root for size ${cp.size}: history was rewritten`,
+        );
+      }
+    };
+    for (const m of data.manifests)
+      if (m.checkpoint) await checkNote(m.checkpoint, m.location, false);
+    // A checkpoint seen earlier applies to the chain with its origin (the origin of this
+    // chain's own checkpoints, or by default otel-audit-agent/<chain id>).
+    const ownOrigin = data.manifests
+      .map((m) => m.checkpoint && originOf(m.checkpoint))
+      .find(Boolean);
+    for (const [i, k] of options.knownCheckpoints.entries()) {
+      const origin = originOf(k.note);
+      const matches =
+        origin !== null && (ownOrigin ? origin === ownOrigin : origin.endsWith(`/${chainId}`));
+      if (!matches) continue;
+      usedCheckpoints.add(i);
+      await checkNote(k.note, k.location, true);
+    }
+
+    // Receive times are not checked (docs/integrity-format.md §7.1): a damaged one is caught
+    // by the link of the next record, and must not stop the report.
+    let earliest: bigint | null = null;
+    let latestReceived: bigint | null = null;
+    for (const r of ordered) {
+      if (!/^\d+$/.test(r.received)) continue;
+      const t = BigInt(r.received);
+      if (earliest === null || t < earliest) earliest = t;
+      if (latestReceived === null || t > latestReceived) latestReceived = t;
+    }
+    const bestLatest = latest as Checkpoint | null;
+    return {
+      findings,
+      usedCheckpoints,
+      summary: {
+        chainId,
+        records: ordered.length,
+        firstSeq: ordered[0]?.seq ?? null,
+        lastSeq: ordered[ordered.length - 1]?.seq ?? null,
+        firstReceived: earliest === null ? null : nanosToIso(earliest),
+        lastReceived: latestReceived === null ? null : nanosToIso(latestReceived),
+        batches: batches.length,
+        sealedThrough,
+        keys: [...seenKeys],
+        checkpoints,
+        latestCheckpoint: bestLatest
+          ? { size: bestLatest.size, rootHash: bestLatest.rootHash.toString("hex") }
+          : null,
+        notes: data.notes,
+      },
+    };
+  } finally {
+    await hashed.close();
+  }
 }
 
 /** The index of the first record in `ordered` (ascending seqs) whose seq is at least `seq`. */
@@ -371,22 +406,36 @@ function firstAtOrAfter(ordered: readonly Rec[], seq: number): number {
   return lo;
 }
 
-function toRec(
-  line: StoredText,
-  env: EnvelopeHeader | string,
-  hash: string,
-  chainId: string,
-): Rec | string {
+function toRec(line: StoredText, index: number, chainId: string): Rec | string {
+  const env = checkEnvelope(line.text);
   if (typeof env === "string") return env;
   if (env.chainId !== chainId) return `record of chain ${env.chainId} stored with chain ${chainId}`;
   return {
     seq: Number(env.seq),
+    line: index,
     text: line.text,
-    hash,
     prev: env.prev,
     received: env.timeReceivedUnixNano,
     location: line.location,
   };
+}
+
+/** Where a batch's seqs fall in `ordered`, and how many of them are held. */
+function batchSpan(ordered: readonly Rec[], b: BatchInfo) {
+  const first = Number(b.firstSeq);
+  const last = Number(b.lastSeq);
+  const from = firstAtOrAfter(ordered, first);
+  const held = firstAtOrAfter(ordered, last + 1) - from;
+  return { first, last, from, held, absent: last - first + 1 - held };
+}
+
+/** The size a signed checkpoint note states, if it parses (its signature is checked later). */
+function checkpointSize(note: string): number[] {
+  try {
+    return [parseCheckpointText(parseNote(note).text).size];
+  } catch {
+    return [];
+  }
 }
 
 interface BatchInfo extends SignedManifestBatch {

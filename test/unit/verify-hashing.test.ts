@@ -1,12 +1,13 @@
 import { describe, expect, it } from "vitest";
-import { leafHash, leafHashHex, nodeHash, nodeHashBinary } from "../../agent/chain/format.js";
-import { leafHashesAlongside } from "../../agent/verify/leaf-hashes.js";
+import { leafHash, leafHashHex } from "../../agent/chain/format.js";
+import { leavesSource } from "../../agent/chain/merkle.js";
+import { hashLines, treeRoots } from "../../agent/verify/leaf-hashes.js";
 import { prng } from "../helpers/prng.js";
 
 /**
- * The verifier's faster hash paths give exactly the RFC 6962 hashes of format.ts: leaf
- * hashes of text (in line and on the worker thread, whatever the characters and lengths)
- * and node hashes over binary strings.
+ * The verifier's faster hash paths give exactly the RFC 6962 hashes of format.ts and
+ * merkle.ts: leaf hashes of text, whatever the characters and lengths, in line and on the
+ * worker thread, and tree roots of any ranges of them.
  */
 
 const TEXTS = [
@@ -29,46 +30,72 @@ function randomTexts(n: number): string[] {
   });
 }
 
+/** Prefixes (as checkpoints ask) and arbitrary ranges (as batches do) of n leaves. */
+function randomRanges(n: number): [number, number][] {
+  const rng = prng(n);
+  const ranges: [number, number][] = [
+    [0, 1],
+    [0, 2],
+    [0, n],
+    [n - 1, n],
+  ];
+  for (let k = 0; k < 12; k++) ranges.push([0, 1 + rng.int(n)]);
+  for (let k = 0; k < 12; k++) {
+    const from = rng.int(n);
+    ranges.push([from, from + 1 + rng.int(n - from)]);
+  }
+  for (let from = 0; from < n; from += 1000) ranges.push([from, Math.min(n, from + 1000)]);
+  return ranges;
+}
+
 describe("verifier hashing", () => {
   it("leafHashHex is the leaf hash of the text's UTF-8 bytes", () => {
     for (const text of [...TEXTS, ...randomTexts(300)])
       expect(leafHashHex(text)).toBe(leafHash(Buffer.from(text, "utf8")).toString("hex"));
   });
 
-  it("nodeHashBinary is nodeHash over the same bytes", () => {
-    const rng = prng(7);
-    for (let i = 0; i < 200; i++) {
-      const left = Buffer.from(rng.bytes(32));
-      const right = Buffer.from(rng.bytes(32));
-      const binary = nodeHashBinary(left.toString("binary"), right.toString("binary"));
-      expect(Buffer.from(binary, "binary")).toEqual(nodeHash(left, right));
-    }
-    expect(() => nodeHashBinary("short", "x".repeat(32))).toThrow(RangeError);
-  });
-
   for (const useWorker of [false, true]) {
-    it(`leafHashesAlongside ${useWorker ? "on a worker thread" : "in line"}: same hashes, every chunk visited once`, async () => {
+    it(`hashLines ${useWorker ? "on a worker thread" : "in line"}: leaf hashes, tree roots, every chunk visited once`, async () => {
       const texts = [...TEXTS, ...randomTexts(9000)];
-      const lines = texts.map((text) => ({ text }));
       const visited: [number, number][] = [];
-      const hashes = await leafHashesAlongside(
-        lines,
+      const hashed = await hashLines(
+        texts.map((text) => ({ text })),
         (start, end) => visited.push([start, end]),
         useWorker,
       );
-      expect(hashes).toEqual(texts.map(leafHashHex));
-      let next = 0;
-      for (const [start, end] of visited) {
-        expect(start).toBe(next);
-        expect(end).toBeGreaterThan(start);
-        next = end;
+      try {
+        const leaves = texts.map((t) => leafHash(Buffer.from(t, "utf8")));
+        expect(hashed.digests).toEqual(Buffer.concat(leaves));
+        let next = 0;
+        for (const [start, end] of visited) {
+          expect(start).toBe(next);
+          expect(end).toBeGreaterThan(start);
+          next = end;
+        }
+        expect(next).toBe(texts.length);
+
+        const ranges = randomRanges(texts.length);
+        const roots = await hashed.roots(ranges);
+        const reference = leavesSource(leaves);
+        ranges.forEach(([from, to], k) =>
+          expect(roots.subarray(32 * k, 32 * k + 32), `${from}..${to}`).toEqual(
+            Buffer.from(reference(from, to)),
+          ),
+        );
+        expect(treeRoots(hashed.digests, ranges)).toEqual(roots);
+        expect(() => treeRoots(hashed.digests, [[3, 3]])).toThrow(RangeError);
+      } finally {
+        await hashed.close();
+        await hashed.close(); // twice is harmless
       }
-      expect(next).toBe(texts.length);
     });
   }
 
-  it("leafHashesAlongside with no lines", async () => {
-    expect(await leafHashesAlongside([], () => {}, true)).toEqual([]);
-    expect(await leafHashesAlongside([], () => {}, false)).toEqual([]);
+  it("hashLines with no lines", async () => {
+    for (const useWorker of [false, true]) {
+      const hashed = await hashLines([], () => {}, useWorker);
+      expect(hashed.digests.length).toBe(0);
+      await hashed.close();
+    }
   });
 });

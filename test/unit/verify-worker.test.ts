@@ -1,0 +1,143 @@
+import { describe, expect, it } from "vitest";
+import { envelopeJson, genesisHash, leafHash } from "../../agent/chain/format.js";
+import {
+  type BatchManifest,
+  manifestHash,
+  manifestKeyId,
+  signManifest,
+} from "../../agent/chain/manifest.js";
+import { leavesSource } from "../../agent/chain/merkle.js";
+import { checkpointText, signNote } from "../../agent/chain/note.js";
+import { generateSigningKey } from "../../agent/chain/signing.js";
+import type { ChainData } from "../../agent/verify/types.js";
+import { verifyChain } from "../../agent/verify/verify-chain.js";
+
+/**
+ * The verifier hashes large chains on a worker thread and, when a chain is stored whole and
+ * in order, takes its tree roots from there too. On a synthetic signed chain, clean and
+ * tampered in each way the checks tell apart, both paths must report exactly the same.
+ */
+
+const RECORDS = 3000;
+const BATCH = 250;
+const key = generateSigningKey("test");
+const chainId = "worker-test";
+
+function buildChain() {
+  const records: string[] = [];
+  const leaves: Buffer[] = [];
+  let prev = genesisHash(chainId).toString("hex");
+  for (let i = 0; i < RECORDS; i++) {
+    const record = `{"logRecord":{"body":{"stringValue":"event ${i}"},"timeUnixNano":"${1_700_000_000_000_000_000n + BigInt(i)}"}}`;
+    const line = envelopeJson(chainId, prev, record, i, "1700000000000000000");
+    records.push(line);
+    const leaf = leafHash(Buffer.from(line, "utf8"));
+    leaves.push(leaf);
+    prev = leaf.toString("hex");
+  }
+  const root = leavesSource(leaves);
+  const hex = (h: Uint8Array) => Buffer.from(h).toString("hex");
+  const manifests: { manifest: unknown; checkpoint: string; location: string }[] = [];
+  let prevManifest = genesisHash(chainId).toString("hex");
+  for (let first = 0; first < RECORDS; first += BATCH) {
+    const last = Math.min(RECORDS, first + BATCH) - 1;
+    const manifest: BatchManifest = {
+      v: 1,
+      type: "batch",
+      chainId,
+      index: String(manifests.length),
+      firstSeq: String(first),
+      lastSeq: String(last),
+      count: last - first + 1,
+      batchRoot: hex(root(first, last + 1)),
+      prevLeaf:
+        first === 0 ? genesisHash(chainId).toString("hex") : hex(leaves[first - 1] as Buffer),
+      lastLeaf: hex(leaves[last] as Buffer),
+      treeSize: String(last + 1),
+      treeRoot: hex(root(0, last + 1)),
+      prevManifest,
+      keyId: manifestKeyId(key.public),
+      createdAt: "2026-01-01T00:00:00.000Z",
+    };
+    const signed = signManifest(manifest, key);
+    prevManifest = manifestHash(signed);
+    const checkpoint = signNote(
+      checkpointText({
+        origin: `otel-audit-agent/${chainId}`,
+        size: last + 1,
+        rootHash: Buffer.from(root(0, last + 1)),
+        extensions: [],
+      }),
+      [key],
+    );
+    manifests.push({
+      manifest: JSON.parse(signed),
+      checkpoint,
+      location: `manifests:${manifests.length + 1}`,
+    });
+  }
+  return { records, manifests };
+}
+
+const chain = buildChain();
+const lastCheckpoint = chain.manifests.at(-1)?.checkpoint as string;
+
+const TAMPERINGS: Record<string, (records: string[]) => void> = {
+  clean: () => {},
+  "a record edited": (r) => {
+    r[1234] = (r[1234] as string).replace("event 1234", "event 4321");
+  },
+  "two records swapped": (r) => {
+    [r[700], r[701]] = [r[701] as string, r[700] as string];
+  },
+  "a record copied": (r) => {
+    r.splice(900, 0, r[899] as string);
+  },
+  "a different copy inserted": (r) => {
+    r.splice(900, 0, (r[899] as string).replace("event 899", "event 0"));
+  },
+  "a record removed": (r) => {
+    r.splice(2000, 1);
+  },
+  "a record respelled": (r) => {
+    r[10] = (r[10] as string).replace('"seq":', '"seq" :');
+  },
+  "the last batch removed": (r) => {
+    r.splice(RECORDS - BATCH);
+  },
+};
+
+describe("verifyChain: the worker thread gives the same report as hashing in line", () => {
+  for (const [name, tamper] of Object.entries(TAMPERINGS)) {
+    it(name, async () => {
+      const records = [...chain.records];
+      tamper(records);
+      const data = (): ChainData => ({
+        chainId,
+        records: records.map((text, i) => ({ text, location: `records:${i + 1}` })),
+        manifests: chain.manifests.slice(0, name === "the last batch removed" ? -1 : undefined),
+        findings: [],
+        notes: [],
+      });
+      const known = [{ note: lastCheckpoint, location: "saved" }];
+      const inLine = await verifyChain(data(), {
+        trusted: [key.public],
+        knownCheckpoints: known,
+        hashOnWorker: false,
+      });
+      const onWorker = await verifyChain(data(), {
+        trusted: [key.public],
+        knownCheckpoints: known,
+        hashOnWorker: true,
+      });
+      expect(onWorker).toEqual(inLine);
+      if (name === "clean") {
+        expect(inLine.findings).toEqual([]);
+        expect(inLine.summary.records).toBe(RECORDS);
+        expect(inLine.summary.checkpoints).toBe(chain.manifests.length + 1);
+      } else {
+        expect(inLine.findings.length).toBeGreaterThan(0);
+      }
+    });
+  }
+});
