@@ -18,18 +18,14 @@ import { Worker } from "node:worker_threads";
 export const WORKER_THRESHOLD = 32_768;
 /** Lines per chunk, the unit handed to the worker: small enough to stay in the CPU cache. */
 const CHUNK = 256;
+/** Chunks the worker may have waiting before this thread hashes the next one itself. */
+const AHEAD = 4;
 
 export interface LineHashes {
   /** The leaf hash of every line, 32 bytes each, in the order of the lines. */
-  readonly digests: Buffer;
-  /**
-   * The RFC 6962 tree root (32 bytes each, in order) of each range [start, end) of these
-   * leaves, taken as a tree of its own, with end > start. Ranges that share a start share
-   * the work: every checkpoint is a range from 0.
-   */
-  roots(ranges: readonly (readonly [number, number])[]): Promise<Buffer>;
-  /** Ends the worker, if there is one. */
-  close(): Promise<void>;
+  digests: Buffer;
+  /** The roots of the ranges given to hashLines, 32 bytes each, in their order. */
+  roots: Buffer;
 }
 
 /** SHA-256 of `data` as a binary string (one character per byte). */
@@ -38,83 +34,82 @@ const sha256: Sha256 = (data) => hash("sha256", data, "binary");
 
 /**
  * Calls `during(start, end)` for consecutive chunks of `lines` while their leaf hashes are
- * computed, and resolves once both are done.
+ * computed, and resolves once both are done. Along the way it computes the RFC 6962 tree
+ * root of each of `ranges` [start, end) over the leaves in line order, each range taken as a
+ * tree of its own (end > start); ranges that share a start share the work, so every
+ * checkpoint, a range from 0, costs little more than its last leaves.
+ *
+ * With a worker, the worker computes the roots, and hashes each chunk unless it is behind:
+ * then this thread hashes the chunk itself, so that both threads stay busy.
  */
 export async function hashLines(
   lines: readonly { text: string }[],
   during: (start: number, end: number) => void,
+  ranges: readonly (readonly [number, number])[],
   useWorker = lines.length >= WORKER_THRESHOLD,
 ): Promise<LineHashes> {
+  const shared = new SharedArrayBuffer(32 * lines.length);
+  const digests = Buffer.from(shared);
+  const local = new ChunkEncoder((size) => new ArrayBuffer(size));
+  const hashHere = (start: number, end: number) => {
+    const { buffer, ends } = local.encode(lines, start, end);
+    hashLeaves(Buffer.from(buffer), ends, digests, start, sha256);
+    local.release(buffer);
+  };
   if (!useWorker) {
-    const digests = Buffer.alloc(32 * lines.length);
-    const encoder = new ChunkEncoder((size) => new ArrayBuffer(size));
     for (let start = 0; start < lines.length; start += CHUNK) {
       const end = Math.min(lines.length, start + CHUNK);
-      const { buffer, ends } = encoder.encode(lines, start, end);
-      hashLeaves(Buffer.from(buffer), ends, digests, start, sha256);
-      encoder.release(buffer);
+      hashHere(start, end);
       during(start, end);
     }
-    return {
-      digests,
-      roots: (ranges) => Promise.resolve(treeRoots(digests, ranges)),
-      close: () => Promise.resolve(),
-    };
+    return { digests, roots: treeRoots(digests, ranges) };
   }
 
-  const shared = new SharedArrayBuffer(32 * lines.length);
-  const code = [hashLeaves, merkleRoots, hashThread].map(String).join("\n");
-  const worker = new Worker(`${code}\nhashThread();`, { eval: true, workerData: shared });
-  const replies = new Map<number, (reply: { roots?: Uint8Array }) => void>();
-  const failed = new Promise<never>((_, reject) => {
-    worker.once("error", reject);
-    worker.once("exit", (code) => reject(new Error(`leaf hash worker exited (${code})`)));
+  // progress[0]: chunks the worker has finished, in order.
+  const progress = new Int32Array(new SharedArrayBuffer(4));
+  const code = [hashLeaves, rootsBuilder, hashThread].map(String).join("\n");
+  const worker = new Worker(`${code}\nhashThread();`, {
+    eval: true,
+    workerData: { digests: shared, ranges: flat(ranges), progress: progress.buffer },
   });
-  failed.catch(() => {}); // observed by whoever awaits a reply
-  worker.on("message", (reply: { id: number; roots?: Uint8Array }) => {
-    replies.get(reply.id)?.(reply);
-    replies.delete(reply.id);
-  });
-  let nextId = 0;
-  const ask = (message: object) => {
-    const id = nextId++;
-    const reply = new Promise<{ roots?: Uint8Array }>((resolve) => replies.set(id, resolve));
-    worker.postMessage({ ...message, id });
-    return Promise.race([failed, reply]);
-  };
   try {
-    const encoder = new ChunkEncoder((size) => new SharedArrayBuffer(size));
-    const chunks: Promise<unknown>[] = [];
-    for (let start = 0; start < lines.length; start += CHUNK) {
+    const failed = new Promise<never>((_, reject) => {
+      worker.once("error", reject);
+      worker.once("exit", (code) => reject(new Error(`leaf hash worker exited (${code})`)));
+    });
+    const toWorker = new ChunkEncoder((size) => new SharedArrayBuffer(size));
+    const queued: { chunk: number; buffer: SharedArrayBuffer }[] = [];
+    let chunk = 0;
+    for (let start = 0; start < lines.length; start += CHUNK, chunk++) {
       const end = Math.min(lines.length, start + CHUNK);
-      const { buffer, ends } = encoder.encode(lines, start, end);
-      chunks.push(ask({ buffer, ends, first: start }).then(() => encoder.release(buffer)));
+      const done = Atomics.load(progress, 0);
+      while (queued.length > 0 && (queued[0] as { chunk: number }).chunk < done)
+        toWorker.release((queued.shift() as { buffer: SharedArrayBuffer }).buffer);
+      if (chunk - done >= AHEAD) {
+        hashHere(start, end);
+        worker.postMessage({ first: start, count: end - start });
+      } else {
+        const { buffer, ends } = toWorker.encode(lines, start, end);
+        queued.push({ chunk, buffer });
+        worker.postMessage({ buffer, ends, first: start, count: end - start });
+      }
       during(start, end);
-      // Let the worker's replies in, so their buffers are reused rather than reallocated.
-      await new Promise((resolve) => setImmediate(resolve));
     }
-    await Promise.all(chunks);
-  } catch (err) {
+    // The worker answers once it has done every chunk before: all digests are written.
+    const reply = new Promise<{ roots: Uint8Array }>((resolve) => worker.once("message", resolve));
+    worker.postMessage({ flush: true });
+    const { roots } = await Promise.race([failed, reply]);
+    return { digests, roots: Buffer.from(roots.buffer, roots.byteOffset, roots.length) };
+  } finally {
     await worker.terminate();
-    throw err;
   }
-  let closed: Promise<number> | null = null;
-  return {
-    digests: Buffer.from(shared),
-    roots: async (ranges) => {
-      const { roots } = (await ask({ ranges: flat(ranges) })) as { roots: Uint8Array };
-      return Buffer.from(roots.buffer, roots.byteOffset, roots.length);
-    },
-    close: async () => {
-      closed ??= worker.terminate();
-      await closed;
-    },
-  };
 }
 
-/** Tree roots over `leaves` (32 bytes each) as LineHashes.roots gives them, in line. */
+/** Tree roots over `leaves` (32 bytes each), as hashLines computes them, in line. */
 export function treeRoots(leaves: Buffer, ranges: readonly (readonly [number, number])[]): Buffer {
-  return merkleRoots(leaves, flat(ranges), sha256);
+  const roots = rootsBuilder(leaves, flat(ranges), sha256);
+  roots.advance(leaves.length / 32);
+  return roots.roots;
 }
 
 function flat(ranges: readonly (readonly [number, number])[]): Float64Array {
@@ -147,23 +142,35 @@ class ChunkEncoder<B extends ArrayBufferLike> {
   }
 }
 
-/** The worker: hashes chunks of lines into the shared digests, and computes roots on request. */
+/**
+ * The worker: hashes the chunks it is given into the shared digests, counts each chunk done
+ * (its own or one hashed by the main thread), and computes the roots as leaves are ready.
+ */
 function hashThread(): void {
   const { parentPort, workerData } = process.getBuiltinModule("node:worker_threads");
   const { hash } = process.getBuiltinModule("node:crypto");
   const sha256 = (data: Uint8Array) => hash("sha256", data, "binary");
-  const digests = Buffer.from(workerData as SharedArrayBuffer);
+  const shared = workerData as {
+    digests: SharedArrayBuffer;
+    ranges: Float64Array;
+    progress: SharedArrayBuffer;
+  };
+  const digests = Buffer.from(shared.digests);
+  const progress = new Int32Array(shared.progress);
+  const roots = rootsBuilder(digests, shared.ranges, sha256);
   type Request =
-    | { id: number; buffer: SharedArrayBuffer; ends: Float64Array; first: number }
-    | { id: number; ranges: Float64Array };
+    | { buffer?: SharedArrayBuffer; ends: Float64Array; first: number; count: number }
+    | { flush: true };
   parentPort?.on("message", (request: Request) => {
-    if ("ranges" in request) {
-      const roots = merkleRoots(digests, request.ranges, sha256);
-      parentPort.postMessage({ id: request.id, roots }, [roots.buffer as ArrayBuffer]);
+    if ("flush" in request) {
+      roots.advance(digests.length / 32);
+      parentPort.postMessage({ roots: roots.roots }, [roots.roots.buffer as ArrayBuffer]);
       return;
     }
-    hashLeaves(Buffer.from(request.buffer), request.ends, digests, request.first, sha256);
-    parentPort.postMessage({ id: request.id });
+    if (request.buffer)
+      hashLeaves(Buffer.from(request.buffer), request.ends, digests, request.first, sha256);
+    Atomics.add(progress, 0, 1);
+    roots.advance(request.first + request.count);
   });
 }
 
@@ -185,57 +192,82 @@ function hashLeaves(
 
 /**
  * RFC 6962 MTH of each range [start, end) of the leaf hashes in `digests` (pairs in
- * `ranges`), 32 bytes per range. Ranges with the same start share one pass over their leaves:
- * it keeps the roots of the complete subtrees so far (at most one per size, like the bits of
- * a binary counter), and a range's root folds them from the right, as MTH splits at the
- * largest power of two.
+ * `ranges`), into `roots`, 32 bytes per range, computed as `advance(upTo)` says leaves up to
+ * there are ready. Ranges with the same start share one pass over their leaves: it keeps the
+ * roots of the complete subtrees so far (at most one per size, like the bits of a binary
+ * counter), and a range's root folds them from the right, as MTH splits at the largest
+ * power of two.
  */
-function merkleRoots(
+function rootsBuilder(
   digests: Buffer,
   ranges: Float64Array,
   sha256: (data: Uint8Array) => string,
-): Buffer {
+): { advance(upTo: number): void; roots: Buffer } {
   const count = ranges.length / 2;
-  const out = Buffer.from(new ArrayBuffer(32 * count));
+  const roots = Buffer.from(new ArrayBuffer(32 * count));
   const input = Buffer.alloc(65, 0x01);
   const node = (left: string, right: string) => {
     input.write(left, 1, 32, "latin1");
     input.write(right, 33, 32, "latin1");
     return sha256(input);
   };
+  interface Pass {
+    start: number;
+    next: number;
+    /** Ends of its ranges, ascending, with the index of each range. */
+    ends: number[];
+    ranges: number[];
+    done: number;
+    subtrees: string[];
+    sizes: number[];
+  }
+  const passes: Pass[] = [];
   const order = Array.from({ length: count }, (_, k) => k).sort(
     (a, b) =>
       (ranges[2 * a] as number) - (ranges[2 * b] as number) ||
       (ranges[2 * a + 1] as number) - (ranges[2 * b + 1] as number),
   );
-  let start = -1;
-  let next = 0;
-  const subtrees: string[] = [];
-  const sizes: number[] = [];
   for (const k of order) {
     const from = ranges[2 * k] as number;
     const to = ranges[2 * k + 1] as number;
     if (!(to > from)) throw new RangeError(`no tree for leaves ${from}..${to}`);
-    if (from !== start) {
-      start = from;
-      next = from;
-      subtrees.length = 0;
-      sizes.length = 0;
+    let pass = passes[passes.length - 1];
+    if (pass?.start !== from) {
+      pass = { start: from, next: from, ends: [], ranges: [], done: 0, subtrees: [], sizes: [] };
+      passes.push(pass);
     }
-    for (; next < to; next++) {
-      let root = digests.toString("latin1", 32 * next, 32 * next + 32);
-      let size = 1;
-      while (sizes[sizes.length - 1] === size) {
-        root = node(subtrees.pop() as string, root);
-        sizes.pop();
-        size *= 2;
-      }
-      subtrees.push(root);
-      sizes.push(size);
-    }
-    let root = subtrees[subtrees.length - 1] as string;
-    for (let j = subtrees.length - 2; j >= 0; j--) root = node(subtrees[j] as string, root);
-    out.write(root, 32 * k, 32, "latin1");
+    pass.ends.push(to);
+    pass.ranges.push(k);
   }
-  return out;
+  let started = 0;
+  const open: Pass[] = [];
+  const advance = (upTo: number) => {
+    while (started < passes.length && (passes[started] as Pass).start < upTo)
+      open.push(passes[started++] as Pass);
+    for (let j = 0; j < open.length; j++) {
+      const pass = open[j] as Pass;
+      const { subtrees, sizes, ends } = pass;
+      for (const stop = Math.min(upTo, ends[ends.length - 1] as number); pass.next < stop;) {
+        let root = digests.toString("latin1", 32 * pass.next, 32 * pass.next + 32);
+        let size = 1;
+        while (sizes[sizes.length - 1] === size) {
+          root = node(subtrees.pop() as string, root);
+          sizes.pop();
+          size *= 2;
+        }
+        subtrees.push(root);
+        sizes.push(size);
+        pass.next++;
+        while (ends[pass.done] === pass.next) {
+          let folded = subtrees[subtrees.length - 1] as string;
+          for (let i = subtrees.length - 2; i >= 0; i--)
+            folded = node(subtrees[i] as string, folded);
+          roots.write(folded, 32 * (pass.ranges[pass.done] as number), 32, "latin1");
+          pass.done++;
+        }
+      }
+      if (pass.done === ends.length) open.splice(j--, 1);
+    }
+  };
+  return { advance, roots };
 }

@@ -55,343 +55,333 @@ export async function verifyChain(
       list.push({ category, chainId, location, detail, ...at });
   const add = adder(findings);
 
+  // 2 (reported after 1). Manifests: structure, signature, their own hash chain. Their
+  // batches and checkpoints say which tree roots steps 5 and 6 need: computed along with the
+  // leaf hashes, for the usual case of a chain stored whole and in order (see `inOrder`
+  // below); otherwise from the records kept, once they are known.
+  const manifestFindings: Finding[] = [];
+  const { batches, claimedThrough } = checkManifests(
+    data,
+    options.trusted,
+    adder(manifestFindings),
+  );
+  const checkpointSizes = [
+    ...data.manifests.map((m) => m.checkpoint),
+    ...options.knownCheckpoints.map((k) => k.note),
+  ].flatMap((note) => (note ? checkpointSize(note) : []));
+  const lines = data.records;
+  const inOrderRanges: [number, number][] = [];
+  for (const b of batches) {
+    const [first, last] = [Number(b.firstSeq), Number(b.lastSeq)];
+    if (first <= last && last < lines.length) inOrderRanges.push([first, last + 1]);
+  }
+  for (const size of checkpointSizes)
+    if (size > 0 && size <= lines.length) inOrderRanges.push([0, size]);
+
   // 1. Records: parse each line while its leaf hash is computed alongside (leaf-hashes.ts),
   // keep the first copy of each seq, and note the storage order. Records must be stored in
   // ascending seq order: a later copy of an earlier seq is judged in step 3, any other record
   // stored after a higher seq is reordered.
-  const lines = data.records;
   const parsed: (Rec | string)[] = new Array<Rec | string>(lines.length);
-  const hashed = await hashLines(
+  const { digests, roots: inOrderRoots } = await hashLines(
     lines,
     (start, end) => {
       for (let i = start; i < end; i++) parsed[i] = toRec(lines[i] as StoredText, i, chainId);
     },
+    inOrderRanges,
     options.hashOnWorker,
   );
-  try {
-    const hashHex = (r: Rec) => hashed.digests.toString("hex", 32 * r.line, 32 * r.line + 32);
+  const hashHex = (r: Rec) => digests.toString("hex", 32 * r.line, 32 * r.line + 32);
 
-    // 2. Manifests: structure, signature, their own hash chain (reported after step 1). Their
-    // batches and checkpoints say which tree roots step 5 and 6 need: asked for at once, for
-    // the usual case of a chain stored whole and in order (see `inOrder` below), so that the
-    // worker computes them while this thread goes on.
-    const manifestFindings: Finding[] = [];
-    const { batches, claimedThrough } = checkManifests(
-      data,
-      options.trusted,
-      adder(manifestFindings),
-    );
-    const checkpointSizes = [
-      ...data.manifests.map((m) => m.checkpoint),
-      ...options.knownCheckpoints.map((k) => k.note),
-    ].flatMap((note) => (note ? checkpointSize(note) : []));
-    const inOrderRanges: [number, number][] = [];
-    for (const b of batches) {
-      const [first, last] = [Number(b.firstSeq), Number(b.lastSeq)];
-      if (first <= last && last < lines.length) inOrderRanges.push([first, last + 1]);
+  const firstCopies: Rec[] = [];
+  let bySeq: Map<number, Rec> | null = null; // made once a seq repeats or goes back
+  const copies = new Map<number, Rec[]>(); // every copy, for the seqs stored more than once
+  const reordered: Finding[] = [];
+  let maxSeq = -1;
+  for (const [i, rec] of parsed.entries()) {
+    if (typeof rec === "string") {
+      add("malformed", (lines[i] as StoredText).location, rec);
+      continue;
     }
-    for (const size of checkpointSizes)
-      if (size > 0 && size <= lines.length) inOrderRanges.push([0, size]);
-    const inOrderRoots = hashed.roots(inOrderRanges);
-    inOrderRoots.catch(() => {}); // awaited below only if used
+    if (rec.seq > maxSeq) {
+      firstCopies.push(rec);
+      bySeq?.set(rec.seq, rec);
+      maxSeq = rec.seq;
+      continue;
+    }
+    bySeq ??= new Map(firstCopies.map((r) => [r.seq, r]));
+    const first = bySeq.get(rec.seq);
+    if (first === undefined) {
+      firstCopies.push(rec);
+      bySeq.set(rec.seq, rec);
+      const detail = `seq ${rec.seq} is stored after seq ${maxSeq}`;
+      reordered.push({
+        category: "reordered",
+        chainId,
+        location: rec.location,
+        detail,
+        seq: rec.seq,
+      });
+    } else {
+      const list = copies.get(rec.seq);
+      if (list) list.push(rec);
+      else copies.set(rec.seq, [first, rec]);
+    }
+  }
+  findings.push(...reordered, ...manifestFindings);
 
-    const firstCopies: Rec[] = [];
-    let bySeq: Map<number, Rec> | null = null; // made once a seq repeats or goes back
-    const copies = new Map<number, Rec[]>(); // every copy, for the seqs stored more than once
-    const reordered: Finding[] = [];
-    let maxSeq = -1;
-    for (const [i, rec] of parsed.entries()) {
-      if (typeof rec === "string") {
-        add("malformed", (lines[i] as StoredText).location, rec);
-        continue;
-      }
-      if (rec.seq > maxSeq) {
-        firstCopies.push(rec);
-        bySeq?.set(rec.seq, rec);
-        maxSeq = rec.seq;
-        continue;
-      }
-      bySeq ??= new Map(firstCopies.map((r) => [r.seq, r]));
-      const first = bySeq.get(rec.seq);
-      if (first === undefined) {
-        firstCopies.push(rec);
-        bySeq.set(rec.seq, rec);
-        const detail = `seq ${rec.seq} is stored after seq ${maxSeq}`;
-        reordered.push({
-          category: "reordered",
-          chainId,
-          location: rec.location,
-          detail,
-          seq: rec.seq,
-        });
-      } else {
-        const list = copies.get(rec.seq);
-        if (list) list.push(rec);
-        else copies.set(rec.seq, [first, rec]);
-      }
-    }
-    findings.push(...reordered, ...manifestFindings);
-
-    // 3. Pick one copy per seq: the one the signed chain commits to.
-    const committed = new Map<number, string>(); // seq → leaf hash committed by a manifest (lastLeaf / prevLeaf)
-    for (const b of batches) {
-      committed.set(Number(b.lastSeq), b.lastLeaf);
-      if (Number(b.firstSeq) > 0) committed.set(Number(b.firstSeq) - 1, b.prevLeaf);
-    }
-    const genuineCopy = new Map<number, Rec>();
-    for (const [seq, list] of [...copies].sort((a, b) => a[0] - b[0])) {
-      const first = list[0] as Rec;
-      const distinct = new Map(list.map((r) => [r.text, r]));
-      if (distinct.size === 1) {
-        for (const extra of list.slice(1))
-          add(
-            "duplicate",
-            extra.location,
-            `a second identical copy of seq ${seq} (first at ${first.location})`,
-            { seq },
-          );
-        continue;
-      }
-      const nextPrev = bySeq?.get(seq + 1)?.prev;
-      const expected = committed.get(seq) ?? nextPrev;
-      const genuine = list.find((r) => hashHex(r) === expected) ?? first;
-      genuineCopy.set(seq, genuine);
-      for (const r of list) {
-        if (r === genuine || r.text === genuine.text) continue;
+  // 3. Pick one copy per seq: the one the signed chain commits to.
+  const committed = new Map<number, string>(); // seq → leaf hash committed by a manifest (lastLeaf / prevLeaf)
+  for (const b of batches) {
+    committed.set(Number(b.lastSeq), b.lastLeaf);
+    if (Number(b.firstSeq) > 0) committed.set(Number(b.firstSeq) - 1, b.prevLeaf);
+  }
+  const genuineCopy = new Map<number, Rec>();
+  for (const [seq, list] of [...copies].sort((a, b) => a[0] - b[0])) {
+    const first = list[0] as Rec;
+    const distinct = new Map(list.map((r) => [r.text, r]));
+    if (distinct.size === 1) {
+      for (const extra of list.slice(1))
         add(
-          "inserted",
-          r.location,
-          `a different record claiming seq ${seq}; the chain commits to the one at ${genuine.location}`,
+          "duplicate",
+          extra.location,
+          `a second identical copy of seq ${seq} (first at ${first.location})`,
           { seq },
         );
-      }
+      continue;
     }
-    // The kept records in ascending seq. First copies were stored in ascending order unless
-    // some were reordered.
-    let ordered =
-      reordered.length > 0 ? [...firstCopies].sort((a, b) => a.seq - b.seq) : firstCopies;
-    if (genuineCopy.size > 0) ordered = ordered.map((r) => genuineCopy.get(r.seq) ?? r);
+    const nextPrev = bySeq?.get(seq + 1)?.prev;
+    const expected = committed.get(seq) ?? nextPrev;
+    const genuine = list.find((r) => hashHex(r) === expected) ?? first;
+    genuineCopy.set(seq, genuine);
+    for (const r of list) {
+      if (r === genuine || r.text === genuine.text) continue;
+      add(
+        "inserted",
+        r.location,
+        `a different record claiming seq ${seq}; the chain commits to the one at ${genuine.location}`,
+        { seq },
+      );
+    }
+  }
+  // The kept records in ascending seq. First copies were stored in ascending order unless
+  // some were reordered.
+  let ordered = reordered.length > 0 ? [...firstCopies].sort((a, b) => a.seq - b.seq) : firstCopies;
+  if (genuineCopy.size > 0) ordered = ordered.map((r) => genuineCopy.get(r.seq) ?? r);
 
-    // 4. Contiguity and links.
-    let expectedSeq = 0;
-    const genesis = genesisHash(chainId).toString("hex");
-    for (let i = 0; i < ordered.length; i++) {
-      const rec = ordered[i] as Rec;
-      const seq = rec.seq;
-      if (seq > expectedSeq)
-        add(
-          "missing",
-          rec.location,
-          `records ${range(expectedSeq, seq - 1)} are absent before seq ${seq}`,
-          { seq: expectedSeq },
-        );
-      const before = ordered[i - 1];
-      const prevRec = before?.seq === seq - 1 ? before : undefined;
-      const expectedPrev = seq === 0 ? genesis : prevRec && hashHex(prevRec);
-      if (expectedPrev !== undefined && rec.prev !== expectedPrev) {
-        const culprit = seq === 0 ? rec : (prevRec as Rec);
-        add(
-          "modified",
-          culprit.location,
-          `seq ${culprit.seq} does not match the link stored in seq ${seq} (prev ${rec.prev.slice(0, 16)}…, computed ${expectedPrev.slice(0, 16)}…)`,
-          { seq: culprit.seq },
-        );
-      }
-      expectedSeq = seq + 1;
-    }
-    // A gap at the end has no later record to reveal it; the signed batches that seal it do.
-    const signedThrough = batches.reduce((max, b) => Math.max(max, Number(b.lastSeq)), -1);
-    if (expectedSeq <= signedThrough) {
-      const sealing = batches.find((b) => Number(b.lastSeq) >= expectedSeq) as BatchInfo;
+  // 4. Contiguity and links.
+  let expectedSeq = 0;
+  const genesis = genesisHash(chainId).toString("hex");
+  for (let i = 0; i < ordered.length; i++) {
+    const rec = ordered[i] as Rec;
+    const seq = rec.seq;
+    if (seq > expectedSeq)
       add(
         "missing",
-        sealing.location,
-        `records ${range(expectedSeq, signedThrough)} are absent from the end of the chain, though signed batches seal them`,
+        rec.location,
+        `records ${range(expectedSeq, seq - 1)} are absent before seq ${seq}`,
         { seq: expectedSeq },
       );
-    }
-
-    // Tree roots for steps 5 and 6, over the kept records' leaf hashes by their position in
-    // `ordered`. When every line was kept, in place and numbered from 0, that is the order
-    // the leaves were hashed in, and the roots asked for above apply.
-    let contiguous = 0;
-    while (ordered[contiguous]?.seq === contiguous) contiguous++;
-    const inOrder =
-      ordered.length === lines.length &&
-      contiguous === lines.length &&
-      ordered.every((r, i) => r.line === i);
-    const neededRanges: [number, number][] = [];
-    for (const b of batches) {
-      const { from, held, absent } = batchSpan(ordered, b);
-      if (absent === 0 && held > 0) neededRanges.push([from, from + held]);
-    }
-    for (const size of checkpointSizes)
-      if (size > 0 && size <= contiguous) neededRanges.push([0, size]);
-    const roots = new Map<string, string>();
-    const keep = (ranges: [number, number][], found: Buffer) =>
-      ranges.forEach(([from, to], k) =>
-        roots.set(`${from}:${to}`, found.toString("hex", 32 * k, 32 * k + 32)),
+    const before = ordered[i - 1];
+    const prevRec = before?.seq === seq - 1 ? before : undefined;
+    const expectedPrev = seq === 0 ? genesis : prevRec && hashHex(prevRec);
+    if (expectedPrev !== undefined && rec.prev !== expectedPrev) {
+      const culprit = seq === 0 ? rec : (prevRec as Rec);
+      add(
+        "modified",
+        culprit.location,
+        `seq ${culprit.seq} does not match the link stored in seq ${seq} (prev ${rec.prev.slice(0, 16)}…, computed ${expectedPrev.slice(0, 16)}…)`,
+        { seq: culprit.seq },
       );
-    if (inOrder) keep(inOrderRanges, await inOrderRoots);
-    const missingRanges = neededRanges.filter(([from, to]) => !roots.has(`${from}:${to}`));
-    if (missingRanges.length > 0) {
-      const leaves = Buffer.alloc(32 * ordered.length);
-      ordered.forEach((r, i) => hashed.digests.copy(leaves, 32 * i, 32 * r.line, 32 * r.line + 32));
-      keep(missingRanges, treeRoots(leaves, missingRanges));
     }
-    await hashed.close();
-    const rootHex = (from: number, to: number) =>
-      from === to ? EMPTY_TREE_HASH.toString("hex") : (roots.get(`${from}:${to}`) as string);
+    expectedSeq = seq + 1;
+  }
+  // A gap at the end has no later record to reveal it; the signed batches that seal it do.
+  const signedThrough = batches.reduce((max, b) => Math.max(max, Number(b.lastSeq)), -1);
+  if (expectedSeq <= signedThrough) {
+    const sealing = batches.find((b) => Number(b.lastSeq) >= expectedSeq) as BatchInfo;
+    add(
+      "missing",
+      sealing.location,
+      `records ${range(expectedSeq, signedThrough)} are absent from the end of the chain, though signed batches seal them`,
+      { seq: expectedSeq },
+    );
+  }
 
-    // 5. Batches: each signed batch must match the records exactly.
-    let sealedThrough = -1;
-    for (const b of batches) {
-      const { first, last, from, held, absent } = batchSpan(ordered, b);
-      sealedThrough = Math.max(sealedThrough, last);
-      if (absent > 0) {
-        if (held === 0)
-          add(
-            "missing",
-            b.location,
-            `all ${absent} records of signed batch ${b.index} (seq ${range(first, last)}) are absent`,
-            { seq: first, manifest: Number(b.index) },
-          );
-        continue; // individual gaps were reported above
-      }
-      const root = rootHex(from, from + held);
-      if (root !== b.batchRoot) {
-        const linked = findings.some(
-          (f) =>
-            f.category === "modified" && f.seq !== undefined && f.seq >= first && f.seq <= last,
-        );
-        if (!linked)
-          add(
-            "modified",
-            b.location,
-            `records ${range(first, last)} do not match the Merkle root signed in batch ${b.index}: they were altered and re-chained`,
-            { seq: first, manifest: Number(b.index) },
-          );
-      }
-    }
-    for (const rec of ordered) {
-      if (rec.seq > Math.max(sealedThrough, claimedThrough)) {
+  // Tree roots for steps 5 and 6, over the kept records' leaf hashes by their position in
+  // `ordered`. When every line was kept, in place and numbered from 0, that is the order
+  // the leaves were hashed in, and the roots asked for above apply.
+  let contiguous = 0;
+  while (ordered[contiguous]?.seq === contiguous) contiguous++;
+  const inOrder =
+    ordered.length === lines.length &&
+    contiguous === lines.length &&
+    ordered.every((r, i) => r.line === i);
+  const neededRanges: [number, number][] = [];
+  for (const b of batches) {
+    const { from, held, absent } = batchSpan(ordered, b);
+    if (absent === 0 && held > 0) neededRanges.push([from, from + held]);
+  }
+  for (const size of checkpointSizes)
+    if (size > 0 && size <= contiguous) neededRanges.push([0, size]);
+  const roots = new Map<string, string>();
+  const keep = (ranges: [number, number][], found: Buffer) =>
+    ranges.forEach(([from, to], k) =>
+      roots.set(`${from}:${to}`, found.toString("hex", 32 * k, 32 * k + 32)),
+    );
+  if (inOrder) keep(inOrderRanges, inOrderRoots);
+  const missingRanges = neededRanges.filter(([from, to]) => !roots.has(`${from}:${to}`));
+  if (missingRanges.length > 0) {
+    const leaves = Buffer.alloc(32 * ordered.length);
+    ordered.forEach((r, i) => digests.copy(leaves, 32 * i, 32 * r.line, 32 * r.line + 32));
+    keep(missingRanges, treeRoots(leaves, missingRanges));
+  }
+  const rootHex = (from: number, to: number) =>
+    from === to ? EMPTY_TREE_HASH.toString("hex") : (roots.get(`${from}:${to}`) as string);
+
+  // 5. Batches: each signed batch must match the records exactly.
+  let sealedThrough = -1;
+  for (const b of batches) {
+    const { first, last, from, held, absent } = batchSpan(ordered, b);
+    sealedThrough = Math.max(sealedThrough, last);
+    if (absent > 0) {
+      if (held === 0)
         add(
-          "inserted",
-          rec.location,
-          `seq ${rec.seq} is not covered by any signed batch (the last signed batch ends at ${sealedThrough}): forged, or written after the last seal`,
-          { seq: rec.seq },
+          "missing",
+          b.location,
+          `all ${absent} records of signed batch ${b.index} (seq ${range(first, last)}) are absent`,
+          { seq: first, manifest: Number(b.index) },
         );
-      }
+      continue; // individual gaps were reported above
     }
-
-    // 6. Checkpoints: stored ones and those seen earlier must match the rebuilt tree.
-    let latest: Checkpoint | null = null;
-    let checkpoints = 0;
-    const seenKeys = new Set(batches.map((b) => b.keyId));
-    const checkNote = async (note: string, location: string, external: boolean) => {
-      let cp: Checkpoint;
-      try {
-        const parsed = parseNote(note);
-        const sig = verifyNote(parsed, options.trusted);
-        if (sig.invalid.length > 0)
-          return add(
-            "bad-signature",
-            location,
-            `checkpoint signature by ${sig.invalid[0]?.name} does not verify`,
-          );
-        if (sig.valid.length === 0)
-          return add(
-            "unknown-key",
-            location,
-            `checkpoint signed only by untrusted keys (${parsed.signatures.map((s) => `${s.name}+${s.keyId}`).join(", ")})`,
-          );
-        // As for manifests: only the canonical base64 of each signature is the stored note.
-        const lines = parsed.signatures.map(
-          (s) =>
-            `\u2014 ${s.name} ${Buffer.concat([Buffer.from(s.keyId, "hex"), s.signature]).toString("base64")}\n`,
-        );
-        if (`${parsed.text}\n${lines.join("")}` !== note)
-          return add(
-            "bad-signature",
-            location,
-            "checkpoint signature line is not in canonical base64 (its text was altered)",
-          );
-        cp = parseCheckpointText(parsed.text);
-      } catch (err) {
-        return add("malformed", location, `checkpoint: ${(err as Error).message}`);
-      }
-      checkpoints++;
-      if (!latest || cp.size > latest.size) latest = cp;
-      if (cp.size > contiguous) {
-        if (external || cp.size > sealedThrough + 1) {
-          return add(
-            "truncated",
-            location,
-            `a checkpoint for ${cp.size} records was seen, but only ${contiguous} contiguous records are held: the tail was removed`,
-            { seq: contiguous },
-          );
-        }
-        return; // gaps inside were already reported as missing
-      }
-      const root = rootHex(0, cp.size);
-      if (root !== cp.rootHash.toString("hex")) {
+    const root = rootHex(from, from + held);
+    if (root !== b.batchRoot) {
+      const linked = findings.some(
+        (f) => f.category === "modified" && f.seq !== undefined && f.seq >= first && f.seq <= last,
+      );
+      if (!linked)
         add(
           "modified",
+          b.location,
+          `records ${range(first, last)} do not match the Merkle root signed in batch ${b.index}: they were altered and re-chained`,
+          { seq: first, manifest: Number(b.index) },
+        );
+    }
+  }
+  for (const rec of ordered) {
+    if (rec.seq > Math.max(sealedThrough, claimedThrough)) {
+      add(
+        "inserted",
+        rec.location,
+        `seq ${rec.seq} is not covered by any signed batch (the last signed batch ends at ${sealedThrough}): forged, or written after the last seal`,
+        { seq: rec.seq },
+      );
+    }
+  }
+
+  // 6. Checkpoints: stored ones and those seen earlier must match the rebuilt tree.
+  let latest: Checkpoint | null = null;
+  let checkpoints = 0;
+  const seenKeys = new Set(batches.map((b) => b.keyId));
+  const checkNote = async (note: string, location: string, external: boolean) => {
+    let cp: Checkpoint;
+    try {
+      const parsed = parseNote(note);
+      const sig = verifyNote(parsed, options.trusted);
+      if (sig.invalid.length > 0)
+        return add(
+          "bad-signature",
           location,
-          `the records do not reproduce the signed tree root for size ${cp.size}: history was rewritten`,
+          `checkpoint signature by ${sig.invalid[0]?.name} does not verify`,
+        );
+      if (sig.valid.length === 0)
+        return add(
+          "unknown-key",
+          location,
+          `checkpoint signed only by untrusted keys (${parsed.signatures.map((s) => `${s.name}+${s.keyId}`).join(", ")})`,
+        );
+      // As for manifests: only the canonical base64 of each signature is the stored note.
+      const lines = parsed.signatures.map(
+        (s) =>
+          `\u2014 ${s.name} ${Buffer.concat([Buffer.from(s.keyId, "hex"), s.signature]).toString("base64")}\n`,
+      );
+      if (`${parsed.text}\n${lines.join("")}` !== note)
+        return add(
+          "bad-signature",
+          location,
+          "checkpoint signature line is not in canonical base64 (its text was altered)",
+        );
+      cp = parseCheckpointText(parsed.text);
+    } catch (err) {
+      return add("malformed", location, `checkpoint: ${(err as Error).message}`);
+    }
+    checkpoints++;
+    if (!latest || cp.size > latest.size) latest = cp;
+    if (cp.size > contiguous) {
+      if (external || cp.size > sealedThrough + 1) {
+        return add(
+          "truncated",
+          location,
+          `a checkpoint for ${cp.size} records was seen, but only ${contiguous} contiguous records are held: the tail was removed`,
+          { seq: contiguous },
         );
       }
-    };
-    for (const m of data.manifests)
-      if (m.checkpoint) await checkNote(m.checkpoint, m.location, false);
-    // A checkpoint seen earlier applies to the chain with its origin (the origin of this
-    // chain's own checkpoints, or by default otel-audit-agent/<chain id>).
-    const ownOrigin = data.manifests
-      .map((m) => m.checkpoint && originOf(m.checkpoint))
-      .find(Boolean);
-    for (const [i, k] of options.knownCheckpoints.entries()) {
-      const origin = originOf(k.note);
-      const matches =
-        origin !== null && (ownOrigin ? origin === ownOrigin : origin.endsWith(`/${chainId}`));
-      if (!matches) continue;
-      usedCheckpoints.add(i);
-      await checkNote(k.note, k.location, true);
+      return; // gaps inside were already reported as missing
     }
-
-    // Receive times are not checked (docs/integrity-format.md §7.1): a damaged one is caught
-    // by the link of the next record, and must not stop the report.
-    let earliest: bigint | null = null;
-    let latestReceived: bigint | null = null;
-    for (const r of ordered) {
-      if (!/^\d+$/.test(r.received)) continue;
-      const t = BigInt(r.received);
-      if (earliest === null || t < earliest) earliest = t;
-      if (latestReceived === null || t > latestReceived) latestReceived = t;
+    const root = rootHex(0, cp.size);
+    if (root !== cp.rootHash.toString("hex")) {
+      add(
+        "modified",
+        location,
+        `the records do not reproduce the signed tree root for size ${cp.size}: history was rewritten`,
+      );
     }
-    const bestLatest = latest as Checkpoint | null;
-    return {
-      findings,
-      usedCheckpoints,
-      summary: {
-        chainId,
-        records: ordered.length,
-        firstSeq: ordered[0]?.seq ?? null,
-        lastSeq: ordered[ordered.length - 1]?.seq ?? null,
-        firstReceived: earliest === null ? null : nanosToIso(earliest),
-        lastReceived: latestReceived === null ? null : nanosToIso(latestReceived),
-        batches: batches.length,
-        sealedThrough,
-        keys: [...seenKeys],
-        checkpoints,
-        latestCheckpoint: bestLatest
-          ? { size: bestLatest.size, rootHash: bestLatest.rootHash.toString("hex") }
-          : null,
-        notes: data.notes,
-      },
-    };
-  } finally {
-    await hashed.close();
+  };
+  for (const m of data.manifests)
+    if (m.checkpoint) await checkNote(m.checkpoint, m.location, false);
+  // A checkpoint seen earlier applies to the chain with its origin (the origin of this
+  // chain's own checkpoints, or by default otel-audit-agent/<chain id>).
+  const ownOrigin = data.manifests.map((m) => m.checkpoint && originOf(m.checkpoint)).find(Boolean);
+  for (const [i, k] of options.knownCheckpoints.entries()) {
+    const origin = originOf(k.note);
+    const matches =
+      origin !== null && (ownOrigin ? origin === ownOrigin : origin.endsWith(`/${chainId}`));
+    if (!matches) continue;
+    usedCheckpoints.add(i);
+    await checkNote(k.note, k.location, true);
   }
+
+  // Receive times are not checked (docs/integrity-format.md §7.1): a damaged one is caught
+  // by the link of the next record, and must not stop the report.
+  let earliest: bigint | null = null;
+  let latestReceived: bigint | null = null;
+  for (const r of ordered) {
+    if (!/^\d+$/.test(r.received)) continue;
+    const t = BigInt(r.received);
+    if (earliest === null || t < earliest) earliest = t;
+    if (latestReceived === null || t > latestReceived) latestReceived = t;
+  }
+  const bestLatest = latest as Checkpoint | null;
+  return {
+    findings,
+    usedCheckpoints,
+    summary: {
+      chainId,
+      records: ordered.length,
+      firstSeq: ordered[0]?.seq ?? null,
+      lastSeq: ordered[ordered.length - 1]?.seq ?? null,
+      firstReceived: earliest === null ? null : nanosToIso(earliest),
+      lastReceived: latestReceived === null ? null : nanosToIso(latestReceived),
+      batches: batches.length,
+      sealedThrough,
+      keys: [...seenKeys],
+      checkpoints,
+      latestCheckpoint: bestLatest
+        ? { size: bestLatest.size, rootHash: bestLatest.rootHash.toString("hex") }
+        : null,
+      notes: data.notes,
+    },
+  };
 }
 
 /** The index of the first record in `ordered` (ascending seqs) whose seq is at least `seq`. */
