@@ -353,13 +353,13 @@ export async function verifyChain(
 
   // Receive times are not checked (docs/integrity-format.md §7.1): a damaged one is caught
   // by the link of the next record, and must not stop the report.
-  let earliest: bigint | null = null;
-  let latestReceived: bigint | null = null;
+  let earliest: string | null = null;
+  let latestReceived: string | null = null;
   for (const r of ordered) {
     if (!/^\d+$/.test(r.received)) continue;
-    const t = BigInt(r.received);
-    if (earliest === null || t < earliest) earliest = t;
-    if (latestReceived === null || t > latestReceived) latestReceived = t;
+    const t = r.received.replace(LEADING_ZEROS, "");
+    if (earliest === null || compareDigits(t, earliest) < 0) earliest = t;
+    if (latestReceived === null || compareDigits(t, latestReceived) > 0) latestReceived = t;
   }
   const bestLatest = latest as Checkpoint | null;
   return {
@@ -370,8 +370,8 @@ export async function verifyChain(
       records: ordered.length,
       firstSeq: ordered[0]?.seq ?? null,
       lastSeq: ordered[ordered.length - 1]?.seq ?? null,
-      firstReceived: earliest === null ? null : nanosToIso(earliest),
-      lastReceived: latestReceived === null ? null : nanosToIso(latestReceived),
+      firstReceived: earliest === null ? null : nanosToIso(BigInt(earliest)),
+      lastReceived: latestReceived === null ? null : nanosToIso(BigInt(latestReceived)),
       batches: batches.length,
       sealedThrough,
       keys: [...seenKeys],
@@ -527,6 +527,13 @@ function isCanonicalBase64(text: string): boolean {
 
 function range(a: number, b: number): string {
   return a === b ? String(a) : `${a}..${b}`;
+}
+
+const LEADING_ZEROS = /^0+(?=\d)/;
+
+/** Compares decimal digit strings without leading zeros by value. */
+function compareDigits(a: string, b: string): number {
+  return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
 }
 
 function nanosToIso(nanos: bigint): string {

@@ -23,14 +23,14 @@ const BATCH = 250;
 const key = generateSigningKey("test");
 const chainId = "worker-test";
 
-function buildChain() {
-  const records: string[] = [];
+function buildChain(records = RECORDS, received = (_i: number) => "1700000000000000000") {
+  const lines: string[] = [];
   const leaves: Buffer[] = [];
   let prev = genesisHash(chainId).toString("hex");
-  for (let i = 0; i < RECORDS; i++) {
+  for (let i = 0; i < records; i++) {
     const record = `{"logRecord":{"body":{"stringValue":"event ${i}"},"timeUnixNano":"${1_700_000_000_000_000_000n + BigInt(i)}"}}`;
-    const line = envelopeJson(chainId, prev, record, i, "1700000000000000000");
-    records.push(line);
+    const line = envelopeJson(chainId, prev, record, i, received(i));
+    lines.push(line);
     const leaf = leafHash(Buffer.from(line, "utf8"));
     leaves.push(leaf);
     prev = leaf.toString("hex");
@@ -39,8 +39,8 @@ function buildChain() {
   const hex = (h: Uint8Array) => Buffer.from(h).toString("hex");
   const manifests: { manifest: unknown; checkpoint: string; location: string }[] = [];
   let prevManifest = genesisHash(chainId).toString("hex");
-  for (let first = 0; first < RECORDS; first += BATCH) {
-    const last = Math.min(RECORDS, first + BATCH) - 1;
+  for (let first = 0; first < records; first += BATCH) {
+    const last = Math.min(records, first + BATCH) - 1;
     const manifest: BatchManifest = {
       v: 1,
       type: "batch",
@@ -76,7 +76,7 @@ function buildChain() {
       location: `manifests:${manifests.length + 1}`,
     });
   }
-  return { records, manifests };
+  return { records: lines, manifests };
 }
 
 const chain = buildChain();
@@ -140,4 +140,29 @@ describe("verifyChain: the worker thread gives the same report as hashing in lin
       }
     });
   }
+});
+
+it("the summary's receive times are the earliest and latest by value", async () => {
+  // By value, not as text: the leading zeros and the shorter number must not fool it.
+  const times = [
+    "1700000000000000005",
+    "0001600000000000000000",
+    "not a time",
+    "999000000000000000",
+    "1800000000000000000",
+  ];
+  const small = buildChain(8, (i) => times[i % times.length] as string);
+  const { summary, findings } = await verifyChain(
+    {
+      chainId,
+      records: small.records.map((text, i) => ({ text, location: `records:${i + 1}` })),
+      manifests: small.manifests,
+      findings: [],
+      notes: [],
+    },
+    { trusted: [key.public], knownCheckpoints: [] },
+  );
+  expect(findings).toEqual([]);
+  expect(summary.firstReceived).toBe(new Date(999000000000).toISOString());
+  expect(summary.lastReceived).toBe(new Date(1800000000000).toISOString());
 });
