@@ -197,6 +197,11 @@ function hashLeaves(
  * roots of the complete subtrees so far (at most one per size, like the bits of a binary
  * counter), and a range's root folds them from the right, as MTH splits at the largest
  * power of two.
+ *
+ * A pass from leaf 0 (the checkpoints' tree) makes every aligned complete subtree. Another
+ * pass whose start is a multiple of 2^k takes those of size 2^k (up to 256 leaves) from it
+ * instead of hashing them again: its own tree splits into the same subtrees. For batches of
+ * 1000 records that is 7 node hashes in 8.
  */
 function rootsBuilder(
   digests: Buffer,
@@ -220,6 +225,8 @@ function rootsBuilder(
     done: number;
     subtrees: string[];
     sizes: number[];
+    /** The size of the subtrees it takes from the pass from 0 (1: none). */
+    unit: number;
   }
   const passes: Pass[] = [];
   const order = Array.from({ length: count }, (_, k) => k).sort(
@@ -233,11 +240,35 @@ function rootsBuilder(
     if (!(to > from)) throw new RangeError(`no tree for leaves ${from}..${to}`);
     let pass = passes[passes.length - 1];
     if (pass?.start !== from) {
-      pass = { start: from, next: from, ends: [], ranges: [], done: 0, subtrees: [], sizes: [] };
+      pass = {
+        start: from,
+        next: from,
+        ends: [],
+        ranges: [],
+        done: 0,
+        subtrees: [],
+        sizes: [],
+        unit: 1,
+      };
       passes.push(pass);
     }
     pass.ends.push(to);
     pass.ranges.push(k);
+  }
+  const fromZero = passes[0]?.start === 0 ? passes[0] : null;
+  const zeroEnd = fromZero ? (fromZero.ends[fromZero.ends.length - 1] as number) : 0;
+  /** Complete subtrees of the pass from 0 that other passes take, by size, in order. */
+  const shared = new Map<number, Buffer>();
+  for (const pass of passes) {
+    if (pass.start === 0) continue;
+    while (
+      pass.unit < 256 &&
+      pass.start % (2 * pass.unit) === 0 &&
+      pass.start + 2 * pass.unit <= Math.min(zeroEnd, pass.ends[0] as number)
+    )
+      pass.unit *= 2;
+    if (pass.unit > 1 && !shared.has(pass.unit))
+      shared.set(pass.unit, Buffer.alloc(32 * Math.floor(zeroEnd / pass.unit)));
   }
   let started = 0;
   const open: Pass[] = [];
@@ -246,18 +277,39 @@ function rootsBuilder(
       open.push(passes[started++] as Pass);
     for (let j = 0; j < open.length; j++) {
       const pass = open[j] as Pass;
-      const { subtrees, sizes, ends } = pass;
-      for (const stop = Math.min(upTo, ends[ends.length - 1] as number); pass.next < stop;) {
-        let root = digests.toString("latin1", 32 * pass.next, 32 * pass.next + 32);
-        let size = 1;
+      const { subtrees, sizes, ends, unit } = pass;
+      const last = ends[ends.length - 1] as number;
+      while (pass.next < last) {
+        let root: string;
+        let size = unit;
+        const reached = fromZero?.next ?? 0;
+        if (
+          unit > 1 &&
+          (pass.next - pass.start) % unit === 0 &&
+          pass.next + unit <= (ends[pass.done] as number) &&
+          pass.next + unit <= zeroEnd
+        ) {
+          if (pass.next + unit > reached) break; // the pass from 0 gets there later
+          root = (shared.get(unit) as Buffer).toString(
+            "latin1",
+            (32 * pass.next) / unit,
+            (32 * pass.next) / unit + 32,
+          );
+        } else {
+          if (pass.next >= upTo) break;
+          root = digests.toString("latin1", 32 * pass.next, 32 * pass.next + 32);
+          size = 1;
+        }
+        pass.next += size;
         while (sizes[sizes.length - 1] === size) {
           root = node(subtrees.pop() as string, root);
           sizes.pop();
           size *= 2;
+          if (pass === fromZero)
+            shared.get(size)?.write(root, (32 * (pass.next - size)) / size, 32, "latin1");
         }
         subtrees.push(root);
         sizes.push(size);
-        pass.next++;
         while (ends[pass.done] === pass.next) {
           let folded = subtrees[subtrees.length - 1] as string;
           for (let i = subtrees.length - 2; i >= 0; i--)

@@ -94,6 +94,35 @@ describe("verifier hashing", () => {
     });
   }
 
+  it("tree roots of ranges that take subtrees from the pass from 0, or cannot", () => {
+    const leaves = randomTexts(3000).map((t) => leafHash(Buffer.from(t, "utf8")));
+    const reference = leavesSource(leaves);
+    const batches = (size: number, from = 0): [number, number][] =>
+      Array.from({ length: Math.floor((3000 - from) / size) }, (_, i) => [
+        from + i * size,
+        from + (i + 1) * size,
+      ]);
+    for (const ranges of [
+      [...batches(1000), [0, 1000], [0, 2000], [0, 3000]], // batches and their checkpoints
+      [...batches(256), [0, 3000]],
+      [...batches(96, 7), [0, 1500]], // the checkpoints' tree stops halfway
+      [...batches(640), [0, 700]], // it ends inside the first batch it could serve
+      [
+        [512, 1024],
+        [1024, 1500],
+        [0, 1],
+      ],
+      batches(1000), // no pass from 0
+    ] as [number, number][][]) {
+      const roots = treeRoots(Buffer.concat(leaves), ranges);
+      ranges.forEach(([from, to], k) =>
+        expect(roots.subarray(32 * k, 32 * k + 32), `${from}..${to}`).toEqual(
+          Buffer.from(reference(from, to)),
+        ),
+      );
+    }
+  });
+
   it("hashLines with no lines", async () => {
     for (const useWorker of [false, true]) {
       const hashed = await hashLines([], () => {}, [], useWorker);
