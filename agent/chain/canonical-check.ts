@@ -206,6 +206,16 @@ function scanGenericEnvelope(text: string): EnvelopeHeader | null {
   return { chainId, prev, seq, v: FORMAT_VERSION, timeReceivedUnixNano };
 }
 
+/**
+ * The receive time of a line that scanEnvelope accepted, read again from its text: its
+ * `timeReceivedUnixNano` is the envelope's last member but `v`, so it follows the last
+ * occurrence of its name (the name elsewhere, inside a string, has escaped quotes).
+ */
+export function receivedOf(validLine: string): string {
+  const at = validLine.lastIndexOf(RECEIVED) + RECEIVED.length;
+  return stringValue(validLine.slice(at, validLine.length - TAIL.length));
+}
+
 const HEX64 = /^[0-9a-f]{64}$/;
 const SEQ_PATTERN = /^(0|[1-9]\d*)$/;
 

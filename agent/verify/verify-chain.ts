@@ -1,3 +1,4 @@
+import { receivedOf } from "../chain/canonical-check.js";
 import { checkEnvelope } from "../chain/chain-check.js";
 import { genesisHash } from "../chain/format.js";
 import { canonicalize, type JsonValue } from "../chain/jcs.js";
@@ -32,8 +33,6 @@ interface Rec {
   /** Its index in the stored lines, and in the leaf hashes computed for them. */
   line: number;
   text: string;
-  prev: string;
-  received: string;
   location: string;
 }
 
@@ -82,16 +81,31 @@ export async function verifyChain(
   // keep the first copy of each seq, and note the storage order. Records must be stored in
   // ascending seq order: a later copy of an earlier seq is judged in step 3, any other record
   // stored after a higher seq is reordered.
+  // Each record's `prev` is kept as bytes, at 32 × its line, and its receive time only in
+  // the summary's range: nothing else per record outlives the scan.
   const parsed: (Rec | string)[] = new Array<Rec | string>(lines.length);
+  const prevs = Buffer.alloc(32 * lines.length);
+  const scannedTimes = new ReceiveTimes();
+  const scan = (i: number): Rec | string => {
+    const line = lines[i] as StoredText;
+    const env = checkEnvelope(line.text);
+    if (typeof env === "string") return env;
+    if (env.chainId !== chainId)
+      return `record of chain ${env.chainId} stored with chain ${chainId}`;
+    prevs.write(env.prev, 32 * i, 32, "hex");
+    scannedTimes.add(env.timeReceivedUnixNano);
+    return { seq: Number(env.seq), line: i, text: line.text, location: line.location };
+  };
   const { digests, roots: inOrderRoots } = await hashLines(
     lines,
     (start, end) => {
-      for (let i = start; i < end; i++) parsed[i] = toRec(lines[i] as StoredText, i, chainId);
+      for (let i = start; i < end; i++) parsed[i] = scan(i);
     },
     inOrderRanges,
     options.hashOnWorker,
   );
   const hashHex = (r: Rec) => digests.toString("hex", 32 * r.line, 32 * r.line + 32);
+  const prevHex = (r: Rec) => prevs.toString("hex", 32 * r.line, 32 * r.line + 32);
 
   const firstCopies: Rec[] = [];
   let bySeq: Map<number, Rec> | null = null; // made once a seq repeats or goes back
@@ -150,7 +164,8 @@ export async function verifyChain(
         );
       continue;
     }
-    const nextPrev = bySeq?.get(seq + 1)?.prev;
+    const next = bySeq?.get(seq + 1);
+    const nextPrev = next && prevHex(next);
     const expected = committed.get(seq) ?? nextPrev;
     const genuine = list.find((r) => hashHex(r) === expected) ?? first;
     genuineCopy.set(seq, genuine);
@@ -171,7 +186,7 @@ export async function verifyChain(
 
   // 4. Contiguity and links.
   let expectedSeq = 0;
-  const genesis = genesisHash(chainId).toString("hex");
+  const genesis = genesisHash(chainId);
   for (let i = 0; i < ordered.length; i++) {
     const rec = ordered[i] as Rec;
     const seq = rec.seq;
@@ -184,13 +199,19 @@ export async function verifyChain(
       );
     const before = ordered[i - 1];
     const prevRec = before?.seq === seq - 1 ? before : undefined;
-    const expectedPrev = seq === 0 ? genesis : prevRec && hashHex(prevRec);
-    if (expectedPrev !== undefined && rec.prev !== expectedPrev) {
+    const at = 32 * rec.line;
+    const linked =
+      seq === 0
+        ? genesis.compare(prevs, at, at + 32) === 0
+        : prevRec === undefined ||
+          digests.compare(prevs, at, at + 32, 32 * prevRec.line, 32 * prevRec.line + 32) === 0;
+    if (!linked) {
       const culprit = seq === 0 ? rec : (prevRec as Rec);
+      const computed = seq === 0 ? genesis.toString("hex") : hashHex(culprit);
       add(
         "modified",
         culprit.location,
-        `seq ${culprit.seq} does not match the link stored in seq ${seq} (prev ${rec.prev.slice(0, 16)}…, computed ${expectedPrev.slice(0, 16)}…)`,
+        `seq ${culprit.seq} does not match the link stored in seq ${seq} (prev ${prevHex(rec).slice(0, 16)}…, computed ${computed.slice(0, 16)}…)`,
         { seq: culprit.seq },
       );
     }
@@ -353,13 +374,11 @@ export async function verifyChain(
 
   // Receive times are not checked (docs/integrity-format.md §7.1): a damaged one is caught
   // by the link of the next record, and must not stop the report.
-  let earliest: string | null = null;
-  let latestReceived: string | null = null;
-  for (const r of ordered) {
-    if (!/^\d+$/.test(r.received)) continue;
-    const t = r.received.replace(LEADING_ZEROS, "");
-    if (earliest === null || compareDigits(t, earliest) < 0) earliest = t;
-    if (latestReceived === null || compareDigits(t, latestReceived) > 0) latestReceived = t;
+  // The times seen while scanning are those of the kept records when every line was kept.
+  let times = scannedTimes;
+  if (!inOrder) {
+    times = new ReceiveTimes();
+    for (const r of ordered) times.add(receivedOf(r.text));
   }
   const bestLatest = latest as Checkpoint | null;
   return {
@@ -370,8 +389,8 @@ export async function verifyChain(
       records: ordered.length,
       firstSeq: ordered[0]?.seq ?? null,
       lastSeq: ordered[ordered.length - 1]?.seq ?? null,
-      firstReceived: earliest === null ? null : nanosToIso(BigInt(earliest)),
-      lastReceived: latestReceived === null ? null : nanosToIso(BigInt(latestReceived)),
+      firstReceived: times.earliest === null ? null : nanosToIso(BigInt(times.earliest)),
+      lastReceived: times.latest === null ? null : nanosToIso(BigInt(times.latest)),
       batches: batches.length,
       sealedThrough,
       keys: [...seenKeys],
@@ -394,20 +413,6 @@ function firstAtOrAfter(ordered: readonly Rec[], seq: number): number {
     else hi = mid;
   }
   return lo;
-}
-
-function toRec(line: StoredText, index: number, chainId: string): Rec | string {
-  const env = checkEnvelope(line.text);
-  if (typeof env === "string") return env;
-  if (env.chainId !== chainId) return `record of chain ${env.chainId} stored with chain ${chainId}`;
-  return {
-    seq: Number(env.seq),
-    line: index,
-    text: line.text,
-    prev: env.prev,
-    received: env.timeReceivedUnixNano,
-    location: line.location,
-  };
 }
 
 /** Where a batch's seqs fall in `ordered`, and how many of them are held. */
@@ -529,7 +534,18 @@ function range(a: number, b: number): string {
   return a === b ? String(a) : `${a}..${b}`;
 }
 
-const LEADING_ZEROS = /^0+(?=\d)/;
+/** The earliest and latest of receive times (decimal nanoseconds) by value; others are ignored. */
+class ReceiveTimes {
+  earliest: string | null = null;
+  latest: string | null = null;
+
+  add(time: string): void {
+    if (!/^\d+$/.test(time)) return;
+    const t = time.replace(/^0+(?=\d)/, "");
+    if (this.earliest === null || compareDigits(t, this.earliest) < 0) this.earliest = t;
+    if (this.latest === null || compareDigits(t, this.latest) > 0) this.latest = t;
+  }
+}
 
 /** Compares decimal digit strings without leading zeros by value. */
 function compareDigits(a: string, b: string): number {

@@ -3,6 +3,7 @@ import {
   type EnvelopeHeader,
   isCanonicalJson,
   matchEnvelope,
+  receivedOf,
   scanEnvelope,
 } from "../../agent/chain/canonical-check.js";
 import { parseEnvelope } from "../../agent/chain/chain-check.js";
@@ -470,6 +471,7 @@ describe("scanEnvelope and matchEnvelope agree with parseEnvelope", () => {
       const expected = header(text);
       expect(expected, where).not.toBe(null);
       expect(scanEnvelope(text), where).toEqual(expected);
+      expect(receivedOf(text), where).toBe(expected?.timeReceivedUnixNano);
       const m = matchEnvelope(text);
       if (m !== null) {
         matched++;
