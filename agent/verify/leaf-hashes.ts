@@ -9,7 +9,7 @@ import { Worker } from "node:worker_threads";
  * the worker hashes it there into a shared array of digests. Small inputs are hashed in line:
  * starting a worker costs more than it saves.
  *
- * The worker runs hashThread, hashLeaves and merkleRoots from their source text, so the same
+ * The worker runs hashThread, hashLeaves and rootsBuilder from their source text, so the same
  * code runs from dist/ and from the TypeScript sources under test; those functions must use
  * nothing from this module's scope.
  */
@@ -77,6 +77,7 @@ export async function hashLines(
       worker.once("error", reject);
       worker.once("exit", (code) => reject(new Error(`leaf hash worker exited (${code})`)));
     });
+    failed.catch(() => {}); // awaited below; it also rejects when the worker is ended
     const toWorker = new ChunkEncoder((size) => new SharedArrayBuffer(size));
     const queued: { chunk: number; buffer: SharedArrayBuffer }[] = [];
     let chunk = 0;

@@ -80,9 +80,9 @@ export async function verifyChain(
   // 1. Records: parse each line while its leaf hash is computed alongside (leaf-hashes.ts),
   // keep the first copy of each seq, and note the storage order. Records must be stored in
   // ascending seq order: a later copy of an earlier seq is judged in step 3, any other record
-  // stored after a higher seq is reordered.
-  // Each record's `prev` is kept as bytes, at 32 × its line, and its receive time only in
-  // the summary's range: nothing else per record outlives the scan.
+  // stored after a higher seq is reordered. A record's `prev` is kept as bytes, at 32 × its
+  // line, and its receive time only in the summary's range: little per record outlives
+  // the scan.
   const parsed: (Rec | string)[] = new Array<Rec | string>(lines.length);
   const prevs = Buffer.alloc(32 * lines.length);
   const scannedTimes = new ReceiveTimes();

@@ -123,6 +123,14 @@ describe("verifier hashing", () => {
     }
   });
 
+  it("a caller that fails ends the worker and passes its error on", async () => {
+    const lines = randomTexts(2000).map((text) => ({ text }));
+    const failing = () => {
+      throw new Error("boom");
+    };
+    await expect(hashLines(lines, failing, [[0, 2000]], true)).rejects.toThrow("boom");
+  });
+
   it("hashLines with no lines", async () => {
     for (const useWorker of [false, true]) {
       const hashed = await hashLines([], () => {}, [], useWorker);
