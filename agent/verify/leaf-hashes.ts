@@ -20,6 +20,12 @@ export const WORKER_THRESHOLD = 32_768;
 const CHUNK = 256;
 /** Chunks the worker may have waiting before this thread hashes the next one itself. */
 const AHEAD = 4;
+/**
+ * Shared buffers the chunks are written into for the worker, one per chunk it may have
+ * waiting. A chunk too large for one is hashed by this thread.
+ */
+const SLOTS = AHEAD;
+const SLOT_BYTES = 4 << 20;
 
 export interface LineHashes {
   /** The leaf hash of every line, 32 bytes each, in the order of the lines. */
@@ -50,11 +56,13 @@ export async function hashLines(
 ): Promise<LineHashes> {
   const shared = new SharedArrayBuffer(32 * lines.length);
   const digests = Buffer.from(shared);
-  const local = new ChunkEncoder((size) => new ArrayBuffer(size));
+  let local = Buffer.alloc(SLOT_BYTES);
+  const localEnds = new Float64Array(CHUNK);
   const hashHere = (start: number, end: number) => {
-    const { buffer, ends } = local.encode(lines, start, end);
-    hashLeaves(Buffer.from(buffer), ends, digests, start, sha256);
-    local.release(buffer);
+    const most = encodedSize(lines, start, end);
+    if (local.length < most) local = Buffer.alloc(most);
+    encode(lines, start, end, local, localEnds);
+    hashLeaves(local, localEnds.subarray(0, end - start), digests, start, sha256);
   };
   if (!useWorker) {
     for (let start = 0; start < lines.length; start += CHUNK) {
@@ -65,12 +73,30 @@ export async function hashLines(
     return { digests, roots: treeRoots(digests, ranges) };
   }
 
-  // progress[0]: chunks the worker has finished, in order.
-  const progress = new Int32Array(new SharedArrayBuffer(4));
+  // The chunks are handed over in shared memory, not by messages: a message to a busy
+  // thread waits for locks it holds. control: [0] chunks the worker has done, in order;
+  // [1] chunks published to it; [2] set when this side gives up. modes[c]: 0 when this
+  // thread hashed chunk c, else 1 + the slot it was written to, with its line ends at
+  // slotEnds[slot × CHUNK…].
+  const chunks = Math.ceil(lines.length / CHUNK);
+  const control = new Int32Array(new SharedArrayBuffer(12));
+  const modes = new Int8Array(new SharedArrayBuffer(chunks));
+  const slotEnds = new Float64Array(new SharedArrayBuffer(8 * SLOTS * CHUNK));
+  const slots = Array.from({ length: SLOTS }, () => new SharedArrayBuffer(SLOT_BYTES));
+  const slotBytes = slots.map((slot) => Buffer.from(slot));
   const code = [hashLeaves, rootsBuilder, hashThread].map(String).join("\n");
   const worker = new Worker(`${code}\nhashThread();`, {
     eval: true,
-    workerData: { digests: shared, ranges: flat(ranges), progress: progress.buffer },
+    workerData: {
+      digests: shared,
+      ranges: flat(ranges),
+      lines: lines.length,
+      chunkLines: CHUNK,
+      control: control.buffer,
+      modes: modes.buffer,
+      slotEnds: slotEnds.buffer,
+      slots,
+    },
   });
   try {
     const failed = new Promise<never>((_, reject) => {
@@ -78,30 +104,33 @@ export async function hashLines(
       worker.once("exit", (code) => reject(new Error(`leaf hash worker exited (${code})`)));
     });
     failed.catch(() => {}); // awaited below; it also rejects when the worker is ended
-    const toWorker = new ChunkEncoder((size) => new SharedArrayBuffer(size));
-    const queued: { chunk: number; buffer: SharedArrayBuffer }[] = [];
-    let chunk = 0;
-    for (let start = 0; start < lines.length; start += CHUNK, chunk++) {
+    const finished = new Promise<Uint8Array>((resolve) => worker.once("message", resolve));
+    for (let chunk = 0; chunk < chunks; chunk++) {
+      const start = chunk * CHUNK;
       const end = Math.min(lines.length, start + CHUNK);
-      const done = Atomics.load(progress, 0);
-      while (queued.length > 0 && (queued[0] as { chunk: number }).chunk < done)
-        toWorker.release((queued.shift() as { buffer: SharedArrayBuffer }).buffer);
-      if (chunk - done >= AHEAD) {
+      // With fewer than AHEAD chunks waiting, the slot of chunk − AHEAD is free again.
+      const slot = chunk % SLOTS;
+      if (
+        chunk - Atomics.load(control, 0) >= AHEAD ||
+        encodedSize(lines, start, end) > SLOT_BYTES
+      ) {
         hashHere(start, end);
-        worker.postMessage({ first: start, count: end - start });
+        modes[chunk] = 0;
       } else {
-        const { buffer, ends } = toWorker.encode(lines, start, end);
-        queued.push({ chunk, buffer });
-        worker.postMessage({ buffer, ends, first: start, count: end - start });
+        const ends = slotEnds.subarray(slot * CHUNK, (slot + 1) * CHUNK);
+        encode(lines, start, end, slotBytes[slot] as Buffer, ends);
+        modes[chunk] = 1 + slot;
       }
+      Atomics.store(control, 1, chunk + 1);
+      Atomics.notify(control, 1);
       during(start, end);
     }
-    // The worker answers once it has done every chunk before: all digests are written.
-    const reply = new Promise<{ roots: Uint8Array }>((resolve) => worker.once("message", resolve));
-    worker.postMessage({ flush: true });
-    const { roots } = await Promise.race([failed, reply]);
+    // The worker sends the roots once it has done every chunk: all digests are written.
+    const roots = await Promise.race([failed, finished]);
     return { digests, roots: Buffer.from(roots.buffer, roots.byteOffset, roots.length) };
   } finally {
+    Atomics.store(control, 2, 1);
+    Atomics.notify(control, 1);
     await worker.terminate();
   }
 }
@@ -117,35 +146,33 @@ function flat(ranges: readonly (readonly [number, number])[]): Float64Array {
   return Float64Array.from(ranges.flat());
 }
 
-/** Writes chunks of lines as 0x00 ‖ UTF-8 bytes each, back to back, into reused buffers. */
-class ChunkEncoder<B extends ArrayBufferLike> {
-  private free: B[] = [];
-  constructor(private readonly allocate: (size: number) => B) {}
+/** An upper bound of the bytes that encode writes for lines start..end. */
+function encodedSize(lines: readonly { text: string }[], start: number, end: number): number {
+  let most = 0;
+  for (let i = start; i < end; i++) most += 1 + 3 * (lines[i] as { text: string }).text.length;
+  return most;
+}
 
-  encode(lines: readonly { text: string }[], start: number, end: number) {
-    let most = 0;
-    for (let i = start; i < end; i++) most += 1 + 3 * (lines[i] as { text: string }).text.length;
-    const index = this.free.findIndex((b) => b.byteLength >= most);
-    const buffer = index >= 0 ? (this.free.splice(index, 1)[0] as B) : this.allocate(most);
-    const bytes = Buffer.from(buffer);
-    const ends = new Float64Array(end - start);
-    let at = 0;
-    for (let i = start; i < end; i++) {
-      bytes[at] = 0x00;
-      at += 1 + bytes.write((lines[i] as { text: string }).text, at + 1, "utf8");
-      ends[i - start] = at;
-    }
-    return { buffer, ends };
-  }
-
-  release(buffer: B): void {
-    this.free.push(buffer);
+/** Writes lines start..end as 0x00 ‖ UTF-8 bytes each, back to back, and where each ends. */
+function encode(
+  lines: readonly { text: string }[],
+  start: number,
+  end: number,
+  bytes: Buffer,
+  ends: Float64Array,
+): void {
+  let at = 0;
+  for (let i = start; i < end; i++) {
+    bytes[at] = 0x00;
+    at += 1 + bytes.write((lines[i] as { text: string }).text, at + 1, "utf8");
+    ends[i - start] = at;
   }
 }
 
 /**
- * The worker: hashes the chunks it is given into the shared digests, counts each chunk done
- * (its own or one hashed by the main thread), and computes the roots as leaves are ready.
+ * The worker: takes the chunks in order as they are published, hashes those written to its
+ * slots into the shared digests, counts each chunk done (its own or one hashed by the main
+ * thread), computes the roots as leaves are ready, and sends them when all are done.
  */
 function hashThread(): void {
   const { parentPort, workerData } = process.getBuiltinModule("node:worker_threads");
@@ -154,25 +181,37 @@ function hashThread(): void {
   const shared = workerData as {
     digests: SharedArrayBuffer;
     ranges: Float64Array;
-    progress: SharedArrayBuffer;
+    lines: number;
+    chunkLines: number;
+    control: SharedArrayBuffer;
+    modes: SharedArrayBuffer;
+    slotEnds: SharedArrayBuffer;
+    slots: SharedArrayBuffer[];
   };
   const digests = Buffer.from(shared.digests);
-  const progress = new Int32Array(shared.progress);
+  const control = new Int32Array(shared.control);
+  const modes = new Int8Array(shared.modes);
+  const slotEnds = new Float64Array(shared.slotEnds);
+  const slots = shared.slots.map((slot) => Buffer.from(slot));
   const roots = rootsBuilder(digests, shared.ranges, sha256);
-  type Request =
-    | { buffer?: SharedArrayBuffer; ends: Float64Array; first: number; count: number }
-    | { flush: true };
-  parentPort?.on("message", (request: Request) => {
-    if ("flush" in request) {
-      roots.advance(digests.length / 32);
-      parentPort.postMessage({ roots: roots.roots }, [roots.roots.buffer as ArrayBuffer]);
-      return;
+  const { lines, chunkLines } = shared;
+  for (let chunk = 0; chunk * chunkLines < lines; chunk++) {
+    while (Atomics.load(control, 1) <= chunk) {
+      if (Atomics.load(control, 2) !== 0) return; // the main thread gave up
+      Atomics.wait(control, 1, chunk, 100);
     }
-    if (request.buffer)
-      hashLeaves(Buffer.from(request.buffer), request.ends, digests, request.first, sha256);
-    Atomics.add(progress, 0, 1);
-    roots.advance(request.first + request.count);
-  });
+    const first = chunk * chunkLines;
+    const count = Math.min(chunkLines, lines - first);
+    const mode = modes[chunk] as number;
+    if (mode > 0) {
+      const ends = slotEnds.subarray((mode - 1) * chunkLines, (mode - 1) * chunkLines + count);
+      hashLeaves(slots[mode - 1] as Buffer, ends, digests, first, sha256);
+    }
+    Atomics.store(control, 0, chunk + 1);
+    roots.advance(first + count);
+  }
+  roots.advance(lines);
+  parentPort?.postMessage(roots.roots, [roots.roots.buffer as ArrayBuffer]);
 }
 
 /** Leaf hashes of encoded lines (each 0x00 ‖ UTF-8, ending at `ends`) into digests[first…]. */
