@@ -6,13 +6,15 @@ import { AgentError } from "../common/errors.js";
 import { packageRoot } from "../common/package-root.js";
 import { ConfigError, loadConfigFile } from "../config/load.js";
 import { unsafeSettings } from "../config/safety.js";
-import { startAgent } from "../service/agent.js";
+import type { RunningAgent } from "../service/agent.js";
 import { createLogger } from "../telemetry/logger.js";
-import { keygen } from "./keygen.js";
-import { proveCommand } from "./prove.js";
-import { type VerifyOptions, verifyCommand } from "./verify.js";
+import type { VerifyOptions } from "./verify.js";
 
-/** The `audit-agent` command. Exit codes: 0 ok, 1 runtime failure, 2 invalid usage or config. */
+/**
+ * The `audit-agent` command. Exit codes: 0 ok, 1 runtime failure, 2 invalid usage or config.
+ * Each subcommand imports what it runs when it runs, so the long-running `run` keeps no
+ * verify, prove or keygen code in memory.
+ */
 
 /** config/default.yaml in the working directory when there is one, else the package's own. */
 function defaultConfigPath(): string {
@@ -51,7 +53,7 @@ program
   .action(async (opts: { config?: string; grace: number }) => {
     const file = opts.config ?? defaultConfigPath();
     // Signals first: a container's PID 1 must not ignore SIGTERM while it is starting.
-    let agent: Awaited<ReturnType<typeof startAgent>> | null = null;
+    let agent: RunningAgent | null = null;
     let stopSignal: string | null = null;
     let logger: ReturnType<typeof createLogger> | null = null;
     const stop = (signal: string) => {
@@ -72,6 +74,7 @@ program
     logger = createLogger(config.logLevel);
     for (const w of config.warnings) logger.warn({ config: file }, w);
     for (const w of unsafeSettings(config)) logger.warn({ config: file, unsafe: true }, w);
+    const { startAgent } = await import("../service/agent.js");
     agent = await startAgent(config, logger);
     logger.info(
       { config: file, chainId: agent.chainId, addresses: agent.addresses() },
@@ -99,7 +102,10 @@ program
   .description("create an Ed25519 signing key pair: DIR/NAME.key (mode 0600) and DIR/NAME.pub")
   .requiredOption("-o, --out <dir>", "directory for the key files")
   .option("-n, --name <name>", "key name (appears in signatures and verifier keys)", "audit-agent")
-  .action((opts: { out: string; name: string }) => keygen(opts));
+  .action(async (opts: { out: string; name: string }) => {
+    const { keygen } = await import("./keygen.js");
+    keygen(opts);
+  });
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 const integer = (value: string) => {
@@ -144,6 +150,7 @@ program
   .option("--cross-check", "with two sources: also compare them record by record")
   .option("--json", "print the report as JSON")
   .action(async (opts: VerifyOptions) => {
+    const { verifyCommand } = await import("./verify.js");
     process.exitCode = await verifyCommand(opts);
   });
 
@@ -188,6 +195,7 @@ program
           integer(opts.consistency[1] as string),
         ];
       }
+      const { proveCommand } = await import("./prove.js");
       await proveCommand({
         seq: opts.seq,
         consistency,
