@@ -23,7 +23,9 @@ export interface VerifyOptions {
   json?: boolean;
 }
 
-function sourcesFrom(opts: VerifyOptions): { sources: AuditSource[]; defaultTrust: string[] } {
+async function sourcesFrom(
+  opts: VerifyOptions,
+): Promise<{ sources: AuditSource[]; defaultTrust: string[] }> {
   const sources = (opts.source ?? []).map(sourceFromSpec);
   const defaultTrust: string[] = [];
   if (opts.exporter?.length && !opts.config)
@@ -48,7 +50,7 @@ function sourcesFrom(opts: VerifyOptions): { sources: AuditSource[]; defaultTrus
           "VERIFY_BAD_USAGE",
           `exporter "${id}" (type ${e.factory.type}) cannot be read back`,
         );
-      sources.push(e.factory.reader(e.config));
+      sources.push(await e.factory.reader(e.config));
     }
   }
   if (sources.length === 0)
@@ -65,7 +67,7 @@ function sourcesFrom(opts: VerifyOptions): { sources: AuditSource[]; defaultTrus
 }
 
 export async function verifyCommand(opts: VerifyOptions): Promise<number> {
-  const { sources, defaultTrust } = sourcesFrom(opts);
+  const { sources, defaultTrust } = await sourcesFrom(opts);
   const trustFiles = opts.trust?.length ? opts.trust : defaultTrust;
   if (trustFiles.length === 0)
     throw new AgentError("VERIFY_BAD_USAGE", "give the public key(s) to trust: --trust KEYFILE");

@@ -1,12 +1,11 @@
 import { WriteAheadLog } from "../buffer/wal.js";
 import { Batcher } from "../chain/batcher.js";
-import { CheckpointServer } from "../chain/checkpoint-server.js";
 import { loadSigningKeys, readTrustedKeys } from "../chain/key-files.js";
 import type { PublicKey } from "../chain/signing.js";
 import { HealthCheck } from "../telemetry/health.js";
 import { HttpEndpoint } from "../telemetry/http-endpoint.js";
 import { createMetrics } from "../telemetry/metrics.js";
-import { ContinuousVerifier } from "../verify/continuous.js";
+import type { ContinuousVerifier } from "../verify/continuous.js";
 import type { AgentConfig } from "../config/load.js";
 import { DeliveryLoop } from "../exporters/delivery.js";
 import { AgentCounters } from "../telemetry/counters.js";
@@ -78,8 +77,13 @@ export async function startAgent(
     throw err;
   }
   batcher.start();
+  // Optional parts are imported only when configured: a running agent holds no code it never uses.
   const checkpoints = config.signing.endpoint
-    ? new CheckpointServer(config.signing.endpoint, batcher, logger)
+    ? new (await import("../chain/checkpoint-server.js")).CheckpointServer(
+        config.signing.endpoint,
+        batcher,
+        logger,
+      )
     : null;
 
   let stopping: Promise<{ drained: boolean }> | null = null;
@@ -99,7 +103,7 @@ export async function startAgent(
     if (dropped.length > 0)
       logger.warn({ exporters: dropped }, "forgot cursors of exporters no longer configured");
     for (const e of config.exporters) {
-      const component = e.factory.create(
+      const component = await e.factory.create(
         { ...settings(e.id), state: wal.exporterState(e.id) },
         e.config,
       );
@@ -124,12 +128,13 @@ export async function startAgent(
     await checkpoints?.start();
     if (config.verification) {
       const wanted = config.verification.exporters;
-      const targets = config.exporters.flatMap((e) => {
+      const targets = [];
+      for (const e of config.exporters) {
         const delivery = deliveries.find((d) => d.exporterId === e.id);
-        return e.factory.reader && delivery && (wanted === undefined || wanted.includes(e.id))
-          ? [{ exporterId: e.id, source: e.factory.reader(e.config), delivery }]
-          : [];
-      });
+        if (e.factory.reader && delivery && (wanted === undefined || wanted.includes(e.id)))
+          targets.push({ exporterId: e.id, source: await e.factory.reader(e.config), delivery });
+      }
+      const { ContinuousVerifier } = await import("../verify/continuous.js");
       verifier = new ContinuousVerifier(
         targets,
         batcher,

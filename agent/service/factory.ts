@@ -12,7 +12,7 @@ import type { LogsConsumer } from "./pipeline.js";
  * The component model, after the OpenTelemetry Collector's: each receiver, processor,
  * exporter and extension type is a factory holding its type name and its config schema
  * (validation and defaults in one), and creates components from a validated config.
- * Adding a plugin means one folder with its factory and one line in registry.ts.
+ * Adding a plugin means one folder with its factory and one entry in registry.ts.
  */
 
 export interface ComponentSettings {
@@ -76,11 +76,15 @@ export interface ExporterSettings extends ComponentSettings {
 
 export interface ExporterFactory<S extends z.ZodType = z.ZodType> extends FactoryBase<S> {
   readonly kind: "exporter";
-  create(settings: ExporterSettings, config: z.output<S>): ExporterComponent;
+  /** A promise when the exporter's code is loaded on first use (see registry.ts). */
+  create(
+    settings: ExporterSettings,
+    config: z.output<S>,
+  ): ExporterComponent | Promise<ExporterComponent>;
   /** Whether this config receives audit records (default true); pass-through-only exporters do not. */
   storesAuditRecords?(config: z.output<S>): boolean;
   /** Reads back what this exporter wrote, for `verify --config` and continuous verification. */
-  reader?(config: z.output<S>): AuditSource;
+  reader?(config: z.output<S>): AuditSource | Promise<AuditSource>;
 }
 
 /** Extensions configure agent-wide services (the WAL); the agent reads their config. */

@@ -82,9 +82,9 @@ describe("a config with all the exporters", () => {
 
   it("every backend holds every audit record, and verifies with the agent's key", async () => {
     const trusted = readTrustedKeys([join(tmp.path, "keys", "signing.pub")]);
-    const readers = config.exporters.flatMap((e) =>
-      e.factory.reader ? [[e.id, e.factory.reader(e.config)] as const] : [],
-    );
+    const readers = [];
+    for (const e of config.exporters)
+      if (e.factory.reader) readers.push([e.id, await e.factory.reader(e.config)] as const);
     expect(readers.map(([id]) => id).sort()).toEqual(
       ["elasticsearch", "file", "loki", ...(S3_AVAILABLE ? ["s3"] : [])].sort(),
     );

@@ -10,7 +10,7 @@ import {
   otlpHttpExporterConfigSchema,
 } from "./config.js";
 import { SendingQueue } from "./sending-queue.js";
-import { grpcTransport, httpTransport, type OtlpTransport } from "./transport.js";
+import { httpTransport, type OtlpTransport } from "./transport.js";
 
 function component(
   settings: ExporterSettings,
@@ -40,6 +40,7 @@ export const otlpGrpcExporterFactory: ExporterFactory<typeof otlpGrpcExporterCon
   kind: "exporter",
   type: "otlp_grpc",
   configSchema: otlpGrpcExporterConfigSchema,
-  create: (settings, config) => component(settings, config, grpcTransport(config)),
+  create: async (settings, config) =>
+    component(settings, config, (await import("./grpc-transport.js")).grpcTransport(config)),
   storesAuditRecords: (config) => config.audit,
 };

@@ -1,6 +1,6 @@
 import type { ReceiverFactory } from "../../service/factory.js";
 import { type OtlpReceiverConfig, otlpReceiverConfigSchema } from "./config.js";
-import { OtlpGrpcReceiver } from "./grpc-server.js";
+import type { OtlpGrpcReceiver } from "./grpc-server.js";
 import { OtlpHttpReceiver } from "./http-server.js";
 import { TokenBucket } from "./security.js";
 
@@ -14,31 +14,26 @@ export const otlpReceiverFactory: ReceiverFactory<typeof otlpReceiverConfigSchem
     const rate = config.rate_limit;
     const limiter = rate ? new TokenBucket(rate.requests_per_second, rate.burst) : null;
     const perSecond = rate?.requests_per_second ?? 0;
-    const grpc = config.protocols.grpc
-      ? new OtlpGrpcReceiver(
-          config.protocols.grpc,
-          config.retry_after_seconds,
-          consumer,
-          settings.counters,
-          logger,
-          limiter,
-          perSecond,
-        )
-      : null;
+    const shared = [
+      config.retry_after_seconds,
+      consumer,
+      settings.counters,
+      logger,
+      limiter,
+      perSecond,
+    ] as const;
+    // grpc-js is imported only when the gRPC protocol is configured.
+    let grpc: OtlpGrpcReceiver | null = null;
     const http = config.protocols.http
-      ? new OtlpHttpReceiver(
-          config.protocols.http,
-          config.retry_after_seconds,
-          consumer,
-          settings.counters,
-          logger,
-          limiter,
-          perSecond,
-        )
+      ? new OtlpHttpReceiver(config.protocols.http, ...shared)
       : null;
     return {
       async start() {
-        await grpc?.start();
+        if (config.protocols.grpc) {
+          const { OtlpGrpcReceiver } = await import("./grpc-server.js");
+          grpc = new OtlpGrpcReceiver(config.protocols.grpc, ...shared);
+          await grpc.start();
+        }
         try {
           await http?.start();
         } catch (err) {
