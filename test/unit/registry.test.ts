@@ -20,7 +20,8 @@ describe("registry", () => {
         Boolean(factory.storesAuditRecords),
       );
       if (factory.storesAuditRecords) {
-        const config = entry.configSchema.parse({ endpoint: "127.0.0.1:4317", audit: true });
+        const endpoint = entry.type === "otlp_grpc" ? "127.0.0.1:4317" : "http://127.0.0.1:4318";
+        const config = entry.configSchema.parse({ endpoint, audit: true });
         expect(entry.storesAuditRecords?.(config)).toBe(factory.storesAuditRecords(config));
       }
     }
