@@ -89,6 +89,7 @@ export async function startAgent(
   let stopping: Promise<{ drained: boolean }> | null = null;
   let verifier: ContinuousVerifier | null = null;
   let metrics: HttpEndpoint | null = null;
+  let stopMetrics = () => {};
   let health: HealthCheck | null = null;
   const forwarders: NonAuditForwarder[] = [];
   const closers: Array<() => Promise<void>> = [];
@@ -162,7 +163,7 @@ export async function startAgent(
       receivers.push({ id: r.id, component });
     }
     if (config.metricsAddress) {
-      const registry = createMetrics({
+      const { registry, stop } = createMetrics({
         receiverIds: config.receivers.map((r) => r.id),
         counters,
         wal,
@@ -174,6 +175,7 @@ export async function startAgent(
         queueCapacity: () =>
           Math.floor(wal.maxBytes / (wal.heldRecords > 0 ? wal.usedBytes / wal.heldRecords : 1024)),
       });
+      stopMetrics = stop;
       metrics = new HttpEndpoint("metrics", config.metricsAddress, async (path, _req, res) => {
         if (path !== "/metrics") {
           res.writeHead(404, { "Content-Type": "text/plain" }).end("metrics are at /metrics\n");
@@ -194,6 +196,7 @@ export async function startAgent(
     }
   } catch (err) {
     await metrics?.shutdown();
+    stopMetrics();
     await health?.shutdown();
     for (const r of receivers) await r.component.shutdown();
     for (const d of deliveries) await d.stop();
@@ -245,6 +248,7 @@ export async function startAgent(
         for (const close of closers) await close();
         await checkpoints?.shutdown();
         await metrics?.shutdown();
+        stopMetrics();
         await health?.shutdown();
         await wal.close();
         logger.info({ drained, headSeq: wal.headSeq }, "stopped");

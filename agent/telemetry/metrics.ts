@@ -1,4 +1,3 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { WriteAheadLog } from "../buffer/wal.js";
 import type { Batcher } from "../chain/batcher.js";
 import { parseCheckpointText, parseNote } from "../chain/note.js";
@@ -6,6 +5,7 @@ import type { DeliveryLoop } from "../exporters/delivery.js";
 import type { NonAuditForwarder } from "../service/factory.js";
 import type { ContinuousVerifier } from "../verify/continuous.js";
 import type { AgentCounters } from "./counters.js";
+import { Registry, registerProcessMetrics, type SetSample } from "./prometheus.js";
 
 /**
  * The agent's own metrics in Prometheus form. Names follow the Collector's otelcol_*
@@ -24,72 +24,36 @@ export interface MetricSources {
   queueCapacity: (exporterId: string) => number;
 }
 
-export function createMetrics(s: MetricSources): Registry {
+export function createMetrics(s: MetricSources): { registry: Registry; stop(): void } {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  const processMetrics = registerProcessMetrics(registry);
   const receiver = s.receiverIds[0] ?? "otlp";
   /** Durable records an exporter has not delivered yet (its WAL-backed queue). */
   const undelivered = (d: DeliveryLoop) => Math.max(0, s.wal.headSeq - d.deliveredThrough);
 
-  const counter = (
-    name: string,
-    help: string,
-    labelNames: string[],
-    read: (set: (labels: Record<string, string>, v: number) => void) => void,
-  ) =>
-    new Counter({
-      name,
-      help,
-      labelNames,
-      registers: [registry],
-      collect() {
-        this.reset();
-        read((labels, v) => this.inc(labels, v));
-      },
-    });
-  const gauge = (
-    name: string,
-    help: string,
-    labelNames: string[],
-    read: (set: (labels: Record<string, string>, v: number) => void) => void,
-  ) =>
-    new Gauge({
-      name,
-      help,
-      labelNames,
-      registers: [registry],
-      collect() {
-        this.reset();
-        read((labels, v) => this.set(labels, v));
-      },
-    });
+  const counter = (name: string, help: string, read: (set: SetSample) => void) =>
+    registry.collected("counter", name, help, read);
+  const gauge = (name: string, help: string, read: (set: SetSample) => void) =>
+    registry.collected("gauge", name, help, read);
 
   counter(
     "otelcol_receiver_accepted_log_records",
     "Log records the receivers accepted (audit records chained plus non-audit records filtered).",
-    ["receiver"],
     (set) => set({ receiver }, s.counters.receiverAccepted + s.counters.filtered),
   );
   counter(
     "otelcol_receiver_refused_log_records",
     "Log records refused, by reason (buffer_full, unavailable, too_large, passthrough_*).",
-    ["receiver", "reason"],
     (set) => {
       for (const [reason, n] of s.counters.receiverRefused) set({ receiver, reason }, n);
     },
   );
-  counter(
-    "otelcol_exporter_sent_log_records",
-    "Log records an exporter delivered.",
-    ["exporter"],
-    (set) => {
-      for (const [exporter, n] of s.counters.exporterSent) set({ exporter }, n);
-    },
-  );
+  counter("otelcol_exporter_sent_log_records", "Log records an exporter delivered.", (set) => {
+    for (const [exporter, n] of s.counters.exporterSent) set({ exporter }, n);
+  });
   counter(
     "otelcol_exporter_send_failed_log_records",
     "Log records in failed export attempts (retried for audit data).",
-    ["exporter"],
     (set) => {
       for (const [exporter, n] of s.counters.exporterFailed) set({ exporter }, n);
     },
@@ -97,7 +61,6 @@ export function createMetrics(s: MetricSources): Registry {
   gauge(
     "otelcol_exporter_queue_size",
     "Records waiting for the exporter (WAL records not yet delivered; pass-through: queued requests).",
-    ["exporter"],
     (set) => {
       for (const d of s.deliveries) set({ exporter: d.exporterId }, undelivered(d));
       for (const f of s.forwarders) set({ exporter: `${f.exporterId}/passthrough` }, f.size ?? 0);
@@ -106,7 +69,6 @@ export function createMetrics(s: MetricSources): Registry {
   gauge(
     "otelcol_exporter_queue_capacity",
     "Records the exporter's queue can hold (WAL: estimated from its size limit and the average record).",
-    ["exporter"],
     (set) => {
       for (const d of s.deliveries) set({ exporter: d.exporterId }, s.queueCapacity(d.exporterId));
     },
@@ -115,60 +77,48 @@ export function createMetrics(s: MetricSources): Registry {
   counter(
     "audit_agent_records_filtered_total",
     "Non-audit records dropped (or passed through) by the audit filter.",
-    [],
     (set) => set({}, s.counters.filtered),
   );
-  counter(
-    "audit_agent_records_chained_total",
-    "Audit records chained and durably stored.",
-    [],
-    (set) => set({}, s.counters.receiverAccepted),
+  counter("audit_agent_records_chained_total", "Audit records chained and durably stored.", (set) =>
+    set({}, s.counters.receiverAccepted),
   );
   gauge(
     "audit_agent_chain_head_seq",
     "Seq of the newest durable record (-1 before the first).",
-    [],
     (set) => set({}, s.wal.headSeq),
   );
-  gauge("audit_agent_wal_bytes", "Bytes held by the write-ahead log.", [], (set) =>
+  gauge("audit_agent_wal_bytes", "Bytes held by the write-ahead log.", (set) =>
     set({}, s.wal.usedBytes),
   );
   gauge(
     "audit_agent_wal_max_bytes",
     "Size limit of the write-ahead log; receivers push back when it is reached.",
-    [],
     (set) => set({}, s.wal.maxBytes),
   );
-  const fsync = new Histogram({
-    name: "audit_agent_wal_fsync_seconds",
-    help: "Duration of each synced group-commit write to the WAL.",
-    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1],
-    registers: [registry],
-  });
+  const fsync = registry.histogram(
+    "audit_agent_wal_fsync_seconds",
+    "Duration of each synced group-commit write to the WAL.",
+    [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1],
+  );
   s.wal.onSyncedWrite = (seconds) => fsync.observe(seconds);
   counter(
     "audit_agent_batches_signed_total",
     "Sealed-log entries signed (batches and key rotations).",
-    [],
     (set) => set({}, s.batcher.entryCount),
   );
-  gauge("audit_agent_sealed_through_seq", "Last seq covered by a signed batch.", [], (set) =>
+  gauge("audit_agent_sealed_through_seq", "Last seq covered by a signed batch.", (set) =>
     set({}, s.batcher.sealedThrough),
   );
   const checkpoint = () => {
     const note = s.batcher.latestCheckpoint;
     return note ? parseCheckpointText(parseNote(note).text) : null;
   };
-  gauge(
-    "audit_agent_checkpoint_tree_size",
-    "Tree size of the latest signed checkpoint.",
-    [],
-    (set) => set({}, checkpoint()?.size ?? 0),
+  gauge("audit_agent_checkpoint_tree_size", "Tree size of the latest signed checkpoint.", (set) =>
+    set({}, checkpoint()?.size ?? 0),
   );
   gauge(
     "audit_agent_checkpoint_age_seconds",
     "Seconds since the latest checkpoint was signed (0 before the first).",
-    [],
     (set) =>
       set(
         {},
@@ -178,7 +128,6 @@ export function createMetrics(s: MetricSources): Registry {
   gauge(
     "audit_agent_exporter_lag_records",
     "Durable records an exporter has not delivered yet.",
-    ["exporter"],
     (set) => {
       for (const d of s.deliveries) set({ exporter: d.exporterId }, undelivered(d));
     },
@@ -186,7 +135,6 @@ export function createMetrics(s: MetricSources): Registry {
   gauge(
     "audit_agent_exporter_lag_seconds",
     "Age of the oldest record an exporter has not delivered yet (0 when caught up).",
-    ["exporter"],
     (set) => {
       for (const d of s.deliveries) {
         const at =
@@ -198,7 +146,6 @@ export function createMetrics(s: MetricSources): Registry {
   gauge(
     "audit_agent_exporter_up",
     "1 while an exporter is delivering or retrying, 0 once it has failed permanently.",
-    ["exporter", "state"],
     (set) => {
       for (const d of s.deliveries)
         set({ exporter: d.exporterId, state: d.state }, d.state === "failed" ? 0 : 1);
@@ -207,7 +154,6 @@ export function createMetrics(s: MetricSources): Registry {
   counter(
     "audit_agent_verification_runs_total",
     "Continuous verification runs, by result.",
-    ["result"],
     (set) => {
       const v = s.verifier();
       if (!v) return;
@@ -218,11 +164,10 @@ export function createMetrics(s: MetricSources): Registry {
   gauge(
     "audit_agent_verification_findings",
     "Findings of the latest continuous verification, by exporter.",
-    ["exporter"],
     (set) => {
       for (const [exporter, f] of Object.entries(s.verifier()?.status.lastFindings ?? {}))
         set({ exporter }, f.length);
     },
   );
-  return registry;
+  return { registry, stop: () => processMetrics.stop() };
 }

@@ -1,0 +1,78 @@
+import { describe, expect, it } from "vitest";
+import { Registry, registerProcessMetrics } from "../../agent/telemetry/prometheus.js";
+
+describe("Prometheus exposition", () => {
+  it("writes counters and gauges as read at scrape time, with escaped labels and help", async () => {
+    const registry = new Registry();
+    let n = 1;
+    registry.collected("counter", "things_total", 'Things, "counted"\nper \\ kind.', (set) => {
+      set({ kind: 'a"b\\c\nd' }, n);
+      set({ kind: "plain", other: "x" }, n * 2);
+    });
+    registry.collected("gauge", "level", "A level.", (set) => set({}, Number.NaN));
+    registry.collected("gauge", "nothing", "No samples.", () => {});
+    n = 5;
+    expect(await registry.metrics()).toBe(
+      [
+        '# HELP things_total Things, "counted"\\nper \\\\ kind.',
+        "# TYPE things_total counter",
+        'things_total{kind="a\\"b\\\\c\\nd"} 5',
+        'things_total{kind="plain",other="x"} 10',
+        "# HELP level A level.",
+        "# TYPE level gauge",
+        "level NaN",
+        "# HELP nothing No samples.",
+        "# TYPE nothing gauge",
+        "",
+      ].join("\n"),
+    );
+  });
+
+  it("writes histograms with cumulative buckets, +Inf, sum and count", async () => {
+    const registry = new Registry();
+    const h = registry.histogram("op_seconds", "Op time.", [0.1, 1]);
+    const labelled = registry.histogram("gc_seconds", "GC time.", [0.5], true);
+    const empty = await registry.metrics();
+    expect(empty).toContain('op_seconds_bucket{le="+Inf"} 0\nop_seconds_sum 0\nop_seconds_count 0');
+    expect(empty).not.toContain("gc_seconds_bucket");
+    for (const v of [0.05, 0.1, 0.5, 3]) h.observe(v);
+    labelled.observe(0.2, { kind: "minor" });
+    const text = await registry.metrics();
+    expect(text).toContain(
+      [
+        'op_seconds_bucket{le="0.1"} 2',
+        'op_seconds_bucket{le="1"} 3',
+        'op_seconds_bucket{le="+Inf"} 4',
+        "op_seconds_sum 3.65",
+        "op_seconds_count 4",
+      ].join("\n"),
+    );
+    expect(text).toContain(
+      'gc_seconds_bucket{kind="minor",le="0.5"} 1\ngc_seconds_bucket{kind="minor",le="+Inf"} 1',
+    );
+  });
+
+  it("has the standard process and Node.js metrics", async () => {
+    const registry = new Registry();
+    const metrics = registerProcessMetrics(registry);
+    try {
+      await new Promise((r) => setTimeout(r, 120));
+      const text = await registry.metrics();
+      for (const name of [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_start_time_seconds",
+        "nodejs_heap_size_used_bytes",
+        "nodejs_eventloop_lag_p99_seconds",
+        'nodejs_heap_space_size_used_bytes{space="old"}',
+        "nodejs_version_info{",
+      ])
+        expect(text).toMatch(new RegExp(`^${name.replace(/[{}]/g, "\\$&")}`, "m"));
+      const lag = Number(/^nodejs_eventloop_lag_p99_seconds (\S+)$/m.exec(text)?.[1]);
+      expect(lag).toBeGreaterThanOrEqual(0);
+      expect(lag).toBeLessThan(1);
+    } finally {
+      metrics.stop();
+    }
+  });
+});
