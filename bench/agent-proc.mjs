@@ -45,13 +45,20 @@ function nodeArgs() {
   return (process.env.BENCH_AGENT_NODE_ARGS ?? "").split(" ").filter(Boolean);
 }
 
+/** The node flags in the CLI's shebang (`#!/usr/bin/env -S node FLAGS`): the agent as deployed. */
+function shebangArgs(main) {
+  const first = readFileSync(main, "utf8").split("\n", 1)[0];
+  return (/^#!\/usr\/bin\/env -S node (.*)$/.exec(first)?.[1] ?? "").split(" ").filter(Boolean);
+}
+
 export async function startAgent() {
   const dir = mkdtempSync(join(tmpdir(), "audit-bench-"));
   const config = join(dir, "agent.yaml");
   writeFileSync(config, configYaml(dir).replace("level: warn", "level: info"));
+  const main = join(ROOT, "dist/agent/cli/main.js");
   const child = spawn(
     process.execPath,
-    [...nodeArgs(), join(ROOT, "dist/agent/cli/main.js"), "run", "--config", config],
+    [...shebangArgs(main), ...nodeArgs(), main, "run", "--config", config],
     { stdio: ["ignore", "ignore", "pipe"] },
   );
   const addresses = await new Promise((resolve, reject) => {

@@ -1,4 +1,9 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=4
+// V8 flags for a long-running sidecar, in the shebang so that the `audit-agent` bin, the
+// container's ENTRYPOINT and `npm start` all run with them (`node dist/agent/cli/main.js`
+// does not): --max-semi-space-size=4 caps V8's young generation at 2 x 4 MiB instead of
+// letting it grow to 2 x 16 MiB under load, about 40 MiB less RSS at 10,000 records/s with
+// no throughput cost measured (docs/container.md, "Memory").
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Command, CommanderError, Option } from "commander";
