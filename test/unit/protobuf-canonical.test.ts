@@ -220,6 +220,17 @@ describe("the protobuf fast path refuses malformed input", () => {
     expect(refusal(wire)).toMatch(/invalid UTF-8/);
   });
 
+  it("an attribute key sent as a varint, even when only the filter reads it", () => {
+    const dropAll = new ProtobufCanonicalizer(
+      compileAuditFilter(auditFilterConfigSchema.parse({})),
+      1 << 20,
+    );
+    // LogRecord.attributes = KeyValue{key: varint 1}
+    expect(() => dropAll.canonicalize(wrap([0x32, 0x02, 0x08, 0x01]))).toThrow(
+      /field 1 has wire type 0, expected 2/,
+    );
+  });
+
   it("skips unknown fields", () => {
     const result = canonicalizer.canonicalize(wrap([0x98, 0x06, 0x01, 0x62, 0x01, 0x61]));
     expect(result.records.map(String)).toEqual(['{"logRecord":{"eventName":"a"}}']);

@@ -183,6 +183,31 @@ function readU32(buf: Uint8Array, at: number): number {
   );
 }
 
+/** Where a KeyValue's key and value are (value −1: absent; key empty when absent). */
+class KeyValueScan {
+  keyStart = 0;
+  keyEnd = 0;
+  valueStart = -1;
+  valueEnd = -1;
+
+  scan(r: Reader): this {
+    this.keyStart = this.keyEnd = 0;
+    this.valueStart = this.valueEnd = -1;
+    while (r.next()) {
+      if (r.field === 1) {
+        r.expect(WIRE_LEN);
+        this.keyStart = r.start;
+        this.keyEnd = r.end;
+      } else if (r.field === 2) {
+        r.expect(WIRE_LEN);
+        this.valueStart = r.start;
+        this.valueEnd = r.end;
+      }
+    }
+    return this;
+  }
+}
+
 /** The LogRecord being classified: the audit filter's view of it, read from the wire. */
 class WireLogRecord implements AuditRecordView {
   buf: Uint8Array = new Uint8Array(0);
@@ -198,7 +223,8 @@ class WireLogRecord implements AuditRecordView {
   attrCount = 0;
   /** Attribute KeyValue ranges as start, end pairs. */
   attrs = new Int32Array(64);
-  private readonly kv = new Reader();
+  private readonly reader = new Reader();
+  private readonly kv = new KeyValueScan();
   private readonly keys = new Map<string, Buffer>();
 
   reset(buf: Uint8Array): void {
@@ -260,25 +286,14 @@ class WireLogRecord implements AuditRecordView {
       wanted = Buffer.from(key, "utf8");
       if (this.keys.size < 64) this.keys.set(key, wanted);
     }
-    const r = this.kv;
+    const kv = this.kv;
     for (let i = 0; i < this.attrCount; i++) {
-      r.at(this.buf, this.attrs[i * 2] as number, this.attrs[i * 2 + 1] as number);
-      let keyStart = 0;
-      let keyEnd = 0;
-      let valueStart = -1;
-      let valueEnd = -1;
-      while (r.next()) {
-        if (r.field === 1) {
-          keyStart = r.start;
-          keyEnd = r.end;
-        } else if (r.field === 2) {
-          valueStart = r.start;
-          valueEnd = r.end;
-        }
-      }
-      if (!bytesEqual(this.buf, keyStart, keyEnd, wanted)) continue;
-      if (valueStart < 0) return { key, value: null };
-      const value = AnyValueType.decode(this.buf.subarray(valueStart, valueEnd)) as unknown;
+      kv.scan(
+        this.reader.at(this.buf, this.attrs[i * 2] as number, this.attrs[i * 2 + 1] as number),
+      );
+      if (!bytesEqual(this.buf, kv.keyStart, kv.keyEnd, wanted)) continue;
+      if (kv.valueStart < 0) return { key, value: null };
+      const value = AnyValueType.decode(this.buf.subarray(kv.valueStart, kv.valueEnd)) as unknown;
       return { key, value: value as AnyValue };
     }
     return undefined;
@@ -306,6 +321,7 @@ export class ProtobufCanonicalizer {
   private readonly lr = new Reader();
   private readonly ends: number[] = [];
   private readonly keyValueReaders = new ReaderPool();
+  private readonly keyValue = new KeyValueScan();
   private readonly anyValueReaders = new ReaderPool();
   private readonly listReaders = new ReaderPool();
   private firstMember = true;
@@ -575,22 +591,9 @@ export class ProtobufCanonicalizer {
 
   /** `{"key":…,"value":…}`; the value member only when the field is present. */
   private writeKeyValue(buf: Uint8Array, start: number, end: number, depth: number): void {
-    const r = this.keyValueReaders.at(depth, buf, start, end);
-    let keyStart = 0;
-    let keyEnd = 0;
-    let valueStart = -1;
-    let valueEnd = -1;
-    while (r.next()) {
-      if (r.field === 1) {
-        r.expect(WIRE_LEN);
-        keyStart = r.start;
-        keyEnd = r.end;
-      } else if (r.field === 2) {
-        r.expect(WIRE_LEN);
-        valueStart = r.start;
-        valueEnd = r.end;
-      }
-    }
+    const kv = this.keyValue.scan(this.keyValueReaders.at(depth, buf, start, end));
+    // Read before recursing: nested KeyValues reuse the same scan.
+    const { keyStart, keyEnd, valueStart, valueEnd } = kv;
     const out = this.out;
     out.ascii('{"key":');
     out.string(buf, keyStart, keyEnd);
