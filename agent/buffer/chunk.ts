@@ -19,7 +19,8 @@ export const CHUNK_HEADER = 4;
 export const ENTRY_HEADER = 4;
 
 /**
- * How a chunk is stored in LevelDB: 0x01, its u32 record count, then the chunk deflated
+ * How a chunk is stored in LevelDB: 0x01, its u32 record count, its u32 length, then the
+ * chunk deflated
  * (raw DEFLATE, level 1, in the libuv pool). Canonical records repeat their keys, resource
  * and scope, so chunks shrink several-fold, and the synced write — the cost that bounds
  * ingest — shrinks with them. A stored value that starts with 0x00 is an uncompressed
@@ -27,13 +28,14 @@ export const ENTRY_HEADER = 4;
  * versions wrote them.
  */
 const COMPRESSED = 0x01;
-const STORED_HEADER = 5;
+const STORED_HEADER = 9;
 
 export async function storedChunk(chunk: Buffer): Promise<Buffer> {
   const deflated = await deflate(chunk, { level: 1 });
   const stored = Buffer.allocUnsafe(STORED_HEADER + deflated.length);
   stored[0] = COMPRESSED;
   stored.writeUInt32BE(chunk.readUInt32BE(0), 1);
+  stored.writeUInt32BE(chunk.length, 5);
   deflated.copy(stored, STORED_HEADER);
   return stored;
 }
@@ -46,6 +48,11 @@ export async function chunkOf(stored: Buffer): Promise<Buffer> {
 /** Records in a stored value, read from its header. */
 export function storedCount(stored: Buffer): number {
   return stored[0] === COMPRESSED ? stored.readUInt32BE(1) : stored.readUInt32BE(0);
+}
+
+/** Length of the chunk a stored value holds, read from its header. */
+export function storedChunkLength(stored: Buffer): number {
+  return stored[0] === COMPRESSED ? stored.readUInt32BE(5) : stored.length;
 }
 
 /** The records of a chunk whose first record has seq `firstSeq`. */

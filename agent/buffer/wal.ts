@@ -16,6 +16,7 @@ import {
   decodeChunk,
   ENTRY_HEADER,
   storedChunk,
+  storedChunkLength,
   storedCount,
 } from "./chunk.js";
 import {
@@ -90,7 +91,7 @@ const COMPRESS_MIN_BYTES = 64 << 10;
 
 function bytesInChunks(chunks: readonly ChunkEntry[]): number {
   let n = 0;
-  for (const c of chunks) n += (c.cached as Buffer).length;
+  for (const c of chunks) n += c.chunkBytes;
   return n;
 }
 
@@ -125,6 +126,8 @@ interface ChunkEntry {
   lastSeq: number;
   /** Bytes stored in LevelDB (key and compressed value). */
   bytes: number;
+  /** Bytes of the chunk itself (uncompressed): what it costs in the cache and to read. */
+  chunkBytes: number;
   cached: Buffer | null;
   /** When the chunk was written (epoch ms; at open for chunks found on disk). */
   writtenAt: number;
@@ -261,6 +264,7 @@ export class WriteAheadLog {
         firstSeq,
         lastSeq: firstSeq + storedCount(value) - 1,
         bytes,
+        chunkBytes: storedChunkLength(value),
         cached: null,
         writtenAt: Date.now(),
       });
@@ -415,7 +419,14 @@ export class WriteAheadLog {
         at = w;
         seq++;
       }
-      newChunks.push({ firstSeq, lastSeq: seq - 1, bytes: 0, cached: chunk, writtenAt: 0 });
+      newChunks.push({
+        firstSeq,
+        lastSeq: seq - 1,
+        bytes: 0,
+        chunkBytes: chunk.length,
+        cached: chunk,
+        writtenAt: 0,
+      });
       from = to;
     }
     if (prevHash !== null) prev = prevHash.toString("hex", prevHashAt, prevHashAt + HASH_BYTES);
@@ -456,7 +467,7 @@ export class WriteAheadLog {
       for (const c of newChunks) {
         c.writtenAt = now;
         this.chunks.push(c);
-        this.cachedBytes += (c.cached as Buffer).length;
+        this.cachedBytes += c.chunkBytes;
       }
       this.evictCache();
       for (const p of batch) {
@@ -521,13 +532,13 @@ export class WriteAheadLog {
       // Locate by seq on every pass: releases splice the chunk index while we await a read.
       const entries: ChunkEntry[] = [];
       let span = 0;
-      let chunkBytes = 0;
+      let fetchBytes = 0;
       for (let i = this.chunkIndexOf(next); i < this.chunks.length; i++) {
         const entry = this.chunks[i] as ChunkEntry;
         entries.push(entry);
         span += entry.lastSeq - Math.max(entry.firstSeq, next) + 1;
-        chunkBytes += entry.bytes;
-        if (out.length + span >= maxRecords || bytes + chunkBytes >= maxBytes) break;
+        fetchBytes += entry.chunkBytes;
+        if (out.length + span >= maxRecords || bytes + fetchBytes >= maxBytes) break;
       }
       if (entries.length === 0) return out;
       const bufs = await Promise.all(entries.map((e) => e.cached ?? this.readChunk(e)));
@@ -587,7 +598,7 @@ export class WriteAheadLog {
     for (let i = 0; this.cachedBytes > this.cacheBytes && i < this.chunks.length; i++) {
       const c = this.chunks[i] as ChunkEntry;
       if (c.cached) {
-        this.cachedBytes -= c.cached.length;
+        this.cachedBytes -= c.chunkBytes;
         c.cached = null;
       }
     }
@@ -668,7 +679,7 @@ export class WriteAheadLog {
     this.chunks.splice(0, n);
     for (const c of gone) {
       this.storedBytes -= c.bytes;
-      if (c.cached) this.cachedBytes -= c.cached.length;
+      if (c.cached) this.cachedBytes -= c.chunkBytes;
     }
     // A partly delivered chunk stays until every record in it is delivered.
     if (throughSeq !== null) this.releasedThrough = throughSeq;

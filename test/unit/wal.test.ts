@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import { CANONICAL_OFFSET } from "../../agent/buffer/keys.js";
-import { chunkOf, storedChunk, storedCount } from "../../agent/buffer/chunk.js";
+import { chunkOf, storedChunk, storedChunkLength, storedCount } from "../../agent/buffer/chunk.js";
 import { BufferFullError, WriteAheadLog } from "../../agent/buffer/wal.js";
 import { genesisHash } from "../../agent/chain/format.js";
 import { makeTempDir } from "../helpers/agent.js";
@@ -184,9 +184,11 @@ describe("write-ahead log chunk storage", () => {
     const stored = await storedChunk(raw);
     expect(stored.length).toBeLessThan(raw.length / 4);
     expect(storedCount(stored)).toBe(200);
+    expect(storedChunkLength(stored)).toBe(raw.length);
     expect((await chunkOf(stored)).equals(raw)).toBe(true);
     // A value written by a version that did not compress is used as it is.
     expect(storedCount(raw)).toBe(200);
+    expect(storedChunkLength(raw)).toBe(raw.length);
     expect(await chunkOf(raw)).toBe(raw);
   });
 
