@@ -34,6 +34,7 @@ import {
   testConfigYaml,
   waitFor,
 } from "../helpers/agent.js";
+import { prng } from "../helpers/prng.js";
 
 /**
  * Tamper-evidence of real agent output. An in-process agent receives audit records from
@@ -661,23 +662,11 @@ describe("tampering with real agent output", () => {
   });
 
   describe("random single tamperings", () => {
-    /** mulberry32: a small seeded PRNG, so a failure can be replayed. */
-    function prng(seed: number): () => number {
-      let a = seed >>> 0;
-      return () => {
-        a = (a + 0x6d2b79f5) >>> 0;
-        let t = a;
-        t = Math.imul(t ^ (t >>> 15), t | 1);
-        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-      };
-    }
-
     const ITERATIONS = 300;
     const SEED = 0x5eed1234;
 
     it(`detects every one of ${ITERATIONS} random single tamperings (seed ${SEED})`, async () => {
-      const rnd = prng(SEED);
+      const rnd = prng(SEED).next;
       const int = (n: number) => Math.floor(rnd() * n);
       const work = makeTempDir("audit-agent-tamper-random-");
       cleanups.push(work.cleanup);

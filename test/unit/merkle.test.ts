@@ -14,6 +14,7 @@ import {
   verifyInclusion,
 } from "../../agent/chain/merkle.js";
 import { type KeyValueReader, type Put, TreeStore, tileKey } from "../../agent/chain/tree-store.js";
+import { prng } from "../helpers/prng.js";
 
 /**
  * RFC 6962 / RFC 9162 Merkle trees: known answers from the certificate-transparency test
@@ -25,17 +26,8 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
 const unhex = (s: string) => Buffer.from(s, "hex");
 const hexes = (hs: readonly Hash[]) => hs.map(hex);
 
-/** Deterministic PRNG (mulberry32) so a failing property run can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded (test/helpers/prng.ts) so a failing property run can be replayed. */
+const rng = (seed: number): (() => number) => prng(seed).next;
 const randInt = (r: () => number, lo: number, hi: number) => lo + Math.floor(r() * (hi - lo + 1));
 
 /** Leaf hashes of "leaf <i>" for i in [0, n). */
