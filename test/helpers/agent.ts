@@ -81,6 +81,47 @@ ${o.maxRecordKib ? `    max_record_size_kib: ${o.maxRecordKib}\n` : ""}service:
 `;
 }
 
+/**
+ * An agent config for a backend's tests: OTLP/HTTP on an ephemeral port, the audit
+ * filter, `exporters` (the YAML under `exporters:`, two-space indented) feeding the
+ * pipeline as `exporterIds`, and WAL and keys under `dir`.
+ */
+export function backendAgentYaml(o: {
+  dir: string;
+  exporters: string;
+  exporterIds: readonly string[];
+  batchMaxRecords?: number;
+}): string {
+  return `receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:0
+processors:
+  audit_filter:
+    match: any
+exporters:
+${o.exporters}extensions:
+  signing:
+    key_file: ${join(o.dir, "keys", "signing.key")}
+    batch:
+${o.batchMaxRecords ? `      max_records: ${o.batchMaxRecords}\n` : ""}      timeout: 20ms
+  wal:
+    directory: ${join(o.dir, "wal")}
+service:
+  pipelines:
+    logs:
+      receivers: [otlp]
+      processors: [audit_filter]
+      exporters: [${o.exporterIds.join(", ")}]
+  telemetry:
+    metrics:
+      address: 127.0.0.1:0
+    logs:
+      level: error
+`;
+}
+
 export interface InProcessAgent {
   agent: RunningAgent;
   httpUrl: string;

@@ -10,6 +10,7 @@ import { type RunningAgent, startAgent } from "../../agent/service/agent.js";
 import { createLogger } from "../../agent/telemetry/logger.js";
 import type { AuditSource, VerifyReport } from "../../agent/verify/types.js";
 import { verifySource } from "../../agent/verify/verify.js";
+import { backendAgentYaml } from "./agent.js";
 import type { FakeLoki } from "./fake-loki.js";
 
 /** Shared by the Loki exporter's tests: agent configs, an SDK client, checks. */
@@ -25,16 +26,9 @@ export interface LokiYaml {
 }
 
 export function lokiYaml(o: LokiYaml): string {
-  return `receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: 127.0.0.1:0
-processors:
-  audit_filter:
-    match: any
-exporters:
-  loki:
+  return backendAgentYaml({
+    dir: o.dir,
+    exporters: `  loki:
     endpoint: ${o.url}
     labels:
       resource_attributes:
@@ -46,25 +40,10 @@ exporters:
       initial_interval: 50ms
       max_interval: 200ms
 ${o.extra ?? ""}
-${o.held ? "  loki/held:\n    endpoint: http://127.0.0.1:1\n    retry_on_failure:\n      initial_interval: 50ms\n      max_interval: 200ms\n" : ""}extensions:
-  signing:
-    key_file: ${join(o.dir, "keys", "signing.key")}
-    batch:
-${o.maxRecords ? `      max_records: ${o.maxRecords}\n` : ""}      timeout: 20ms
-  wal:
-    directory: ${join(o.dir, "wal")}
-service:
-  pipelines:
-    logs:
-      receivers: [otlp]
-      processors: [audit_filter]
-      exporters: [loki${o.held ? ", loki/held" : ""}]
-  telemetry:
-    metrics:
-      address: 127.0.0.1:0
-    logs:
-      level: error
-`;
+${o.held ? "  loki/held:\n    endpoint: http://127.0.0.1:1\n    retry_on_failure:\n      initial_interval: 50ms\n      max_interval: 200ms\n" : ""}`,
+    exporterIds: o.held ? ["loki", "loki/held"] : ["loki"],
+    batchMaxRecords: o.maxRecords,
+  });
 }
 
 export async function startLokiAgent(o: LokiYaml): Promise<{ agent: RunningAgent; url: string }> {

@@ -7,7 +7,6 @@ import {
   type ServerResponse,
 } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
-import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import {
   CreateBucketCommand,
@@ -19,6 +18,7 @@ import {
 import { canonicalize, type JsonValue } from "../../agent/chain/jcs.js";
 import type { SealedBatch } from "../../agent/exporters/sink.js";
 import { parseKey } from "../../agent/exporters/s3/layout.js";
+import { backendAgentYaml } from "./agent.js";
 
 /**
  * A real S3 server for the S3 exporter's tests: Ceph RGW started by .ci/run
@@ -82,16 +82,9 @@ export function s3AgentYaml(o: S3YamlOptions): string {
   const lock = o.objectLock
     ? `    object_lock:\n      mode: ${o.objectLock.mode}\n      retain_days: ${o.objectLock.retainDays}\n`
     : "";
-  return `receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: 127.0.0.1:0
-processors:
-  audit_filter:
-    match: any
-exporters:
-  s3:
+  return backendAgentYaml({
+    dir: o.dir,
+    exporters: `  s3:
     bucket: ${o.bucket}
     prefix: ${o.prefix ?? "audit"}
     endpoint: ${o.endpoint ?? S3_ENDPOINT}
@@ -103,25 +96,10 @@ exporters:
 ${lock}    retry_on_failure:
       initial_interval: 50ms
       max_interval: 200ms
-extensions:
-  signing:
-    key_file: ${join(o.dir, "keys", "signing.key")}
-    batch:
-${o.batchMaxRecords ? `      max_records: ${o.batchMaxRecords}\n` : ""}      timeout: 20ms
-  wal:
-    directory: ${join(o.dir, "wal")}
-service:
-  pipelines:
-    logs:
-      receivers: [otlp]
-      processors: [audit_filter]
-      exporters: [s3]
-  telemetry:
-    metrics:
-      address: 127.0.0.1:0
-    logs:
-      level: error
-`;
+`,
+    exporterIds: ["s3"],
+    batchMaxRecords: o.batchMaxRecords,
+  });
 }
 
 export interface ObjectVersion {

@@ -31,6 +31,7 @@ import {
   type ChildAgent,
   CLI,
   killAgent,
+  backendAgentYaml,
   makeTempDir,
   spawnAgent,
   waitFor,
@@ -69,47 +70,24 @@ interface YamlOptions {
 }
 
 function esAgentYaml(o: YamlOptions): string {
-  return `receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: 127.0.0.1:0
-processors:
-  audit_filter:
-    match: any
-exporters:
-  elasticsearch:
+  return backendAgentYaml({
+    dir: o.dir,
+    exporters: `  elasticsearch:
     endpoint: ${o.endpoint}
     index: ${INDEX}
     retry_on_failure:
       initial_interval: 50ms
       max_interval: 200ms
 ${o.extra ?? ""}${
-    o.file
-      ? `  file:
+      o.file
+        ? `  file:
     directory: ${join(o.dir, "out")}
 `
-      : ""
-  }extensions:
-  signing:
-    key_file: ${join(o.dir, "keys", "signing.key")}
-    batch:
-      max_records: ${o.batchMaxRecords ?? 7}
-      timeout: 20ms
-  wal:
-    directory: ${join(o.dir, "wal")}
-service:
-  pipelines:
-    logs:
-      receivers: [otlp]
-      processors: [audit_filter]
-      exporters: [${o.file ? "elasticsearch, file" : "elasticsearch"}]
-  telemetry:
-    metrics:
-      address: 127.0.0.1:0
-    logs:
-      level: error
-`;
+        : ""
+    }`,
+    exporterIds: o.file ? ["elasticsearch", "file"] : ["elasticsearch"],
+    batchMaxRecords: o.batchMaxRecords ?? 7,
+  });
 }
 
 interface Started {
