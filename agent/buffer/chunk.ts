@@ -30,8 +30,18 @@ export const ENTRY_HEADER = 4;
 const COMPRESSED = 0x01;
 const STORED_HEADER = 9;
 
+/**
+ * zlib's async calls work in `chunkSize` pieces (16 KiB by default), and every piece is a
+ * round trip from the libuv pool to the event loop. Under load the event loop is busy for
+ * milliseconds at a time, so a 1 MiB chunk took tens of milliseconds of waiting. One piece
+ * as large as the whole output makes it one pool job. deflateBound is about n + n/1000 + 12.
+ */
+function oneJob(bytes: number): number {
+  return bytes + (bytes >>> 9) + 1024;
+}
+
 export async function storedChunk(chunk: Buffer): Promise<Buffer> {
-  const deflated = await deflate(chunk, { level: 1 });
+  const deflated = await deflate(chunk, { level: 1, chunkSize: oneJob(chunk.length) });
   const stored = Buffer.allocUnsafe(STORED_HEADER + deflated.length);
   stored[0] = COMPRESSED;
   stored.writeUInt32BE(chunk.readUInt32BE(0), 1);
@@ -42,7 +52,11 @@ export async function storedChunk(chunk: Buffer): Promise<Buffer> {
 
 /** The chunk a stored value holds. */
 export async function chunkOf(stored: Buffer): Promise<Buffer> {
-  return stored[0] === COMPRESSED ? inflate(stored.subarray(STORED_HEADER)) : stored;
+  if (stored[0] !== COMPRESSED) return stored;
+  // The header's length sizes the one piece; capped, as a damaged header must not make
+  // zlib allocate gigabytes (a longer output simply takes more pieces).
+  const length = Math.min(Math.max(stored.readUInt32BE(5), 64), 16 << 20);
+  return inflate(stored.subarray(STORED_HEADER), { chunkSize: length + 64 });
 }
 
 /** Records in a stored value, read from its header. */

@@ -84,6 +84,22 @@ interface PendingAppend {
   reject: (e: unknown) => void;
 }
 
+/** A group commit ready to write: its chained chunks, its LevelDB batch and its appends. */
+interface PreparedGroup {
+  batch: PendingAppend[];
+  firstSeq: number;
+  /** The seq after the group's last record, and that record's leaf hash in hex. */
+  endSeq: number;
+  endPrev: string;
+  chunks: ChunkEntry[];
+  ops: Array<{ type: "put"; key: Buffer; value: Buffer }>;
+  /** Bytes the group stores in LevelDB (keys and values of its chunks). */
+  bytes: number;
+  estimate: number;
+  /** Set when preparing failed (compression): the group is failed as its write would be. */
+  failure: unknown;
+}
+
 const ENVELOPE_MIDDLE_BYTES = Buffer.from(ENVELOPE_MIDDLE, "latin1");
 
 /** Group commits smaller than this are written uncompressed (see flush). */
@@ -329,16 +345,77 @@ export class WriteAheadLog {
     return this.pending.splice(0, n);
   }
 
+  /**
+   * The group-commit loop. Each group is chained, hashed and compressed, then written in
+   * one synced LevelDB batch. While a group's write is in flight the next group — whatever
+   * arrived meanwhile — is chained from the head that write will make and compressed, so
+   * under load the disk and the CPU work overlap instead of taking turns. Writes stay
+   * strictly one after another: a group is written only once the one before it is durable.
+   */
   private async flush(): Promise<void> {
-    const batch = this.takeBatch();
+    let group: PreparedGroup | null = await this.prepare(
+      this.takeBatch(),
+      this.nextSeq,
+      this.prevHex,
+    );
+    while (group !== null) {
+      const started = performance.now();
+      const written = group.failure
+        ? Promise.resolve(group.failure)
+        : this.db.batch(group.ops, { sync: true }).then(
+            () => null,
+            (err: unknown) => err,
+          );
+      const following: Promise<PreparedGroup> | null =
+        this.pending.length > 0
+          ? this.prepare(this.takeBatch(), group.endSeq, group.endPrev)
+          : null;
+      const failure = await written;
+      this.onSyncedWrite?.((performance.now() - started) / 1000, group.endSeq - group.firstSeq);
+      if (failure === null) {
+        this.commitGroup(group);
+        group = following ? await following : null;
+      } else {
+        // The write may or may not have reached the disk; the persisted head is the truth.
+        await this.reloadHead();
+        const error = new StorageError(failure);
+        this.pendingBytes -= group.estimate;
+        for (const p of group.batch) p.reject(error);
+        // The next group was chained onto a head that never became durable: queue its
+        // appends again, to be chained from the head actually on disk.
+        if (following) {
+          const requeued = (await following).batch;
+          this.pending.unshift(...requeued);
+        }
+        group = null;
+      }
+      if (group === null && this.pending.length > 0) {
+        group = await this.prepare(this.takeBatch(), this.nextSeq, this.prevHex);
+      }
+    }
+    this.writing = false;
+    const idle = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of idle) w();
+  }
+
+  /**
+   * Chains `batch` after (firstSeq − 1, prevHex): writes each record's stored entry into
+   * chunks and hashes it, then compresses the chunks in the libuv pool. Does not touch the
+   * log's head, which moves only when the group is durable (commitGroup).
+   */
+  private async prepare(
+    batch: PendingAppend[],
+    firstSeq: number,
+    prevHex: string,
+  ): Promise<PreparedGroup> {
     const ops: Array<{ type: "put"; key: Buffer; value: Buffer }> = [];
     const newChunks: ChunkEntry[] = [];
     const head = envelopeHead(this.chainId);
     const headLen = head.length;
     const middleLen = ENVELOPE_MIDDLE.length;
-    let seq = this.nextSeq;
-    let prev = this.prevHex;
-    let bytes = 0;
+    let seq = firstSeq;
+    let prev = prevHex;
     let estimate = 0;
     // Pass 1: exact byte length of every record's stored entry (the envelope's parts are
     // known ahead: prev is always 64 hex digits), and where chunks are cut.
@@ -385,7 +462,7 @@ export class WriteAheadLog {
       }
       const chunk = Buffer.allocUnsafe(size);
       chunk.writeUInt32BE(to - from, 0);
-      const firstSeq = seq;
+      const chunkFirstSeq = seq;
       let at = CHUNK_HEADER;
       for (let i = from; i < to; i++) {
         const entryStart = at + ENTRY_HEADER;
@@ -420,7 +497,7 @@ export class WriteAheadLog {
         seq++;
       }
       newChunks.push({
-        firstSeq,
+        firstSeq: chunkFirstSeq,
         lastSeq: seq - 1,
         bytes: 0,
         chunkBytes: chunk.length,
@@ -436,7 +513,7 @@ export class WriteAheadLog {
       value: Buffer.from(`{"seq":${seq - 1},"hash":"${prev}"}`),
     });
     let failure: unknown = null;
-    const started = performance.now();
+    let bytes = 0;
     try {
       // Chunks are compressed in the libuv pool, in parallel, off the event loop. A small
       // write is stored as it is: the pool round trip would cost more than the bytes saved.
@@ -451,46 +528,45 @@ export class WriteAheadLog {
         bytes += c.bytes;
         return { type: "put" as const, key, value };
       });
-      await this.db.batch([...puts, ...ops], { sync: true });
+      ops.unshift(...puts);
     } catch (err) {
       failure = err;
     }
-    this.onSyncedWrite?.((performance.now() - started) / 1000, seq - this.nextSeq);
-    this.pendingBytes -= estimate;
-    if (failure === null) {
-      this.syncedWrites++;
-      let first = this.nextSeq;
-      this.nextSeq = seq;
-      this.prevHex = prev;
-      this.storedBytes += bytes;
-      const now = Date.now();
-      for (const c of newChunks) {
-        c.writtenAt = now;
-        this.chunks.push(c);
-        this.cachedBytes += c.chunkBytes;
-      }
-      this.evictCache();
-      for (const p of batch) {
-        p.resolve({ firstSeq: first, count: p.records.length });
-        first += p.records.length;
-      }
-      const waiters = this.appendWaiters;
-      this.appendWaiters = [];
-      for (const w of waiters) w();
-    } else {
-      // The write may or may not have reached the disk; the persisted head is the truth.
-      await this.reloadHead();
-      const error = new StorageError(failure);
-      for (const p of batch) p.reject(error);
+    return {
+      batch,
+      firstSeq,
+      endSeq: seq,
+      endPrev: prev,
+      chunks: newChunks,
+      ops,
+      bytes,
+      estimate,
+      failure,
+    };
+  }
+
+  /** Makes a durable group the log's head, indexes its chunks and answers its appends. */
+  private commitGroup(group: PreparedGroup): void {
+    this.pendingBytes -= group.estimate;
+    this.syncedWrites++;
+    let first = this.nextSeq;
+    this.nextSeq = group.endSeq;
+    this.prevHex = group.endPrev;
+    this.storedBytes += group.bytes;
+    const now = Date.now();
+    for (const c of group.chunks) {
+      c.writtenAt = now;
+      this.chunks.push(c);
+      this.cachedBytes += c.chunkBytes;
     }
-    if (this.pending.length > 0) {
-      setImmediate(() => this.flush());
-    } else {
-      this.writing = false;
-      const idle = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const w of idle) w();
+    this.evictCache();
+    for (const p of group.batch) {
+      p.resolve({ firstSeq: first, count: p.records.length });
+      first += p.records.length;
     }
+    const waiters = this.appendWaiters;
+    this.appendWaiters = [];
+    for (const w of waiters) w();
   }
 
   private async reloadHead(): Promise<void> {

@@ -158,6 +158,71 @@ describe("write-ahead log", () => {
     );
   });
 
+  /** Every record's prev is the leaf hash of the record before it, from genesis on. */
+  async function expectLinkedChain(wal: WriteAheadLog, count: number) {
+    const stored = await wal.read(-1, count + 1, 1 << 30);
+    expect(stored.map((r) => r.seq)).toEqual(Array.from({ length: count }, (_, i) => i));
+    let prev = genesisHash(wal.chainId).toString("hex");
+    for (const r of stored) {
+      expect(JSON.parse(r.value.subarray(CANONICAL_OFFSET).toString("utf8")).prev).toBe(prev);
+      prev = r.value.subarray(0, 32).toString("hex");
+    }
+  }
+
+  /** Makes LevelDB batches with record values wait for `gate`, then run `then`. */
+  function holdRecordWrites(
+    wal: WriteAheadLog,
+    then: (write: () => Promise<void>) => Promise<void>,
+  ) {
+    const db = (wal as unknown as { db: { batch: (...a: unknown[]) => Promise<void> } }).db;
+    const real = db.batch.bind(db);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let held = 0;
+    db.batch = (ops: unknown, options: unknown) => {
+      const hasRecords = (ops as Array<{ key: Buffer }>).some((o) => o.key[0] === 0x72); // "r": a record chunk
+      if (!hasRecords || held++ > 0) return real(ops, options);
+      return gate.then(() => then(() => real(ops, options)));
+    };
+    return { release, restore: () => (db.batch = real) };
+  }
+
+  it("chains appends that arrive while a group commit is in flight onto it, in order", async () => {
+    const wal = await openWal(tmp());
+    const hold = holdRecordWrites(wal, (write) => write());
+    const first = wal.append([rec(0), rec(1)], "1");
+    await new Promise((r) => setImmediate(r));
+    // These are chained and compressed while the first group's write waits.
+    const later = Array.from({ length: 20 }, (_, i) => wal.append([rec(10 + i)], "2"));
+    await new Promise((r) => setTimeout(r, 20));
+    hold.release();
+    await first;
+    const results = await Promise.all(later);
+    expect(results.map((r) => r.firstSeq)).toEqual(Array.from({ length: 20 }, (_, i) => 2 + i));
+    expect(wal.syncedWrites).toBeGreaterThan(1);
+    await expectLinkedChain(wal, 22);
+  });
+
+  it("fails a group whose write fails, and re-chains the next group from the durable head", async () => {
+    const wal = await openWal(tmp());
+    await wal.append([rec(0)], "1");
+    const hold = holdRecordWrites(wal, async () => {
+      throw new Error("EIO: simulated disk error");
+    });
+    const failing = wal.append([rec(1), rec(2)], "2");
+    await new Promise((r) => setImmediate(r));
+    // Prepared on top of the failing group while its write is in flight.
+    const next = wal.append([rec(3)], "3");
+    await new Promise((r) => setTimeout(r, 20));
+    hold.release();
+    await expect(failing).rejects.toMatchObject({ code: "WAL_WRITE_FAILED" });
+    // Not failed with it: written after the record that is durable, with no gap.
+    await expect(next).resolves.toEqual({ firstSeq: 1, count: 1 });
+    hold.restore();
+    await expectLinkedChain(wal, 2);
+    expect(wal.headSeq).toBe(1);
+  });
+
   it("refuses appends after close with a retryable error", async () => {
     const wal = await openWal(tmp());
     await wal.close();
