@@ -69,16 +69,33 @@ export function storedChunkLength(stored: Buffer): number {
   return stored[0] === COMPRESSED ? stored.readUInt32BE(5) : stored.length;
 }
 
-/** The records of a chunk whose first record has seq `firstSeq`. */
-export function decodeChunk(firstSeq: number, chunk: Buffer): StoredRecord[] {
+/**
+ * Appends to `out` the records of a chunk (first record `firstSeq`) from seq `fromSeq` on,
+ * stopping once `out` holds `maxRecords` or `maxBytes` of values is reached (counting from
+ * `bytes`). Entries before `fromSeq` are stepped over without making objects for them: a
+ * reader usually wants the tail of one chunk and the head of the next. Returns the new
+ * byte count, or −1 when a limit stopped it.
+ */
+export function appendChunkRecords(
+  out: StoredRecord[],
+  firstSeq: number,
+  chunk: Buffer,
+  fromSeq: number,
+  maxRecords: number,
+  maxBytes: number,
+  bytes: number,
+): number {
   const count = chunk.readUInt32BE(0);
-  const out: StoredRecord[] = new Array(count);
   let at = CHUNK_HEADER;
   for (let i = 0; i < count; i++) {
     const len = chunk.readUInt32BE(at);
     at += ENTRY_HEADER;
-    out[i] = { seq: firstSeq + i, value: chunk.subarray(at, at + len) };
+    if (firstSeq + i >= fromSeq) {
+      out.push({ seq: firstSeq + i, value: chunk.subarray(at, at + len) });
+      bytes += len;
+      if (out.length >= maxRecords || bytes >= maxBytes) return -1;
+    }
     at += len;
   }
-  return out;
+  return bytes;
 }

@@ -5,15 +5,17 @@ import {
   CHAIN_ID_PATTERN,
   ENVELOPE_MIDDLE,
   envelopeHead,
-  envelopeTail,
+  ENVELOPE_END,
+  ENVELOPE_RECEIVED,
+  ENVELOPE_SEQ,
   genesisHash,
 } from "../chain/format.js";
 import { AgentError } from "../common/errors.js";
-import { writeAscii, writeHex } from "../chain/json-bytes.js";
+import { decimalLength, writeAscii, writeDecimal, writeHex } from "../chain/json-bytes.js";
 import {
   CHUNK_HEADER,
   chunkOf,
-  decodeChunk,
+  appendChunkRecords,
   ENTRY_HEADER,
   storedChunk,
   storedChunkLength,
@@ -101,6 +103,12 @@ interface PreparedGroup {
 }
 
 const ENVELOPE_MIDDLE_BYTES = Buffer.from(ENVELOPE_MIDDLE, "latin1");
+const ENVELOPE_SEQ_BYTES = Buffer.from(ENVELOPE_SEQ, "latin1");
+const ENVELOPE_RECEIVED_BYTES = Buffer.from(ENVELOPE_RECEIVED, "latin1");
+const ENVELOPE_END_BYTES = Buffer.from(ENVELOPE_END, "latin1");
+/** The tail's bytes other than the seq and receive-time digits. */
+const TAIL_FIXED_BYTES =
+  ENVELOPE_SEQ_BYTES.length + ENVELOPE_RECEIVED_BYTES.length + ENVELOPE_END_BYTES.length;
 
 /** Group commits smaller than this are written uncompressed (see flush). */
 const COMPRESS_MIN_BYTES = 64 << 10;
@@ -420,20 +428,23 @@ export class WriteAheadLog {
     // Pass 1: exact byte length of every record's stored entry (the envelope's parts are
     // known ahead: prev is always 64 hex digits), and where chunks are cut.
     const records: RecordText[] = [];
-    const recordLens: number[] = [];
-    const tails: string[] = [];
+    const received: string[] = [];
+    // Per record: the bytes its entry takes after the entry header.
+    const entryLens: number[] = [];
     const cuts: number[] = []; // index one past each chunk's last record
+    const fixedLen = CANONICAL_OFFSET + headLen + 64 + middleLen + TAIL_FIXED_BYTES;
     let chunkSize = CHUNK_HEADER;
     let s = seq;
     for (const p of batch) {
       estimate += p.estimate;
+      const receivedLen = p.receivedUnixNano.length;
       for (const record of p.records) {
         const len = typeof record === "string" ? Buffer.byteLength(record, "utf8") : record.length;
-        const tail = envelopeTail(s++, p.receivedUnixNano);
+        const entryLen = fixedLen + len + decimalLength(s++) + receivedLen;
         records.push(record);
-        recordLens.push(len);
-        tails.push(tail);
-        chunkSize += ENTRY_HEADER + CANONICAL_OFFSET + headLen + 64 + middleLen + len + tail.length;
+        received.push(p.receivedUnixNano);
+        entryLens.push(entryLen);
+        chunkSize += ENTRY_HEADER + entryLen;
         if (chunkSize >= CHUNK_TARGET_BYTES) {
           cuts.push(records.length);
           chunkSize = CHUNK_HEADER;
@@ -450,16 +461,7 @@ export class WriteAheadLog {
     for (const to of cuts) {
       if (to === from) continue;
       let size = CHUNK_HEADER;
-      for (let i = from; i < to; i++) {
-        size +=
-          ENTRY_HEADER +
-          CANONICAL_OFFSET +
-          headLen +
-          64 +
-          middleLen +
-          (recordLens[i] as number) +
-          (tails[i] as string).length;
-      }
+      for (let i = from; i < to; i++) size += ENTRY_HEADER + (entryLens[i] as number);
       const chunk = Buffer.allocUnsafe(size);
       chunk.writeUInt32BE(to - from, 0);
       const chunkFirstSeq = seq;
@@ -482,7 +484,13 @@ export class WriteAheadLog {
           chunk.set(record, w);
           w += record.length;
         }
-        w = writeAscii(chunk, w, tails[i] as string);
+        // The tail: ,"seq":"N","timeReceivedUnixNano":"T","v":1} (format.ts envelopeTail).
+        chunk.set(ENVELOPE_SEQ_BYTES, w);
+        w = writeDecimal(chunk, w + ENVELOPE_SEQ_BYTES.length, seq);
+        chunk.set(ENVELOPE_RECEIVED_BYTES, w);
+        w = writeAscii(chunk, w + ENVELOPE_RECEIVED_BYTES.length, received[i] as string);
+        chunk.set(ENVELOPE_END_BYTES, w);
+        w += ENVELOPE_END_BYTES.length;
         chunk.writeUInt32BE(w - entryStart, at);
         chunk[entryStart + HASH_BYTES] = 0x00;
         const digest = oneShotHash(
@@ -629,12 +637,8 @@ export class WriteAheadLog {
           }
           break; // released while we read: look again from `next`
         }
-        for (const r of decodeChunk(entry.firstSeq, buf)) {
-          if (r.seq < next) continue;
-          out.push(r);
-          bytes += r.value.length;
-          if (out.length >= maxRecords || bytes >= maxBytes) return out;
-        }
+        bytes = appendChunkRecords(out, entry.firstSeq, buf, next, maxRecords, maxBytes, bytes);
+        if (bytes < 0) return out;
         next = entry.lastSeq + 1;
       }
     }

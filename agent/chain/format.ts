@@ -29,8 +29,12 @@ export function envelopeHead(chainId: string): string {
 }
 export const ENVELOPE_MIDDLE = '","record":';
 export function envelopeTail(seq: bigint | number, receivedUnixNano: string): string {
-  return `,"seq":"${seq}","timeReceivedUnixNano":"${receivedUnixNano}","v":${FORMAT_VERSION}}`;
+  return `${ENVELOPE_SEQ}${seq}${ENVELOPE_RECEIVED}${receivedUnixNano}${ENVELOPE_END}`;
 }
+/** The tail's constant parts, around the seq and receive-time digits, for writers of bytes. */
+export const ENVELOPE_SEQ = ',"seq":"';
+export const ENVELOPE_RECEIVED = '","timeReceivedUnixNano":"';
+export const ENVELOPE_END = `","v":${FORMAT_VERSION}}`;
 
 const LEAF_PREFIX = Buffer.from([0x00]);
 

@@ -135,6 +135,26 @@ export function writeAscii(out: Uint8Array, at: number, text: string): number {
   return at;
 }
 
+/** Decimal digits of a safe integer ≥ 0. */
+export function decimalLength(n: number): number {
+  let digits = 1;
+  while (n >= 10) {
+    n = Math.floor(n / 10);
+    digits++;
+  }
+  return digits;
+}
+
+/** Writes a safe integer ≥ 0 in decimal at `at`; returns the position after it. */
+export function writeDecimal(out: Uint8Array, at: number, n: number): number {
+  const end = at + decimalLength(n);
+  for (let p = end - 1; p >= at; p--) {
+    out[p] = 0x30 + (n % 10);
+    n = Math.floor(n / 10);
+  }
+  return end;
+}
+
 /** Writes src[start, start + n) as lowercase hex at `at`; returns the position after it. */
 export function writeHex(
   out: Uint8Array,

@@ -1,7 +1,13 @@
 import { isUtf8 } from "node:buffer";
 import { describe, expect, it } from "vitest";
 import { contextSuffix, recordJson } from "../../agent/chain/canonical-record.js";
-import { int64Decimal, JsonBytesWriter, uint64Decimal } from "../../agent/chain/json-bytes.js";
+import {
+  decimalLength,
+  int64Decimal,
+  JsonBytesWriter,
+  uint64Decimal,
+  writeDecimal,
+} from "../../agent/chain/json-bytes.js";
 import { AgentError } from "../../agent/common/errors.js";
 import { auditFilterConfigSchema } from "../../agent/processing/audit-filter/config.js";
 import {
@@ -262,6 +268,19 @@ describe("canonical bytes primitives", () => {
       const hi = Number(n >> 32n);
       expect(uint64Decimal(lo, hi)).toBe(n.toString());
       expect(int64Decimal(lo, hi)).toBe(BigInt.asIntN(64, n).toString());
+    }
+  });
+
+  it("writes sequence numbers in decimal as String does, at every digit boundary", () => {
+    const out = Buffer.alloc(40, 0x78);
+    const values = [0, 9, 10, 99, 100, 999_999, 1_000_000, 2 ** 31, 2 ** 32, 2 ** 53 - 1];
+    for (let n = 1; n < 2 ** 53; n *= 7) values.push(Math.floor(n), Math.floor(n) - 1);
+    for (const n of values) {
+      out.fill(0x78);
+      const end = writeDecimal(out, 3, n);
+      expect(decimalLength(n)).toBe(String(n).length);
+      expect(out.toString("latin1", 3, end)).toBe(String(n));
+      expect(out[end]).toBe(0x78); // nothing written past the digits
     }
   });
 
