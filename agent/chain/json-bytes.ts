@@ -67,6 +67,18 @@ export class JsonBytesWriter {
     this.buf[this.pos++] = b;
   }
 
+  /** An unsigned 64-bit integer hi·2³² + lo in decimal (no quotes). */
+  uint64(lo: number, hi: number): void {
+    this.ensure(20);
+    this.pos = writeUint64(this.buf, this.pos, lo, hi);
+  }
+
+  /** A signed 64-bit integer (two's complement hi·2³² + lo) in decimal (no quotes). */
+  int64(lo: number, hi: number): void {
+    this.ensure(21);
+    this.pos = writeInt64(this.buf, this.pos, lo, hi);
+  }
+
   bytes(src: Uint8Array): void {
     this.ensure(src.length);
     this.buf.set(src, this.pos);
@@ -207,14 +219,26 @@ function isCont(b: number): boolean {
 export function uint64Decimal(lo: number, hi: number): string {
   if (hi === 0) return String(lo);
   if (hi < 0x200000) return String(hi * 4294967296 + lo); // below 2^53: exact as a double
-  // Long division of the four 16-bit limbs by 10^7, three times (2^64 < 10^21); every
-  // intermediate stays below 10^7 · 2^16, well inside a double's exact range.
+  splitE7(lo, hi);
+  const low = String(splitLow).padStart(7, "0");
+  if (splitTop === 0) return String(splitMid) + low;
+  return String(splitTop) + String(splitMid).padStart(7, "0") + low;
+}
+
+// splitE7's results: hi·2³² + lo = top·10¹⁴ + mid·10⁷ + low (module scratch, not reentrant).
+let splitTop = 0;
+let splitMid = 0;
+let splitLow = 0;
+
+/**
+ * Long division of the four 16-bit limbs of hi·2³² + lo by 10^7, twice (2^64 < 10^21);
+ * every intermediate stays below 10^7 · 2^16, well inside a double's exact range.
+ */
+function splitE7(lo: number, hi: number): void {
   let a = hi >>> 16;
   let b = hi & 0xffff;
   let c = lo >>> 16;
   let d = lo & 0xffff;
-  let low7 = 0;
-  let mid7 = 0;
   for (let round = 0; round < 2; round++) {
     let r = a;
     const qa = Math.floor(r / E7);
@@ -225,18 +249,33 @@ export function uint64Decimal(lo: number, hi: number): string {
     r = (r - qc * E7) * 65536 + d;
     const qd = Math.floor(r / E7);
     r -= qd * E7;
-    if (round === 0) low7 = r;
-    else mid7 = r;
+    if (round === 0) splitLow = r;
+    else splitMid = r;
     a = qa;
     b = qb;
     c = qc;
     d = qd;
   }
   // What is left is below 10^7 (2^64 / 10^14 < 184,468).
-  const top = ((a * 65536 + b) * 65536 + c) * 65536 + d;
-  const low = String(low7).padStart(7, "0");
-  if (top === 0) return String(mid7) + low;
-  return String(top) + String(mid7).padStart(7, "0") + low;
+  splitTop = ((a * 65536 + b) * 65536 + c) * 65536 + d;
+}
+
+/** Writes n (0 ≤ n < 10^7) as exactly 7 digits, zero-padded; returns the position after. */
+function writeSeven(out: Uint8Array, at: number, n: number): number {
+  for (let p = at + 6; p >= at; p--) {
+    out[p] = 0x30 + (n % 10);
+    n = Math.floor(n / 10);
+  }
+  return at + 7;
+}
+
+/** Writes hi·2³² + lo in decimal at `at`, as uint64Decimal spells it; returns the end. */
+export function writeUint64(out: Uint8Array, at: number, lo: number, hi: number): number {
+  if (hi < 0x200000) return writeDecimal(out, at, hi * 4294967296 + lo);
+  splitE7(lo, hi);
+  if (splitTop === 0) at = writeDecimal(out, at, splitMid);
+  else at = writeSeven(out, writeDecimal(out, at, splitTop), splitMid);
+  return writeSeven(out, at, splitLow);
 }
 
 /** Decimal text of the two's-complement signed 64-bit integer hi·2³² + lo. */
@@ -245,4 +284,13 @@ export function int64Decimal(lo: number, hi: number): string {
   const nlo = (~lo + 1) >>> 0;
   const nhi = (~hi + (nlo === 0 ? 1 : 0)) >>> 0;
   return `-${uint64Decimal(nlo, nhi)}`;
+}
+
+/** Writes the signed 64-bit hi·2³² + lo in decimal at `at`, as int64Decimal spells it. */
+export function writeInt64(out: Uint8Array, at: number, lo: number, hi: number): number {
+  if ((hi & 0x80000000) === 0) return writeUint64(out, at, lo, hi);
+  const nlo = (~lo + 1) >>> 0;
+  const nhi = (~hi + (nlo === 0 ? 1 : 0)) >>> 0;
+  out[at] = 0x2d; // -
+  return writeUint64(out, at + 1, nlo, nhi);
 }

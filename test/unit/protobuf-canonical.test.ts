@@ -7,6 +7,8 @@ import {
   JsonBytesWriter,
   uint64Decimal,
   writeDecimal,
+  writeInt64,
+  writeUint64,
 } from "../../agent/chain/json-bytes.js";
 import { AgentError } from "../../agent/common/errors.js";
 import { auditFilterConfigSchema } from "../../agent/processing/audit-filter/config.js";
@@ -64,10 +66,14 @@ function randomRequest(rng: Rng): Obj {
         logRecords: Array.from({ length: rng.int(5) }, () => ({
           attributes: attrs(rng),
           eventName: rng.pick(["", "audit.login", "auditlog", "user.login"]),
-          severityNumber: rng.int(25),
+          // Out-of-range enum values (negative too) must be written as the general path does.
+          severityNumber: rng.next() < 0.9 ? rng.int(25) : rng.pick([-1, -2147483648, 99]),
           severityText: rng.pick(["", "INFO", "WARN", "ERROR"]),
           body: rng.next() < 0.7 ? { stringValue: "something happened" } : undefined,
-          timeUnixNano: rng.next() < 0.9 ? "1763800000123456789" : "0",
+          timeUnixNano: rng.pick(["1763800000123456789", "0", "1", "9007199254740993"]),
+          observedTimeUnixNano: rng.pick(["0", "18446744073709551615", "1763800000000000000"]),
+          flags: rng.pick([0, 1, 2147483648, 4294967295]),
+          droppedAttributesCount: rng.pick([0, 3, 4294967295]),
           traceId: rng.next() < 0.5 ? Buffer.alloc(16, 0xab) : undefined,
           spanId: rng.next() < 0.5 ? Buffer.alloc(8, 0xcd) : undefined,
         })),
@@ -244,8 +250,9 @@ describe("the protobuf fast path refuses malformed input", () => {
 });
 
 describe("canonical bytes primitives", () => {
-  it("writes 64-bit integers exactly, as BigInt does", () => {
+  it("writes 64-bit integers exactly, as BigInt does, as text and as bytes", () => {
     const rng = prng(64);
+    const out = Buffer.alloc(32);
     const edges = [
       0n,
       1n,
@@ -268,6 +275,11 @@ describe("canonical bytes primitives", () => {
       const hi = Number(n >> 32n);
       expect(uint64Decimal(lo, hi)).toBe(n.toString());
       expect(int64Decimal(lo, hi)).toBe(BigInt.asIntN(64, n).toString());
+      out.fill(0x78);
+      expect(out.toString("latin1", 1, writeUint64(out, 1, lo, hi))).toBe(n.toString());
+      expect(out[1 + n.toString().length]).toBe(0x78);
+      const signed = BigInt.asIntN(64, n).toString();
+      expect(out.toString("latin1", 1, writeInt64(out, 1, lo, hi))).toBe(signed);
     }
   });
 

@@ -1,12 +1,7 @@
 import { isUtf8 } from "node:buffer";
 import { AgentError } from "../../common/errors.js";
 import { contextSuffix } from "../../chain/canonical-record.js";
-import {
-  InvalidUtf8Error,
-  int64Decimal,
-  JsonBytesWriter,
-  uint64Decimal,
-} from "../../chain/json-bytes.js";
+import { InvalidUtf8Error, JsonBytesWriter } from "../../chain/json-bytes.js";
 import type { AuditPredicate, AuditRecordView } from "../../processing/audit-filter/predicate.js";
 import type { AnyValue, InstrumentationScope, KeyValue, Resource } from "./model.js";
 import { otlpTypes } from "./protobuf-codec.js";
@@ -552,20 +547,33 @@ export class ProtobufCanonicalizer {
       this.member('"body":');
       this.writeAnyValue(buf, rec.start(F_BODY), rec.end(F_BODY), 0);
     }
-    if (rec.dropped !== 0) this.member(`"droppedAttributesCount":${rec.dropped}`);
-    this.stringMember('"eventName":', F_EVENT_NAME);
-    if (rec.flags !== 0) this.member(`"flags":${rec.flags}`);
-    if (rec.observedLo !== 0 || rec.observedHi !== 0) {
-      this.member(`"observedTimeUnixNano":"${uint64Decimal(rec.observedLo, rec.observedHi)}"`);
+    if (rec.dropped !== 0) {
+      this.member('"droppedAttributesCount":');
+      out.uint64(rec.dropped, 0);
     }
-    if (rec.severity !== 0) this.member(`"severityNumber":${rec.severity}`);
+    this.stringMember('"eventName":', F_EVENT_NAME);
+    if (rec.flags !== 0) {
+      this.member('"flags":');
+      out.uint64(rec.flags, 0);
+    }
+    if (rec.observedLo !== 0 || rec.observedHi !== 0) {
+      this.member('"observedTimeUnixNano":"');
+      out.uint64(rec.observedLo, rec.observedHi);
+      out.byte(0x22);
+    }
+    if (rec.severity !== 0) {
+      this.member('"severityNumber":');
+      out.int64(rec.severity, rec.severity < 0 ? 0xffffffff : 0);
+    }
     this.stringMember('"severityText":', F_SEVERITY_TEXT);
     if (rec.size(F_SPAN_ID) > 0) {
       this.member('"spanId":');
       out.hex(buf, rec.start(F_SPAN_ID), rec.end(F_SPAN_ID));
     }
     if (rec.timeLo !== 0 || rec.timeHi !== 0) {
-      this.member(`"timeUnixNano":"${uint64Decimal(rec.timeLo, rec.timeHi)}"`);
+      this.member('"timeUnixNano":"');
+      out.uint64(rec.timeLo, rec.timeHi);
+      out.byte(0x22);
     }
     if (rec.size(F_TRACE_ID) > 0) {
       this.member('"traceId":');
@@ -650,7 +658,9 @@ export class ProtobufCanonicalizer {
         out.ascii(lo !== 0 || hi !== 0 ? '{"boolValue":true}' : '{"boolValue":false}');
         return;
       case 3:
-        out.ascii(`{"intValue":"${int64Decimal(lo, hi)}"}`);
+        out.ascii('{"intValue":"');
+        out.int64(lo, hi);
+        out.ascii('"}');
         return;
       case 4:
         out.ascii(`{"doubleValue":${doubleJson(lo, hi)}}`);
