@@ -39,7 +39,7 @@ function value(rng: Rng): Obj | undefined {
     case 1:
       return { stringValue: rng.pick(["true", "false", "admin", "adm", "", "x"]) };
     case 2:
-      return { intValue: rng.pick([0, 1, 42, -7]) };
+      return { intValue: rng.pick([0, 1, 42, -7, "4294967338"]) }; // 2^32 + 42: not 42
     case 3:
       return { doubleValue: rng.pick([1, 42, 0.5]) };
     case 4:

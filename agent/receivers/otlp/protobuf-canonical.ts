@@ -1,7 +1,7 @@
 import { isUtf8 } from "node:buffer";
 import { AgentError } from "../../common/errors.js";
 import { contextSuffix } from "../../chain/canonical-record.js";
-import { InvalidUtf8Error, JsonBytesWriter } from "../../chain/json-bytes.js";
+import { int64Decimal, InvalidUtf8Error, JsonBytesWriter } from "../../chain/json-bytes.js";
 import type { AuditPredicate, AuditRecordView } from "../../processing/audit-filter/predicate.js";
 import type { AnyValue, InstrumentationScope, KeyValue, Resource } from "./model.js";
 import { otlpTypes } from "./protobuf-codec.js";
@@ -219,6 +219,7 @@ class WireLogRecord implements AuditRecordView {
   /** Attribute KeyValue ranges as start, end pairs. */
   attrs = new Int32Array(64);
   private readonly reader = new Reader();
+  private readonly valueReader = new Reader();
   private readonly kv = new KeyValueScan();
   private readonly keys = new Map<string, Buffer>();
 
@@ -264,10 +265,12 @@ class WireLogRecord implements AuditRecordView {
   }
 
   private text(field: number): string {
-    const size = this.size(field);
-    if (size === 0) return "";
+    return this.size(field) === 0 ? "" : this.string(this.start(field), this.end(field));
+  }
+
+  private string(start: number, end: number): string {
     const buf = this.buf;
-    return Buffer.from(buf.buffer, buf.byteOffset + this.start(field), size).toString("utf8");
+    return Buffer.from(buf.buffer, buf.byteOffset + start, end - start).toString("utf8");
   }
 
   get severityNumber(): number {
@@ -288,10 +291,68 @@ class WireLogRecord implements AuditRecordView {
       );
       if (!bytesEqual(this.buf, kv.keyStart, kv.keyEnd, wanted)) continue;
       if (kv.valueStart < 0) return { key, value: null };
-      const value = AnyValueType.decode(this.buf.subarray(kv.valueStart, kv.valueEnd)) as unknown;
-      return { key, value: value as AnyValue };
+      const value =
+        this.scalarValue(kv.valueStart, kv.valueEnd) ??
+        (AnyValueType.decode(this.buf.subarray(kv.valueStart, kv.valueEnd)) as unknown as AnyValue);
+      return { key, value };
     }
     return undefined;
+  }
+
+  /**
+   * A scalar AnyValue (string, bool, int, double: what filter conditions compare) read
+   * straight from the wire, the last oneof member winning; null for composite values,
+   * which protobufjs decodes. A protobufjs message per audit record was the filter's
+   * largest allocation.
+   */
+  private scalarValue(start: number, end: number): AnyValue | null {
+    const r = this.valueReader.at(this.buf, start, end);
+    let kind = 0;
+    let lo = 0;
+    let hi = 0;
+    let vStart = 0;
+    let vEnd = 0;
+    while (r.next()) {
+      switch (r.field) {
+        case 1:
+          r.expect(WIRE_LEN);
+          vStart = r.start;
+          vEnd = r.end;
+          break;
+        case 2:
+        case 3:
+          r.expect(WIRE_VARINT);
+          lo = r.lo;
+          hi = r.hi;
+          break;
+        case 4:
+          r.expect(WIRE_I64);
+          lo = r.lo;
+          hi = r.hi;
+          break;
+        case 5:
+        case 6:
+        case 7:
+          return null;
+        default:
+          continue;
+      }
+      kind = r.field;
+    }
+    switch (kind) {
+      case 1:
+        return { value: "stringValue", stringValue: this.string(vStart, vEnd) };
+      case 2:
+        return { value: "boolValue", boolValue: lo !== 0 || hi !== 0 };
+      case 3:
+        return { value: "intValue", intValue: int64Decimal(lo, hi) };
+      case 4:
+        f64Words[0] = lo;
+        f64Words[1] = hi;
+        return { value: "doubleValue", doubleValue: f64[0] as number };
+      default:
+        return {};
+    }
   }
 }
 
