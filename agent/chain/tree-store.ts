@@ -85,11 +85,11 @@ export class TreeStore {
 
   /** Appends leaf hashes; returns the tile writes that make the append durable. */
   append(leaves: readonly Hash[]): Put[] {
-    // Tiles touched by this append; each is written once, in its final state.
-    const touched = new Map<string, { level: number; index: number; hashes: Hash[] }>();
-    const put = (level: number, index: number, hashes: Hash[]) => {
-      touched.set(`${level}/${index}`, { level, index, hashes });
-    };
+    // Tiles touched by this append; each is written once, in its final state. A tile's row
+    // is one array that grows in place until the tile completes, so it is noted once, when
+    // first touched, not once per leaf.
+    const touched: Array<{ level: number; index: number; hashes: Hash[] }> = [];
+    const lastTouched: number[] = [];
 
     for (const leaf of leaves) {
       let hash: Hash = leaf;
@@ -100,7 +100,10 @@ export class TreeStore {
         const row = this.edge[level] as Hash[];
         row.push(hash);
         const tileIndex = Math.floor(count / TILE_WIDTH);
-        put(level, tileIndex, row);
+        if (lastTouched[level] !== tileIndex) {
+          lastTouched[level] = tileIndex;
+          touched.push({ level, index: tileIndex, hashes: row });
+        }
         if (row.length < TILE_WIDTH) break;
         // The tile is complete: its root becomes the next level's entry.
         hash = foldPerfect(row);
@@ -110,7 +113,7 @@ export class TreeStore {
       }
       this.treeSize++;
     }
-    return [...touched.values()].map((t) => ({
+    return touched.map((t) => ({
       type: "put" as const,
       key: tileKey(t.level, t.index),
       value: Buffer.concat(t.hashes),
