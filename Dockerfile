@@ -79,7 +79,7 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
   CMD ["node", "-e", "const port = (process.env.AUDIT_AGENT_HEALTH_ENDPOINT || '127.0.0.1:13133').split(':').pop(); fetch('http://127.0.0.1:' + port + '/', { signal: AbortSignal.timeout(4000) }).then((r) => process.exit(r.status === 200 ? 0 : 1), () => process.exit(1));"]
 # SIGTERM: stop accepting, answer in-flight requests, drain exporters within --grace (30 s), exit 0.
 STOPSIGNAL SIGTERM
-# audit-agent is a `#!/usr/bin/env -S node <V8 flags>` script: the flags apply here too
-# (docs/container.md, "Memory").
+# audit-agent is a `#!/usr/bin/env -S MALLOC_MMAP_THRESHOLD_=… node <V8 flags>` script: its
+# allocator setting and flags apply here too (docs/container.md, "Memory and CPU").
 ENTRYPOINT ["audit-agent"]
 CMD ["run", "--config", "/etc/audit-agent/config.yaml"]

@@ -45,10 +45,18 @@ function nodeArgs() {
   return (process.env.BENCH_AGENT_NODE_ARGS ?? "").split(" ").filter(Boolean);
 }
 
-/** The node flags in the CLI's shebang (`#!/usr/bin/env -S node FLAGS`): the agent as deployed. */
-function shebangArgs(main) {
+/**
+ * The CLI's shebang (`#!/usr/bin/env -S [NAME=VALUE...] node FLAGS`): the environment and
+ * node flags the agent runs with as deployed.
+ */
+function shebang(main) {
   const first = readFileSync(main, "utf8").split("\n", 1)[0];
-  return (/^#!\/usr\/bin\/env -S node (.*)$/.exec(first)?.[1] ?? "").split(" ").filter(Boolean);
+  const words = (/^#!\/usr\/bin\/env -S (.*)$/.exec(first)?.[1] ?? "node")
+    .split(" ")
+    .filter(Boolean);
+  const at = words.indexOf("node");
+  const env = Object.fromEntries(words.slice(0, at).map((w) => w.split("=", 2)));
+  return { env, args: words.slice(at + 1) };
 }
 
 export async function startAgent() {
@@ -56,11 +64,11 @@ export async function startAgent() {
   const config = join(dir, "agent.yaml");
   writeFileSync(config, configYaml(dir).replace("level: warn", "level: info"));
   const main = join(ROOT, "dist/agent/cli/main.js");
-  const child = spawn(
-    process.execPath,
-    [...shebangArgs(main), ...nodeArgs(), main, "run", "--config", config],
-    { stdio: ["ignore", "ignore", "pipe"] },
-  );
+  const { env, args } = shebang(main);
+  const child = spawn(process.execPath, [...args, ...nodeArgs(), main, "run", "--config", config], {
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, ...env },
+  });
   const addresses = await new Promise((resolve, reject) => {
     const rl = createInterface({ input: child.stderr });
     rl.on("line", (line) => {
