@@ -186,6 +186,11 @@ export class WriteAheadLog {
   private appendWaiters: Array<() => void> = [];
   /** Synced LevelDB writes made so far; fewer than appends when group commit shares them. */
   syncedWrites = 0;
+  /**
+   * Asked before each group commit is prepared: null to go ahead, or a promise to wait for
+   * (the batcher's sealingGate). Appends keep queuing meanwhile, within max_size_mib.
+   */
+  writeGate: (() => Promise<void> | null) | null = null;
   /** Observer of each synced group-commit write: its duration and how many records it held. */
   onSyncedWrite: ((seconds: number, records: number) => void) | null = null;
   private idleWaiters: Array<() => void> = [];
@@ -361,6 +366,7 @@ export class WriteAheadLog {
    * strictly one after another: a group is written only once the one before it is durable.
    */
   private async flush(): Promise<void> {
+    await this.admitted();
     let group: PreparedGroup | null = await this.prepare(
       this.takeBatch(),
       this.nextSeq,
@@ -374,8 +380,10 @@ export class WriteAheadLog {
             () => null,
             (err: unknown) => err,
           );
+      // The next group is prepared now unless the gate holds it (then it waits below).
+      const held = this.pending.length > 0 ? (this.writeGate?.() ?? null) : null;
       const following: Promise<PreparedGroup> | null =
-        this.pending.length > 0
+        this.pending.length > 0 && held === null
           ? this.prepare(this.takeBatch(), group.endSeq, group.endPrev)
           : null;
       const failure = await written;
@@ -398,6 +406,8 @@ export class WriteAheadLog {
         group = null;
       }
       if (group === null && this.pending.length > 0) {
+        if (held) await held;
+        else await this.admitted();
         group = await this.prepare(this.takeBatch(), this.nextSeq, this.prevHex);
       }
     }
@@ -405,6 +415,11 @@ export class WriteAheadLog {
     const idle = this.idleWaiters;
     this.idleWaiters = [];
     for (const w of idle) w();
+  }
+
+  private async admitted(): Promise<void> {
+    const wait = this.writeGate?.();
+    if (wait) await wait;
   }
 
   /**

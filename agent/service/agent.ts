@@ -77,6 +77,7 @@ export async function startAgent(
     throw err;
   }
   batcher.start();
+  wal.writeGate = () => batcher.sealingGate();
   // Optional parts are imported only when configured: a running agent holds no code it never uses.
   const checkpoints = config.signing.endpoint
     ? new (await import("../chain/checkpoint-server.js")).CheckpointServer(

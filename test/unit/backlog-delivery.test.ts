@@ -92,6 +92,28 @@ describe("sealing and delivering a backlog", () => {
     expect(batcher.entryCount).toBe(5); // the 500 left wait for their timeout
   });
 
+  it("holds the next group commit while sealing is far behind, and lets it through as sealing catches up", async () => {
+    const { wal, batcher } = await setUp(64);
+    wal.writeGate = () => batcher.sealingGate();
+    expect(batcher.sealingGate()).toBeNull();
+    for (let r = 0; r < 10; r++)
+      await wal.append(
+        Array.from({ length: 1000 }, (_, i) => rec(r * 1000 + i)),
+        "1",
+      );
+    // 10,000 records unsealed: more than the gate lets through (8 batches, at least 8,192).
+    let acked = false;
+    const append = wal.append([rec(10_000)], "1").then(() => (acked = true));
+    await new Promise((r) => setTimeout(r, 150));
+    expect(acked).toBe(false);
+    expect(wal.headSeq).toBe(9999);
+    batcher.start();
+    cleanups.push(() => batcher.stop());
+    await append;
+    expect(batcher.sealedThrough).toBeGreaterThanOrEqual(9999 - 4096);
+    expect(wal.headSeq).toBe(10_000);
+  });
+
   it("delivers a backlog in groups across segment rotations, each record once, verifiably", async () => {
     const { wal, batcher, delivery, key, out } = await setUp(1);
     for (let r = 0; r < 24; r++)
