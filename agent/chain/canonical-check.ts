@@ -1,3 +1,4 @@
+import { LONE_SURROGATE } from "./jcs.js";
 import { CHAIN_ID_PATTERN, FORMAT_VERSION } from "./format.js";
 
 /**
@@ -277,7 +278,8 @@ function containerEnd(s: string, i: number): number {
 /**
  * The end of the string token at `i` (its opening quote), or -1. A string of plain
  * characters is canonical as it stands; one with an escape or a surrogate is canonical when
- * JSON.stringify writes its decoded value back to the same token.
+ * it holds no lone surrogate (RFC 8785 §3.1, integrity-format §4) and JSON.stringify writes
+ * its decoded value back to the same token.
  */
 function stringEnd(s: string, i: number): number {
   const n = s.length;
@@ -301,7 +303,12 @@ function specialStringEnd(s: string, i: number, from: number): number {
     else if (c === 0x22) {
       const token = s.slice(i, j + 1);
       lastStringSpecial = true;
-      return JSON.stringify(parseToken(token)) === token ? j + 1 : -1;
+      const value = parseToken(token);
+      return typeof value === "string" &&
+        !LONE_SURROGATE.test(value) &&
+        JSON.stringify(value) === token
+        ? j + 1
+        : -1;
     } else if (c < 0x20) return -1;
   }
   return -1;
