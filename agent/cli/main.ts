@@ -176,7 +176,12 @@ program
   .option("--consistency <sizes...>", "old and new tree sizes")
   .option(
     "--checkpoint <file>",
-    "prove against this signed checkpoint's tree size (and check its root)",
+    "prove against this signed checkpoint's tree size (its signature and root are checked)",
+  )
+  .option(
+    "-t, --trust <keyfile>",
+    "public key the checkpoint must be signed by (repeatable; default: the config's signing key's .pub)",
+    collect,
   )
   .option(
     "-c, --config <file>",
@@ -192,6 +197,7 @@ program
       seq?: number;
       consistency?: string[];
       checkpoint?: string;
+      trust?: string[];
       config?: string;
       agent?: string;
     }) => {
@@ -213,6 +219,7 @@ program
         seq: opts.seq,
         consistency,
         checkpoint: opts.checkpoint,
+        trust: opts.trust,
         config: opts.config ?? defaultConfigPath(),
         agent: opts.agent,
       });

@@ -1,8 +1,9 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { WriteAheadLog } from "../buffer/wal.js";
 import { SEAL_STATE_KEY } from "../buffer/keys.js";
 import { AgentError } from "../common/errors.js";
-import { parseCheckpointText, parseNote } from "../chain/note.js";
+import { readTrustedKeys } from "../chain/key-files.js";
+import { type Checkpoint, parseCheckpointText, parseNote, verifyNote } from "../chain/note.js";
 import { proveConsistency, proveInclusion } from "../chain/proofs.js";
 import { TreeStore } from "../chain/tree-store.js";
 import { loadConfigFile } from "../config/load.js";
@@ -16,6 +17,8 @@ export interface ProveOptions {
   seq?: number;
   consistency?: [number, number];
   checkpoint?: string;
+  /** Public keys the checkpoint must be signed by (default: the config's signing key's .pub). */
+  trust?: string[];
   config: string;
   agent?: string;
 }
@@ -27,7 +30,7 @@ export async function proveCommand(opts: ProveOptions): Promise<void> {
   let size: number | undefined;
   let expectedRoot: string | undefined;
   if (opts.checkpoint) {
-    const cp = parseCheckpointText(parseNote(readFileSync(opts.checkpoint, "utf8")).text);
+    const cp = trustedCheckpoint(opts.checkpoint, opts);
     size = cp.size;
     expectedRoot = cp.rootHash.toString("hex");
   }
@@ -40,6 +43,35 @@ export async function proveCommand(opts: ProveOptions): Promise<void> {
     );
   }
   process.stdout.write(`${JSON.stringify(proof, null, 2)}\n`);
+}
+
+/**
+ * The checkpoint in `path`, once a trusted key's signature over it checks out: a proof
+ * "against a checkpoint" means nothing if anyone could have written the checkpoint.
+ */
+function trustedCheckpoint(path: string, opts: ProveOptions): Checkpoint {
+  let trustFiles = opts.trust ?? [];
+  if (trustFiles.length === 0) {
+    const pub = `${loadConfigFile(opts.config).signing.key_file.replace(/\.key$/, "")}.pub`;
+    if (existsSync(pub)) trustFiles = [pub];
+  }
+  if (trustFiles.length === 0) {
+    throw new AgentError(
+      "PROVE_USAGE",
+      "--checkpoint needs the public key(s) it must be signed by: --trust KEYFILE",
+    );
+  }
+  const note = parseNote(readFileSync(path, "utf8"));
+  const { valid, invalid } = verifyNote(note, readTrustedKeys(trustFiles));
+  if (valid.length === 0) {
+    throw new AgentError(
+      "PROVE_CHECKPOINT_UNTRUSTED",
+      invalid.length > 0
+        ? `${path}: the checkpoint's signature by ${invalid.map((s) => s.name).join(", ")} does not verify: it was altered after signing`
+        : `${path}: the checkpoint is not signed by a trusted key (${trustFiles.join(", ")})`,
+    );
+  }
+  return parseCheckpointText(note.text);
 }
 
 async function fromWal(opts: ProveOptions, size: number | undefined) {

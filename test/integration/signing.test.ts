@@ -208,6 +208,30 @@ describe("checkpoints, proofs and continuous verification", () => {
     const usage = run("prove", "--config", configFile);
     expect(usage.status).toBe(2);
     expect(usage.stderr).toMatch(/either --seq N or --consistency OLD NEW/);
+
+    // A checkpoint whose signed text was changed (a larger tree claimed) is refused, with
+    // the code and file named, and so is one signed by a key not trusted.
+    const forged = join(tmp.path, "forged.txt");
+    writeFileSync(forged, note.replace(`\n${cp.size}\n`, `\n${cp.size + 1}\n`));
+    const bad = run("prove", "--seq", "5", "--config", configFile, "--checkpoint", forged);
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/PROVE_CHECKPOINT_UNTRUSTED.*forged\.txt.*does not verify/);
+    expect(bad.stdout).toBe("");
+    const otherKeys = join(tmp.path, "other-keys");
+    expect(run("keygen", "--out", otherKeys, "--name", "other").status).toBe(0);
+    const untrusted = run(
+      "prove",
+      "--seq",
+      "5",
+      "--config",
+      configFile,
+      "--checkpoint",
+      cpFile,
+      "--trust",
+      join(otherKeys, "other.pub"),
+    );
+    expect(untrusted.status).not.toBe(0);
+    expect(untrusted.stderr).toMatch(/not signed by a trusted key/);
   });
 });
 
