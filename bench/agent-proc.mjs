@@ -74,7 +74,8 @@ export async function startAgent() {
     rl.on("line", (line) => {
       try {
         const e = JSON.parse(line);
-        if (e.msg === "audit agent started") resolve(e.addresses.otlp);
+        if (e.msg === "audit agent started")
+          resolve({ ...e.addresses.otlp, metrics: e.addresses.metrics?.http });
       } catch {
         // not a JSON log line
       }
@@ -86,6 +87,8 @@ export async function startAgent() {
     pid: child.pid,
     http: addresses.http,
     grpc: addresses.grpc,
+    /** The agent's Prometheus endpoint (host:port), for diagnostics. */
+    metrics: addresses.metrics,
     sample: () => sampleProc(child.pid),
     async stop() {
       child.kill("SIGTERM");
