@@ -203,6 +203,50 @@ class KeyValueScan {
   }
 }
 
+/**
+ * The fields of one AnyValue: which oneof member is set (its field number, the last one on
+ * the wire winning; 0 for none), and its value as lo/hi (bool, int, double) or as a
+ * start/end range (string, array, kvlist, bytes). Shared by the writer and the filter's view.
+ */
+class AnyValueScan {
+  kind = 0;
+  lo = 0;
+  hi = 0;
+  start = 0;
+  end = 0;
+
+  scan(r: Reader): this {
+    this.kind = 0;
+    while (r.next()) {
+      switch (r.field) {
+        case 1:
+        case 5:
+        case 6:
+        case 7:
+          r.expect(WIRE_LEN);
+          this.start = r.start;
+          this.end = r.end;
+          break;
+        case 2:
+        case 3:
+          r.expect(WIRE_VARINT);
+          this.lo = r.lo;
+          this.hi = r.hi;
+          break;
+        case 4:
+          r.expect(WIRE_I64);
+          this.lo = r.lo;
+          this.hi = r.hi;
+          break;
+        default:
+          continue;
+      }
+      this.kind = r.field;
+    }
+    return this;
+  }
+}
+
 /** The LogRecord being classified: the audit filter's view of it, read from the wire. */
 class WireLogRecord implements AuditRecordView {
   buf: Uint8Array = new Uint8Array(0);
@@ -220,6 +264,7 @@ class WireLogRecord implements AuditRecordView {
   attrs = new Int32Array(64);
   private readonly reader = new Reader();
   private readonly valueReader = new Reader();
+  private readonly value = new AnyValueScan();
   private readonly kv = new KeyValueScan();
   private readonly keys = new Map<string, Buffer>();
 
@@ -306,42 +351,10 @@ class WireLogRecord implements AuditRecordView {
    * largest allocation.
    */
   private scalarValue(start: number, end: number): AnyValue | null {
-    const r = this.valueReader.at(this.buf, start, end);
-    let kind = 0;
-    let lo = 0;
-    let hi = 0;
-    let vStart = 0;
-    let vEnd = 0;
-    while (r.next()) {
-      switch (r.field) {
-        case 1:
-          r.expect(WIRE_LEN);
-          vStart = r.start;
-          vEnd = r.end;
-          break;
-        case 2:
-        case 3:
-          r.expect(WIRE_VARINT);
-          lo = r.lo;
-          hi = r.hi;
-          break;
-        case 4:
-          r.expect(WIRE_I64);
-          lo = r.lo;
-          hi = r.hi;
-          break;
-        case 5:
-        case 6:
-        case 7:
-          return null;
-        default:
-          continue;
-      }
-      kind = r.field;
-    }
+    const { kind, lo, hi } = this.value.scan(this.valueReader.at(this.buf, start, end));
     switch (kind) {
       case 1:
-        return { value: "stringValue", stringValue: this.string(vStart, vEnd) };
+        return { value: "stringValue", stringValue: this.string(this.value.start, this.value.end) };
       case 2:
         return { value: "boolValue", boolValue: lo !== 0 || hi !== 0 };
       case 3:
@@ -350,8 +363,10 @@ class WireLogRecord implements AuditRecordView {
         f64Words[0] = lo;
         f64Words[1] = hi;
         return { value: "doubleValue", doubleValue: f64[0] as number };
-      default:
+      case 0:
         return {};
+      default:
+        return null; // array, kvlist or bytes: decoded in full
     }
   }
 }
@@ -378,6 +393,7 @@ export class ProtobufCanonicalizer {
   private readonly ends: number[] = [];
   private readonly keyValueReaders = new ReaderPool();
   private readonly keyValue = new KeyValueScan();
+  private readonly anyValueScan = new AnyValueScan();
   private readonly anyValueReaders = new ReaderPool();
   private readonly listReaders = new ReaderPool();
   private firstMember = true;
@@ -676,38 +692,11 @@ export class ProtobufCanonicalizer {
   /** One AnyValue: the last oneof member on the wire, or `{}` when none is set. */
   private writeAnyValue(buf: Uint8Array, start: number, end: number, depth: number): void {
     if (depth > MAX_DEPTH) throw new WireError(`values nested deeper than ${MAX_DEPTH} levels`);
-    const r = this.anyValueReaders.at(depth, buf, start, end);
-    let kind = 0;
-    let lo = 0;
-    let hi = 0;
-    let vStart = 0;
-    let vEnd = 0;
-    while (r.next()) {
-      switch (r.field) {
-        case 1:
-        case 5:
-        case 6:
-        case 7:
-          r.expect(WIRE_LEN);
-          vStart = r.start;
-          vEnd = r.end;
-          break;
-        case 2:
-        case 3:
-          r.expect(WIRE_VARINT);
-          lo = r.lo;
-          hi = r.hi;
-          break;
-        case 4:
-          r.expect(WIRE_I64);
-          lo = r.lo;
-          hi = r.hi;
-          break;
-        default:
-          continue;
-      }
-      kind = r.field;
-    }
+    // Read into locals before writing: nested values reuse the same scan.
+    const scan = this.anyValueScan.scan(this.anyValueReaders.at(depth, buf, start, end));
+    const { kind, lo, hi } = scan;
+    const vStart = scan.start;
+    const vEnd = scan.end;
     const out = this.out;
     switch (kind) {
       case 1:
