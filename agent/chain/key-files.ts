@@ -21,11 +21,16 @@ import {
 
 const NAME_LINE = /^# audit-agent signing key: (\S+)$/m;
 
+/** Where the public key of the private key file `privatePath` is kept: `<name>.pub`. */
+export function publicKeyPath(privatePath: string): string {
+  return `${privatePath.replace(/\.key$/, "")}.pub`;
+}
+
 export function writeKeyPair(privatePath: string, key: SigningKey): string {
   mkdirSync(dirname(privatePath), { recursive: true, mode: 0o700 });
   writeFileSync(privatePath, privateKeyPem(key), { mode: 0o600, flag: "wx" });
   chmodSync(privatePath, 0o600);
-  const publicPath = `${privatePath.replace(/\.key$/, "")}.pub`;
+  const publicPath = publicKeyPath(privatePath);
   writeFileSync(publicPath, `${key.public.verifierKey}\n`, { mode: 0o644 });
   return publicPath;
 }

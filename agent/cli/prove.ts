@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { WriteAheadLog } from "../buffer/wal.js";
 import { SEAL_STATE_KEY } from "../buffer/keys.js";
 import { AgentError } from "../common/errors.js";
-import { readTrustedKeys } from "../chain/key-files.js";
+import { publicKeyPath, readTrustedKeys } from "../chain/key-files.js";
 import { type Checkpoint, parseCheckpointText, parseNote, verifyNote } from "../chain/note.js";
 import { proveConsistency, proveInclusion } from "../chain/proofs.js";
 import { TreeStore } from "../chain/tree-store.js";
@@ -52,7 +52,7 @@ export async function proveCommand(opts: ProveOptions): Promise<void> {
 function trustedCheckpoint(path: string, opts: ProveOptions): Checkpoint {
   let trustFiles = opts.trust ?? [];
   if (trustFiles.length === 0) {
-    const pub = `${loadConfigFile(opts.config).signing.key_file.replace(/\.key$/, "")}.pub`;
+    const pub = publicKeyPath(loadConfigFile(opts.config).signing.key_file);
     if (existsSync(pub)) trustFiles = [pub];
   }
   if (trustFiles.length === 0) {

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { AgentError } from "../common/errors.js";
-import { readTrustedKeys } from "../chain/key-files.js";
+import { publicKeyPath, readTrustedKeys } from "../chain/key-files.js";
 import { loadConfigFile } from "../config/load.js";
 import { crossCheck } from "../verify/cross-check.js";
 import { sourceFromSpec } from "../verify/sources.js";
@@ -32,7 +32,7 @@ async function sourcesFrom(
     throw new AgentError("VERIFY_BAD_USAGE", "--exporter needs --config FILE");
   if (opts.config) {
     const config = loadConfigFile(opts.config);
-    const pub = `${config.signing.key_file.replace(/\.key$/, "")}.pub`;
+    const pub = publicKeyPath(config.signing.key_file);
     if (existsSync(pub)) defaultTrust.push(pub);
     const ids = opts.exporter?.length
       ? opts.exporter
