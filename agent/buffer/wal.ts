@@ -110,7 +110,7 @@ const ENVELOPE_END_BYTES = Buffer.from(ENVELOPE_END, "latin1");
 const TAIL_FIXED_BYTES =
   ENVELOPE_SEQ_BYTES.length + ENVELOPE_RECEIVED_BYTES.length + ENVELOPE_END_BYTES.length;
 
-/** Group commits smaller than this are written uncompressed (see flush). */
+/** Group commits smaller than this are written uncompressed (see prepare). */
 const COMPRESS_MIN_BYTES = 64 << 10;
 
 function bytesInChunks(chunks: readonly ChunkEntry[]): number {

@@ -264,7 +264,7 @@ class WireLogRecord implements AuditRecordView {
   attrs = new Int32Array(64);
   private readonly reader = new Reader();
   private readonly valueReader = new Reader();
-  private readonly value = new AnyValueScan();
+  private readonly valueScan = new AnyValueScan();
   private readonly kv = new KeyValueScan();
   private readonly keys = new Map<string, Buffer>();
 
@@ -351,10 +351,13 @@ class WireLogRecord implements AuditRecordView {
    * largest allocation.
    */
   private scalarValue(start: number, end: number): AnyValue | null {
-    const { kind, lo, hi } = this.value.scan(this.valueReader.at(this.buf, start, end));
+    const { kind, lo, hi } = this.valueScan.scan(this.valueReader.at(this.buf, start, end));
     switch (kind) {
       case 1:
-        return { value: "stringValue", stringValue: this.string(this.value.start, this.value.end) };
+        return {
+          value: "stringValue",
+          stringValue: this.string(this.valueScan.start, this.valueScan.end),
+        };
       case 2:
         return { value: "boolValue", boolValue: lo !== 0 || hi !== 0 };
       case 3:
