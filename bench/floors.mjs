@@ -8,10 +8,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sha256 } from "@noble/hashes/sha2.js";
 import { ClassicLevel } from "classic-level";
-import { contextSuffix, recordJson } from "../dist/agent/chain/canonical-record.js";
-import { envelopeJson } from "../dist/agent/chain/format.js";
-import { canonicalize } from "../dist/agent/chain/jcs.js";
-import { decodeLogsRequest } from "../dist/agent/receivers/otlp/protobuf-codec.js";
+import { contextSuffix, recordJson } from "../dist/agent/otlp/canonical-record.js";
+import { envelopeJson } from "../dist/agent/integrity/format.js";
+import { canonicalize } from "../dist/agent/integrity/jcs.js";
+import { decodeLogsRequest } from "../dist/agent/otlp/protobuf-codec.js";
 import { buildRequest, encodeProto } from "./records.mjs";
 
 /** Runs fn(n) repeatedly for about `ms` milliseconds; returns units per second. */

@@ -1,6 +1,6 @@
 // Realistic audit log requests for the benchmarks: ~8 attributes, a 200-byte body, a
 // resource with service attributes, as an SDK would send them.
-import { otlpTypes } from "../dist/agent/receivers/otlp/protobuf-codec.js";
+import { otlpTypes } from "../dist/agent/otlp/protobuf-codec.js";
 
 // Values vary per record the way real audit events do (users, accounts, addresses, ids,
 // free text), so that anything sensitive to repetition — the WAL compresses its chunks —

@@ -7,7 +7,7 @@ import { execSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { readTrustedKeys } from "../dist/agent/chain/key-files.js";
+import { readTrustedKeys } from "../dist/agent/integrity/key-files.js";
 import { fileSource } from "../dist/agent/exporters/file/reader.js";
 import { verifySource } from "../dist/agent/verify/verify.js";
 import { startAgent } from "./agent-proc.mjs";

@@ -1,8 +1,8 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { AgentError } from "../common/errors.js";
-import { writeKeyPair } from "../chain/key-files.js";
-import { generateSigningKey } from "../chain/signing.js";
+import { writeKeyPair } from "../integrity/key-files.js";
+import { generateSigningKey } from "../integrity/signing.js";
 
 /** `audit-agent keygen --out DIR [--name NAME]`: a new Ed25519 signing key pair. */
 export function keygen(opts: { out: string; name: string }): void {

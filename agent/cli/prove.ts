@@ -1,11 +1,11 @@
 import { existsSync, readFileSync } from "node:fs";
-import { WriteAheadLog } from "../buffer/wal.js";
-import { SEAL_STATE_KEY } from "../buffer/keys.js";
+import { WriteAheadLog } from "../store/wal.js";
+import { SEAL_STATE_KEY } from "../store/keyspace.js";
 import { AgentError } from "../common/errors.js";
-import { publicKeyPath, readTrustedKeys } from "../chain/key-files.js";
-import { type Checkpoint, parseCheckpointText, parseNote, verifyNote } from "../chain/note.js";
-import { proveConsistency, proveInclusion } from "../chain/proofs.js";
-import { TreeStore } from "../chain/tree-store.js";
+import { publicKeyPath, readTrustedKeys } from "../integrity/key-files.js";
+import { type Checkpoint, parseCheckpointText, parseNote, verifyNote } from "../integrity/note.js";
+import { proveConsistency, proveInclusion } from "../integrity/proofs.js";
+import { TreeStore } from "../store/tree-store.js";
 import { loadConfigFile } from "../config/load.js";
 
 /**

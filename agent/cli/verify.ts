@@ -1,9 +1,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import { AgentError } from "../common/errors.js";
-import { publicKeyPath, readTrustedKeys } from "../chain/key-files.js";
+import { publicKeyPath, readTrustedKeys } from "../integrity/key-files.js";
 import { loadConfigFile } from "../config/load.js";
 import { crossCheck } from "../verify/cross-check.js";
-import { sourceFromSpec } from "../verify/sources.js";
+import { sourceFromSpec } from "../config/sources.js";
 import type { AuditSource, VerifyReport } from "../verify/types.js";
 import { formatReport, verifySource } from "../verify/verify.js";
 

@@ -2,23 +2,21 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import YAML, { LineCounter } from "yaml";
 import { z } from "zod";
-import { type WalConfig, walConfigSchema } from "../buffer/config.js";
-import { type SigningConfig, signingConfigSchema } from "../chain/config.js";
+import { type WalConfig, walConfigSchema } from "../store/config.js";
+import { type SigningConfig, signingConfigSchema } from "../sealing/config.js";
 import type { VerificationConfig } from "../verify/config.js";
-import type { HealthCheckConfig } from "../telemetry/health.js";
-import { endpointSchema } from "./common.js";
+import type { HealthCheckConfig } from "../telemetry/health-config.js";
+import { endpointSchema } from "../common/config-schema.js";
 import { AgentError } from "../common/errors.js";
 import {
   type AuditFilterConfig,
   auditFilterConfigSchema,
 } from "../processing/audit-filter/config.js";
-import type {
-  AnyFactory,
-  ExporterFactory,
-  ProcessorFactory,
-  ReceiverFactory,
-} from "../service/factory.js";
-import { factories as registeredFactories } from "../service/registry.js";
+import type { AnyFactory } from "./registry.js";
+import type { ExporterFactory } from "../exporters/api.js";
+import type { ProcessorFactory } from "../processing/api.js";
+import type { ReceiverFactory } from "../receivers/api.js";
+import { factories as registeredFactories } from "./registry.js";
 import type { LogLevel } from "../telemetry/logger.js";
 import { type ExpandIssue, expandEnv, type TypedReference } from "./expand.js";
 

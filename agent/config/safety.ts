@@ -1,5 +1,5 @@
-import type { RetryOnFailure } from "./common.js";
-import { splitEndpoint } from "./common.js";
+import type { RetryOnFailure } from "../common/config-schema.js";
+import { splitEndpoint } from "../common/config-schema.js";
 import type { AgentConfig } from "./load.js";
 
 /**

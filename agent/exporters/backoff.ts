@@ -1,5 +1,5 @@
-import type { RetryOnFailure } from "../config/common.js";
-import { PermanentExportError, RetryableExportError } from "./sink.js";
+import type { RetryOnFailure } from "../common/config-schema.js";
+import { PermanentExportError, RetryableExportError } from "./api.js";
 
 /**
  * Collector retry_on_failure semantics in one place: exponential backoff with jitter,

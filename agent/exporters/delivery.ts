@@ -1,10 +1,9 @@
-import type { WriteAheadLog } from "../buffer/wal.js";
-import type { Batcher, SealedEntry } from "../chain/batcher.js";
-import type { RetryOnFailure } from "../config/common.js";
+import type { WriteAheadLog } from "../store/wal.js";
+import type { Batcher, SealedEntry } from "../sealing/sealer.js";
 import type { AgentCounters } from "../telemetry/counters.js";
 import type { Logger } from "../telemetry/logger.js";
 import { Backoff } from "./backoff.js";
-import type { RecordSink, SealedBatch } from "./sink.js";
+import type { DeliveryOptions, RecordSink, SealedBatch } from "./api.js";
 
 /**
  * Moves sealed batches (records from the WAL with their signed manifest and checkpoint)
@@ -18,10 +17,6 @@ const GROUP_MAX_BATCHES = 16;
 const GROUP_MAX_RECORDS = 32_768;
 
 export type DeliveryState = "starting" | "running" | "retrying" | "failed" | "stopped";
-
-export interface DeliveryOptions {
-  retry: RetryOnFailure;
-}
 
 export class DeliveryLoop {
   state: DeliveryState = "starting";

@@ -1,17 +1,19 @@
-import { WriteAheadLog } from "../buffer/wal.js";
-import { Batcher } from "../chain/batcher.js";
-import { loadSigningKeys, readTrustedKeys } from "../chain/key-files.js";
-import type { PublicKey } from "../chain/signing.js";
-import { HealthCheck } from "../telemetry/health.js";
+import { WriteAheadLog } from "../store/wal.js";
+import { Batcher } from "../sealing/sealer.js";
+import { readTrustedKeys } from "../integrity/key-files.js";
+import { loadSigningKeys } from "../sealing/keys.js";
+import type { PublicKey } from "../integrity/signing.js";
+import { HealthCheck } from "./health.js";
 import { HttpEndpoint } from "../telemetry/http-endpoint.js";
-import { createMetrics } from "../telemetry/metrics.js";
+import { createMetrics } from "./metrics.js";
 import type { ContinuousVerifier } from "../verify/continuous.js";
 import type { AgentConfig } from "../config/load.js";
 import { DeliveryLoop } from "../exporters/delivery.js";
 import { AgentCounters } from "../telemetry/counters.js";
 import type { Logger } from "../telemetry/logger.js";
-import type { Lifecycle, NonAuditForwarder } from "./factory.js";
-import { LogsPipeline } from "./pipeline.js";
+import type { Lifecycle } from "../common/component.js";
+import type { NonAuditForwarder } from "../processing/api.js";
+import { LogsPipeline } from "../processing/pipeline.js";
 
 /**
  * One agent: the WAL, the batcher that seals it, the logs pipeline, its receivers and one
@@ -80,7 +82,7 @@ export async function startAgent(
   wal.writeGate = () => batcher.sealingGate();
   // Optional parts are imported only when configured: a running agent holds no code it never uses.
   const checkpoints = config.signing.endpoint
-    ? new (await import("../chain/checkpoint-server.js")).CheckpointServer(
+    ? new (await import("../sealing/checkpoint-server.js")).CheckpointServer(
         config.signing.endpoint,
         batcher,
         logger,

@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { AgentError } from "../common/errors.js";
-import { splitEndpoint } from "../config/common.js";
+import { splitEndpoint } from "../common/config-schema.js";
 
 /** A small GET-only HTTP server for the metrics and health endpoints. */
 export class HttpEndpoint {

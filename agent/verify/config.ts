@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { durationSchema } from "../config/common.js";
-import type { ExtensionFactory } from "../service/factory.js";
+import { durationSchema } from "../common/config-schema.js";
+import type { ExtensionFactory } from "../common/component.js";
 
 /**
  * `extensions.verification`: the agent periodically reads what its exporters wrote and

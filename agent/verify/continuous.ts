@@ -1,5 +1,5 @@
-import type { Batcher } from "../chain/batcher.js";
-import type { PublicKey } from "../chain/signing.js";
+import type { Batcher } from "../sealing/sealer.js";
+import type { PublicKey } from "../integrity/signing.js";
 import type { DeliveryLoop } from "../exporters/delivery.js";
 import type { Logger } from "../telemetry/logger.js";
 import type { AuditSource, Finding } from "./types.js";

@@ -1,4 +1,4 @@
-import { checkEnvelope } from "../chain/chain-check.js";
+import { checkEnvelope } from "../integrity/chain-check.js";
 import type { AuditSource, Finding } from "./types.js";
 
 /**

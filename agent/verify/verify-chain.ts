@@ -1,16 +1,16 @@
-import { receivedOf } from "../chain/canonical-check.js";
-import { checkEnvelope } from "../chain/chain-check.js";
-import { genesisHash } from "../chain/format.js";
-import { canonicalize, type JsonValue } from "../chain/jcs.js";
+import { receivedOf } from "../integrity/canonical-check.js";
+import { checkEnvelope } from "../integrity/chain-check.js";
+import { genesisHash } from "../integrity/format.js";
+import { canonicalize, type JsonValue } from "../integrity/jcs.js";
 import {
   checkManifestSignature,
   manifestHash,
   manifestProblem,
   type SignedManifest,
-} from "../chain/manifest.js";
-import { EMPTY_TREE_HASH } from "../chain/merkle.js";
-import { type Checkpoint, parseCheckpointText, parseNote, verifyNote } from "../chain/note.js";
-import type { PublicKey } from "../chain/signing.js";
+} from "../integrity/manifest.js";
+import { EMPTY_TREE_HASH } from "../integrity/merkle.js";
+import { type Checkpoint, parseCheckpointText, parseNote, verifyNote } from "../integrity/note.js";
+import type { PublicKey } from "../integrity/signing.js";
 import { hashLines, treeRoots } from "./leaf-hashes.js";
 import type { ChainData, ChainSummary, Finding, FindingCategory, StoredText } from "./types.js";
 

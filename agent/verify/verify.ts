@@ -1,5 +1,5 @@
-import { parseCheckpointText, parseNote, verifyNote } from "../chain/note.js";
-import type { PublicKey } from "../chain/signing.js";
+import { parseCheckpointText, parseNote, verifyNote } from "../integrity/note.js";
+import type { PublicKey } from "../integrity/signing.js";
 import type { AuditSource, Finding, VerifyReport } from "./types.js";
 import { verifyChain } from "./verify-chain.js";
 

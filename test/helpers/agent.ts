@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
-import { checkChain } from "../../agent/chain/chain-check.js";
+import { checkChain } from "../../agent/integrity/chain-check.js";
 import { parseConfig } from "../../agent/config/load.js";
 import { readFileExport } from "../../agent/exporters/file/reader.js";
 import { type RunningAgent, startAgent } from "../../agent/service/agent.js";

@@ -4,7 +4,7 @@ import { OTLPLogExporter } from "@opentelemetry/exporter-logs-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { BatchLogRecordProcessor, LoggerProvider } from "@opentelemetry/sdk-logs";
 import { expect } from "vitest";
-import { readTrustedKeys } from "../../agent/chain/key-files.js";
+import { readTrustedKeys } from "../../agent/integrity/key-files.js";
 import { parseConfig } from "../../agent/config/load.js";
 import { type RunningAgent, startAgent } from "../../agent/service/agent.js";
 import { createLogger } from "../../agent/telemetry/logger.js";

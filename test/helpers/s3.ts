@@ -15,8 +15,8 @@ import {
   ListObjectsV2Command,
   S3Client,
 } from "@aws-sdk/client-s3";
-import { canonicalize, type JsonValue } from "../../agent/chain/jcs.js";
-import type { SealedBatch } from "../../agent/exporters/sink.js";
+import { canonicalize, type JsonValue } from "../../agent/integrity/jcs.js";
+import type { SealedBatch } from "../../agent/exporters/api.js";
 import { parseKey } from "../../agent/exporters/s3/layout.js";
 import { backendAgentYaml } from "./agent.js";
 

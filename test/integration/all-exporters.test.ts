@@ -2,7 +2,7 @@ import { join } from "node:path";
 import { OTLPLogExporter } from "@opentelemetry/exporter-logs-otlp-http";
 import { BatchLogRecordProcessor, LoggerProvider } from "@opentelemetry/sdk-logs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readTrustedKeys } from "../../agent/chain/key-files.js";
+import { readTrustedKeys } from "../../agent/integrity/key-files.js";
 import { parseConfig } from "../../agent/config/load.js";
 import { type RunningAgent, startAgent } from "../../agent/service/agent.js";
 import { createLogger } from "../../agent/telemetry/logger.js";

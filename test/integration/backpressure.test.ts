@@ -6,7 +6,7 @@ import { OTLPLogExporter as HttpJsonExporter } from "@opentelemetry/exporter-log
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { LoggerProvider, SimpleLogRecordProcessor } from "@opentelemetry/sdk-logs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { otlpTypes, RETRY_INFO_TYPE_URL } from "../../agent/receivers/otlp/protobuf-codec.js";
+import { otlpTypes, RETRY_INFO_TYPE_URL } from "../../agent/otlp/protobuf-codec.js";
 import {
   attr,
   type InProcessAgent,

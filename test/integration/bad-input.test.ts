@@ -4,7 +4,7 @@ import { gzipSync } from "node:zlib";
 import * as grpc from "@grpc/grpc-js";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { otlpTypes } from "../../agent/receivers/otlp/protobuf-codec.js";
+import { otlpTypes } from "../../agent/otlp/protobuf-codec.js";
 import {
   attr,
   type InProcessAgent,

@@ -4,7 +4,7 @@ import * as grpc from "@grpc/grpc-js";
 import { Agent as HttpDispatcher, request as httpRequest } from "undici";
 import { afterEach, describe, expect, it } from "vitest";
 import { listSegments } from "../../agent/exporters/file/segments.js";
-import { otlpTypes } from "../../agent/receivers/otlp/protobuf-codec.js";
+import { otlpTypes } from "../../agent/otlp/protobuf-codec.js";
 import {
   attr,
   type ChildAgent,

@@ -7,9 +7,9 @@ import { resourceFromAttributes } from "@opentelemetry/resources";
 import { BatchLogRecordProcessor, LoggerProvider } from "@opentelemetry/sdk-logs";
 import { Agent as HttpDispatcher, request as httpRequest } from "undici";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { StoredRecord } from "../../agent/buffer/wal.js";
-import { readTrustedKeys } from "../../agent/chain/key-files.js";
-import type { PublicKey } from "../../agent/chain/signing.js";
+import type { StoredRecord } from "../../agent/store/wal.js";
+import { readTrustedKeys } from "../../agent/integrity/key-files.js";
+import type { PublicKey } from "../../agent/integrity/signing.js";
 import { parseConfig } from "../../agent/config/load.js";
 import type { ElasticsearchExporterConfig } from "../../agent/exporters/elasticsearch/config.js";
 import {
@@ -21,7 +21,7 @@ import {
   PermanentExportError,
   type RecordSink,
   type SealedBatch,
-} from "../../agent/exporters/sink.js";
+} from "../../agent/exporters/api.js";
 import { type RunningAgent, startAgent } from "../../agent/service/agent.js";
 import { AgentCounters } from "../../agent/telemetry/counters.js";
 import { createLogger } from "../../agent/telemetry/logger.js";

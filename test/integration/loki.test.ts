@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { leafHash } from "../../agent/chain/format.js";
+import { leafHash } from "../../agent/integrity/format.js";
 import { parseConfig } from "../../agent/config/load.js";
 import { lokiExporterConfigSchema } from "../../agent/exporters/loki/config.js";
 import { lokiExporterFactory, lokiSourceFromSpec } from "../../agent/exporters/loki/factory.js";

@@ -4,13 +4,13 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { contextSuffix, recordJson } from "../../agent/chain/canonical-record.js";
+import { contextSuffix, recordJson } from "../../agent/otlp/canonical-record.js";
 import { ConfigError, parseConfig } from "../../agent/config/load.js";
-import type { ExportLogsServiceRequest } from "../../agent/receivers/otlp/model.js";
+import type { ExportLogsServiceRequest } from "../../agent/otlp/model.js";
 import {
   decodeLogsRequest,
   encodeLogsResponse,
-} from "../../agent/receivers/otlp/protobuf-codec.js";
+} from "../../agent/otlp/protobuf-codec.js";
 import { type RunningAgent, startAgent } from "../../agent/service/agent.js";
 import { createLogger } from "../../agent/telemetry/logger.js";
 import { makeTempDir, readOutput, testConfigYaml, waitFor } from "../helpers/agent.js";
@@ -170,7 +170,7 @@ describe("OTLP pass-through exporters", () => {
       "pass-through",
     );
     const sent = texts(
-      (await import("../../agent/receivers/otlp/json-codec.js")).decodeLogsRequestJson(
+      (await import("../../agent/otlp/json-codec.js")).decodeLogsRequestJson(
         Buffer.from(request(["a1", "n1", "a2", "n2", "n3"])),
       ),
     );

@@ -1,6 +1,6 @@
 import * as grpc from "@grpc/grpc-js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { otlpTypes } from "../../agent/receivers/otlp/protobuf-codec.js";
+import { otlpTypes } from "../../agent/otlp/protobuf-codec.js";
 import {
   attr,
   type InProcessAgent,

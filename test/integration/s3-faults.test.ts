@@ -3,7 +3,7 @@ import type { S3Client } from "@aws-sdk/client-s3";
 import { OTLPLogExporter } from "@opentelemetry/exporter-logs-otlp-http";
 import { BatchLogRecordProcessor, LoggerProvider } from "@opentelemetry/sdk-logs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readTrustedKeys } from "../../agent/chain/key-files.js";
+import { readTrustedKeys } from "../../agent/integrity/key-files.js";
 import { parseConfig } from "../../agent/config/load.js";
 import { s3ExporterFactory } from "../../agent/exporters/s3/factory.js";
 import type { S3ExporterConfig } from "../../agent/exporters/s3/config.js";

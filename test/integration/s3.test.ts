@@ -14,7 +14,7 @@ import { OTLPLogExporter } from "@opentelemetry/exporter-logs-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { BatchLogRecordProcessor, LoggerProvider } from "@opentelemetry/sdk-logs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readTrustedKeys } from "../../agent/chain/key-files.js";
+import { readTrustedKeys } from "../../agent/integrity/key-files.js";
 import { parseConfig } from "../../agent/config/load.js";
 import { s3ExporterFactory } from "../../agent/exporters/s3/factory.js";
 import type { S3ExporterConfig } from "../../agent/exporters/s3/config.js";
@@ -23,7 +23,7 @@ import {
   type RecordSink,
   RetryableExportError,
   type SealedBatch,
-} from "../../agent/exporters/sink.js";
+} from "../../agent/exporters/api.js";
 import { type RunningAgent, startAgent } from "../../agent/service/agent.js";
 import { AgentCounters } from "../../agent/telemetry/counters.js";
 import { createLogger } from "../../agent/telemetry/logger.js";

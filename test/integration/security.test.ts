@@ -10,7 +10,7 @@ import {
 } from "@opentelemetry/sdk-logs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseConfig } from "../../agent/config/load.js";
-import { otlpTypes } from "../../agent/receivers/otlp/protobuf-codec.js";
+import { otlpTypes } from "../../agent/otlp/protobuf-codec.js";
 import { type RunningAgent, startAgent } from "../../agent/service/agent.js";
 import { createLogger } from "../../agent/telemetry/logger.js";
 import { attr, makeTempDir, readOutput, testConfigYaml, waitFor } from "../helpers/agent.js";

@@ -2,15 +2,15 @@ import { spawnSync } from "node:child_process";
 import { chmodSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readTrustedKeys } from "../../agent/chain/key-files.js";
-import { verifyConsistency, verifyInclusion } from "../../agent/chain/merkle.js";
+import { readTrustedKeys } from "../../agent/integrity/key-files.js";
+import { verifyConsistency, verifyInclusion } from "../../agent/integrity/merkle.js";
 import {
   type Checkpoint,
   parseCheckpointText,
   parseNote,
   verifyNote,
-} from "../../agent/chain/note.js";
-import { leafHash } from "../../agent/chain/format.js";
+} from "../../agent/integrity/note.js";
+import { leafHash } from "../../agent/integrity/format.js";
 import { parseConfig } from "../../agent/config/load.js";
 import { startAgent } from "../../agent/service/agent.js";
 import { createLogger } from "../../agent/telemetry/logger.js";

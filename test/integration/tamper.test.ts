@@ -8,18 +8,18 @@ import { resourceFromAttributes } from "@opentelemetry/resources";
 import { LoggerProvider, SimpleLogRecordProcessor } from "@opentelemetry/sdk-logs";
 import pino from "pino";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { leafHash } from "../../agent/chain/format.js";
-import { canonicalize, type JsonValue } from "../../agent/chain/jcs.js";
-import { readTrustedKeys, writeKeyPair } from "../../agent/chain/key-files.js";
+import { leafHash } from "../../agent/integrity/format.js";
+import { canonicalize, type JsonValue } from "../../agent/integrity/jcs.js";
+import { readTrustedKeys, writeKeyPair } from "../../agent/integrity/key-files.js";
 import {
   checkManifestSignature,
   type Manifest,
   manifestKeyId,
   type SignedManifest,
   signManifest,
-} from "../../agent/chain/manifest.js";
-import { parseNote } from "../../agent/chain/note.js";
-import { generateSigningKey, type PublicKey, type SigningKey } from "../../agent/chain/signing.js";
+} from "../../agent/integrity/manifest.js";
+import { parseNote } from "../../agent/integrity/note.js";
+import { generateSigningKey, type PublicKey, type SigningKey } from "../../agent/integrity/signing.js";
 import { parseConfig } from "../../agent/config/load.js";
 import { fileSource } from "../../agent/exporters/file/reader.js";
 import { startAgent } from "../../agent/service/agent.js";

@@ -14,7 +14,7 @@ import type {
   KeyValue,
   LogRecord,
   Resource,
-} from "../../agent/receivers/otlp/model.js";
+} from "../../agent/otlp/model.js";
 
 // --- OTLP model builders (agent/receivers/otlp/model.ts) ---------------------------------
 

@@ -5,10 +5,10 @@ import {
   matchEnvelope,
   receivedOf,
   scanEnvelope,
-} from "../../agent/chain/canonical-check.js";
-import { parseEnvelope } from "../../agent/chain/chain-check.js";
-import { envelopeJson } from "../../agent/chain/format.js";
-import { canonicalize, type JsonValue } from "../../agent/chain/jcs.js";
+} from "../../agent/integrity/canonical-check.js";
+import { parseEnvelope } from "../../agent/integrity/chain-check.js";
+import { envelopeJson } from "../../agent/integrity/format.js";
+import { canonicalize, type JsonValue } from "../../agent/integrity/jcs.js";
 import { prng, type Rng } from "../helpers/prng.js";
 
 /**

@@ -1,17 +1,17 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { contextSuffix, recordJson, toDecimal } from "../../agent/chain/canonical-record.js";
-import { checkChain } from "../../agent/chain/chain-check.js";
+import { contextSuffix, recordJson, toDecimal } from "../../agent/otlp/canonical-record.js";
+import { checkChain } from "../../agent/integrity/chain-check.js";
 import {
   CHAIN_ID_PATTERN,
   envelopeJson,
   genesisHash,
   leafHash,
   nodeHash,
-} from "../../agent/chain/format.js";
-import { canonicalize, type JsonValue } from "../../agent/chain/jcs.js";
-import { decodeLogsRequestJson } from "../../agent/receivers/otlp/json-codec.js";
+} from "../../agent/integrity/format.js";
+import { canonicalize, type JsonValue } from "../../agent/integrity/jcs.js";
+import { decodeLogsRequestJson } from "../../agent/otlp/json-codec.js";
 import type {
   AnyValue,
   EntityRef,
@@ -22,9 +22,9 @@ import type {
   LogRecord,
   LongBits,
   Resource,
-} from "../../agent/receivers/otlp/model.js";
-import { ProtobufCanonicalizer } from "../../agent/receivers/otlp/protobuf-canonical.js";
-import { decodeLogsRequest, otlpTypes } from "../../agent/receivers/otlp/protobuf-codec.js";
+} from "../../agent/otlp/model.js";
+import { ProtobufCanonicalizer } from "../../agent/otlp/protobuf-canonical.js";
+import { decodeLogsRequest, otlpTypes } from "../../agent/otlp/protobuf-codec.js";
 import { prng, type Rng } from "../helpers/prng.js";
 
 /**

@@ -2,7 +2,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join, posix, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import YAML from "yaml";
-import { splitEndpoint } from "../../agent/config/common.js";
+import { splitEndpoint } from "../../agent/common/config-schema.js";
 import { type AgentConfig, parseConfig } from "../../agent/config/load.js";
 import { unsafeSettings } from "../../agent/config/safety.js";
 import type { FileExporterConfig } from "../../agent/exporters/file/config.js";

@@ -4,13 +4,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
-import { WriteAheadLog } from "../../agent/buffer/wal.js";
-import { Batcher } from "../../agent/chain/batcher.js";
-import { CheckpointServer } from "../../agent/chain/checkpoint-server.js";
-import { signingConfigSchema } from "../../agent/chain/config.js";
-import { envelopeJson, genesisHash, leafHash, nodeHash } from "../../agent/chain/format.js";
-import { canonicalize, type JsonValue } from "../../agent/chain/jcs.js";
-import { loadSigningKeys, readTrustedKeys, writeKeyPair } from "../../agent/chain/key-files.js";
+import { WriteAheadLog } from "../../agent/store/wal.js";
+import { Batcher } from "../../agent/sealing/sealer.js";
+import { CheckpointServer } from "../../agent/sealing/checkpoint-server.js";
+import { signingConfigSchema } from "../../agent/sealing/config.js";
+import { envelopeJson, genesisHash, leafHash, nodeHash } from "../../agent/integrity/format.js";
+import { canonicalize, type JsonValue } from "../../agent/integrity/jcs.js";
+import { readTrustedKeys, writeKeyPair } from "../../agent/integrity/key-files.js";
+import { loadSigningKeys } from "../../agent/sealing/keys.js";
 import {
   type BatchManifest,
   checkManifestSignature,
@@ -19,7 +20,7 @@ import {
   type RotationManifest,
   type SignedManifest,
   signManifest,
-} from "../../agent/chain/manifest.js";
+} from "../../agent/integrity/manifest.js";
 import {
   consistencyProof,
   EMPTY_TREE_HASH,
@@ -27,22 +28,22 @@ import {
   leavesSource,
   verifyConsistency,
   verifyInclusion,
-} from "../../agent/chain/merkle.js";
+} from "../../agent/integrity/merkle.js";
 import {
   checkpointText,
   parseCheckpointText,
   parseNote,
   signNote,
   verifyNote,
-} from "../../agent/chain/note.js";
-import { proveConsistency, proveInclusion } from "../../agent/chain/proofs.js";
+} from "../../agent/integrity/note.js";
+import { proveConsistency, proveInclusion } from "../../agent/integrity/proofs.js";
 import {
   keyIdFor,
   parseVerifierKey,
   privateKeyPem,
   publicKeyFromRaw,
   type SigningKey,
-} from "../../agent/chain/signing.js";
+} from "../../agent/integrity/signing.js";
 import { fileExporterConfigSchema } from "../../agent/exporters/file/config.js";
 import { FileSink } from "../../agent/exporters/file/file-sink.js";
 import { fileSource } from "../../agent/exporters/file/reader.js";

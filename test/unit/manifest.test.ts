@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { canonicalize, type JsonValue } from "../../agent/chain/jcs.js";
+import { canonicalize, type JsonValue } from "../../agent/integrity/jcs.js";
 import {
   type BatchManifest,
   checkManifestSignature,
@@ -11,13 +11,13 @@ import {
   type RotationManifest,
   type SignedManifest,
   signManifest,
-} from "../../agent/chain/manifest.js";
+} from "../../agent/integrity/manifest.js";
 import {
   generateSigningKey,
   type PublicKey,
   parseVerifierKey,
   verifyBytes,
-} from "../../agent/chain/signing.js";
+} from "../../agent/integrity/signing.js";
 
 /**
  * Signed manifests: the signature covers the RFC 8785 text of every other member, so any

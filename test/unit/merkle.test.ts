@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { leafHash, nodeHash } from "../../agent/chain/format.js";
+import { leafHash, nodeHash } from "../../agent/integrity/format.js";
 import {
   consistencyProof,
   EMPTY_TREE_HASH,
@@ -12,8 +12,8 @@ import {
   treeHash,
   verifyConsistency,
   verifyInclusion,
-} from "../../agent/chain/merkle.js";
-import { type KeyValueReader, type Put, TreeStore, tileKey } from "../../agent/chain/tree-store.js";
+} from "../../agent/integrity/merkle.js";
+import { type KeyValueReader, type Put, TreeStore, tileKey } from "../../agent/store/tree-store.js";
 import { prng } from "../helpers/prng.js";
 
 /**

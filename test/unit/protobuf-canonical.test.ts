@@ -1,6 +1,6 @@
 import { isUtf8 } from "node:buffer";
 import { describe, expect, it } from "vitest";
-import { contextSuffix, recordJson } from "../../agent/chain/canonical-record.js";
+import { contextSuffix, recordJson } from "../../agent/otlp/canonical-record.js";
 import {
   decimalLength,
   int64Decimal,
@@ -9,15 +9,15 @@ import {
   writeDecimal,
   writeInt64,
   writeUint64,
-} from "../../agent/chain/json-bytes.js";
+} from "../../agent/integrity/json-bytes.js";
 import { AgentError } from "../../agent/common/errors.js";
 import { auditFilterConfigSchema } from "../../agent/processing/audit-filter/config.js";
 import {
   compileAuditFilter,
   modelRecordView,
 } from "../../agent/processing/audit-filter/predicate.js";
-import { ProtobufCanonicalizer } from "../../agent/receivers/otlp/protobuf-canonical.js";
-import { decodeLogsRequest, otlpTypes } from "../../agent/receivers/otlp/protobuf-codec.js";
+import { ProtobufCanonicalizer } from "../../agent/otlp/protobuf-canonical.js";
+import { decodeLogsRequest, otlpTypes } from "../../agent/otlp/protobuf-codec.js";
 import { prng, type Rng } from "../helpers/prng.js";
 
 /**

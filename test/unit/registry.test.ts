@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import type { ExporterFactory } from "../../agent/service/factory.js";
-import { factories } from "../../agent/service/registry.js";
+import type { ExporterFactory } from "../../agent/exporters/api.js";
+import { factories } from "../../agent/config/registry.js";
 
 describe("registry", () => {
   it("describes each lazily loaded exporter as its own factory does", async () => {

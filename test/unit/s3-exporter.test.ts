@@ -4,7 +4,7 @@ import { connectionFromConfig, exportErrorFor } from "../../agent/exporters/s3/c
 import { type S3ExporterConfig, s3ExporterConfigSchema } from "../../agent/exporters/s3/config.js";
 import { s3SourceFromSpec } from "../../agent/exporters/s3/factory.js";
 import { manifestKey, parseKey, recordsKey } from "../../agent/exporters/s3/layout.js";
-import { PermanentExportError, RetryableExportError } from "../../agent/exporters/sink.js";
+import { PermanentExportError, RetryableExportError } from "../../agent/exporters/api.js";
 
 /** The S3 exporter's config, key layout and error mapping (no server needed). */
 

@@ -13,7 +13,7 @@ import {
   parseNote,
   signNote,
   verifyNote,
-} from "../../agent/chain/note.js";
+} from "../../agent/integrity/note.js";
 import {
   generateSigningKey,
   keyIdFor,
@@ -25,7 +25,7 @@ import {
   signBytes,
   signingKeyFromPem,
   verifyBytes,
-} from "../../agent/chain/signing.js";
+} from "../../agent/integrity/signing.js";
 
 /**
  * Known-answer tests for the signing layer: Ed25519 against RFC 8032 §7.1, signed notes

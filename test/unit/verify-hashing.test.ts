@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { leafHash, leafHashHex } from "../../agent/chain/format.js";
-import { leavesSource } from "../../agent/chain/merkle.js";
+import { leafHash, leafHashHex } from "../../agent/integrity/format.js";
+import { leavesSource } from "../../agent/integrity/merkle.js";
 import { hashLines, treeRoots } from "../../agent/verify/leaf-hashes.js";
 import { prng } from "../helpers/prng.js";
 

@@ -1,14 +1,14 @@
 import { describe, expect, it } from "vitest";
-import { envelopeJson, genesisHash, leafHash } from "../../agent/chain/format.js";
+import { envelopeJson, genesisHash, leafHash } from "../../agent/integrity/format.js";
 import {
   type BatchManifest,
   manifestHash,
   manifestKeyId,
   signManifest,
-} from "../../agent/chain/manifest.js";
-import { leavesSource } from "../../agent/chain/merkle.js";
-import { checkpointText, signNote } from "../../agent/chain/note.js";
-import { generateSigningKey } from "../../agent/chain/signing.js";
+} from "../../agent/integrity/manifest.js";
+import { leavesSource } from "../../agent/integrity/merkle.js";
+import { checkpointText, signNote } from "../../agent/integrity/note.js";
+import { generateSigningKey } from "../../agent/integrity/signing.js";
 import type { ChainData } from "../../agent/verify/types.js";
 import { verifyChain } from "../../agent/verify/verify-chain.js";
 

@@ -1,9 +1,9 @@
 import { createHash } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
-import { CANONICAL_OFFSET } from "../../agent/buffer/keys.js";
-import { chunkOf, storedChunk, storedChunkLength, storedCount } from "../../agent/buffer/chunk.js";
-import { BufferFullError, WriteAheadLog } from "../../agent/buffer/wal.js";
-import { genesisHash } from "../../agent/chain/format.js";
+import { CANONICAL_OFFSET } from "../../agent/store/keyspace.js";
+import { chunkOf, storedChunk, storedChunkLength, storedCount } from "../../agent/store/chunk.js";
+import { BufferFullError, WriteAheadLog } from "../../agent/store/wal.js";
+import { genesisHash } from "../../agent/integrity/format.js";
 import { makeTempDir } from "../helpers/agent.js";
 
 const dirs: Array<{ cleanup(): void }> = [];

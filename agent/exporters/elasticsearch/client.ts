@@ -1,7 +1,7 @@
 import { AgentError } from "../../common/errors.js";
 import { HttpClient, type HttpResponse, retryAfterMs } from "../http/client.js";
 import type { HttpClientConfig } from "../http/config.js";
-import { PermanentExportError, RetryableExportError } from "../sink.js";
+import { PermanentExportError, RetryableExportError } from "../api.js";
 import type { ElasticsearchExporterConfig } from "./config.js";
 
 /**

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { durationSchema, retryOnFailureSchema } from "../../config/common.js";
+import { durationSchema, retryOnFailureSchema } from "../../common/config-schema.js";
 import { httpAuthFields, httpClientFields } from "../http/config.js";
 
 /**

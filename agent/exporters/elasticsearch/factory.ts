@@ -1,6 +1,6 @@
 import { AgentError } from "../../common/errors.js";
-import type { ExporterFactory } from "../../service/factory.js";
-import type { AuditSource } from "../../verify/types.js";
+import type { ExporterFactory } from "../api.js";
+import type { AuditSource } from "../source.js";
 import { elasticsearchExporterConfigSchema } from "./config.js";
 import { ElasticsearchSource, parseElasticsearchSpec } from "./reader.js";
 import { ElasticsearchSink } from "./sink.js";

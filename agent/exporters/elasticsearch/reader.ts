@@ -1,7 +1,7 @@
-import { CHAIN_ID_PATTERN, leafHash } from "../../chain/format.js";
-import { canonicalize, type JsonValue } from "../../chain/jcs.js";
+import { CHAIN_ID_PATTERN, leafHash } from "../../integrity/format.js";
+import { canonicalize, type JsonValue } from "../../integrity/jcs.js";
 import { AgentError } from "../../common/errors.js";
-import type { AuditSource, ChainData, Finding } from "../../verify/types.js";
+import type { AuditSource, ChainData, Finding } from "../source.js";
 import type { HttpClient } from "../http/client.js";
 import { createEsClient, esErrorOf, failForEs, jsonOf, sourceError } from "./client.js";
 import type { ElasticsearchExporterConfig } from "./config.js";

@@ -1,5 +1,5 @@
-import { CANONICAL_OFFSET, HASH_BYTES } from "../../buffer/keys.js";
-import type { StoredRecord } from "../../buffer/wal.js";
+import { CANONICAL_OFFSET, HASH_BYTES } from "../../store/keyspace.js";
+import type { StoredRecord } from "../../store/wal.js";
 import type { Logger } from "../../telemetry/logger.js";
 import type { HttpClient } from "../http/client.js";
 import {
@@ -7,7 +7,7 @@ import {
   type RecordSink,
   RetryableExportError,
   type SealedBatch,
-} from "../sink.js";
+} from "../api.js";
 import {
   createEsClient,
   describeError,

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { retryOnFailureSchema } from "../../config/common.js";
+import { retryOnFailureSchema } from "../../common/config-schema.js";
 
 /** `exporters.file`: rotating NDJSON segments of canonical records under `directory`. */
 export const fileExporterConfigSchema = z

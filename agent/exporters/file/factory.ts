@@ -1,5 +1,5 @@
 import { resolve } from "node:path";
-import type { ExporterFactory } from "../../service/factory.js";
+import type { ExporterFactory } from "../api.js";
 import { fileExporterConfigSchema } from "./config.js";
 import { FileSink } from "./file-sink.js";
 import { fileSource } from "./reader.js";

@@ -8,7 +8,7 @@ import {
   recordLines,
   RetryableExportError,
   type SealedBatch,
-} from "../sink.js";
+} from "../api.js";
 import type { FileExporterConfig } from "./config.js";
 import { listSegments, type SegmentKind, segmentName } from "./segments.js";
 import { recoverTail } from "./tail.js";

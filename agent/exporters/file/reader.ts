@@ -1,8 +1,8 @@
 import { readdir, readFile } from "node:fs/promises";
 import { basename, join } from "node:path";
-import type { ChainFinding, StoredLine } from "../../chain/chain-check.js";
+import type { ChainFinding, StoredLine } from "../../integrity/chain-check.js";
 import { AgentError } from "../../common/errors.js";
-import { type AuditSource, addManifestLine, type ChainData } from "../../verify/types.js";
+import { type AuditSource, addManifestLine, type ChainData } from "../source.js";
 import { listSegments } from "./segments.js";
 
 /**

@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import type { Dispatcher } from "undici";
-import { PermanentExportError, RetryableExportError } from "../sink.js";
+import { PermanentExportError, RetryableExportError } from "../api.js";
 import type { HttpClientConfig } from "./config.js";
 
 /**

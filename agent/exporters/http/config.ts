@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { durationSchema } from "../../config/common.js";
+import { durationSchema } from "../../common/config-schema.js";
 
 /**
  * The HTTP client settings shared by HTTP-based exporters, shaped like the Collector's

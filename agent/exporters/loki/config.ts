@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { CHAIN_ID_PATTERN } from "../../chain/format.js";
-import { durationSchema, retryOnFailureSchema } from "../../config/common.js";
+import { CHAIN_ID_PATTERN } from "../../integrity/format.js";
+import { durationSchema, retryOnFailureSchema } from "../../common/config-schema.js";
 import { httpClientFields } from "../http/config.js";
 
 /**

@@ -1,6 +1,6 @@
 import { AgentError } from "../../common/errors.js";
-import type { ExporterFactory } from "../../service/factory.js";
-import type { AuditSource } from "../../verify/types.js";
+import type { ExporterFactory } from "../api.js";
+import type { AuditSource } from "../source.js";
 import { HttpClient } from "../http/client.js";
 import type { HttpClientConfig } from "../http/config.js";
 import { type LokiExporterConfig, lokiExporterConfigSchema } from "./config.js";

@@ -1,5 +1,5 @@
-import { CANONICAL_OFFSET, HASH_BYTES } from "../../buffer/keys.js";
-import { manifestLine, type SealedBatch } from "../sink.js";
+import { CANONICAL_OFFSET, HASH_BYTES } from "../../store/keyspace.js";
+import { manifestLine, type SealedBatch } from "../api.js";
 import type { LokiExporterConfig } from "./config.js";
 
 /**

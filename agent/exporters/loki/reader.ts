@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { AgentError } from "../../common/errors.js";
-import { type AuditSource, addManifestLine, type ChainData } from "../../verify/types.js";
+import { type AuditSource, addManifestLine, type ChainData } from "../source.js";
 import { HttpClient, type HttpResponse } from "../http/client.js";
 import type { HttpClientConfig } from "../http/config.js";
 import { type LokiReadConfig, sinceEpochMs } from "./config.js";

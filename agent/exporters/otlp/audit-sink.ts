@@ -1,7 +1,7 @@
-import { CANONICAL_OFFSET } from "../../buffer/keys.js";
-import { decodeLogsRequestJson } from "../../receivers/otlp/json-codec.js";
-import { otlpTypes } from "../../receivers/otlp/protobuf-codec.js";
-import type { RecordSink, SealedBatch } from "../sink.js";
+import { CANONICAL_OFFSET } from "../../store/keyspace.js";
+import { decodeLogsRequestJson } from "../../otlp/json-codec.js";
+import { otlpTypes } from "../../otlp/protobuf-codec.js";
+import type { RecordSink, SealedBatch } from "../api.js";
 import type { OtlpTransport } from "./transport.js";
 
 /**

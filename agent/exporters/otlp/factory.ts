@@ -1,8 +1,4 @@
-import type {
-  ExporterComponent,
-  ExporterFactory,
-  ExporterSettings,
-} from "../../service/factory.js";
+import type { ExporterComponent, ExporterFactory, ExporterSettings } from "../api.js";
 import { OtlpAuditSink } from "./audit-sink.js";
 import {
   type ForwardingConfig,

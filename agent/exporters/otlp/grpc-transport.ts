@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
-import { splitEndpoint } from "../../config/common.js";
-import { otlpTypes, RETRY_INFO_TYPE_URL } from "../../receivers/otlp/protobuf-codec.js";
-import { PermanentExportError, RetryableExportError } from "../sink.js";
+import { splitEndpoint } from "../../common/config-schema.js";
+import { otlpTypes, RETRY_INFO_TYPE_URL } from "../../otlp/protobuf-codec.js";
+import { PermanentExportError, RetryableExportError } from "../api.js";
 import type { OtlpGrpcExporterConfig } from "./config.js";
 import type { OtlpTransport } from "./transport.js";
 

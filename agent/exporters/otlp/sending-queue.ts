@@ -1,4 +1,3 @@
-import { AgentError } from "../../common/errors.js";
 import type { AgentCounters } from "../../telemetry/counters.js";
 import type { Logger } from "../../telemetry/logger.js";
 import { Backoff } from "../backoff.js";
@@ -11,15 +10,6 @@ import type { OtlpTransport } from "./transport.js";
  * sent one request at a time with retry_on_failure backoff. A record dropped because the
  * queue is full or retries ran out is counted and logged, never silently lost.
  */
-export class QueueFullError extends AgentError {
-  constructor(exporterId: string) {
-    super(
-      "FORWARD_QUEUE_FULL",
-      `the pass-through queue of exporter ${exporterId} is full: the upstream is behind; retry later`,
-    );
-  }
-}
-
 interface Item {
   body: Uint8Array;
   records: number;

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { retryAfterMs } from "../http/client.js";
-import { PermanentExportError, RetryableExportError } from "../sink.js";
+import { PermanentExportError, RetryableExportError } from "../api.js";
 import type { S3ExporterConfig } from "./config.js";
 
 /**

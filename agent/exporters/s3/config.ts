@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { durationSchema, retryOnFailureSchema } from "../../config/common.js";
+import { durationSchema, retryOnFailureSchema } from "../../common/config-schema.js";
 
 /**
  * `exporters.s3`: one object per sealed batch and one per signed manifest in an S3 bucket

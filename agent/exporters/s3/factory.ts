@@ -1,5 +1,5 @@
-import type { ExporterFactory } from "../../service/factory.js";
-import type { AuditSource } from "../../verify/types.js";
+import type { ExporterFactory } from "../api.js";
+import type { AuditSource } from "../source.js";
 import { connectionFromConfig, connectionFromUrl } from "./client.js";
 import { s3ExporterConfigSchema } from "./config.js";
 import { parseS3Url, S3Source } from "./reader.js";

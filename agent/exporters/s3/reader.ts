@@ -1,7 +1,7 @@
 import { gunzipSync } from "node:zlib";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { AgentError } from "../../common/errors.js";
-import { type AuditSource, addManifestLine, type ChainData } from "../../verify/types.js";
+import { type AuditSource, addManifestLine, type ChainData } from "../source.js";
 import {
   bodyBytes,
   createS3Client,

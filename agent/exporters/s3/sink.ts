@@ -8,7 +8,7 @@ import {
   recordLines,
   RetryableExportError,
   type SealedBatch,
-} from "../sink.js";
+} from "../api.js";
 import {
   bodyBytes,
   createS3Client,

@@ -1,4 +1,4 @@
-import type { ProcessorFactory } from "../../service/factory.js";
+import type { ProcessorFactory } from "../api.js";
 import { auditFilterConfigSchema } from "./config.js";
 import { compileAuditFilter } from "./predicate.js";
 

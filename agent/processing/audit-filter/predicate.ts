@@ -1,42 +1,20 @@
-import { toDecimal } from "../../chain/canonical-record.js";
+import { toDecimal } from "../../otlp/canonical-record.js";
 import type {
   AnyValue,
   InstrumentationScope,
   KeyValue,
   LogRecord,
   Resource,
-} from "../../receivers/otlp/model.js";
+} from "../../otlp/model.js";
+import {
+  type AuditPredicate,
+  type AuditRecordView,
+  findAttribute,
+} from "../../otlp/record-view.js";
 import type { AuditCondition, AuditFilterConfig } from "./config.js";
 
-/**
- * What the audit filter reads of a log record. Receivers hand it either a decoded record
- * (modelRecordView) or a view straight over protobuf bytes that decodes only what a
- * condition asks for (receivers/otlp/protobuf-canonical.ts).
- */
-export interface AuditRecordView {
-  /** The first attribute with this key, or undefined when there is none. */
-  attribute(key: string): KeyValue | undefined;
-  readonly eventName: string;
-  readonly severityNumber: number;
-  readonly severityText: string;
-}
+export type { AuditPredicate, AuditRecordView };
 
-/** The view of a decoded LogRecord. */
-export function modelRecordView(record: LogRecord): AuditRecordView {
-  return {
-    attribute: (key) => findAttribute(record.attributes, key),
-    eventName: record.eventName,
-    severityNumber: record.severityNumber,
-    severityText: record.severityText,
-  };
-}
-
-/** A compiled audit filter: true when the record is an audit record. */
-export type AuditPredicate = (
-  record: AuditRecordView,
-  scope: InstrumentationScope | null | undefined,
-  resource: Resource | null | undefined,
-) => boolean;
 
 type Scalar = string | number | boolean;
 
@@ -49,11 +27,6 @@ const SEVERITY_FLOOR: Record<string, number> = {
   FATAL: 21,
 };
 
-function findAttribute(list: KeyValue[] | undefined, key: string): KeyValue | undefined {
-  if (list === undefined) return undefined;
-  for (let i = 0; i < list.length; i++) if ((list[i] as KeyValue).key === key) return list[i];
-  return undefined;
-}
 
 function valueEquals(v: AnyValue | null | undefined, expected: Scalar): boolean {
   if (v == null) return false;

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { durationSchema, endpointSchema } from "../../config/common.js";
+import { durationSchema, endpointSchema } from "../../common/config-schema.js";
 
 /**
  * `receivers.otlp`, shaped like the Collector's otlpreceiver: `protocols.grpc` and

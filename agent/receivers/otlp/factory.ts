@@ -1,4 +1,4 @@
-import type { ReceiverFactory } from "../../service/factory.js";
+import type { ReceiverFactory } from "../api.js";
 import { type OtlpReceiverConfig, otlpReceiverConfigSchema } from "./config.js";
 import type { OtlpGrpcReceiver } from "./grpc-server.js";
 import { OtlpHttpReceiver } from "./http-server.js";

@@ -1,13 +1,13 @@
 import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { AgentError } from "../../common/errors.js";
-import { splitEndpoint } from "../../config/common.js";
-import { type LogsConsumer, receiveTimeUnixNano } from "../../service/pipeline.js";
+import { splitEndpoint } from "../../common/config-schema.js";
+import { type LogsConsumer, receiveTimeUnixNano } from "../../processing/pipeline.js";
 import type { AgentCounters } from "../../telemetry/counters.js";
 import type { Logger } from "../../telemetry/logger.js";
 import { MiB, type OtlpGrpcConfig, type TlsServerConfig } from "./config.js";
 import { refusalFor } from "./outcome.js";
-import { encodeLogsResponse, encodeStatus } from "./protobuf-codec.js";
+import { encodeLogsResponse, encodeStatus } from "../../otlp/protobuf-codec.js";
 import { BearerAuth, RateLimitedError, type TokenBucket } from "./security.js";
 
 /**

@@ -4,14 +4,14 @@ import { createServer as createTlsServer, type Server as TlsServer } from "node:
 import type { AddressInfo } from "node:net";
 import { gunzip, inflate } from "node:zlib";
 import { AgentError } from "../../common/errors.js";
-import { splitEndpoint } from "../../config/common.js";
-import { type LogsConsumer, receiveTimeUnixNano } from "../../service/pipeline.js";
+import { splitEndpoint } from "../../common/config-schema.js";
+import { type LogsConsumer, receiveTimeUnixNano } from "../../processing/pipeline.js";
 import type { AgentCounters } from "../../telemetry/counters.js";
 import type { Logger } from "../../telemetry/logger.js";
 import type { OtlpHttpConfig, TlsServerConfig } from "./config.js";
-import { decodeLogsRequestJson } from "./json-codec.js";
+import { decodeLogsRequestJson } from "../../otlp/json-codec.js";
 import { type Refusal, refusalFor } from "./outcome.js";
-import { encodeLogsResponse, encodeStatus } from "./protobuf-codec.js";
+import { encodeLogsResponse, encodeStatus } from "../../otlp/protobuf-codec.js";
 import { BearerAuth, RateLimitedError, type TokenBucket } from "./security.js";
 
 /** OTLP/HTTP logs receiver (https://opentelemetry.io/docs/specs/otlp/#otlphttp). */

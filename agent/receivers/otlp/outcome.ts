@@ -1,4 +1,4 @@
-import { BufferFullError } from "../../buffer/wal.js";
+import { BufferFullError } from "../../store/wal.js";
 import { AgentError } from "../../common/errors.js";
 
 /**

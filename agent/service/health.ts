@@ -1,33 +1,8 @@
-import { z } from "zod";
-import type { WriteAheadLog } from "../buffer/wal.js";
-import { endpointSchema } from "../config/common.js";
+import type { WriteAheadLog } from "../store/wal.js";
 import type { DeliveryLoop } from "../exporters/delivery.js";
-import type { ExtensionFactory } from "../service/factory.js";
+import type { HealthCheckConfig } from "../telemetry/health-config.js";
 import type { ContinuousVerifier } from "../verify/continuous.js";
-import { HttpEndpoint } from "./http-endpoint.js";
-
-/**
- * `extensions.health_check`, after the Collector's healthcheck extension: GET `path`
- * answers 200 {"status":"Server available",…} or 503 {"status":"Server not available",…}.
- * The agent adds the reasons, and two Kubernetes-style paths: /livez (the process is
- * serving) and /readyz (same as `path`: it can take data and nothing needs an operator).
- */
-export const healthCheckConfigSchema = z
-  .object({
-    endpoint: endpointSchema.default("127.0.0.1:13133"),
-    path: z.string().startsWith("/").default("/"),
-    /** Not ready once the WAL is this full; ready again below it minus 5 points. */
-    wal_full_percent: z.number().min(1).max(100).default(95),
-  })
-  .strict();
-
-export type HealthCheckConfig = z.infer<typeof healthCheckConfigSchema>;
-
-export const healthCheckExtensionFactory: ExtensionFactory<typeof healthCheckConfigSchema> = {
-  kind: "extension",
-  type: "health_check",
-  configSchema: healthCheckConfigSchema,
-};
+import { HttpEndpoint } from "../telemetry/http-endpoint.js";
 
 export interface HealthSources {
   wal: WriteAheadLog;

@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { durationSchema, endpointSchema } from "../config/common.js";
-import type { ExtensionFactory } from "../service/factory.js";
+import { durationSchema, endpointSchema } from "../common/config-schema.js";
+import type { ExtensionFactory } from "../common/component.js";
 
 /**
  * `extensions.signing`: the key that signs batch manifests and checkpoints, and how the

@@ -6,7 +6,7 @@ import type {
   KeyValue,
   LogRecord,
   Resource,
-} from "../receivers/otlp/model.js";
+} from "./model.js";
 
 /**
  * Writes OTLP log data as RFC 8785 canonical JSON in the OTLP/JSON mapping, directly from

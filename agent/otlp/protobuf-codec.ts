@@ -1,8 +1,8 @@
 import { isUtf8 } from "node:buffer";
 import { join } from "node:path";
 import protobuf from "protobufjs";
-import { AgentError } from "../../common/errors.js";
-import { packageRoot } from "../../common/package-root.js";
+import { AgentError } from "../common/errors.js";
+import { packageRoot } from "../common/package-root.js";
 import type { ExportLogsServiceRequest } from "./model.js";
 
 /** The protobuf half of the OTLP codec: request decoding and response/status encoding. */

@@ -1,6 +1,5 @@
 import { AgentError } from "../common/errors.js";
-import { consistencyProof, inclusionProof, treeHash } from "./merkle.js";
-import type { TreeStore } from "./tree-store.js";
+import { consistencyProof, type HashSource, inclusionProof, treeHash } from "./merkle.js";
 
 /**
  * RFC 6962 proofs from the stored tree, in the JSON shape `audit-agent prove` prints and
@@ -25,9 +24,15 @@ export interface ConsistencyProofJson {
   proof: string[];
 }
 
+/** A Merkle tree of `size` leaves whose subtree hashes can be read (the sealed log's tiles). */
+export interface ProvableTree {
+  readonly size: number;
+  source(): HashSource;
+}
+
 const hex = (h: Uint8Array) => Buffer.from(h).toString("hex");
 
-function checkSize(tree: TreeStore, size: number, what: string): void {
+function checkSize(tree: ProvableTree, size: number, what: string): void {
   if (!Number.isInteger(size) || size < 0 || size > tree.size) {
     throw new AgentError(
       "PROOF_BAD_SIZE",
@@ -37,7 +42,7 @@ function checkSize(tree: TreeStore, size: number, what: string): void {
 }
 
 export async function proveInclusion(
-  tree: TreeStore,
+  tree: ProvableTree,
   seq: number,
   treeSize = tree.size,
 ): Promise<InclusionProofJson> {
@@ -60,7 +65,7 @@ export async function proveInclusion(
 }
 
 export async function proveConsistency(
-  tree: TreeStore,
+  tree: ProvableTree,
   oldSize: number,
   newSize = tree.size,
 ): Promise<ConsistencyProofJson> {

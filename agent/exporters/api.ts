@@ -1,6 +1,12 @@
 import { AgentError } from "../common/errors.js";
-import { CANONICAL_OFFSET } from "../buffer/keys.js";
-import type { StoredRecord } from "../buffer/wal.js";
+import { CANONICAL_OFFSET } from "../store/keyspace.js";
+import type { z } from "zod";
+import type { FactoryBase } from "../common/component.js";
+import type { NonAuditForwarder } from "../processing/api.js";
+import type { ExporterState, StoredRecord } from "../store/wal.js";
+import type { ComponentSettings } from "../telemetry/settings.js";
+import type { RetryOnFailure } from "../common/config-schema.js";
+import type { AuditSource } from "./source.js";
 
 /**
  * What an exporter plugin implements: a backend that sealed batches are written to, in
@@ -77,4 +83,37 @@ export function recordLines(records: readonly StoredRecord[]): Buffer {
  */
 export function manifestLine(manifest: string, checkpoint: string | null): string {
   return `{"checkpoint":${checkpoint === null ? "null" : JSON.stringify(checkpoint)},"manifest":${manifest}}`;
+}
+
+/** How the delivery engine treats one exporter (its Collector-style retry_on_failure). */
+export interface DeliveryOptions {
+  retry: RetryOnFailure;
+}
+
+export interface ExporterComponent {
+  /** Receives sealed audit batches through the durable delivery engine. */
+  sink?: RecordSink;
+  /** Receives non-audit records for pass-through (OTLP exporters). */
+  forwarder?: NonAuditForwarder;
+  delivery: DeliveryOptions;
+  /** Releases what sink and forwarder share, after both are stopped. */
+  close?: () => Promise<void>;
+}
+
+export interface ExporterSettings extends ComponentSettings {
+  /** Durable state private to this exporter (survives restarts). */
+  state: ExporterState;
+}
+
+export interface ExporterFactory<S extends z.ZodType = z.ZodType> extends FactoryBase<S> {
+  readonly kind: "exporter";
+  /** A promise when the exporter's code is loaded on first use (see config/registry.ts). */
+  create(
+    settings: ExporterSettings,
+    config: z.output<S>,
+  ): ExporterComponent | Promise<ExporterComponent>;
+  /** Whether this config receives audit records (default true); pass-through-only exporters do not. */
+  storesAuditRecords?(config: z.output<S>): boolean;
+  /** Reads back what this exporter wrote, for `verify --config` and continuous verification. */
+  reader?(config: z.output<S>): AuditSource | Promise<AuditSource>;
 }

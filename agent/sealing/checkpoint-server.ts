@@ -2,8 +2,8 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { AgentError } from "../common/errors.js";
 import { HttpEndpoint } from "../telemetry/http-endpoint.js";
 import type { Logger } from "../telemetry/logger.js";
-import type { Batcher } from "./batcher.js";
-import { proveConsistency, proveInclusion } from "./proofs.js";
+import type { Batcher } from "./sealer.js";
+import { proveConsistency, proveInclusion } from "../integrity/proofs.js";
 
 /**
  * Serves the chain's latest signed checkpoint and RFC 6962 proofs, so monitors can keep

@@ -1,6 +1,6 @@
 import type { z } from "zod";
-import { walExtensionFactory } from "../buffer/config.js";
-import { signingExtensionFactory } from "../chain/config.js";
+import { walExtensionFactory } from "../store/config.js";
+import { signingExtensionFactory } from "../sealing/config.js";
 import { elasticsearchExporterConfigSchema } from "../exporters/elasticsearch/config.js";
 import { fileExporterConfigSchema } from "../exporters/file/config.js";
 import { lokiExporterConfigSchema } from "../exporters/loki/config.js";
@@ -10,10 +10,15 @@ import {
 } from "../exporters/otlp/config.js";
 import { s3ExporterConfigSchema } from "../exporters/s3/config.js";
 import { auditFilterFactory } from "../processing/audit-filter/factory.js";
-import { healthCheckExtensionFactory } from "../telemetry/health.js";
+import { healthCheckExtensionFactory } from "../telemetry/health-config.js";
 import { verificationExtensionFactory } from "../verify/config.js";
 import { otlpReceiverFactory } from "../receivers/otlp/factory.js";
-import type { AnyFactory, ExporterFactory } from "./factory.js";
+import type { ExtensionFactory } from "../common/component.js";
+import type { ExporterFactory } from "../exporters/api.js";
+import type { ProcessorFactory } from "../processing/api.js";
+import type { ReceiverFactory } from "../receivers/api.js";
+
+export type AnyFactory = ReceiverFactory | ProcessorFactory | ExporterFactory | ExtensionFactory;
 
 /**
  * An exporter known by its type and config schema, whose code (sink, reader, client, and

@@ -1,6 +1,6 @@
 import { z } from "zod";
-import { CHAIN_ID_PATTERN } from "../chain/format.js";
-import type { ExtensionFactory } from "../service/factory.js";
+import { CHAIN_ID_PATTERN } from "../integrity/format.js";
+import type { ExtensionFactory } from "../common/component.js";
 
 /**
  * `extensions.wal`: where and how much the write-ahead log buffers. The WAL is always

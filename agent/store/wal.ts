@@ -9,9 +9,9 @@ import {
   ENVELOPE_RECEIVED,
   ENVELOPE_SEQ,
   genesisHash,
-} from "../chain/format.js";
+} from "../integrity/format.js";
 import { AgentError } from "../common/errors.js";
-import { decimalLength, writeAscii, writeDecimal, writeHex } from "../chain/json-bytes.js";
+import { decimalLength, writeAscii, writeDecimal, writeHex } from "../integrity/json-bytes.js";
 import {
   CHUNK_HEADER,
   chunkOf,
@@ -32,7 +32,7 @@ import {
   RECORD_KEY_END,
   recordKey,
   seqOfRecordKey,
-} from "./keys.js";
+} from "./keyspace.js";
 
 /**
  * The write-ahead log: the chain's durable home between receipt and export.

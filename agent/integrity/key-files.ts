@@ -1,8 +1,6 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { AgentError } from "../common/errors.js";
-import type { Logger } from "../telemetry/logger.js";
-import type { SigningConfig } from "./config.js";
 import {
   generateSigningKey,
   type PublicKey,
@@ -19,7 +17,8 @@ import {
  * --trust` takes.
  */
 
-const NAME_LINE = /^# audit-agent signing key: (\S+)$/m;
+/** The key-name line of a private key file (also accepted in a PEM from the environment). */
+export const NAME_LINE = /^# audit-agent signing key: (\S+)$/m;
 
 /** Where the public key of the private key file `privatePath` is kept: `<name>.pub`. */
 export function publicKeyPath(privatePath: string): string {
@@ -35,7 +34,8 @@ export function writeKeyPair(privatePath: string, key: SigningKey): string {
   return publicPath;
 }
 
-function readPrivateKey(path: string, fallbackName: string): SigningKey {
+/** Reads a private key file, refusing one that group or others can read. */
+export function readPrivateKey(path: string, fallbackName: string): SigningKey {
   const mode = statSync(path).mode & 0o777;
   if ((mode & 0o077) !== 0) {
     throw new AgentError(
@@ -46,53 +46,6 @@ function readPrivateKey(path: string, fallbackName: string): SigningKey {
   }
   const pem = readFileSync(path, "utf8");
   return signingKeyFromPem(NAME_LINE.exec(pem)?.[1] ?? fallbackName, pem);
-}
-
-export interface LoadedKeys {
-  key: SigningKey;
-  previous?: SigningKey;
-  /** Where the public key was written, when the key was generated now. */
-  generatedPublicKey?: string;
-}
-
-export function loadSigningKeys(
-  config: SigningConfig,
-  env: Record<string, string | undefined>,
-  logger: Logger,
-): LoadedKeys {
-  let key: SigningKey;
-  let generatedPublicKey: string | undefined;
-  if (config.key_env) {
-    const pem = env[config.key_env];
-    if (!pem)
-      throw new AgentError(
-        "KEY_ENV_MISSING",
-        `signing.key_env names ${config.key_env}, which is not set`,
-      );
-    key = signingKeyFromPem(NAME_LINE.exec(pem)?.[1] ?? config.key_name, pem);
-  } else if (existsSync(config.key_file)) {
-    key = readPrivateKey(config.key_file, config.key_name);
-  } else if (config.generate_if_missing) {
-    key = generateSigningKey(config.key_name);
-    generatedPublicKey = writeKeyPair(config.key_file, key);
-    logger.info(
-      {
-        privateKey: config.key_file,
-        publicKey: generatedPublicKey,
-        verifierKey: key.public.verifierKey,
-      },
-      "generated a signing key; give the public key to verifiers",
-    );
-  } else {
-    throw new AgentError(
-      "KEY_FILE_MISSING",
-      `signing key ${config.key_file} does not exist: create one with audit-agent keygen --out DIR`,
-    );
-  }
-  const previous = config.previous_key_file
-    ? readPrivateKey(config.previous_key_file, config.key_name)
-    : undefined;
-  return { key, previous, generatedPublicKey };
 }
 
 /** Reads trusted public keys: verifier key lines, one per line, '#' comments allowed. */

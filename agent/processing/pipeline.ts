@@ -1,12 +1,11 @@
-import { BufferFullError, type WriteAheadLog } from "../buffer/wal.js";
-import { contextSuffix, recordJson } from "../chain/canonical-record.js";
+import { BufferFullError, type WriteAheadLog } from "../store/wal.js";
+import { contextSuffix, recordJson } from "../otlp/canonical-record.js";
 import { AgentError } from "../common/errors.js";
-import { type AuditPredicate, modelRecordView } from "../processing/audit-filter/predicate.js";
-import { QueueFullError } from "../exporters/otlp/sending-queue.js";
-import type { ExportLogsServiceRequest, LogRecord, ResourceLogs } from "../receivers/otlp/model.js";
-import { ProtobufCanonicalizer } from "../receivers/otlp/protobuf-canonical.js";
-import { decodeLogsRequest, otlpTypes } from "../receivers/otlp/protobuf-codec.js";
-import type { NonAuditForwarder } from "./factory.js";
+import { type AuditPredicate, modelRecordView } from "../otlp/record-view.js";
+import type { ExportLogsServiceRequest, LogRecord, ResourceLogs } from "../otlp/model.js";
+import { ProtobufCanonicalizer } from "../otlp/protobuf-canonical.js";
+import { decodeLogsRequest, otlpTypes } from "../otlp/protobuf-codec.js";
+import { type NonAuditForwarder, QueueFullError } from "./api.js";
 import type { AgentCounters } from "../telemetry/counters.js";
 
 /**

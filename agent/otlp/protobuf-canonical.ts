@@ -1,8 +1,8 @@
 import { isUtf8 } from "node:buffer";
-import { AgentError } from "../../common/errors.js";
-import { contextSuffix } from "../../chain/canonical-record.js";
-import { int64Decimal, InvalidUtf8Error, JsonBytesWriter } from "../../chain/json-bytes.js";
-import type { AuditPredicate, AuditRecordView } from "../../processing/audit-filter/predicate.js";
+import { AgentError } from "../common/errors.js";
+import { contextSuffix } from "./canonical-record.js";
+import { int64Decimal, InvalidUtf8Error, JsonBytesWriter } from "../integrity/json-bytes.js";
+import type { AuditPredicate, AuditRecordView } from "./record-view.js";
 import type { AnyValue, InstrumentationScope, KeyValue, Resource } from "./model.js";
 import { otlpTypes } from "./protobuf-codec.js";
 

@@ -1,4 +1,4 @@
-import { AgentError } from "../../common/errors.js";
+import { AgentError } from "../common/errors.js";
 import type {
   AnyValue,
   EntityRef,

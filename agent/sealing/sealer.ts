@@ -1,18 +1,18 @@
-import { manifestKey, SEAL_STATE_KEY, SIGNER_KEY } from "../buffer/keys.js";
-import type { StoredRecord, WriteAheadLog } from "../buffer/wal.js";
+import { manifestKey, SEAL_STATE_KEY, SIGNER_KEY } from "../store/keyspace.js";
+import type { StoredRecord, WriteAheadLog } from "../store/wal.js";
 import type { Logger } from "../telemetry/logger.js";
-import { genesisHash } from "./format.js";
+import { genesisHash } from "../integrity/format.js";
 import {
   type BatchManifest,
   manifestHash,
   manifestKeyId,
   type RotationManifest,
   signManifest,
-} from "./manifest.js";
-import { leavesSource, treeHash } from "./merkle.js";
-import { checkpointText, signNote } from "./note.js";
-import type { SigningKey } from "./signing.js";
-import { TreeStore } from "./tree-store.js";
+} from "../integrity/manifest.js";
+import { leavesSource, treeHash } from "../integrity/merkle.js";
+import { checkpointText, signNote } from "../integrity/note.js";
+import type { SigningKey } from "../integrity/signing.js";
+import { TreeStore } from "../store/tree-store.js";
 
 /**
  * The sealing stage between the WAL and the exporters. It cuts the chain into contiguous

@@ -1,11 +1,11 @@
-import type { WriteAheadLog } from "../buffer/wal.js";
-import type { Batcher } from "../chain/batcher.js";
-import { parseCheckpointText, parseNote } from "../chain/note.js";
+import type { WriteAheadLog } from "../store/wal.js";
+import type { Batcher } from "../sealing/sealer.js";
+import { parseCheckpointText, parseNote } from "../integrity/note.js";
 import type { DeliveryLoop } from "../exporters/delivery.js";
-import type { NonAuditForwarder } from "../service/factory.js";
+import type { NonAuditForwarder } from "../processing/api.js";
 import type { ContinuousVerifier } from "../verify/continuous.js";
-import type { AgentCounters } from "./counters.js";
-import { Registry, registerProcessMetrics, type SetSample } from "./prometheus.js";
+import type { AgentCounters } from "../telemetry/counters.js";
+import { Registry, registerProcessMetrics, type SetSample } from "../telemetry/prometheus.js";
 
 /**
  * The agent's own metrics in Prometheus form. Names follow the Collector's otelcol_*

@@ -1,5 +1,5 @@
-import { nodeHash } from "./format.js";
-import { type Hash, type HashSource, splitPoint } from "./merkle.js";
+import { nodeHash } from "../integrity/format.js";
+import { type Hash, type HashSource, splitPoint } from "../integrity/merkle.js";
 
 /**
  * Stores the chain's Merkle tree as tiles, after C2SP tlog-tiles: level L holds the hashes

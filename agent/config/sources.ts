@@ -4,7 +4,7 @@ import { elasticsearchSourceFromSpec } from "../exporters/elasticsearch/factory.
 import { fileSource } from "../exporters/file/reader.js";
 import { lokiSourceFromSpec } from "../exporters/loki/factory.js";
 import { s3SourceFromSpec } from "../exporters/s3/factory.js";
-import type { AuditSource } from "./types.js";
+import type { AuditSource } from "../exporters/source.js";
 
 /**
  * `--source` specs, one per backend reader: `file:DIR`, `loki:URL`, `s3://BUCKET/PREFIX`,

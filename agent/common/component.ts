@@ -1,0 +1,26 @@
+import type { z } from "zod";
+
+/**
+ * The component model, after the OpenTelemetry Collector's: each receiver, processor,
+ * exporter and extension type is a factory holding its type name and its config schema
+ * (validation and defaults in one), and creates components from a validated config.
+ * Each stage declares its own factory kind next to what it consumes: receivers/api.ts,
+ * processing/api.ts, exporters/api.ts. Adding a plugin means one folder with its factory
+ * and one entry in config/registry.ts.
+ */
+
+/** Anything with a lifecycle the agent drives. */
+export interface Lifecycle {
+  start(): Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+export interface FactoryBase<S extends z.ZodType> {
+  readonly type: string;
+  readonly configSchema: S;
+}
+
+/** Extensions configure agent-wide services (the WAL, signing…); the agent reads their config. */
+export interface ExtensionFactory<S extends z.ZodType = z.ZodType> extends FactoryBase<S> {
+  readonly kind: "extension";
+}
