@@ -1,11 +1,9 @@
 import { existsSync, readFileSync } from "node:fs";
-import { WriteAheadLog } from "../store/wal.js";
-import { SEAL_STATE_KEY } from "../store/keyspace.js";
+import { SealedLog } from "../store/sealed-log.js";
 import { AgentError } from "../common/errors.js";
 import { publicKeyPath, readTrustedKeys } from "../integrity/key-files.js";
 import { type Checkpoint, parseCheckpointText, parseNote, verifyNote } from "../integrity/note.js";
 import { proveConsistency, proveInclusion } from "../integrity/proofs.js";
-import { TreeStore } from "../store/tree-store.js";
 import { loadConfigFile } from "../config/load.js";
 
 /**
@@ -76,21 +74,14 @@ function trustedCheckpoint(path: string, opts: ProveOptions): Checkpoint {
 
 async function fromWal(opts: ProveOptions, size: number | undefined) {
   const config = loadConfigFile(opts.config);
-  const wal = await WriteAheadLog.open({
-    directory: config.wal.directory,
-    maxBytes: Number.MAX_SAFE_INTEGER,
-  });
+  const opened = await SealedLog.openForReading(config.wal.directory);
   try {
-    const state = await wal.getValue(SEAL_STATE_KEY);
-    const sealed = state
-      ? (JSON.parse(state.toString("utf8")) as { sealedThrough: number }).sealedThrough + 1
-      : 0;
-    const tree = await TreeStore.load({ get: (k) => wal.getValue(k) }, sealed);
+    const { tree } = opened.sealed;
     if (opts.seq !== undefined) return await proveInclusion(tree, opts.seq, size ?? tree.size);
     const [oldSize, newSize] = opts.consistency as [number, number];
     return await proveConsistency(tree, oldSize, size ?? newSize);
   } finally {
-    await wal.close();
+    await opened.close();
   }
 }
 

@@ -1,30 +1,44 @@
-import { AgentError } from "../common/errors.js";
-import { CANONICAL_OFFSET } from "../store/keyspace.js";
 import type { z } from "zod";
 import type { FactoryBase } from "../common/component.js";
-import type { NonAuditForwarder } from "../processing/api.js";
-import type { ExporterState, StoredRecord } from "../store/wal.js";
-import type { ComponentSettings } from "../telemetry/settings.js";
 import type { RetryOnFailure } from "../common/config-schema.js";
+import { AgentError } from "../common/errors.js";
+import type { NonAuditForwarder } from "../processing/api.js";
+import type { ExporterState } from "../store/exporter-state.js";
+import type { SealedEntry } from "../store/sealed-log.js";
+import type { ComponentSettings } from "../telemetry/settings.js";
 import type { AuditSource } from "./source.js";
 
+export type { ExporterState, SealedEntry };
+
 /**
- * What an exporter plugin implements: a backend that sealed batches are written to, in
- * order. The delivery loop (delivery.ts) owns cursors, retries and WAL release; a sink
- * only writes. docs/exporters.md describes the contract.
+ * The exporter plugin API. A plugin is one folder with a descriptor (descriptor.ts: type,
+ * config schema, capabilities, its factory loaded on first use, and optionally a
+ * `verify --source` scheme) and one line in config/registry.ts. Its sink writes sealed
+ * batches, in order; the delivery engine (delivery.ts) owns cursors, retries and WAL
+ * release. Its reader (source.ts) fetches what the sink wrote for the verifier.
+ * docs/exporters.md describes the contract.
  */
 
-/** One entry of the sealed log: a signed batch of records, or a record-less key rotation. */
-export interface SealedBatch {
-  index: number;
-  /** The signed manifest's canonical text. */
-  manifest: string;
-  /** The signed checkpoint note after this batch, when it is a batch. */
-  checkpoint: string | null;
-  firstSeq: number;
-  lastSeq: number;
-  /** The batch's records, contiguous and ascending; empty for a key rotation. */
-  records: readonly StoredRecord[];
+/** One sealed record as a sink sees it: views over the stored bytes, never copies. */
+export interface SealedRecord {
+  readonly seq: number;
+  /** The record's RFC 6962 leaf hash (32 bytes). */
+  readonly leafHash: Buffer;
+  leafHashHex(): string;
+  /** The canonical text's UTF-8 bytes: exactly what a backend stores and a verifier hashes. */
+  readonly canonical: Buffer;
+  readonly canonicalLength: number;
+  canonicalText(): string;
+  /** Copies the canonical text into `target` at `at`; returns the bytes copied. */
+  copyCanonical(target: Buffer, at: number): number;
+}
+
+/**
+ * A sealed-log entry with its records: a signed batch, or a record-less key rotation
+ * (records empty). Records are contiguous and ascending from firstSeq.
+ */
+export interface SealedBatch extends SealedEntry {
+  readonly records: readonly SealedRecord[];
 }
 
 export interface RecordSink {
@@ -65,13 +79,13 @@ export class PermanentExportError extends AgentError {
 }
 
 /** Records as NDJSON: each canonical text byte-exact, then a newline. */
-export function recordLines(records: readonly StoredRecord[]): Buffer {
+export function recordLines(records: readonly SealedRecord[]): Buffer {
   let size = 0;
-  for (const r of records) size += r.value.length - CANONICAL_OFFSET + 1;
+  for (const r of records) size += r.canonicalLength + 1;
   const buf = Buffer.allocUnsafe(size);
   let at = 0;
   for (const r of records) {
-    at += r.value.copy(buf, at, CANONICAL_OFFSET);
+    at += r.copyCanonical(buf, at);
     buf[at++] = 0x0a;
   }
   return buf;

@@ -1,5 +1,6 @@
-import type { WriteAheadLog } from "../store/wal.js";
-import type { Batcher, SealedEntry } from "../sealing/sealer.js";
+import type { ChainLog } from "../store/chain-log.js";
+import type { Cursors } from "../store/cursors.js";
+import type { SealedEntry, SealedLog } from "../store/sealed-log.js";
 import type { AgentCounters } from "../telemetry/counters.js";
 import type { Logger } from "../telemetry/logger.js";
 import { Backoff } from "./backoff.js";
@@ -35,8 +36,9 @@ export class DeliveryLoop {
   constructor(
     readonly exporterId: string,
     private readonly sink: RecordSink,
-    private readonly wal: WriteAheadLog,
-    private readonly batcher: Batcher,
+    private readonly log: ChainLog,
+    private readonly sealed: SealedLog,
+    private readonly cursors: Cursors,
     private readonly options: DeliveryOptions,
     private readonly counters: AgentCounters,
     private readonly logger: Logger,
@@ -63,7 +65,7 @@ export class DeliveryLoop {
   /** Delivers every sealed batch, until caught up or until `deadline` (epoch ms). */
   async drain(deadline: number): Promise<boolean> {
     this.draining = true;
-    this.batcher.wake();
+    this.sealed.wake();
     const remaining = deadline - Date.now();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<"timeout">((resolve) => {
@@ -71,32 +73,32 @@ export class DeliveryLoop {
     });
     const outcome = await Promise.race([this.loop ?? Promise.resolve(), timedOut]);
     clearTimeout(timer);
-    return outcome !== "timeout" && this.index >= this.batcher.entryCount - 1;
+    return outcome !== "timeout" && this.index >= this.sealed.entryCount - 1;
   }
 
   async stop(): Promise<void> {
     this.stopping = true;
     this.interruptSleep();
-    this.batcher.wake();
+    this.sealed.wake();
     await this.loop;
     await this.sink.close();
     if (this.state !== "failed") this.state = "stopped";
   }
 
   private async run(): Promise<void> {
-    const opened = await this.withRetry(() => this.sink.open(this.wal.chainId), 0);
+    const opened = await this.withRetry(() => this.sink.open(this.log.chainId), 0);
     if (opened === null) return;
     const held = opened.value;
-    const saved = await this.wal.loadCursorState(this.exporterId);
+    const saved = await this.cursors.load(this.exporterId);
     this.cursor = saved.seq;
-    this.index = saved.index ?? (await this.batcher.firstEntryAfterSeq(saved.seq)) - 1;
+    this.index = saved.index ?? (await this.sealed.firstEntryAfterSeq(saved.seq)) - 1;
     const heldEntry =
-      held !== null && held > this.index ? await this.batcher.readEntry(held) : null;
+      held !== null && held > this.index ? await this.sealed.readEntry(held) : null;
     if (held !== null && held > this.index && heldEntry === null) {
       // The backend claims a batch this agent never sealed (a backend kept from an earlier
       // WAL with the same chain id): trust the cursor, not the backend, and skip nothing.
       this.logger.warn(
-        { exporter: this.exporterId, held, sealed: this.batcher.entryCount },
+        { exporter: this.exporterId, held, sealed: this.sealed.entryCount },
         "backend holds batches this agent never sealed; delivering from the cursor",
       );
     } else if (held !== null && held > this.index) {
@@ -107,7 +109,7 @@ export class DeliveryLoop {
       );
       this.index = held;
       if (entry && entry.count > 0) this.cursor = entry.lastSeq;
-      await this.wal.commitCursor(this.exporterId, this.cursor, this.index);
+      await this.cursors.commit(this.exporterId, this.cursor, this.index);
     }
     this.state = "running";
     this.committed = this.index;
@@ -130,8 +132,8 @@ export class DeliveryLoop {
     if (this.committing !== null || this.committed >= this.index) return;
     const index = this.index;
     const cursor = this.cursor;
-    this.committing = this.wal
-      .commitCursor(this.exporterId, cursor, index)
+    this.committing = this.cursors
+      .commit(this.exporterId, cursor, index)
       .then(
         () => {
           this.committed = index;
@@ -151,7 +153,7 @@ export class DeliveryLoop {
   private async settleCommits(): Promise<void> {
     while (this.committing !== null) await this.committing;
     if (this.committed < this.index) {
-      await this.wal.commitCursor(this.exporterId, this.cursor, this.index);
+      await this.cursors.commit(this.exporterId, this.cursor, this.index);
       this.committed = this.index;
     }
   }
@@ -159,9 +161,9 @@ export class DeliveryLoop {
   /** The delivery loop proper. */
   private async deliverSealed(): Promise<void> {
     while (!this.stopping) {
-      if (this.index >= this.batcher.entryCount - 1) {
+      if (this.index >= this.sealed.entryCount - 1) {
         if (this.draining) return;
-        await this.batcher.waitForEntryAfter(this.index);
+        await this.sealed.waitForEntryAfter(this.index);
         continue;
       }
       const batches = await this.nextBatches();
@@ -191,10 +193,10 @@ export class DeliveryLoop {
     let count = 0;
     for (
       let i = this.index + 1;
-      i < this.batcher.entryCount && entries.length < maxBatches && count < GROUP_MAX_RECORDS;
+      i < this.sealed.entryCount && entries.length < maxBatches && count < GROUP_MAX_RECORDS;
       i++
     ) {
-      const entry = await this.batcher.readEntry(i);
+      const entry = await this.sealed.readEntry(i);
       if (entry === null) throw new Error(`sealed batch ${i} is missing from the WAL`);
       entries.push(entry);
       count += entry.count;
@@ -204,7 +206,7 @@ export class DeliveryLoop {
     const stored =
       first === undefined
         ? []
-        : await this.wal.read(first.firstSeq - 1, count, Number.POSITIVE_INFINITY);
+        : await this.log.read(first.firstSeq - 1, count, Number.POSITIVE_INFINITY);
     let at = 0;
     return entries.map((entry) => {
       const records = stored.slice(at, at + entry.count);
@@ -217,14 +219,7 @@ export class DeliveryLoop {
           `records ${entry.firstSeq}..${entry.lastSeq} of sealed batch ${entry.index} are missing from the WAL`,
         );
       }
-      return {
-        index: entry.index,
-        manifest: entry.manifest,
-        checkpoint: entry.checkpoint,
-        firstSeq: entry.firstSeq,
-        lastSeq: entry.lastSeq,
-        records,
-      };
+      return { ...entry, records };
     });
   }
 

@@ -1,4 +1,4 @@
-import { BufferFullError, type WriteAheadLog } from "../store/wal.js";
+import { type ChainLog, WalFullError } from "../store/chain-log.js";
 import { contextSuffix, recordJson } from "../otlp/canonical-record.js";
 import { AgentError } from "../common/errors.js";
 import { type AuditPredicate, modelRecordView } from "../otlp/record-view.js";
@@ -10,7 +10,7 @@ import type { AgentCounters } from "../telemetry/counters.js";
 
 /**
  * The logs pipeline as receivers see it: classify each record, turn audit records into
- * their canonical text, and hand them to the WAL. Resolves only once they are durable.
+ * their canonical text, and hand them to the chain log. Resolves only once they are durable.
  */
 export interface ConsumeResult {
   /** Audit records chained and durable. */
@@ -38,7 +38,7 @@ export class LogsPipeline implements LogsConsumer {
 
   constructor(
     private readonly isAudit: AuditPredicate,
-    private readonly wal: WriteAheadLog,
+    private readonly log: ChainLog,
     private readonly counters: AgentCounters,
     private readonly limits: PipelineLimits,
     private readonly forwarders: readonly NonAuditForwarder[] = [],
@@ -64,11 +64,11 @@ export class LogsPipeline implements LogsConsumer {
   /** Appends to the WAL (resolving once durable), counting refusals per record. */
   private async store(records: ReadonlyArray<string | Uint8Array>, receivedUnixNano: string) {
     try {
-      await this.wal.append(records, receivedUnixNano);
+      await this.log.append(records, receivedUnixNano);
     } catch (err) {
       // The receiver maps these to retryable statuses; the refusal is counted here, per record.
       this.counters.refused(
-        err instanceof BufferFullError ? "buffer_full" : "unavailable",
+        err instanceof WalFullError ? "buffer_full" : "unavailable",
         records.length,
       );
       throw err;

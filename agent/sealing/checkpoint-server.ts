@@ -2,7 +2,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { AgentError } from "../common/errors.js";
 import { HttpEndpoint } from "../telemetry/http-endpoint.js";
 import type { Logger } from "../telemetry/logger.js";
-import type { Batcher } from "./sealer.js";
+import type { SealedLog } from "../store/sealed-log.js";
 import { proveConsistency, proveInclusion } from "../integrity/proofs.js";
 
 /**
@@ -17,7 +17,7 @@ export class CheckpointServer {
 
   constructor(
     endpoint: string,
-    private readonly batcher: Batcher,
+    private readonly sealed: SealedLog,
     private readonly logger: Logger,
   ) {
     this.endpoint = new HttpEndpoint("checkpoint endpoint", endpoint, (_path, req, res) =>
@@ -50,7 +50,7 @@ export class CheckpointServer {
     try {
       switch (url.pathname) {
         case "/checkpoint": {
-          const note = this.batcher.latestCheckpoint;
+          const note = this.sealed.latestCheckpoint;
           if (note === null) return this.send(res, 404, { error: "no batch has been sealed yet" });
           res.writeHead(200, { "Content-Type": "text/plain; charset=utf-8" });
           res.end(note);
@@ -62,7 +62,7 @@ export class CheckpointServer {
           return this.send(
             res,
             200,
-            await proveInclusion(this.batcher.treeStore, seq, int("size")),
+            await proveInclusion(this.sealed.tree, seq, int("size")),
           );
         }
         case "/proof/consistency": {
@@ -71,7 +71,7 @@ export class CheckpointServer {
           return this.send(
             res,
             200,
-            await proveConsistency(this.batcher.treeStore, old, int("new")),
+            await proveConsistency(this.sealed.tree, old, int("new")),
           );
         }
         default:

@@ -1,31 +1,48 @@
-import { WriteAheadLog } from "../store/wal.js";
-import { Batcher } from "../sealing/sealer.js";
-import { readTrustedKeys } from "../integrity/key-files.js";
-import { loadSigningKeys } from "../sealing/keys.js";
-import type { PublicKey } from "../integrity/signing.js";
-import { HealthCheck } from "./health.js";
-import { HttpEndpoint } from "../telemetry/http-endpoint.js";
-import { createMetrics } from "./metrics.js";
-import type { ContinuousVerifier } from "../verify/continuous.js";
+import type { Lifecycle } from "../common/component.js";
 import type { AgentConfig } from "../config/load.js";
 import { DeliveryLoop } from "../exporters/delivery.js";
-import { AgentCounters } from "../telemetry/counters.js";
-import type { Logger } from "../telemetry/logger.js";
-import type { Lifecycle } from "../common/component.js";
+import { registerDeliveryMetrics } from "../exporters/metrics.js";
+import { readTrustedKeys } from "../integrity/key-files.js";
+import type { PublicKey } from "../integrity/signing.js";
 import type { NonAuditForwarder } from "../processing/api.js";
 import { LogsPipeline } from "../processing/pipeline.js";
+import { loadSigningKeys } from "../sealing/keys.js";
+import { registerSealingMetrics } from "../sealing/metrics.js";
+import { Sealer } from "../sealing/sealer.js";
+import { SealingGate } from "../sealing/sealing-gate.js";
+import type { ChainLog } from "../store/chain-log.js";
+import type { Cursors } from "../store/cursors.js";
+import { groupCommitObserver, registerChainLogMetrics } from "../store/metrics.js";
+import type { SealedLog } from "../store/sealed-log.js";
+import { openWal, type Wal } from "../store/wal.js";
+import { registerCounterMetrics } from "../telemetry/counter-metrics.js";
+import { AgentCounters } from "../telemetry/counters.js";
+import { HttpEndpoint } from "../telemetry/http-endpoint.js";
+import type { Logger } from "../telemetry/logger.js";
+import { Registry, registerProcessMetrics } from "../telemetry/prometheus.js";
+import type { ContinuousVerifier } from "../verify/continuous.js";
+import { registerVerificationMetrics } from "../verify/metrics.js";
+import { HealthCheck } from "./health.js";
+import { type Stage, StageList } from "./stages.js";
 
 /**
- * One agent: the WAL, the batcher that seals it, the logs pipeline, its receivers and one
- * delivery loop per exporter. Start order is WAL → batcher → exporters → receivers
- * (nothing is accepted before it can be stored); shutdown runs the reverse: stop
- * receiving, seal what is stored, let exporters drain within the grace period.
+ * The composition root: the one module that builds every component and wires them.
+ * Stages start in this order and stop in reverse (stages.ts):
+ *
+ *   WAL (opened first) → health → metrics → checkpoint server → exporters → sealer
+ *   → continuous verification → receivers
+ *
+ * so nothing is accepted before it can be stored, and at shutdown the receivers stop
+ * first, the sealer seals what is stored, the exporters drain within the grace period,
+ * and the WAL closes last.
  */
 export interface RunningAgent {
   readonly chainId: string;
   readonly counters: AgentCounters;
-  readonly wal: WriteAheadLog;
-  readonly batcher: Batcher;
+  /** The chain log: records from receipt until every exporter has delivered them. */
+  readonly wal: ChainLog;
+  readonly sealed: SealedLog;
+  readonly cursors: Cursors;
   readonly deliveries: readonly DeliveryLoop[];
   /** The periodic self-verification, when configured. */
   readonly verifier: ContinuousVerifier | null;
@@ -36,228 +53,340 @@ export interface RunningAgent {
   shutdown(graceMs: number): Promise<{ drained: boolean }>;
 }
 
+/** What the stages share while the agent is built. */
+interface Parts {
+  config: AgentConfig;
+  logger: Logger;
+  env: Record<string, string | undefined>;
+  counters: AgentCounters;
+  registry: Registry;
+  wal: Wal;
+  gate: SealingGate | undefined;
+  trusted: PublicKey[];
+  deliveries: DeliveryLoop[];
+  forwarders: NonAuditForwarder[];
+  addresses: Record<string, Record<string, string>>;
+  verifier: ContinuousVerifier | null;
+  health: HealthCheck | null;
+  phase: "starting" | "running" | "stopping";
+  drained: boolean;
+}
+
 export async function startAgent(
   config: AgentConfig,
   logger: Logger,
   env: Record<string, string | undefined> = process.env,
 ): Promise<RunningAgent> {
-  const counters = new AgentCounters();
-  const wal = await WriteAheadLog.open({
+  const registry = new Registry();
+  const made: { gate?: SealingGate } = {};
+  const wal = await openWal({
     directory: config.wal.directory,
     maxBytes: Math.floor(config.wal.max_size_mib * 1024 * 1024),
     chainId: config.wal.chain_id,
+    admission: (sealed) => (made.gate = new SealingGate(sealed, config.signing.batch.max_records)),
+    observer: groupCommitObserver(registry),
   });
+  const { log } = wal;
   logger.info(
-    { chainId: wal.chainId, wal: wal.directory, headSeq: wal.headSeq },
+    { chainId: log.chainId, wal: wal.directory, headSeq: log.headSeq },
     "write-ahead log open",
   );
-
-  let batcher: Batcher;
-  const trusted: PublicKey[] = [];
+  const parts: Parts = {
+    config,
+    logger,
+    env,
+    counters: new AgentCounters(),
+    registry,
+    wal,
+    gate: made.gate,
+    trusted: [],
+    deliveries: [],
+    forwarders: [],
+    addresses: {},
+    verifier: null,
+    health: null,
+    phase: "starting",
+    drained: true,
+  };
+  const stages = new StageList(logger);
   try {
-    const keys = loadSigningKeys(config.signing, env, logger);
-    trusted.push(keys.key.public, ...(keys.previous ? [keys.previous.public] : []));
-    if (config.verification) trusted.push(...readTrustedKeys(config.verification.trust));
-    batcher = await Batcher.open({
-      wal,
-      key: keys.key,
-      previousKey: keys.previous,
-      origin: config.signing.origin ?? `otel-audit-agent/${wal.chainId}`,
-      policy: {
-        maxRecords: config.signing.batch.max_records,
-        maxBytes: Math.floor(config.signing.batch.max_size_mib * 1024 * 1024),
-        timeoutMs: config.signing.batch.timeout,
-      },
-      logger,
-    });
-    logger.info(
-      { verifierKey: keys.key.public.verifierKey, sealedThrough: batcher.sealedThrough },
-      "signing batches",
-    );
+    await stages.start(walStage(parts));
+    for (const stage of await agentStages(parts)) await stages.start(stage);
   } catch (err) {
-    await wal.close();
+    parts.phase = "stopping";
+    await stages.stopAll(Date.now());
     throw err;
   }
-  batcher.start();
-  wal.writeGate = () => batcher.sealingGate();
-  // Optional parts are imported only when configured: a running agent holds no code it never uses.
-  const checkpoints = config.signing.endpoint
-    ? new (await import("../sealing/checkpoint-server.js")).CheckpointServer(
-        config.signing.endpoint,
-        batcher,
-        logger,
-      )
-    : null;
+  parts.phase = "running";
+  return runningAgent(parts, stages);
+}
 
+/** The stages after the WAL, in start order; optional ones only when configured. */
+async function agentStages(p: Parts): Promise<Stage[]> {
+  const sealer = await openSealer(p);
+  const list: Array<Stage | null> = [
+    healthStage(p),
+    metricsStage(p),
+    await checkpointStage(p),
+    exportersStage(p),
+    sealerStage(p, sealer),
+    await verificationStage(p),
+    receiversStage(p),
+  ];
+  return list.filter((s): s is Stage => s !== null);
+}
+
+function runningAgent(p: Parts, stages: StageList): RunningAgent {
   let stopping: Promise<{ drained: boolean }> | null = null;
-  let verifier: ContinuousVerifier | null = null;
-  let metrics: HttpEndpoint | null = null;
-  let stopMetrics = () => {};
-  let health: HealthCheck | null = null;
-  const forwarders: NonAuditForwarder[] = [];
+  return {
+    chainId: p.wal.log.chainId,
+    counters: p.counters,
+    wal: p.wal.log,
+    sealed: p.wal.sealed,
+    cursors: p.wal.cursors,
+    deliveries: p.deliveries,
+    get verifier() {
+      return p.verifier;
+    },
+    get health() {
+      return p.health;
+    },
+    addresses: () => p.addresses,
+    shutdown(graceMs: number) {
+      stopping ??= (async () => {
+        p.phase = "stopping";
+        p.logger.info({ graceMs }, "shutting down: no new requests; finishing in-flight ones");
+        await stages.stopAll(Date.now() + graceMs);
+        p.logger.info({ drained: p.drained, headSeq: p.wal.log.headSeq }, "stopped");
+        return { drained: p.drained };
+      })();
+      return stopping;
+    },
+  };
+}
+
+function walStage(p: Parts): Stage {
+  return { name: "wal", start: async () => {}, stop: () => p.wal.close() };
+}
+
+/** Loads the signing keys and records the signer (a key rotation is an entry of its own). */
+async function openSealer(p: Parts): Promise<Sealer> {
+  const { config, wal } = p;
+  const keys = loadSigningKeys(config.signing, p.env, p.logger);
+  p.trusted.push(keys.key.public, ...(keys.previous ? [keys.previous.public] : []));
+  if (config.verification) p.trusted.push(...readTrustedKeys(config.verification.trust));
+  const sealer = await Sealer.open({
+    log: wal.log,
+    sealed: wal.sealed,
+    gate: p.gate,
+    key: keys.key,
+    previousKey: keys.previous,
+    origin: config.signing.origin ?? `otel-audit-agent/${wal.log.chainId}`,
+    policy: {
+      maxRecords: config.signing.batch.max_records,
+      maxBytes: Math.floor(config.signing.batch.max_size_mib * 1024 * 1024),
+      timeoutMs: config.signing.batch.timeout,
+    },
+    logger: p.logger,
+  });
+  p.logger.info(
+    { verifierKey: keys.key.public.verifierKey, sealedThrough: wal.sealed.sealedThrough },
+    "signing batches",
+  );
+  return sealer;
+}
+
+/** Seals as records arrive; at shutdown, once ingest has drained, seals everything stored. */
+function sealerStage(p: Parts, sealer: Sealer): Stage {
+  registerSealingMetrics(p.registry, p.wal.sealed);
+  return {
+    name: "sealer",
+    start: async () => sealer.start(),
+    async stop() {
+      await p.wal.log.drained();
+      await sealer.stop();
+      // Seal everything stored, so the exporters can ship it all within the grace period.
+      await sealer.sealAll();
+    },
+  };
+}
+
+function healthStage(p: Parts): Stage | null {
+  const config = p.config.healthCheck;
+  if (!config) return null;
+  const health = new HealthCheck(config, {
+    wal: p.wal.log,
+    deliveries: p.deliveries,
+    verifier: () => p.verifier,
+    phase: () => p.phase,
+  });
+  return {
+    name: "health_check",
+    async start() {
+      await health.start();
+      p.health = health;
+      p.addresses.health_check = { http: health.address() };
+    },
+    stop: () => health.shutdown(),
+  };
+}
+
+/** The Prometheus endpoint; each component registers its own metrics with the registry. */
+function metricsStage(p: Parts): Stage | null {
+  const { registry } = p;
+  registerCounterMetrics(registry, p.counters, p.config.receivers[0]?.id ?? "otlp");
+  registerChainLogMetrics(registry, p.wal.log);
+  registerDeliveryMetrics(registry, p.wal.log, p.deliveries, p.forwarders);
+  registerVerificationMetrics(registry, () => p.verifier);
+  const address = p.config.metricsAddress;
+  if (!address) return null;
+  const process = registerProcessMetrics(registry);
+  const endpoint = new HttpEndpoint("metrics", address, async (path, _req, res) => {
+    if (path !== "/metrics") {
+      res.writeHead(404, { "Content-Type": "text/plain" }).end("metrics are at /metrics\n");
+      return;
+    }
+    res.writeHead(200, { "Content-Type": registry.contentType }).end(await registry.metrics());
+  });
+  return {
+    name: "metrics",
+    async start() {
+      await endpoint.start();
+      p.addresses.metrics = { http: endpoint.address() };
+    },
+    async stop() {
+      await endpoint.shutdown();
+      process.stop();
+    },
+  };
+}
+
+/** Serves checkpoints and proofs (imported only when configured). */
+async function checkpointStage(p: Parts): Promise<Stage | null> {
+  const endpoint = p.config.signing.endpoint;
+  if (!endpoint) return null;
+  const { CheckpointServer } = await import("../sealing/checkpoint-server.js");
+  const server = new CheckpointServer(endpoint, p.wal.sealed, p.logger);
+  return {
+    name: "checkpoints",
+    async start() {
+      await server.start();
+      p.addresses.signing = { http: server.address() };
+    },
+    stop: () => server.shutdown(),
+  };
+}
+
+/**
+ * Every exporter: a delivery loop for each sink, and pass-through forwarders. At shutdown
+ * they deliver what is sealed until the deadline; what is left stays in the WAL.
+ */
+function exportersStage(p: Parts): Stage {
+  const { config, wal, logger, counters } = p;
   const closers: Array<() => Promise<void>> = [];
-  const settings = (id: string) => ({ id, logger, counters });
-  const deliveries: DeliveryLoop[] = [];
-  const receivers: Array<{
-    id: string;
-    component: Lifecycle & { addresses(): Record<string, string> };
-  }> = [];
-  try {
-    const dropped = await wal.forgetCursorsExcept(config.exporters.map((e) => e.id));
-    if (dropped.length > 0)
-      logger.warn({ exporters: dropped }, "forgot cursors of exporters no longer configured");
-    for (const e of config.exporters) {
-      const component = await e.factory.create(
-        { ...settings(e.id), state: wal.exporterState(e.id) },
-        e.config,
-      );
-      if (component.sink) {
-        deliveries.push(
-          new DeliveryLoop(
+  return {
+    name: "exporters",
+    async start() {
+      const dropped = await wal.cursors.forgetAllExcept(config.exporters.map((e) => e.id));
+      if (dropped.length > 0)
+        logger.warn({ exporters: dropped }, "forgot cursors of exporters no longer configured");
+      for (const e of config.exporters) {
+        const component = await e.factory.create(
+          { id: e.id, logger, counters, state: wal.exporterState(e.id) },
+          e.config,
+        );
+        if (component.sink) {
+          const delivery = new DeliveryLoop(
             e.id,
             component.sink,
-            wal,
-            batcher,
+            wal.log,
+            wal.sealed,
+            wal.cursors,
             component.delivery,
             counters,
             logger,
-          ),
-        );
+          );
+          p.deliveries.push(delivery);
+        }
+        if (component.forwarder) p.forwarders.push(component.forwarder);
+        if (component.close) closers.push(component.close);
       }
-      if (component.forwarder) forwarders.push(component.forwarder);
-      if (component.close) closers.push(component.close);
-    }
-    for (const d of deliveries) d.start();
-    for (const f of forwarders) f.start();
-    await checkpoints?.start();
-    if (config.verification) {
-      const wanted = config.verification.exporters;
+      for (const d of p.deliveries) d.start();
+      for (const f of p.forwarders) f.start();
+    },
+    async stop(deadline) {
+      const results = await Promise.all(p.deliveries.map((d) => d.drain(deadline)));
+      p.drained = results.every(Boolean);
+      if (!p.drained)
+        logger.warn(
+          { headSeq: wal.log.headSeq },
+          "grace period over before every exporter caught up; the rest stays in the WAL for the next start",
+        );
+      await Promise.all(p.forwarders.map((f) => f.shutdown(deadline)));
+      for (const d of p.deliveries) await d.stop();
+      for (const close of closers) await close();
+    },
+  };
+}
+
+/** Periodic verification of what the exporters wrote (imported only when configured). */
+async function verificationStage(p: Parts): Promise<Stage | null> {
+  const { config } = p;
+  if (!config.verification) return null;
+  const settings = config.verification;
+  const { ContinuousVerifier } = await import("../verify/continuous.js");
+  return {
+    name: "verification",
+    async start() {
       const targets = [];
       for (const e of config.exporters) {
-        const delivery = deliveries.find((d) => d.exporterId === e.id);
-        if (e.factory.reader && delivery && (wanted === undefined || wanted.includes(e.id)))
+        const delivery = p.deliveries.find((d) => d.exporterId === e.id);
+        const wanted = settings.exporters === undefined || settings.exporters.includes(e.id);
+        if (e.factory.reader && delivery && wanted)
           targets.push({ exporterId: e.id, source: await e.factory.reader(e.config), delivery });
       }
-      const { ContinuousVerifier } = await import("../verify/continuous.js");
-      verifier = new ContinuousVerifier(
+      const verifier = new ContinuousVerifier(
         targets,
-        batcher,
-        trusted,
-        config.verification.interval,
-        logger,
+        p.wal.sealed,
+        p.wal.log.chainId,
+        p.trusted,
+        settings.interval,
+        p.logger,
       );
+      p.verifier = verifier;
       verifier.start();
-    }
+    },
+    stop: async () => p.verifier?.shutdown(),
+  };
+}
 
-    const isAudit = config.auditFilter.factory.create(
-      settings(config.auditFilter.id),
-      config.auditFilter.config,
-    );
-    const pipeline = new LogsPipeline(
-      isAudit,
-      wal,
-      counters,
-      { maxRecordBytes: config.wal.max_record_size_kib * 1024 },
-      forwarders,
-    );
-    for (const r of config.receivers) {
-      const component = r.factory.create(settings(r.id), r.config, pipeline);
-      await component.start();
-      receivers.push({ id: r.id, component });
-    }
-    if (config.metricsAddress) {
-      const { registry, stop } = createMetrics({
-        receiverIds: config.receivers.map((r) => r.id),
-        counters,
-        wal,
-        batcher,
-        deliveries,
-        forwarders,
-        verifier: () => verifier,
-        // A WAL-backed queue holds what fits in the WAL: estimated from the average record.
-        queueCapacity: () =>
-          Math.floor(wal.maxBytes / (wal.heldRecords > 0 ? wal.usedBytes / wal.heldRecords : 1024)),
-      });
-      stopMetrics = stop;
-      metrics = new HttpEndpoint("metrics", config.metricsAddress, async (path, _req, res) => {
-        if (path !== "/metrics") {
-          res.writeHead(404, { "Content-Type": "text/plain" }).end("metrics are at /metrics\n");
-          return;
-        }
-        res.writeHead(200, { "Content-Type": registry.contentType }).end(await registry.metrics());
-      });
-      await metrics.start();
-    }
-    if (config.healthCheck) {
-      health = new HealthCheck(config.healthCheck, {
-        wal,
-        deliveries,
-        verifier: () => verifier,
-        stopping: () => stopping !== null,
-      });
-      await health.start();
-    }
-  } catch (err) {
-    await metrics?.shutdown();
-    stopMetrics();
-    await health?.shutdown();
-    for (const r of receivers) await r.component.shutdown();
-    for (const d of deliveries) await d.stop();
-    for (const f of forwarders) await f.shutdown(Date.now());
-    for (const close of closers) await close();
-    await checkpoints?.shutdown();
-    await batcher.stop();
-    await wal.close();
-    throw err;
-  }
-
+/** The receivers, last: nothing is accepted before every stage behind them is running. */
+function receiversStage(p: Parts): Stage {
+  const { config, counters, logger } = p;
+  const receivers: Array<Lifecycle & { addresses(): Record<string, string> }> = [];
   return {
-    chainId: wal.chainId,
-    counters,
-    wal,
-    batcher,
-    deliveries,
-    get verifier() {
-      return verifier;
+    name: "receivers",
+    async start() {
+      const isAudit = config.auditFilter.factory.create(
+        { id: config.auditFilter.id, logger, counters },
+        config.auditFilter.config,
+      );
+      const pipeline = new LogsPipeline(
+        isAudit,
+        p.wal.log,
+        counters,
+        { maxRecordBytes: config.wal.max_record_size_kib * 1024 },
+        p.forwarders,
+      );
+      for (const r of config.receivers) {
+        const component = r.factory.create({ id: r.id, logger, counters }, r.config, pipeline);
+        await component.start();
+        receivers.push(component);
+        p.addresses[r.id] = component.addresses();
+      }
     },
-    get health() {
-      return health;
-    },
-    addresses: () => ({
-      ...Object.fromEntries(receivers.map((r) => [r.id, r.component.addresses()])),
-      ...(checkpoints ? { signing: { http: checkpoints.address() } } : {}),
-      ...(metrics ? { metrics: { http: metrics.address() } } : {}),
-      ...(health ? { health_check: { http: health.address() } } : {}),
-    }),
-    shutdown(graceMs: number) {
-      stopping ??= (async () => {
-        const deadline = Date.now() + graceMs;
-        logger.info({ graceMs }, "shutting down: no new requests; finishing in-flight ones");
-        await Promise.all(receivers.map((r) => r.component.shutdown()));
-        await verifier?.shutdown();
-        await wal.drained();
-        // Seal everything stored, so the exporters can ship it all within the grace period.
-        await batcher.stop();
-        await batcher.sealAll();
-        const results = await Promise.all(deliveries.map((d) => d.drain(deadline)));
-        const drained = results.every(Boolean);
-        if (!drained)
-          logger.warn(
-            { headSeq: wal.headSeq },
-            "grace period over before every exporter caught up; the rest stays in the WAL for the next start",
-          );
-        await Promise.all(forwarders.map((f) => f.shutdown(deadline)));
-        for (const d of deliveries) await d.stop();
-        for (const close of closers) await close();
-        await checkpoints?.shutdown();
-        await metrics?.shutdown();
-        stopMetrics();
-        await health?.shutdown();
-        await wal.close();
-        logger.info({ drained, headSeq: wal.headSeq }, "stopped");
-        return { drained };
-      })();
-      return stopping;
+    stop: async () => {
+      await Promise.all(receivers.map((r) => r.shutdown()));
     },
   };
 }

@@ -1,16 +1,21 @@
-import type { WriteAheadLog } from "../store/wal.js";
+import type { ChainLog } from "../store/chain-log.js";
 import type { DeliveryLoop } from "../exporters/delivery.js";
 import type { HealthCheckConfig } from "../telemetry/health-config.js";
 import type { ContinuousVerifier } from "../verify/continuous.js";
 import { HttpEndpoint } from "../telemetry/http-endpoint.js";
 
 export interface HealthSources {
-  wal: WriteAheadLog;
+  wal: ChainLog;
   deliveries: readonly DeliveryLoop[];
   verifier: () => ContinuousVerifier | null;
-  stopping: () => boolean;
+  /** "starting" until every component has started, "stopping" once shutdown began. */
+  phase: () => "starting" | "running" | "stopping";
 }
 
+/**
+ * `extensions.health_check` (telemetry/health-config.ts): readiness with its reasons at
+ * `path` and /readyz, liveness at /livez.
+ */
 export class HealthCheck {
   private readonly upSince = new Date();
   private walFull = false;
@@ -59,7 +64,9 @@ export class HealthCheck {
           );
       }
     }
-    if (this.sources.stopping()) reasons.push("shutting down");
+    const phase = this.sources.phase();
+    if (phase === "stopping") reasons.push("shutting down");
+    else if (phase === "starting") reasons.push("starting");
     return { ready: reasons.length === 0, reasons };
   }
 

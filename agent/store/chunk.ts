@@ -1,6 +1,6 @@
 import { promisify } from "node:util";
 import { deflateRaw, inflateRaw } from "node:zlib";
-import type { StoredRecord } from "./wal.js";
+import { StoredRecord } from "./record.js";
 
 const deflate = promisify(deflateRaw);
 const inflate = promisify(inflateRaw);
@@ -13,7 +13,7 @@ const inflate = promisify(inflateRaw);
  *   leaf hash (32) | 0x00 | canonical text
  *
  * A record's bytes are exactly the stored-record value the rest of the agent uses
- * (keys.ts: hash at 0, leaf-hash input from 32), handed out as zero-copy views.
+ * (record.ts: hash at 0, leaf-hash input from 32), handed out as zero-copy views.
  */
 export const CHUNK_HEADER = 4;
 export const ENTRY_HEADER = 4;
@@ -91,7 +91,7 @@ export function appendChunkRecords(
     const len = chunk.readUInt32BE(at);
     at += ENTRY_HEADER;
     if (firstSeq + i >= fromSeq) {
-      out.push({ seq: firstSeq + i, value: chunk.subarray(at, at + len) });
+      out.push(new StoredRecord(firstSeq + i, chunk.subarray(at, at + len)));
       bytes += len;
       if (out.length >= maxRecords || bytes >= maxBytes) return -1;
     }

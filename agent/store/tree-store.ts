@@ -1,5 +1,8 @@
 import { nodeHash } from "../integrity/format.js";
 import { type Hash, type HashSource, splitPoint } from "../integrity/merkle.js";
+import { tileKey } from "./keyspace.js";
+
+export { tileKey };
 
 /**
  * Stores the chain's Merkle tree as tiles, after C2SP tlog-tiles: level L holds the hashes
@@ -12,7 +15,7 @@ import { type Hash, type HashSource, splitPoint } from "../integrity/merkle.js";
  */
 
 const TILE_WIDTH = 256;
-const TILE_PREFIX = 0x54; // 'T'
+
 
 export interface KeyValueReader {
   get(key: Buffer): Promise<Buffer | undefined>;
@@ -24,14 +27,6 @@ export interface Put {
   value: Buffer;
 }
 
-export function tileKey(level: number, index: number): Buffer {
-  const key = Buffer.allocUnsafe(10);
-  key[0] = TILE_PREFIX;
-  key[1] = level;
-  key.writeUInt32BE(Math.floor(index / 4294967296), 2);
-  key.writeUInt32BE(index >>> 0, 6);
-  return key;
-}
 
 /** MTH of 2^r consecutive hashes that form a complete subtree. */
 function foldPerfect(hashes: Hash[]): Hash {

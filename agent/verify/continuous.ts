@@ -1,4 +1,4 @@
-import type { Batcher } from "../sealing/sealer.js";
+import type { SealedLog } from "../store/sealed-log.js";
 import type { PublicKey } from "../integrity/signing.js";
 import type { DeliveryLoop } from "../exporters/delivery.js";
 import type { Logger } from "../telemetry/logger.js";
@@ -39,7 +39,8 @@ export class ContinuousVerifier {
 
   constructor(
     private readonly targets: readonly VerificationTarget[],
-    private readonly batcher: Batcher,
+    private readonly sealed: SealedLog,
+    private readonly chainId: string,
     private readonly trusted: readonly PublicKey[],
     private readonly intervalMs: number,
     private readonly logger: Logger,
@@ -65,7 +66,7 @@ export class ContinuousVerifier {
     for (const t of this.targets) {
       const delivered = t.delivery.deliveredIndex;
       if (delivered < 0) continue; // nothing delivered yet
-      const entry = await this.batcher.readEntry(delivered);
+      const entry = await this.sealed.readEntry(delivered);
       const known = entry?.checkpoint
         ? [{ note: entry.checkpoint, location: `agent checkpoint after batch ${delivered}` }]
         : [];
@@ -74,7 +75,7 @@ export class ContinuousVerifier {
       // Lines past what the exporter had confirmed when the read began may be mid-write.
       // Only this agent's chain: another agent may share the backend (a Loki tenant, a bucket).
       const findings = report.findings
-        .filter((f) => f.chainId === this.batcher.chainId)
+        .filter((f) => f.chainId === this.chainId)
         .filter((f) => !(f.category === "inserted" && (f.seq ?? -1) > deliveredThrough));
       this.status.lastFindings[t.exporterId] = findings;
       if (findings.length > 0) {

@@ -9,9 +9,10 @@ import { Worker } from "node:worker_threads";
  * the worker hashes it there into a shared array of digests. Small inputs are hashed in line:
  * starting a worker costs more than it saves.
  *
- * The worker runs hashThread, hashLeaves and rootsBuilder from their source text, so the same
- * code runs from dist/ and from the TypeScript sources under test; those functions must use
- * nothing from this module's scope.
+ * The worker runs hashThread, hashLeaves and rootsBuilder (with its planPasses and
+ * shareSubtrees) from their source text, WORKER_FUNCTIONS, so the same code runs from dist/
+ * and from the TypeScript sources under test; those functions must use nothing from this
+ * module's scope but each other.
  */
 
 /** Below this many lines, hashing in line is faster than starting a worker. */
@@ -56,14 +57,7 @@ export async function hashLines(
 ): Promise<LineHashes> {
   const shared = new SharedArrayBuffer(32 * lines.length);
   const digests = Buffer.from(shared);
-  let local = Buffer.alloc(SLOT_BYTES);
-  const localEnds = new Float64Array(CHUNK);
-  const hashHere = (start: number, end: number) => {
-    const most = encodedSize(lines, start, end);
-    if (local.length < most) local = Buffer.alloc(most);
-    encode(lines, start, end, local, localEnds);
-    hashLeaves(local, localEnds.subarray(0, end - start), digests, start, sha256);
-  };
+  const hashHere = hasherInLine(lines, digests);
   if (!useWorker) {
     for (let start = 0; start < lines.length; start += CHUNK) {
       const end = Math.min(lines.length, start + CHUNK);
@@ -72,32 +66,47 @@ export async function hashLines(
     }
     return { digests, roots: treeRoots(digests, ranges) };
   }
+  const roots = await hashWithWorker(lines, during, ranges, shared, hashHere);
+  return { digests, roots };
+}
 
-  // The chunks are handed over in shared memory, not by messages: a message to a busy
-  // thread waits for locks it holds. control: [0] chunks the worker has done, in order;
-  // [1] chunks published to it; [2] set when this side gives up. modes[c]: 0 when this
-  // thread hashed chunk c, else 1 + the slot it was written to, with its line ends at
-  // slotEnds[slot × CHUNK…].
+/**
+ * Hashes the lines of one chunk, start..end, on this thread into `digests`: encoded into a
+ * buffer kept from one chunk to the next, grown for a chunk that needs more.
+ */
+function hasherInLine(
+  lines: readonly { text: string }[],
+  digests: Buffer,
+): (start: number, end: number) => void {
+  let local = Buffer.alloc(SLOT_BYTES);
+  const localEnds = new Float64Array(CHUNK);
+  return (start, end) => {
+    const most = encodedSize(lines, start, end);
+    if (local.length < most) local = Buffer.alloc(most);
+    encode(lines, start, end, local, localEnds);
+    hashLeaves(local, localEnds.subarray(0, end - start), digests, start, sha256);
+  };
+}
+
+/**
+ * hashLines with a worker: each chunk is written to a free slot for the worker, or hashed
+ * here by `hashHere` when the worker is AHEAD chunks behind (or the chunk is too large for a
+ * slot); then `during` runs on it. Resolves to the roots of `ranges`, which the worker
+ * computes and sends once every chunk is done.
+ */
+async function hashWithWorker(
+  lines: readonly { text: string }[],
+  during: (start: number, end: number) => void,
+  ranges: readonly (readonly [number, number])[],
+  digests: SharedArrayBuffer,
+  hashHere: (start: number, end: number) => void,
+): Promise<Buffer> {
   const chunks = Math.ceil(lines.length / CHUNK);
-  const control = new Int32Array(new SharedArrayBuffer(12));
-  const modes = new Int8Array(new SharedArrayBuffer(chunks));
-  const slotEnds = new Float64Array(new SharedArrayBuffer(8 * SLOTS * CHUNK));
-  const slots = Array.from({ length: SLOTS }, () => new SharedArrayBuffer(SLOT_BYTES));
-  const slotBytes = slots.map((slot) => Buffer.from(slot));
-  const code = [hashLeaves, rootsBuilder, hashThread].map(String).join("\n");
-  const worker = new Worker(`${code}\nhashThread();`, {
-    eval: true,
-    workerData: {
-      digests: shared,
-      ranges: flat(ranges),
-      lines: lines.length,
-      chunkLines: CHUNK,
-      control: control.buffer,
-      modes: modes.buffer,
-      slotEnds: slotEnds.buffer,
-      slots,
-    },
-  });
+  const { worker, control, modes, slotEnds, slotBytes } = startHashThread(
+    digests,
+    ranges,
+    lines.length,
+  );
   try {
     const failed = new Promise<never>((_, reject) => {
       worker.once("error", reject);
@@ -127,12 +136,49 @@ export async function hashLines(
     }
     // The worker sends the roots once it has done every chunk: all digests are written.
     const roots = await Promise.race([failed, finished]);
-    return { digests, roots: Buffer.from(roots.buffer, roots.byteOffset, roots.length) };
+    return Buffer.from(roots.buffer, roots.byteOffset, roots.length);
   } finally {
     Atomics.store(control, 2, 1);
     Atomics.notify(control, 1);
     await worker.terminate();
   }
+}
+
+/**
+ * The worker of hashWithWorker, started on hashThread, and the memory they share.
+ *
+ * The chunks are handed over in shared memory, not by messages: a message to a busy
+ * thread waits for locks it holds. control: [0] chunks the worker has done, in order;
+ * [1] chunks published to it; [2] set when this side gives up. modes[c]: 0 when this
+ * thread hashed chunk c, else 1 + the slot it was written to, with its line ends at
+ * slotEnds[slot × CHUNK…].
+ */
+function startHashThread(
+  digests: SharedArrayBuffer,
+  ranges: readonly (readonly [number, number])[],
+  lines: number,
+) {
+  const chunks = Math.ceil(lines / CHUNK);
+  const control = new Int32Array(new SharedArrayBuffer(12));
+  const modes = new Int8Array(new SharedArrayBuffer(chunks));
+  const slotEnds = new Float64Array(new SharedArrayBuffer(8 * SLOTS * CHUNK));
+  const slots = Array.from({ length: SLOTS }, () => new SharedArrayBuffer(SLOT_BYTES));
+  const slotBytes = slots.map((slot) => Buffer.from(slot));
+  const code = WORKER_FUNCTIONS.map(String).join("\n");
+  const worker = new Worker(`${code}\nhashThread();`, {
+    eval: true,
+    workerData: {
+      digests,
+      ranges: flat(ranges),
+      lines,
+      chunkLines: CHUNK,
+      control: control.buffer,
+      modes: modes.buffer,
+      slotEnds: slotEnds.buffer,
+      slots,
+    },
+  });
+  return { worker, control, modes, slotEnds, slotBytes };
 }
 
 /** Tree roots over `leaves` (32 bytes each), as hashLines computes them, in line. */
@@ -168,6 +214,9 @@ function encode(
     ends[i - start] = at;
   }
 }
+
+/** The functions the worker runs, from their source text (see above). */
+const WORKER_FUNCTIONS = [hashLeaves, rootsBuilder, planPasses, shareSubtrees, hashThread];
 
 /**
  * The worker: takes the chunks in order as they are published, hashes those written to its
@@ -256,60 +305,8 @@ function rootsBuilder(
     input.write(right, 33, 32, "latin1");
     return sha256(input);
   };
-  interface Pass {
-    start: number;
-    next: number;
-    /** Ends of its ranges, ascending, with the index of each range. */
-    ends: number[];
-    ranges: number[];
-    done: number;
-    subtrees: string[];
-    sizes: number[];
-    /** The size of the subtrees it takes from the pass from 0 (1: none). */
-    unit: number;
-  }
-  const passes: Pass[] = [];
-  const order = Array.from({ length: count }, (_, k) => k).sort(
-    (a, b) =>
-      (ranges[2 * a] as number) - (ranges[2 * b] as number) ||
-      (ranges[2 * a + 1] as number) - (ranges[2 * b + 1] as number),
-  );
-  for (const k of order) {
-    const from = ranges[2 * k] as number;
-    const to = ranges[2 * k + 1] as number;
-    if (!(to > from)) throw new RangeError(`no tree for leaves ${from}..${to}`);
-    let pass = passes[passes.length - 1];
-    if (pass?.start !== from) {
-      pass = {
-        start: from,
-        next: from,
-        ends: [],
-        ranges: [],
-        done: 0,
-        subtrees: [],
-        sizes: [],
-        unit: 1,
-      };
-      passes.push(pass);
-    }
-    pass.ends.push(to);
-    pass.ranges.push(k);
-  }
-  const fromZero = passes[0]?.start === 0 ? passes[0] : null;
-  const zeroEnd = fromZero ? (fromZero.ends[fromZero.ends.length - 1] as number) : 0;
-  /** Complete subtrees of the pass from 0 that other passes take, by size, in order. */
-  const shared = new Map<number, Buffer>();
-  for (const pass of passes) {
-    if (pass.start === 0) continue;
-    while (
-      pass.unit < 256 &&
-      pass.start % (2 * pass.unit) === 0 &&
-      pass.start + 2 * pass.unit <= Math.min(zeroEnd, pass.ends[0] as number)
-    )
-      pass.unit *= 2;
-    if (pass.unit > 1 && !shared.has(pass.unit))
-      shared.set(pass.unit, Buffer.alloc(32 * Math.floor(zeroEnd / pass.unit)));
-  }
+  const passes = planPasses(ranges);
+  const { fromZero, zeroEnd, shared } = shareSubtrees(passes);
   let started = 0;
   const open: Pass[] = [];
   const advance = (upTo: number) => {
@@ -362,4 +359,83 @@ function rootsBuilder(
     }
   };
   return { advance, roots };
+}
+
+/** One pass of rootsBuilder: the ranges that share a start, and its progress over them. */
+interface Pass {
+  start: number;
+  /** The first leaf it has not taken yet. */
+  next: number;
+  /** Ends of its ranges, ascending, with the index of each range. */
+  ends: number[];
+  ranges: number[];
+  /** How many of its ranges have their root. */
+  done: number;
+  /** The roots of its complete subtrees so far, and their sizes (descending). */
+  subtrees: string[];
+  sizes: number[];
+  /** The size of the subtrees it takes from the pass from 0 (1: none). */
+  unit: number;
+}
+
+/** The passes of rootsBuilder: `ranges` (pairs) grouped by start, in ascending order. */
+function planPasses(ranges: Float64Array): Pass[] {
+  const count = ranges.length / 2;
+  const passes: Pass[] = [];
+  const order = Array.from({ length: count }, (_, k) => k).sort(
+    (a, b) =>
+      (ranges[2 * a] as number) - (ranges[2 * b] as number) ||
+      (ranges[2 * a + 1] as number) - (ranges[2 * b + 1] as number),
+  );
+  for (const k of order) {
+    const from = ranges[2 * k] as number;
+    const to = ranges[2 * k + 1] as number;
+    if (!(to > from)) throw new RangeError(`no tree for leaves ${from}..${to}`);
+    let pass = passes[passes.length - 1];
+    if (pass?.start !== from) {
+      pass = {
+        start: from,
+        next: from,
+        ends: [],
+        ranges: [],
+        done: 0,
+        subtrees: [],
+        sizes: [],
+        unit: 1,
+      };
+      passes.push(pass);
+    }
+    pass.ends.push(to);
+    pass.ranges.push(k);
+  }
+  return passes;
+}
+
+/**
+ * Sets the unit of each pass not from 0, the largest aligned subtree (up to 256 leaves) it
+ * can take from the pass from 0, and makes the buffers that pass keeps them in for the
+ * others, one per unit, by index (subtree [i × unit, (i + 1) × unit) at 32 × i).
+ */
+function shareSubtrees(passes: Pass[]): {
+  fromZero: Pass | null;
+  /** The end of the pass from 0's last range (0: no such pass). */
+  zeroEnd: number;
+  shared: Map<number, Buffer>;
+} {
+  const fromZero = passes[0]?.start === 0 ? passes[0] : null;
+  const zeroEnd = fromZero ? (fromZero.ends[fromZero.ends.length - 1] as number) : 0;
+  /** Complete subtrees of the pass from 0 that other passes take, by size, in order. */
+  const shared = new Map<number, Buffer>();
+  for (const pass of passes) {
+    if (pass.start === 0) continue;
+    while (
+      pass.unit < 256 &&
+      pass.start % (2 * pass.unit) === 0 &&
+      pass.start + 2 * pass.unit <= Math.min(zeroEnd, pass.ends[0] as number)
+    )
+      pass.unit *= 2;
+    if (pass.unit > 1 && !shared.has(pass.unit))
+      shared.set(pass.unit, Buffer.alloc(32 * Math.floor(zeroEnd / pass.unit)));
+  }
+  return { fromZero, zeroEnd, shared };
 }

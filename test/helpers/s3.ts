@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import {
   createServer,
   request as httpRequest,
@@ -17,8 +17,10 @@ import {
 } from "@aws-sdk/client-s3";
 import { canonicalize, type JsonValue } from "../../agent/integrity/jcs.js";
 import type { SealedBatch } from "../../agent/exporters/api.js";
+import { storedRecordOf } from "../../agent/store/record.js";
 import { parseKey } from "../../agent/exporters/s3/layout.js";
 import { backendAgentYaml } from "./agent.js";
+import { prng, type Rng } from "./prng.js";
 
 /**
  * A real S3 server for the S3 exporter's tests: Ceph RGW started by .ci/run
@@ -41,7 +43,12 @@ export function warnIfNoS3(file: string): void {
   );
 }
 
-export const RUN_ID = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+/**
+ * Makes this run's bucket names unique on a server that keeps buckets from earlier runs and
+ * from the other test files running beside this one. A name, not a random choice of the
+ * tests: it must differ even when a run is replayed with the same AUDIT_TEST_SEED.
+ */
+export const RUN_ID = `${Date.now().toString(36)}${randomBytes(2).toString("hex")}`;
 
 export function testS3Client(endpoint = S3_ENDPOINT): S3Client {
   return new S3Client({
@@ -185,10 +192,7 @@ export async function batchesInBucket(
             .update(Buffer.from([0]))
             .update(bytes)
             .digest();
-          return {
-            seq: parsed.firstSeq + i,
-            value: Buffer.concat([hash, Buffer.from([0]), bytes]),
-          };
+          return storedRecordOf(parsed.firstSeq + i, hash, bytes);
         }),
       );
     } else {
@@ -236,8 +240,10 @@ export class S3Proxy {
    * sends it on, "drop" cuts the connection. null: forward at once.
    */
   hold: ((method: string, url: string) => Promise<"forward" | "drop"> | null) | null = null;
-  /** Forward each request after a random delay of up to this many ms. */
+  /** Forward each request after a random delay of up to this many ms, drawn from `delays`. */
   maxDelayMs = 0;
+  /** The delays' generator: a test that sets maxDelayMs seeds it from its own seed. */
+  delays: Rng = prng(0);
   private server: Server;
   private readonly sockets = new Set<Socket>();
   private readonly target: URL;
@@ -284,7 +290,7 @@ export class S3Proxy {
         const body = Buffer.concat(chunks);
         const forward = () => this.forward(req, body, res, record);
         const gate = this.hold?.(method, url) ?? null;
-        const delay = this.maxDelayMs > 0 ? Math.random() * this.maxDelayMs : 0;
+        const delay = this.maxDelayMs > 0 ? this.delays.next() * this.maxDelayMs : 0;
         if (gate) void gate.then((d) => (d === "forward" ? forward() : res.destroy()));
         else if (delay > 0) setTimeout(forward, delay);
         else forward();

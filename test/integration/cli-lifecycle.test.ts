@@ -9,6 +9,7 @@ import {
   ROOT,
   readOutput,
   spawnAgent,
+  waitFor,
 } from "../helpers/agent.js";
 
 /**
@@ -61,6 +62,7 @@ describe("audit-agent run with config/default.yaml", () => {
 
   it("serves, writes under ./data, and on SIGTERM under load drains and exits 0", async () => {
     agent = await spawnAgent(defaultYaml, tmp.path, [], ephemeralPorts);
+    const loadUntil = Date.now() + 300;
     const acked: string[] = [];
     let stop = false;
     const clients = Array.from({ length: 6 }, async (_, c) => {
@@ -78,7 +80,12 @@ describe("audit-agent run with config/default.yaml", () => {
         }
       }
     });
-    await new Promise((r) => setTimeout(r, 300));
+    // At least 300 ms of load, and until some requests were acknowledged (however slow the host).
+    await waitFor(
+      () => acked.length > 5 && Date.now() >= loadUntil,
+      20_000,
+      "acknowledged requests under load",
+    );
     agent.child.kill("SIGTERM");
     const exit = await agent.exited;
     stop = true;

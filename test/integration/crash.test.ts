@@ -16,6 +16,7 @@ import {
   testConfigYaml,
   waitFor,
 } from "../helpers/agent.js";
+import { deriveSeed, prng, type Rng, testSeed } from "../helpers/prng.js";
 
 /**
  * Crash consistency under load: the agent is SIGKILLed at random instants while several
@@ -28,7 +29,11 @@ import {
 
 const ITERATIONS = 30;
 const EXPORT_PATH = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
-const RUN = Math.random().toString(36).slice(2, 8);
+// Every random choice comes from this seed (AUDIT_TEST_SEED replays it): the schedule (clients
+// and kill instant per iteration) from one stream, each request's shape and transport from a
+// stream derived from its id, so they do not depend on how the clients' requests interleave.
+const SEED = testSeed("test/integration/crash.test.ts");
+const RUN = SEED.seed.toString(36);
 
 type Outcome = "pending" | "acked" | "refused" | "unknown";
 
@@ -58,8 +63,8 @@ interface OtlpLogRecord {
   attributes: OtlpKeyValue[];
 }
 
-function randInt(min: number, max: number): number {
-  return min + Math.floor(Math.random() * (max - min + 1));
+function randInt(rng: Rng, min: number, max: number): number {
+  return min + rng.int(max - min + 1);
 }
 
 function sleep(ms: number): Promise<void> {
@@ -67,14 +72,14 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** Builds a request of 1–20 records, a random mix of audit and non-audit ones. */
-function buildRequest(id: string, iteration: number, transport: "http" | "grpc") {
-  const count = randInt(1, 20);
+function buildRequest(rng: Rng, id: string, iteration: number, transport: "http" | "grpc") {
+  const count = randInt(rng, 1, 20);
   const audit: number[] = [];
   const plain: number[] = [];
   const records: OtlpLogRecord[] = [];
   for (let idx = 0; idx < count; idx++) {
-    const isAudit = Math.random() < 0.6;
-    const flavour = randInt(0, 2);
+    const isAudit = rng.chance(0.6);
+    const flavour = randInt(rng, 0, 2);
     const attributes: OtlpKeyValue[] = [
       { key: "req.id", value: { stringValue: id } },
       { key: "rec.idx", value: { intValue: transport === "http" ? String(idx) : idx } },
@@ -102,7 +107,7 @@ function buildRequest(id: string, iteration: number, transport: "http" | "grpc")
     records.push(record);
   }
   // Spread the records over one or two resources so a request spans several scopes.
-  const split = count > 1 && Math.random() < 0.5 ? randInt(1, count - 1) : count;
+  const split = count > 1 && rng.chance(0.5) ? randInt(rng, 1, count - 1) : count;
   const groups = [records.slice(0, split), records.slice(split)].filter((g) => g.length > 0);
   const body = {
     resourceLogs: groups.map((logRecords, g) => ({
@@ -241,7 +246,8 @@ describe("crash consistency under load", () => {
     temp = null;
   });
 
-  it("keeps every acknowledged record exactly once and requests atomic across repeated SIGKILLs", async () => {
+  it(`keeps every acknowledged record exactly once and requests atomic across repeated SIGKILLs (seed ${SEED.hex})`, async () => {
+    const schedule = SEED.rng;
     temp = makeTempDir("audit-agent-crash-");
     const dir = temp.path;
     const outDir = join(dir, "out");
@@ -270,16 +276,17 @@ describe("crash consistency under load", () => {
         // No retries: an RPC the agent never saw must not be replayed behind our back.
         { "grpc.enable_retries": 0 },
       );
-      const clients = randInt(4, 6);
-      const loadMs = randInt(50, 400);
+      const clients = randInt(schedule, 4, 6);
+      const loadMs = randInt(schedule, 50, 400);
       const state = { stop: false, inFlight: 0, sent: 0 };
       const iterationRequests: SentRequest[] = [];
 
       const clientLoop = async (c: number) => {
         for (let n = 0; !state.stop; n++) {
-          const transport = Math.random() < 0.6 ? "http" : "grpc";
+          const rng = prng(deriveSeed(SEED.seed, iteration, c, n));
+          const transport = rng.chance(0.6) ? "http" : "grpc";
           const id = `${RUN}-${iteration}-${c}-${n}`;
-          const { sent, body } = buildRequest(id, iteration, transport);
+          const { sent, body } = buildRequest(rng, id, iteration, transport);
           requests.push(sent);
           iterationRequests.push(sent);
           state.sent++;

@@ -7,7 +7,7 @@ import { resourceFromAttributes } from "@opentelemetry/resources";
 import { BatchLogRecordProcessor, LoggerProvider } from "@opentelemetry/sdk-logs";
 import { Agent as HttpDispatcher, request as httpRequest } from "undici";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import type { StoredRecord } from "../../agent/store/wal.js";
+import { type StoredRecord, storedRecordOf } from "../../agent/store/record.js";
 import { readTrustedKeys } from "../../agent/integrity/key-files.js";
 import type { PublicKey } from "../../agent/integrity/signing.js";
 import { parseConfig } from "../../agent/config/load.js";
@@ -41,6 +41,7 @@ import {
   type FakeEsOptions,
   type StoredDoc,
 } from "../helpers/fake-elasticsearch.js";
+import { deriveSeed, prng, testSeed } from "../helpers/prng.js";
 
 /**
  * The Elasticsearch exporter against an in-test Elasticsearch (test/helpers/
@@ -206,19 +207,16 @@ function parseEs(raw: Record<string, unknown>): ElasticsearchExporterConfig {
  */
 async function sealedBatches(agent: RunningAgent, lines?: string[]): Promise<SealedBatch[]> {
   const out: SealedBatch[] = [];
-  for (let i = 0; i < agent.batcher.entryCount; i++) {
-    const e = await agent.batcher.readEntry(i);
+  for (let i = 0; i < agent.sealed.entryCount; i++) {
+    const e = await agent.sealed.readEntry(i);
     if (!e) throw new Error(`no entry ${i}`);
     let records: StoredRecord[] = [];
     if (e.count > 0 && lines) {
-      records = lines.slice(e.firstSeq, e.lastSeq + 1).map((text, k) => ({
-        seq: e.firstSeq + k,
-        value: Buffer.concat([
-          Buffer.from(leafHex(text), "hex"),
-          Buffer.from([0]),
-          Buffer.from(text, "utf8"),
-        ]),
-      }));
+      records = lines
+        .slice(e.firstSeq, e.lastSeq + 1)
+        .map((text, k) =>
+          storedRecordOf(e.firstSeq + k, Buffer.from(leafHex(text), "hex"), Buffer.from(text)),
+        );
     } else if (e.count > 0) {
       records = await agent.wal.read(e.firstSeq - 1, e.count, Infinity);
     }
@@ -342,7 +340,7 @@ describe("elasticsearch exporter: records from the OTel SDK", () => {
     const docs = fake.documents(MANIFESTS);
     expect(docs.every((d) => d.index === MANIFESTS)).toBe(true);
     expect(docs.map((d) => d.id).sort()).toEqual(
-      Array.from({ length: s.agent.batcher.entryCount }, (_, i) => `${chainId}:${i}`).sort(),
+      Array.from({ length: s.agent.sealed.entryCount }, (_, i) => `${chainId}:${i}`).sort(),
     );
     for (const batch of await sealedBatches(s.agent, fileLines)) {
       const doc = docs.find((d) => d.id === `${chainId}:${batch.index}`) as StoredDoc;
@@ -445,7 +443,7 @@ describe("elasticsearch exporter: records from the OTel SDK", () => {
     await sink.close();
     expect(fake.documents().length).toBe(before);
     const items = fake.requests.slice(from).flatMap((r) => r.items ?? []);
-    expect(items.length).toBe(COUNT + s.agent.batcher.entryCount);
+    expect(items.length).toBe(COUNT + s.agent.sealed.entryCount);
     expect(new Set(items)).toEqual(new Set([409]));
     expect(fake.requests.slice(from).some((r) => r.path.startsWith(`/${MANIFESTS}/_doc/`))).toBe(
       true,
@@ -639,7 +637,7 @@ describe("elasticsearch exporter: per-item results", () => {
     const d = delivery(s.agent);
     await waitFor(() => d.state === "failed", 10_000, "the exporter to stop");
     const entries = await Promise.all(
-      Array.from({ length: s.agent.batcher.entryCount }, (_, i) => s.agent.batcher.readEntry(i)),
+      Array.from({ length: s.agent.sealed.entryCount }, (_, i) => s.agent.sealed.readEntry(i)),
     );
     const failed = entries.find((b) => b.firstSeq <= 6 && b.lastSeq >= 6) as NonNullable<
       (typeof entries)[number]
@@ -1002,6 +1000,8 @@ describe("elasticsearch exporter: outages and rollover", () => {
 });
 
 describe("elasticsearch exporter: crash during delivery", () => {
+  // Load time per iteration and request sizes are random: AUDIT_TEST_SEED replays them.
+  const SEED = testSeed("test/integration/elasticsearch.test.ts");
   const tmp = makeTempDir("audit-es-crash-");
   const fake = new FakeElasticsearch({ refreshIntervalMs: 100 });
   const children: ChildAgent[] = [];
@@ -1018,7 +1018,7 @@ describe("elasticsearch exporter: crash during delivery", () => {
     tmp.cleanup();
   });
 
-  it("SIGKILLed several times while delivering: every acknowledged record once, verify passes", async () => {
+  it(`SIGKILLed several times while delivering: every acknowledged record once, verify passes (seed ${SEED.hex})`, async () => {
     const yaml = esAgentYaml({ dir: tmp.path, endpoint: fake.url, batchMaxRecords: 5 });
     fake.delayMs = 15; // requests in flight when the kill lands
     const acked = new Set<string>();
@@ -1026,10 +1026,12 @@ describe("elasticsearch exporter: crash during delivery", () => {
     for (let iteration = 0; iteration < 4; iteration++) {
       const child = await spawnAgent(yaml, tmp.path);
       children.push(child);
-      const until = Date.now() + 400 + Math.random() * 400;
-      const senders = Array.from({ length: 3 }, async () => {
+      const until = Date.now() + 400 + SEED.rng.next() * 400;
+      const senders = Array.from({ length: 3 }, async (_, s) => {
+        // One stream per sender: its request sizes do not depend on the others' timing.
+        const rng = prng(deriveSeed(SEED.seed, iteration, s));
         while (Date.now() < until) {
-          const ids = Array.from({ length: 1 + Math.floor(Math.random() * 5) }, () => `r${n++}`);
+          const ids = Array.from({ length: 1 + rng.int(5) }, () => `r${n++}`);
           const ok = await postOtlp(child.httpUrl, ids, dispatcher);
           if (ok) for (const id of ids) acked.add(id);
         }

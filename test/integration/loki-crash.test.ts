@@ -20,6 +20,7 @@ import {
 } from "../helpers/agent.js";
 import { startFakeLoki } from "../helpers/fake-loki.js";
 import { lokiYaml, RECORDS, type RecordLine, verifyLoki } from "../helpers/loki.js";
+import { testSeed } from "../helpers/prng.js";
 
 /**
  * The Loki exporter under SIGKILL: the agent runs as a child process (the built CLI) and is
@@ -61,8 +62,12 @@ class TrackingExporter implements LogRecordExporter {
   }
 }
 
+// Loki's delay and the load time per iteration are random: AUDIT_TEST_SEED replays them.
+const SEED = testSeed("test/integration/loki-crash.test.ts");
+
 describe("Loki exporter: crash during delivery", () => {
-  it("SIGKILLed while pushing, several times: every acknowledged record once, verify passes", async () => {
+  it(`SIGKILLed while pushing, several times: every acknowledged record once, verify passes (seed ${SEED.hex})`, async () => {
+    const rng = SEED.rng;
     const tmp = makeTempDir("audit-agent-loki-crash-");
     // Loki's out-of-order window shrunk to 1 s: a re-sent batch keeps its first stamps, so
     // it is never "too far behind" however long the agent was down.
@@ -75,7 +80,7 @@ describe("Loki exporter: crash during delivery", () => {
     );
     try {
       for (let iteration = 0; iteration < 4; iteration++) {
-        loki.pushDelayMs = 5 + Math.floor(Math.random() * 25);
+        loki.pushDelayMs = 5 + rng.int(25);
         child = await spawnAgent(yaml, tmp.path);
         const pushesBefore = loki.requests.length;
         const provider = new LoggerProvider({
@@ -93,7 +98,7 @@ describe("Loki exporter: crash during delivery", () => {
           ],
         });
         const logger = provider.getLogger("crash");
-        const until = Date.now() + 300 + Math.random() * 500;
+        const until = Date.now() + 300 + rng.next() * 500;
         let n = 0;
         while (Date.now() < until) {
           for (let k = 0; k < 10; k++, n++)

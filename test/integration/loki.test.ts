@@ -98,7 +98,7 @@ describe("Loki exporter: delivery, labels, metadata, verify", () => {
 
   it("writes one manifest entry per sealed batch, shaped like the file exporter's lines", () => {
     const manifests = loki.entries(MANIFESTS, "team-a");
-    expect(manifests.length).toBe(agent.batcher.entryCount);
+    expect(manifests.length).toBe(agent.sealed.entryCount);
     expect(manifests.length).toBeGreaterThan(5);
     manifests.forEach((m, i) => {
       const parsed = JSON.parse(m.line) as {
@@ -281,7 +281,7 @@ describe("Loki exporter: re-sends, retries, outages, refusals", () => {
     const entriesBefore = s.loki.entries(RECORDS).map((e) => `${e.ts} ${e.line}`);
     const manifestsBefore = s.loki.entries(MANIFESTS).map((e) => `${e.ts} ${e.line}`);
     // Roll the cursor back to "nothing delivered"; loki/held keeps the records in the WAL.
-    await s.state.agent.wal.commitCursor("loki", -1, -1);
+    await s.state.agent.cursors.commit("loki", -1, -1);
     const pushesBefore = s.loki.acceptedPushes;
     expect(s.loki.duplicates).toBe(0);
     await s.restart();

@@ -20,6 +20,7 @@ import {
   testS3Client,
   warnIfNoS3,
 } from "../helpers/s3.js";
+import { deriveSeed, prng, testSeed } from "../helpers/prng.js";
 
 /**
  * The S3 exporter when things go wrong: the store unreachable for many retry intervals
@@ -31,6 +32,8 @@ import {
 warnIfNoS3("test/integration/s3-faults.test.ts");
 
 const PREFIX = "audit";
+// Request sizes and the random kill instants: AUDIT_TEST_SEED replays them.
+const SEED = testSeed("test/integration/s3-faults.test.ts");
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
@@ -149,7 +152,7 @@ describe.skipIf(!S3_AVAILABLE)("s3 exporter: faults", () => {
     }
   });
 
-  it("loses and duplicates nothing when the agent is SIGKILLed while it delivers", async () => {
+  it(`loses and duplicates nothing when the agent is SIGKILLed while it delivers (seed ${SEED.hex})`, async () => {
     const tmp = makeTempDir("audit-s3-crash-");
     const proxy = new S3Proxy();
     await proxy.start();
@@ -166,11 +169,16 @@ describe.skipIf(!S3_AVAILABLE)("s3 exporter: faults", () => {
     let sent = 0;
     let agent: ChildAgent | null = null;
 
-    /** Sends OTLP/JSON requests of 1–5 audit records until stopped; records which were acknowledged. */
-    const sender = (url: string, stop: { now: boolean }) =>
+    /**
+     * Sends OTLP/JSON requests of 1–5 audit records until stopped; records which were
+     * acknowledged. Each sender draws its sizes from its own stream (`keys`), so they do not
+     * depend on how it interleaves with the others.
+     */
+    const sender = (url: string, stop: { now: boolean }, ...keys: number[]) =>
       (async () => {
+        const rng = prng(deriveSeed(SEED.seed, ...keys));
         while (!stop.now) {
-          const ids = Array.from({ length: 1 + Math.floor(Math.random() * 5) }, () => `r${sent++}`);
+          const ids = Array.from({ length: 1 + rng.int(5) }, () => `r${sent++}`);
           const body = {
             resourceLogs: [
               {
@@ -206,12 +214,12 @@ describe.skipIf(!S3_AVAILABLE)("s3 exporter: faults", () => {
       // Kills 1–2 happen while a manifest PUT is held (its records object is stored): the
       // held request then reaches S3 after the kill, or never. Kills 3–4 come at random.
       const plans: Array<"forward" | "drop" | "random"> = ["forward", "drop", "random", "random"];
-      for (const plan of plans) {
+      for (const [p, plan] of plans.entries()) {
         agent = await spawnAgent(yaml, tmp.path);
         const stop = { now: false };
-        const senders = [sender(agent.httpUrl, stop), sender(agent.httpUrl, stop)];
+        const senders = [sender(agent.httpUrl, stop, p, 0), sender(agent.httpUrl, stop, p, 1)];
         if (plan === "random") {
-          await sleep(300 + Math.random() * 500);
+          await sleep(300 + SEED.rng.next() * 500);
         } else {
           await sleep(200);
           let release: (d: "forward" | "drop") => void = () => undefined;
@@ -241,7 +249,7 @@ describe.skipIf(!S3_AVAILABLE)("s3 exporter: faults", () => {
         "delivery after the last restart",
       );
       const stop = { now: false };
-      const last = sender(agent.httpUrl, stop);
+      const last = sender(agent.httpUrl, stop, plans.length, 0);
       await sleep(300);
       stop.now = true;
       await last;

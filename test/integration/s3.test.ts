@@ -212,7 +212,7 @@ describe.skipIf(!S3_AVAILABLE)("s3 exporter: Object Lock bucket (versioned)", ()
     const keys = await listKeys(client, bucket, `${PREFIX}/`);
     const recordKeys = keys.filter((k) => k.includes("/records/"));
     const manifestKeys = keys.filter((k) => k.includes("/manifests/"));
-    const entries = started.agent.batcher.entryCount;
+    const entries = started.agent.sealed.entryCount;
     expect(manifestKeys).toEqual(
       Array.from(
         { length: entries },
@@ -247,7 +247,7 @@ describe.skipIf(!S3_AVAILABLE)("s3 exporter: Object Lock bucket (versioned)", ()
     const at = (key: string) => puts.findIndex((r) => r.url.split("?")[0] === `/${bucket}/${key}`);
     for (const key of recordKeys) {
       const first = Number(/\/records\/(\d{20})/.exec(key)![1]);
-      const batch = await started.agent.batcher.firstEntryAfterSeq(first - 1);
+      const batch = await started.agent.sealed.firstEntryAfterSeq(first - 1);
       const mKey = `${PREFIX}/${chain}/manifests/${String(batch).padStart(20, "0")}.json`;
       expect(at(key)).toBeGreaterThanOrEqual(0);
       expect(at(key)).toBeLessThan(at(mKey));
@@ -306,7 +306,7 @@ describe.skipIf(!S3_AVAILABLE)("s3 exporter: Object Lock bucket (versioned)", ()
   it("re-sending every batch changes nothing: one version per key, no PUT at all", async () => {
     const { chainId, batches } = await batchesInBucket(client, bucket, PREFIX);
     expect(chainId).toBe(started.agent.chainId);
-    expect(batches).toHaveLength(started.agent.batcher.entryCount);
+    expect(batches).toHaveLength(started.agent.sealed.entryCount);
     const before = await listVersions(client, bucket, `${PREFIX}/`);
     const seen = proxy.requests.length;
     await writeAll(makeSink(started.config), chainId, batches);

@@ -78,13 +78,13 @@ async function sendAuditRecords(url: string, from: number, count: number): Promi
 async function waitDelivered(agent: InProcessAgent["agent"], lastSeq: number): Promise<void> {
   await waitFor(
     () =>
-      agent.batcher.sealedThrough === lastSeq && agent.deliveries[0]?.deliveredThrough === lastSeq,
+      agent.sealed.sealedThrough === lastSeq && agent.deliveries[0]?.deliveredThrough === lastSeq,
     15_000,
     `records through seq ${lastSeq} sealed and delivered`,
   ).catch((err: Error) => {
     const d = agent.deliveries[0];
     throw new Error(
-      `${err.message}: WAL head ${agent.wal.headSeq}, sealed through ${agent.batcher.sealedThrough}, exporter ${d?.state} delivered through ${d?.deliveredThrough} (${d?.lastError ?? "no error"})`,
+      `${err.message}: WAL head ${agent.wal.headSeq}, sealed through ${agent.sealed.sealedThrough}, exporter ${d?.state} delivered through ${d?.deliveredThrough} (${d?.lastError ?? "no error"})`,
     );
   });
 }

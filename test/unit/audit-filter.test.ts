@@ -4,10 +4,8 @@ import {
   auditFilterConfigSchema,
   DEFAULT_CONDITIONS,
 } from "../../agent/processing/audit-filter/config.js";
-import {
-  compileAuditFilter,
-  modelRecordView,
-} from "../../agent/processing/audit-filter/predicate.js";
+import { compileAuditFilter } from "../../agent/processing/audit-filter/predicate.js";
+import { modelRecordView } from "../../agent/otlp/record-view.js";
 import type {
   AnyValue,
   InstrumentationScope,

@@ -4,8 +4,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pino from "pino";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
-import { WriteAheadLog } from "../../agent/store/wal.js";
-import { Batcher } from "../../agent/sealing/sealer.js";
+import { openWal, type Wal } from "../../agent/store/wal.js";
+import { Sealer } from "../../agent/sealing/sealer.js";
 import { CheckpointServer } from "../../agent/sealing/checkpoint-server.js";
 import { signingConfigSchema } from "../../agent/sealing/config.js";
 import { envelopeJson, genesisHash, leafHash, nodeHash } from "../../agent/integrity/format.js";
@@ -200,7 +200,7 @@ function tempDir(): string {
   dirs.push(dir);
   return dir;
 }
-const opened: WriteAheadLog[] = [];
+const opened: Wal[] = [];
 afterEach(() => {
   vi.useRealTimers();
 });
@@ -209,17 +209,18 @@ afterAll(async () => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-/** Opens a batcher with the seal time fixed, so that `createdAt` is reproducible. */
+/** Opens a sealer with the seal time fixed, so that `createdAt` is reproducible. */
 async function openBatcherAt(
   time: string,
-  wal: WriteAheadLog,
+  wal: Wal,
   key: SigningKey,
   previousKey?: SigningKey,
-): Promise<Batcher> {
+): Promise<Sealer> {
   vi.useFakeTimers({ toFake: ["Date"] });
   vi.setSystemTime(new Date(time));
-  return Batcher.open({
-    wal,
+  return Sealer.open({
+    log: wal.log,
+    sealed: wal.sealed,
     key,
     previousKey,
     origin: `otel-audit-agent/${CHAIN_ID}`,
@@ -364,28 +365,28 @@ describe("docs/integrity-format.md §8.6–§8.12 worked examples", () => {
 
   it("the agent's own pipeline produces the same values (§8.7–§8.12)", async () => {
     const dir = tempDir();
-    const wal = await WriteAheadLog.open({
+    const wal = await openWal({
       directory: join(dir, "wal"),
       maxBytes: 64 * 1024 * 1024,
       chainId: CHAIN_ID,
     });
     opened.push(wal);
-    await wal.append([RECORD_0, RECORD_1], RECEIVED);
+    await wal.log.append([RECORD_0, RECORD_1], RECEIVED);
 
     // Seal: the batch manifest and checkpoint of §8.7 and §8.8.
     const batcher = await openBatcherAt(SEALED_AT, wal, key1);
     await batcher.sealAll();
     vi.useRealTimers();
-    const entry = await batcher.readEntry(0);
+    const entry = await wal.sealed.readEntry(0);
     expect(entry).toMatchObject({ manifest: SIGNED_MANIFEST, checkpoint: NOTE, count: 2 });
-    expect(batcher.latestCheckpoint).toBe(NOTE);
+    expect(wal.sealed.latestCheckpoint).toBe(NOTE);
 
     // Proofs from the stored tree (§8.10), as `prove` prints them and the endpoint serves them.
-    const inclusion = await proveInclusion(batcher.treeStore, 0);
-    const consistency = await proveConsistency(batcher.treeStore, 1, 2);
+    const inclusion = await proveInclusion(wal.sealed.tree, 0);
+    const consistency = await proveConsistency(wal.sealed.tree, 1, 2);
     expect(inclusion).toEqual(INCLUSION);
     expect(consistency).toEqual(CONSISTENCY);
-    const server = new CheckpointServer("127.0.0.1:0", batcher, silent);
+    const server = new CheckpointServer("127.0.0.1:0", wal.sealed, silent);
     await server.start();
     try {
       const base = `http://${server.address()}`;
@@ -404,7 +405,7 @@ describe("docs/integrity-format.md §8.6–§8.12 worked examples", () => {
     const out = join(dir, "out");
     const sink = new FileSink(fileExporterConfigSchema.parse({ directory: out }), silent);
     await sink.open(CHAIN_ID);
-    const records = await wal.read(-1, 10, Number.POSITIVE_INFINITY);
+    const records = await wal.log.read(-1, 10, Number.POSITIVE_INFINITY);
     await sink.write({
       index: 0,
       manifest: entry!.manifest,
@@ -438,9 +439,9 @@ describe("docs/integrity-format.md §8.6–§8.12 worked examples", () => {
     expect(bad.findings.map((f) => f.category)).toEqual(["modified", "modified"]);
 
     // Rotation (§8.11): restart with the new key and previous_key_file set to the old one.
-    const rotated = await openBatcherAt(ROTATED_AT, wal, key2, key1);
+    await openBatcherAt(ROTATED_AT, wal, key2, key1);
     vi.useRealTimers();
-    const rotation = await rotated.readEntry(1);
+    const rotation = await wal.sealed.readEntry(1);
     expect(rotation).toMatchObject({ manifest: ROTATION_MANIFEST, checkpoint: null, count: 0 });
     await sink.write({
       index: 1,
@@ -448,6 +449,7 @@ describe("docs/integrity-format.md §8.6–§8.12 worked examples", () => {
       checkpoint: null,
       firstSeq: 2,
       lastSeq: 1,
+      count: 0,
       records: [],
     });
     await sink.close();

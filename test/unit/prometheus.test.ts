@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { Registry, registerProcessMetrics } from "../../agent/telemetry/prometheus.js";
 
 describe("Prometheus exposition", () => {
@@ -56,8 +56,16 @@ describe("Prometheus exposition", () => {
     const registry = new Registry();
     const metrics = registerProcessMetrics(registry);
     try {
-      await new Promise((r) => setTimeout(r, 120));
-      const text = await registry.metrics();
+      // Until the event loop monitor has a sample (one resolution tick, 50 ms): the lag
+      // gauges are left out before that. A scrape without them resets nothing.
+      const text = await vi.waitFor(
+        async () => {
+          const t = await registry.metrics();
+          if (!/^nodejs_eventloop_lag_p99_seconds /m.test(t)) throw new Error("no lag sample yet");
+          return t;
+        },
+        { timeout: 5000, interval: 20 },
+      );
       for (const name of [
         "process_cpu_seconds_total",
         "process_resident_memory_bytes",

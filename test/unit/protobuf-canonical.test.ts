@@ -12,10 +12,8 @@ import {
 } from "../../agent/integrity/json-bytes.js";
 import { AgentError } from "../../agent/common/errors.js";
 import { auditFilterConfigSchema } from "../../agent/processing/audit-filter/config.js";
-import {
-  compileAuditFilter,
-  modelRecordView,
-} from "../../agent/processing/audit-filter/predicate.js";
+import { compileAuditFilter } from "../../agent/processing/audit-filter/predicate.js";
+import { modelRecordView } from "../../agent/otlp/record-view.js";
 import { ProtobufCanonicalizer } from "../../agent/otlp/protobuf-canonical.js";
 import { decodeLogsRequest, otlpTypes } from "../../agent/otlp/protobuf-codec.js";
 import { prng, type Rng } from "../helpers/prng.js";

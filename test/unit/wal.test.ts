@@ -1,19 +1,17 @@
 import { createHash } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
-import { CANONICAL_OFFSET } from "../../agent/store/keyspace.js";
 import { chunkOf, storedChunk, storedChunkLength, storedCount } from "../../agent/store/chunk.js";
-import { BufferFullError, WriteAheadLog } from "../../agent/store/wal.js";
+import { WalFullError } from "../../agent/store/chain-log.js";
+import type { Store } from "../../agent/store/store.js";
+import { openWal as openStore, type Wal, type WalOptions } from "../../agent/store/wal.js";
 import { genesisHash } from "../../agent/integrity/format.js";
 import { makeTempDir } from "../helpers/agent.js";
 
 const dirs: Array<{ cleanup(): void }> = [];
-const opened: WriteAheadLog[] = [];
+const opened: Wal[] = [];
 
-async function openWal(
-  path: string,
-  extra: Partial<Parameters<typeof WriteAheadLog.open>[0]> = {},
-) {
-  const wal = await WriteAheadLog.open({ directory: path, maxBytes: 10 * 1024 * 1024, ...extra });
+async function openWal(path: string, extra: Partial<WalOptions> = {}) {
+  const wal = await openStore({ directory: path, maxBytes: 10 * 1024 * 1024, ...extra });
   opened.push(wal);
   return wal;
 }
@@ -35,10 +33,10 @@ describe("write-ahead log", () => {
   it("shares synced writes between concurrent appends and keeps each request contiguous", async () => {
     const wal = await openWal(tmp());
     const results = await Promise.all(
-      Array.from({ length: 64 }, (_, i) => wal.append([rec(i), rec(i), rec(i)], "1")),
+      Array.from({ length: 64 }, (_, i) => wal.log.append([rec(i), rec(i), rec(i)], "1")),
     );
-    expect(wal.headSeq).toBe(64 * 3 - 1);
-    expect(wal.syncedWrites).toBeLessThan(64);
+    expect(wal.log.headSeq).toBe(64 * 3 - 1);
+    expect(wal.log.syncedWrites).toBeLessThan(64);
     const starts = results.map((r) => r.firstSeq).sort((a, b) => a - b);
     expect(starts).toEqual(Array.from({ length: 64 }, (_, i) => i * 3));
     expect(results.every((r) => r.count === 3)).toBe(true);
@@ -46,11 +44,11 @@ describe("write-ahead log", () => {
 
   it("links each record to the leaf hash of the one before, from the genesis value", async () => {
     const wal = await openWal(tmp());
-    await wal.append([rec(0), rec(1), rec(2)], "5");
-    const stored = await wal.read(-1, 10, 1 << 20);
-    let prev = genesisHash(wal.chainId).toString("hex");
+    await wal.log.append([rec(0), rec(1), rec(2)], "5");
+    const stored = await wal.log.read(-1, 10, 1 << 20);
+    let prev = genesisHash(wal.log.chainId).toString("hex");
     for (const r of stored) {
-      const text = r.value.subarray(CANONICAL_OFFSET).toString("utf8");
+      const text = r.canonicalText();
       expect(JSON.parse(text).prev).toBe(prev);
       const hash = createHash("sha256")
         .update(Buffer.from([0]))
@@ -59,28 +57,28 @@ describe("write-ahead log", () => {
       expect(r.value.subarray(0, 32).equals(hash)).toBe(true);
       prev = hash.toString("hex");
     }
-    expect(wal.headHash).toBe(prev);
+    expect(wal.log.headHash).toBe(prev);
   });
 
   it("resumes the same chain after reopening, with no gap and no fork", async () => {
     const path = tmp();
     const first = await openWal(path);
-    await first.append([rec(0), rec(1)], "1");
-    const { chainId, headHash } = first;
+    await first.log.append([rec(0), rec(1)], "1");
+    const { chainId, headHash } = first.log;
     await first.close();
     const second = await openWal(path);
-    expect(second.chainId).toBe(chainId);
-    expect(second.headSeq).toBe(1);
-    await second.append([rec(2)], "2");
-    const [third] = await second.read(1, 10, 1 << 20);
+    expect(second.log.chainId).toBe(chainId);
+    expect(second.log.headSeq).toBe(1);
+    await second.log.append([rec(2)], "2");
+    const [third] = await second.log.read(1, 10, 1 << 20);
     expect(third?.seq).toBe(2);
-    expect(JSON.parse(third!.value.subarray(CANONICAL_OFFSET).toString()).prev).toBe(headHash);
+    expect(JSON.parse(third!.canonicalText()).prev).toBe(headHash);
   });
 
   it("refuses a configured chain id that differs from the stored one", async () => {
     const path = tmp();
     const wal = await openWal(path, { chainId: "orders-1" });
-    expect(wal.chainId).toBe("orders-1");
+    expect(wal.log.chainId).toBe("orders-1");
     await wal.close();
     await expect(openWal(path, { chainId: "orders-2" })).rejects.toThrow(
       /holds chain "orders-1" but the config sets chain_id "orders-2"/,
@@ -89,60 +87,60 @@ describe("write-ahead log", () => {
 
   it("refuses appends that would not fit, leaving the log untouched", async () => {
     const wal = await openWal(tmp(), { maxBytes: 4000 });
-    await wal.append([rec(0), rec(1)], "1");
-    const head = wal.headSeq;
-    const bytes = wal.usedBytes;
+    await wal.log.append([rec(0), rec(1)], "1");
+    const head = wal.log.headSeq;
+    const bytes = wal.log.usedBytes;
     const big = Array.from({ length: 20 }, (_, i) => rec(i));
-    await expect(wal.append(big, "1")).rejects.toBeInstanceOf(BufferFullError);
-    expect(wal.headSeq).toBe(head);
-    expect(wal.usedBytes).toBe(bytes);
+    await expect(wal.log.append(big, "1")).rejects.toBeInstanceOf(WalFullError);
+    expect(wal.log.headSeq).toBe(head);
+    expect(wal.log.usedBytes).toBe(bytes);
   });
 
   it("releases records only when every exporter's cursor has passed them", async () => {
     const wal = await openWal(tmp());
-    await wal.append(
+    await wal.log.append(
       Array.from({ length: 10 }, (_, i) => rec(i)),
       "1",
     );
-    await wal.loadCursor("a");
-    await wal.loadCursor("b");
-    const full = wal.usedBytes;
-    await wal.commitCursor("a", 9);
-    expect((await wal.read(-1, 100, 1 << 20)).length).toBe(10);
-    expect(wal.usedBytes).toBe(full);
-    await wal.commitCursor("b", 9);
-    expect(await wal.read(-1, 100, 1 << 20)).toEqual([]);
-    expect(wal.usedBytes).toBe(0);
-    expect(wal.oldestHeldSeq).toBe(10);
+    (await wal.cursors.load("a")).seq;
+    (await wal.cursors.load("b")).seq;
+    const full = wal.log.usedBytes;
+    await wal.cursors.commit("a", 9);
+    expect((await wal.log.read(-1, 100, 1 << 20)).length).toBe(10);
+    expect(wal.log.usedBytes).toBe(full);
+    await wal.cursors.commit("b", 9);
+    expect(await wal.log.read(-1, 100, 1 << 20)).toEqual([]);
+    expect(wal.log.usedBytes).toBe(0);
+    expect(wal.log.oldestHeldSeq).toBe(10);
   });
 
   it("starts a new exporter at the oldest record still held", async () => {
     const path = tmp();
     const wal = await openWal(path);
-    await wal.append([rec(0), rec(1), rec(2)], "1"); // one chunk: 0..2
-    await wal.append([rec(3), rec(4)], "1"); // another: 3..4
-    await wal.loadCursor("old");
-    await wal.commitCursor("old", 3);
-    expect(await wal.loadCursor("new-before-restart")).toBe(3);
-    await wal.forgetCursorsExcept(["old"]);
+    await wal.log.append([rec(0), rec(1), rec(2)], "1"); // one chunk: 0..2
+    await wal.log.append([rec(3), rec(4)], "1"); // another: 3..4
+    (await wal.cursors.load("old")).seq;
+    await wal.cursors.commit("old", 3);
+    expect((await wal.cursors.load("new-before-restart")).seq).toBe(3);
+    await wal.cursors.forgetAllExcept(["old"]);
     await wal.close();
     const reopened = await openWal(path);
-    expect(await reopened.loadCursor("old")).toBe(3);
+    expect((await reopened.cursors.load("old")).seq).toBe(3);
     // Records are released a whole chunk at a time: 0..2 are gone, 3 is still held.
-    expect(await reopened.loadCursor("new")).toBe(2);
-    expect((await reopened.read(2, 10, 1 << 20)).map((r) => r.seq)).toEqual([3, 4]);
-    expect(reopened.usedBytes).toBeGreaterThan(0);
+    expect((await reopened.cursors.load("new")).seq).toBe(2);
+    expect((await reopened.log.read(2, 10, 1 << 20)).map((r) => r.seq)).toEqual([3, 4]);
+    expect(reopened.log.usedBytes).toBeGreaterThan(0);
   });
 
   it("reads contiguous records while exporters release chunks under it", async () => {
     // No cache: every chunk is read back from LevelDB, so releases land between reads.
     const wal = await openWal(tmp(), { cacheBytes: 0 });
-    for (let c = 0; c < 40; c++) await wal.append([rec(0), rec(1), rec(2)], "1"); // 40 chunks of 3
-    await wal.loadCursor("x");
+    for (let c = 0; c < 40; c++) await wal.log.append([rec(0), rec(1), rec(2)], "1"); // 40 chunks of 3
+    (await wal.cursors.load("x")).seq;
     for (let round = 0; round < 5; round++) {
       const from = 30 + round * 15; // well past what is being released
-      const reading = wal.read(from, 1000, 1 << 30);
-      for (let k = 0; k < 4; k++) await wal.commitCursor("x", round * 12 + k * 3 + 2);
+      const reading = wal.log.read(from, 1000, 1 << 30);
+      for (let k = 0; k < 4; k++) await wal.cursors.commit("x", round * 12 + k * 3 + 2);
       const got = (await reading).map((r) => r.seq);
       expect(got[0]).toBe(from + 1);
       expect(got).toEqual(Array.from({ length: got.length }, (_, i) => from + 1 + i));
@@ -153,66 +151,66 @@ describe("write-ahead log", () => {
   it("says clearly when another process holds the WAL directory", async () => {
     const path = tmp();
     await openWal(path);
-    await expect(WriteAheadLog.open({ directory: path, maxBytes: 1e6 })).rejects.toThrow(
+    await expect(openStore({ directory: path, maxBytes: 1e6 })).rejects.toThrow(
       /another audit-agent process is using this WAL directory/,
     );
   });
 
   /** Every record's prev is the leaf hash of the record before it, from genesis on. */
-  async function expectLinkedChain(wal: WriteAheadLog, count: number) {
-    const stored = await wal.read(-1, count + 1, 1 << 30);
+  async function expectLinkedChain(wal: Wal, count: number) {
+    const stored = await wal.log.read(-1, count + 1, 1 << 30);
     expect(stored.map((r) => r.seq)).toEqual(Array.from({ length: count }, (_, i) => i));
-    let prev = genesisHash(wal.chainId).toString("hex");
+    let prev = genesisHash(wal.log.chainId).toString("hex");
     for (const r of stored) {
-      expect(JSON.parse(r.value.subarray(CANONICAL_OFFSET).toString("utf8")).prev).toBe(prev);
+      expect(JSON.parse(r.canonicalText()).prev).toBe(prev);
       prev = r.value.subarray(0, 32).toString("hex");
     }
   }
 
-  /** Makes LevelDB batches with record values wait for `gate`, then run `then`. */
+  /** Makes store writes with record values wait for `gate`, then run `then`. */
   function holdRecordWrites(
-    wal: WriteAheadLog,
+    wal: Wal,
     then: (write: () => Promise<void>) => Promise<void>,
   ) {
-    const db = (wal as unknown as { db: { batch: (...a: unknown[]) => Promise<void> } }).db;
-    const real = db.batch.bind(db);
+    const db = (wal.log as unknown as { store: Store }).store;
+    const real = db.write.bind(db);
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     let held = 0;
-    db.batch = (ops: unknown, options: unknown) => {
+    db.write = (ops: Parameters<Store["write"]>[0], options: Parameters<Store["write"]>[1]) => {
       const hasRecords = (ops as Array<{ key: Buffer }>).some((o) => o.key[0] === 0x72); // "r": a record chunk
       if (!hasRecords || held++ > 0) return real(ops, options);
       return gate.then(() => then(() => real(ops, options)));
     };
-    return { release, restore: () => (db.batch = real) };
+    return { release, restore: () => (db.write = real) };
   }
 
   it("chains appends that arrive while a group commit is in flight onto it, in order", async () => {
     const wal = await openWal(tmp());
     const hold = holdRecordWrites(wal, (write) => write());
-    const first = wal.append([rec(0), rec(1)], "1");
+    const first = wal.log.append([rec(0), rec(1)], "1");
     await new Promise((r) => setImmediate(r));
     // These are chained and compressed while the first group's write waits.
-    const later = Array.from({ length: 20 }, (_, i) => wal.append([rec(10 + i)], "2"));
+    const later = Array.from({ length: 20 }, (_, i) => wal.log.append([rec(10 + i)], "2"));
     await new Promise((r) => setTimeout(r, 20));
     hold.release();
     await first;
     const results = await Promise.all(later);
     expect(results.map((r) => r.firstSeq)).toEqual(Array.from({ length: 20 }, (_, i) => 2 + i));
-    expect(wal.syncedWrites).toBeGreaterThan(1);
+    expect(wal.log.syncedWrites).toBeGreaterThan(1);
     await expectLinkedChain(wal, 22);
   });
 
   it("fails a group whose write fails, and re-chains the next group from the durable head", async () => {
     const wal = await openWal(tmp());
-    await wal.append([rec(0)], "1");
+    await wal.log.append([rec(0)], "1");
     const hold = holdRecordWrites(wal, async () => {
       throw new Error("EIO: simulated disk error");
     });
-    const failing = wal.append([rec(1), rec(2)], "2");
+    const failing = wal.log.append([rec(1), rec(2)], "2");
     await new Promise((r) => setImmediate(r));
     // Prepared on top of the failing group while its write is in flight.
-    const next = wal.append([rec(3)], "3");
+    const next = wal.log.append([rec(3)], "3");
     await new Promise((r) => setTimeout(r, 20));
     hold.release();
     await expect(failing).rejects.toMatchObject({ code: "WAL_WRITE_FAILED" });
@@ -220,13 +218,13 @@ describe("write-ahead log", () => {
     await expect(next).resolves.toEqual({ firstSeq: 1, count: 1 });
     hold.restore();
     await expectLinkedChain(wal, 2);
-    expect(wal.headSeq).toBe(1);
+    expect(wal.log.headSeq).toBe(1);
   });
 
   it("refuses appends after close with a retryable error", async () => {
     const wal = await openWal(tmp());
     await wal.close();
-    await expect(wal.append([rec(0)], "1")).rejects.toThrow(/shutting down/);
+    await expect(wal.log.append([rec(0)], "1")).rejects.toThrow(/shutting down/);
   });
 });
 
@@ -262,11 +260,11 @@ describe("write-ahead log chunk storage", () => {
     const texts = Array.from({ length: 2000 }, (_, i) =>
       rec(i).replace("}}}", `,"pad":"${"x".repeat(400)}"}}}`),
     );
-    for (let i = 0; i < texts.length; i += 100) await wal.append(texts.slice(i, i + 100), "1");
+    for (let i = 0; i < texts.length; i += 100) await wal.log.append(texts.slice(i, i + 100), "1");
     const raw = texts.reduce((n, t) => n + t.length, 0);
-    expect(wal.usedBytes).toBeLessThan(raw / 4);
-    const back = await wal.read(-1, 5000, 1 << 30);
-    expect(back.map((r) => r.value.subarray(CANONICAL_OFFSET).toString())).toEqual(
+    expect(wal.log.usedBytes).toBeLessThan(raw / 4);
+    const back = await wal.log.read(-1, 5000, 1 << 30);
+    expect(back.map((r) => r.canonicalText())).toEqual(
       texts.map((_, i) => expect.stringContaining(`"seq":"${i}"`) as unknown as string),
     );
   });

@@ -1,5 +1,3 @@
-import { CANONICAL_OFFSET, HASH_BYTES } from "../../store/keyspace.js";
-import type { StoredRecord } from "../../store/wal.js";
 import type { Logger } from "../../telemetry/logger.js";
 import type { HttpClient } from "../http/client.js";
 import {
@@ -7,6 +5,7 @@ import {
   type RecordSink,
   RetryableExportError,
   type SealedBatch,
+  type SealedRecord,
 } from "../api.js";
 import {
   createEsClient,
@@ -259,9 +258,9 @@ export class ElasticsearchSink implements RecordSink {
   }
 }
 
-function recordItem(r: StoredRecord): BulkItem {
-  const id = r.value.subarray(0, HASH_BYTES).toString("hex");
-  const text = r.value.subarray(CANONICAL_OFFSET).toString("utf8");
+function recordItem(r: SealedRecord): BulkItem {
+  const id = r.leafHashHex();
+  const text = r.canonicalText();
   return {
     id,
     lines: `{"create":{"_id":"${id}"}}\n${JSON.stringify(recordDocument(text, id))}\n`,

@@ -1,4 +1,3 @@
-import { CANONICAL_OFFSET, HASH_BYTES } from "../../store/keyspace.js";
 import { manifestLine, type SealedBatch } from "../api.js";
 import type { LokiExporterConfig } from "./config.js";
 
@@ -44,10 +43,10 @@ export class PushBuilder {
     const bodies: PushBody[] = [];
     let chunk = new Chunk();
     batch.records.forEach((record, i) => {
-      const text = record.value.toString("utf8", CANONICAL_OFFSET);
+      const text = record.canonicalText();
       const labels = JSON.stringify(this.labels(chainId, "records", this.resourceLabels(text)));
       const metadata = this.config.structured_metadata
-        ? `,{"seq":"${record.seq}","hash":"${record.value.toString("hex", 0, HASH_BYTES)}"}`
+        ? `,{"seq":"${record.seq}","hash":"${record.leafHashHex()}"}`
         : "";
       const value = `["${base + BigInt(i)}",${JSON.stringify(text)}${metadata}]`;
       if (chunk.count > 0 && chunk.sizeWith(labels, value) > limit) {

@@ -1,7 +1,11 @@
-import type { ExporterState } from "../../store/wal.js";
 import type { Logger } from "../../telemetry/logger.js";
 import { failFor, type HttpClient, type HttpResponse } from "../http/client.js";
-import { PermanentExportError, type RecordSink, type SealedBatch } from "../api.js";
+import {
+  type ExporterState,
+  PermanentExportError,
+  type RecordSink,
+  type SealedBatch,
+} from "../api.js";
 import type { LokiExporterConfig } from "./config.js";
 import { type PushBody, PushBuilder } from "./push.js";
 

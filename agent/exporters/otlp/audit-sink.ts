@@ -1,4 +1,3 @@
-import { CANONICAL_OFFSET } from "../../store/keyspace.js";
 import { decodeLogsRequestJson } from "../../otlp/json-codec.js";
 import { otlpTypes } from "../../otlp/protobuf-codec.js";
 import type { RecordSink, SealedBatch } from "../api.js";
@@ -28,7 +27,7 @@ export function batchToOtlpJson(batch: SealedBatch): string {
   let lastScope = "";
   for (const r of batch.records) {
     const record = (
-      JSON.parse(r.value.subarray(CANONICAL_OFFSET).toString("utf8")) as {
+      JSON.parse(r.canonicalText()) as {
         record: StoredRecordJson;
       }
     ).record;

@@ -1,4 +1,4 @@
-import { BufferFullError } from "../../store/wal.js";
+import type { ErrorCode } from "../../common/error-codes.js";
 import { AgentError } from "../../common/errors.js";
 
 /**
@@ -21,39 +21,51 @@ const GRPC_RESOURCE_EXHAUSTED = 8;
 const GRPC_INTERNAL = 13;
 const GRPC_UNAVAILABLE = 14;
 
+type RefusalReason = "rate_limited" | "buffer_full" | "malformed" | "unavailable";
+
+/**
+ * The refusal each error code gets, by its counter label; an error whose code is not here
+ * (or that is no AgentError) is an internal error. Keys are checked against the catalogue,
+ * so a misspelt code does not compile.
+ */
+const REFUSAL_BY_CODE: { readonly [C in ErrorCode]?: RefusalReason } = {
+  RATE_LIMITED: "rate_limited",
+  WAL_FULL: "buffer_full",
+  OTLP_BAD_PROTOBUF: "malformed",
+  OTLP_BAD_JSON: "malformed",
+  WAL_WRITE_FAILED: "unavailable",
+  WAL_CLOSED: "unavailable",
+  FORWARD_QUEUE_FULL: "unavailable",
+};
+
 export function refusalFor(err: unknown, retryAfterSeconds: number): Refusal {
-  if (err instanceof AgentError && err.code === "RATE_LIMITED") {
-    return {
-      http: 429,
-      grpc: GRPC_RESOURCE_EXHAUSTED,
-      message: err.message,
-      retryAfter: 1,
-      reason: "rate_limited",
-    };
-  }
-  if (err instanceof BufferFullError) {
-    // RESOURCE_EXHAUSTED is retryable in OTLP only with RetryInfo, which the gRPC receiver adds.
-    return {
-      http: 429,
-      grpc: GRPC_RESOURCE_EXHAUSTED,
-      message: err.message,
-      retryAfter: retryAfterSeconds,
-      reason: "buffer_full",
-    };
-  }
   if (err instanceof AgentError) {
-    switch (err.code) {
-      case "OTLP_BAD_PROTOBUF":
-      case "OTLP_BAD_JSON":
+    switch (REFUSAL_BY_CODE[err.code]) {
+      case "rate_limited":
+        return {
+          http: 429,
+          grpc: GRPC_RESOURCE_EXHAUSTED,
+          message: err.message,
+          retryAfter: 1,
+          reason: "rate_limited",
+        };
+      case "buffer_full":
+        // RESOURCE_EXHAUSTED is retryable in OTLP only with RetryInfo, which the gRPC receiver adds.
+        return {
+          http: 429,
+          grpc: GRPC_RESOURCE_EXHAUSTED,
+          message: err.message,
+          retryAfter: retryAfterSeconds,
+          reason: "buffer_full",
+        };
+      case "malformed":
         return {
           http: 400,
           grpc: GRPC_INVALID_ARGUMENT,
           message: err.message,
           reason: "malformed",
         };
-      case "WAL_WRITE_FAILED":
-      case "WAL_CLOSED":
-      case "FORWARD_QUEUE_FULL":
+      case "unavailable":
         return {
           http: 503,
           grpc: GRPC_UNAVAILABLE,

@@ -1,0 +1,173 @@
+import { appendChunkRecords, chunkOf, storedChunkLength, storedCount } from "./chunk.js";
+import { RECORD_RANGE, recordKey, seqOfRecordKey } from "./keyspace.js";
+import type { StoredRecord } from "./record.js";
+import type { Store } from "./store.js";
+
+/** One stored chunk (see chunk.ts): its seq range, size, and its bytes while cached. */
+export interface ChunkEntry {
+  firstSeq: number;
+  lastSeq: number;
+  /** Bytes stored in LevelDB (key and compressed value). */
+  bytes: number;
+  /** Bytes of the chunk itself (uncompressed): what it costs in the cache and to read. */
+  chunkBytes: number;
+  cached: Buffer | null;
+  /** When the chunk was written (epoch ms; at open for chunks found on disk). */
+  writtenAt: number;
+}
+
+/** Recent chunks kept in memory for the sealer and exporters, which read right behind ingest. */
+const DEFAULT_CACHE_BYTES = 16 << 20;
+
+/**
+ * The in-memory index of the chunks the chain log holds, oldest first, with the newest
+ * kept in memory up to a budget. It reads records by seq and hands out the chunks that a
+ * release may delete; it writes nothing itself.
+ */
+export class ChunkIndex {
+  private cachedBytes = 0;
+  /** Bytes of every indexed chunk as stored (keys and values). */
+  storedBytes: number;
+
+  private constructor(
+    private readonly store: Store,
+    private readonly chunks: ChunkEntry[],
+    private readonly cacheBytes: number,
+  ) {
+    this.storedBytes = 0;
+    for (const c of chunks) this.storedBytes += c.bytes;
+  }
+
+  /** Indexes the chunks held in `store` (after a restart). */
+  static async scan(store: Store, cacheBytes = DEFAULT_CACHE_BYTES): Promise<ChunkIndex> {
+    const chunks: ChunkEntry[] = [];
+    for await (const [key, value] of store.entries(RECORD_RANGE)) {
+      const firstSeq = seqOfRecordKey(key);
+      chunks.push({
+        firstSeq,
+        lastSeq: firstSeq + storedCount(value) - 1,
+        bytes: key.length + value.length,
+        chunkBytes: storedChunkLength(value),
+        cached: null,
+        writtenAt: Date.now(),
+      });
+    }
+    return new ChunkIndex(store, chunks, cacheBytes);
+  }
+
+  /** Seq of the oldest record held, or null when none is. */
+  get firstSeq(): number | null {
+    return this.chunks[0]?.firstSeq ?? null;
+  }
+
+  /** Indexes chunks just made durable (in seq order, after every indexed one). */
+  add(chunks: readonly ChunkEntry[], writtenAt: number): void {
+    for (const c of chunks) {
+      c.writtenAt = writtenAt;
+      this.chunks.push(c);
+      this.storedBytes += c.bytes;
+      this.cachedBytes += c.chunkBytes;
+    }
+    this.evictCache();
+  }
+
+  /** The oldest chunks whose records are all at or before `throughSeq`. */
+  releasable(throughSeq: number): ChunkEntry[] {
+    let n = 0;
+    while (n < this.chunks.length && (this.chunks[n] as ChunkEntry).lastSeq <= throughSeq) n++;
+    return this.chunks.slice(0, n);
+  }
+
+  /** Forgets the `gone` chunks (the oldest ones, deleted from the store). */
+  drop(gone: readonly ChunkEntry[]): void {
+    // Appends only push at the end, so the released chunks are still the first ones.
+    this.chunks.splice(0, gone.length);
+    for (const c of gone) {
+      this.storedBytes -= c.bytes;
+      if (c.cached) this.cachedBytes -= c.chunkBytes;
+    }
+  }
+
+  /**
+   * Up to `maxRecords` records with seq > afterSeq, stopping early once maxBytes is reached.
+   * Chunks not in the cache are fetched together: under a saturating ingest every await
+   * costs a full event-loop turn, so one LevelDB read after another would let a reader
+   * fall further behind the further behind it is.
+   */
+  async read(afterSeq: number, maxRecords: number, maxBytes: number): Promise<StoredRecord[]> {
+    const out: StoredRecord[] = [];
+    let bytes = 0;
+    let next = afterSeq + 1;
+    for (;;) {
+      // Locate by seq on every pass: releases splice the chunk index while we await a read.
+      const entries = this.chunksToRead(next, maxRecords - out.length, maxBytes - bytes);
+      if (entries.length === 0) return out;
+      const bufs = await Promise.all(entries.map((e) => e.cached ?? this.readChunk(e)));
+      for (let i = 0; i < entries.length; i++) {
+        const entry = entries[i] as ChunkEntry;
+        const buf = bufs[i];
+        if (!buf) {
+          if (this.chunks.includes(entry)) {
+            throw new Error(
+              `WAL chunk ${entry.firstSeq}..${entry.lastSeq} is missing from LevelDB`,
+            );
+          }
+          break; // released while we read: look again from `next`
+        }
+        bytes = appendChunkRecords(out, entry.firstSeq, buf, next, maxRecords, maxBytes, bytes);
+        if (bytes < 0) return out;
+        next = entry.lastSeq + 1;
+      }
+    }
+  }
+
+  /** The chunks from the one holding `seq` on that cover `records` or `bytes`. */
+  private chunksToRead(seq: number, records: number, bytes: number): ChunkEntry[] {
+    const entries: ChunkEntry[] = [];
+    let span = 0;
+    let fetchBytes = 0;
+    for (let i = this.indexOf(seq); i < this.chunks.length; i++) {
+      const entry = this.chunks[i] as ChunkEntry;
+      entries.push(entry);
+      span += entry.lastSeq - Math.max(entry.firstSeq, seq) + 1;
+      fetchBytes += entry.chunkBytes;
+      if (span >= records || fetchBytes >= bytes) break;
+    }
+    return entries;
+  }
+
+  /** A chunk read back from LevelDB (undefined when it was released meanwhile). */
+  private async readChunk(entry: ChunkEntry): Promise<Buffer | undefined> {
+    const stored = await this.store.get(recordKey(entry.firstSeq));
+    return stored === undefined ? undefined : chunkOf(stored);
+  }
+
+  /** When the record `seq` was written (epoch ms), or null when it is not held. */
+  writtenAt(seq: number): number | null {
+    const c = this.chunks[this.indexOf(seq)];
+    return c && c.firstSeq <= seq ? c.writtenAt : null;
+  }
+
+  /** Index of the chunk holding `seq` (or the first one after it). */
+  private indexOf(seq: number): number {
+    let lo = 0;
+    let hi = this.chunks.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((this.chunks[mid] as ChunkEntry).lastSeq < seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** Keeps the newest chunks in memory up to the cache budget. */
+  private evictCache(): void {
+    for (let i = 0; this.cachedBytes > this.cacheBytes && i < this.chunks.length; i++) {
+      const c = this.chunks[i] as ChunkEntry;
+      if (c.cached) {
+        this.cachedBytes -= c.chunkBytes;
+        c.cached = null;
+      }
+    }
+  }
+}

@@ -1,0 +1,142 @@
+import { type Checkpoint, parseCheckpointText, parseNote, verifyNote } from "../integrity/note.js";
+import type { PublicKey } from "../integrity/signing.js";
+import type { ChainData } from "./types.js";
+import type { AddFinding } from "./verify-findings.js";
+
+/**
+ * Step 6 of verifyChain (verify-chain.ts): checkpoints, those stored with the manifests and
+ * those seen earlier, must be signed by a trusted key and match the tree rebuilt from the
+ * kept records.
+ */
+
+/** What step 6 needs to know of the kept records. */
+export interface KeptTree {
+  /** How many kept records run from seq 0 without a gap. */
+  contiguous: number;
+  /** The last seq sealed by a verified batch (-1: none). */
+  sealedThrough: number;
+  /** The tree root over the kept records [from, to) by their position, in hex. */
+  rootHex: (from: number, to: number) => string;
+}
+
+/** The checkpoints that verified. */
+export interface CheckpointTally {
+  checkpoints: number;
+  /** The one of the largest size. */
+  latest: Checkpoint | null;
+}
+
+export async function checkCheckpoints(
+  data: ChainData,
+  trusted: readonly PublicKey[],
+  knownCheckpoints: readonly { note: string; location: string }[],
+  tree: KeptTree,
+  add: AddFinding,
+  usedCheckpoints: Set<number>,
+): Promise<CheckpointTally> {
+  const { contiguous, sealedThrough, rootHex } = tree;
+  const tally: CheckpointTally = { checkpoints: 0, latest: null };
+  const checkNote = async (note: string, location: string, external: boolean) => {
+    const cp = readCheckpoint(note, location, trusted, add);
+    if (cp === null) return;
+    tally.checkpoints++;
+    if (!tally.latest || cp.size > tally.latest.size) tally.latest = cp;
+    if (cp.size > contiguous) {
+      if (external || cp.size > sealedThrough + 1) {
+        return add(
+          "truncated",
+          location,
+          `a checkpoint for ${cp.size} records was seen, but only ${contiguous} contiguous records are held: the tail was removed`,
+          { seq: contiguous },
+        );
+      }
+      return; // gaps inside were already reported as missing
+    }
+    const root = rootHex(0, cp.size);
+    if (root !== cp.rootHash.toString("hex")) {
+      add(
+        "modified",
+        location,
+        `the records do not reproduce the signed tree root for size ${cp.size}: history was rewritten`,
+      );
+    }
+  };
+  for (const m of data.manifests)
+    if (m.checkpoint) await checkNote(m.checkpoint, m.location, false);
+  // A checkpoint seen earlier applies to the chain with its origin (the origin of this
+  // chain's own checkpoints, or by default otel-audit-agent/<chain id>).
+  const ownOrigin = data.manifests.map((m) => m.checkpoint && originOf(m.checkpoint)).find(Boolean);
+  for (const [i, k] of knownCheckpoints.entries()) {
+    const origin = originOf(k.note);
+    const matches =
+      origin !== null && (ownOrigin ? origin === ownOrigin : origin.endsWith(`/${data.chainId}`));
+    if (!matches) continue;
+    usedCheckpoints.add(i);
+    await checkNote(k.note, k.location, true);
+  }
+  return tally;
+}
+
+/**
+ * The checkpoint a signed note states, when it is well formed, canonically spelled and
+ * signed by a trusted key; otherwise null, with the finding that says why.
+ */
+function readCheckpoint(
+  note: string,
+  location: string,
+  trusted: readonly PublicKey[],
+  add: AddFinding,
+): Checkpoint | null {
+  try {
+    const parsed = parseNote(note);
+    const sig = verifyNote(parsed, trusted);
+    if (sig.invalid.length > 0) {
+      add(
+        "bad-signature",
+        location,
+        `checkpoint signature by ${sig.invalid[0]?.name} does not verify`,
+      );
+      return null;
+    }
+    if (sig.valid.length === 0) {
+      add(
+        "unknown-key",
+        location,
+        `checkpoint signed only by untrusted keys (${parsed.signatures.map((s) => `${s.name}+${s.keyId}`).join(", ")})`,
+      );
+      return null;
+    }
+    // As for manifests: only the canonical base64 of each signature is the stored note.
+    const lines = parsed.signatures.map(
+      (s) =>
+        `\u2014 ${s.name} ${Buffer.concat([Buffer.from(s.keyId, "hex"), s.signature]).toString("base64")}\n`,
+    );
+    if (`${parsed.text}\n${lines.join("")}` !== note) {
+      add(
+        "bad-signature",
+        location,
+        "checkpoint signature line is not in canonical base64 (its text was altered)",
+      );
+      return null;
+    }
+    return parseCheckpointText(parsed.text);
+  } catch (err) {
+    add("malformed", location, `checkpoint: ${(err as Error).message}`);
+    return null;
+  }
+}
+
+/** The size a signed checkpoint note states, if it parses (its signature is checked later). */
+export function checkpointSize(note: string): number[] {
+  try {
+    return [parseCheckpointText(parseNote(note).text).size];
+  } catch {
+    return [];
+  }
+}
+
+/** The origin line of a signed checkpoint note, or null when it is not one. */
+export function originOf(note: string): string | null {
+  const first = note.split("\n", 1)[0];
+  return first ? first : null;
+}

@@ -1,0 +1,32 @@
+import type { Finding, FindingCategory } from "./types.js";
+
+/**
+ * How the steps of verifyChain (verify-chain.ts) report: each adds its findings for one chain
+ * through an AddFinding, to a list the caller chooses, so that the report keeps the order of
+ * the steps whatever order they run in.
+ */
+
+/** Where in the chain a finding applies: the first seq, or the manifest index, it concerns. */
+export interface FindingAt {
+  seq?: number;
+  manifest?: number;
+}
+
+export type AddFinding = (
+  category: FindingCategory,
+  location: string,
+  detail: string,
+  at?: FindingAt,
+) => void;
+
+/** Adds findings of chain `chainId` to `list`. */
+export function findingAdder(list: Finding[], chainId: string): AddFinding {
+  return (category, location, detail, at = {}) => {
+    list.push({ category, chainId, location, detail, ...at });
+  };
+}
+
+/** A range of seqs or indexes as findings spell it: `a`, or `a..b`. */
+export function range(a: number, b: number): string {
+  return a === b ? String(a) : `${a}..${b}`;
+}

@@ -1,0 +1,130 @@
+import { genesisHash } from "../integrity/format.js";
+import { canonicalize, type JsonValue } from "../integrity/jcs.js";
+import {
+  checkManifestSignature,
+  manifestHash,
+  type ManifestSignatureCheck,
+  manifestProblem,
+  type SignedManifest,
+} from "../integrity/manifest.js";
+import type { PublicKey } from "../integrity/signing.js";
+import type { ChainData, StoredManifest } from "./types.js";
+import { type AddFinding, type FindingAt, range } from "./verify-findings.js";
+
+/**
+ * Step 2 of verifyChain (verify-chain.ts): the manifests of one chain, their structure, their
+ * signatures and their own hash chain. Only the batches of verified manifests count in the
+ * later steps.
+ */
+
+type SignedManifestBatch = Extract<SignedManifest, { type: "batch" }>;
+
+/** A verified batch manifest, and where it is stored. */
+export interface BatchInfo extends SignedManifestBatch {
+  location: string;
+}
+
+export function checkManifests(
+  data: ChainData,
+  trusted: readonly PublicKey[],
+  add: AddFinding,
+): { batches: BatchInfo[]; claimedThrough: number } {
+  const batches: BatchInfo[] = [];
+  // Highest seq any manifest claims, verified or not: records below it are not "inserted",
+  // they are covered by a manifest whose own finding (unknown-key, bad-signature) says why
+  // it does not count.
+  let claimedThrough = -1;
+  let expectedIndex = 0;
+  let prevHash = genesisHash(data.chainId).toString("hex");
+  // A link is judged only from a verified manifest: after a forged or untrusted one, the
+  // next manifest's mismatch is a consequence, already reported.
+  let prevVerified = true;
+  for (const stored of data.manifests) {
+    const problem = manifestProblem(stored.manifest);
+    if (problem) {
+      add("malformed", stored.location, `manifest: ${problem}`);
+      continue;
+    }
+    const m = stored.manifest as SignedManifest;
+    const index = Number(m.index);
+    const at = { manifest: index };
+    if (m.chainId !== data.chainId) {
+      add(
+        "malformed",
+        stored.location,
+        `manifest of chain ${m.chainId} stored with chain ${data.chainId}`,
+        at,
+      );
+      continue;
+    }
+    const sig = manifestSignature(m, stored, trusted, add, at);
+    if (index < expectedIndex) {
+      add(
+        index === expectedIndex - 1 ? "duplicate" : "reordered",
+        stored.location,
+        `manifest ${index} appears after manifest ${expectedIndex - 1}`,
+        at,
+      );
+      continue;
+    }
+    if (index > expectedIndex) {
+      add(
+        "missing",
+        stored.location,
+        `manifests ${range(expectedIndex, index - 1)} are absent before manifest ${index}`,
+        { manifest: expectedIndex },
+      );
+    } else if (prevVerified && m.prevManifest !== prevHash) {
+      add(
+        "modified",
+        stored.location,
+        `manifest ${index} does not link to the manifest before it`,
+        at,
+      );
+    }
+    expectedIndex = index + 1;
+    prevHash = manifestHash(canonicalize(m as unknown as JsonValue));
+    prevVerified = sig === "valid";
+    if (m.type === "batch") claimedThrough = Math.max(claimedThrough, Number(m.lastSeq));
+    if (sig !== "valid") continue; // an unverified manifest commits to nothing
+    if (m.type === "batch") batches.push({ ...m, location: stored.location });
+  }
+  return { batches, claimedThrough };
+}
+
+/** Checks a manifest's signature, reporting a bad or untrusted one; says which it is. */
+function manifestSignature(
+  m: SignedManifest,
+  stored: StoredManifest,
+  trusted: readonly PublicKey[],
+  add: AddFinding,
+  at: FindingAt,
+): ManifestSignatureCheck {
+  const index = Number(m.index);
+  let sig = checkManifestSignature(m, trusted);
+  // Base64 decoders ignore padding and the unused low bits of the last character: only
+  // the canonical spelling is the text that was signed and that the next manifest hashes.
+  const respelled = sig === "valid" && !isCanonicalBase64(m.signature);
+  if (respelled) sig = "invalid";
+  if (sig === "unknown-key")
+    add(
+      "unknown-key",
+      stored.location,
+      `manifest ${index} is signed by ${m.keyId}, which is not a trusted key`,
+      at,
+    );
+  if (sig === "invalid")
+    add(
+      "bad-signature",
+      stored.location,
+      respelled
+        ? `manifest ${index}: the signature by ${m.keyId} is not in canonical base64 (its text was altered)`
+        : `manifest ${index}: the signature by ${m.keyId} does not verify (altered or forged)`,
+      at,
+    );
+  return sig;
+}
+
+function isCanonicalBase64(text: string): boolean {
+  return Buffer.from(text, "base64").toString("base64") === text;
+}
