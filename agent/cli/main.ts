@@ -239,7 +239,7 @@ program.parseAsync(process.argv).catch((err: unknown) => {
   // Bad arguments (unreadable key files, unknown sources…) are usage errors: exit 2.
   if (
     err instanceof AgentError &&
-    /^(KEY_|TRUST_|VERIFY_BAD_|PROVE_USAGE|PROVE_BAD_|KEYGEN_|CONFIG_)/.test(err.code)
+    /^(KEY_|TRUST_|VERIFY_BAD_|PROVE_USAGE|PROOF_BAD_|KEYGEN_|CONFIG_)/.test(err.code)
   ) {
     process.stderr.write(`audit-agent: ${err.message}\n`);
     process.exit(2);

@@ -26,7 +26,7 @@ export interface VerifyOptions {
 async function sourcesFrom(
   opts: VerifyOptions,
 ): Promise<{ sources: AuditSource[]; defaultTrust: string[] }> {
-  const sources = (opts.source ?? []).map(sourceFromSpec);
+  const sources = await Promise.all((opts.source ?? []).map(sourceFromSpec));
   const defaultTrust: string[] = [];
   if (opts.exporter?.length && !opts.config)
     throw new AgentError("VERIFY_BAD_USAGE", "--exporter needs --config FILE");

@@ -19,10 +19,13 @@ import type { ReceiverFactory } from "../receivers/api.js";
 import { factories as registeredFactories } from "./registry.js";
 import type { LogLevel } from "../telemetry/logger.js";
 import { type ExpandIssue, expandEnv, type TypedReference } from "./expand.js";
+import { ConfigProblems, dotted, type Path } from "./parse-problems.js";
+import { schemaValidator, type Validate } from "./parse-validate.js";
 
 /**
  * Loads and validates an agent config in the Collector's shape. All problems are
- * collected and reported together, each as `file:line:col: key.path: what is wrong`.
+ * collected and reported together, each as `file:line:col: key.path: what is wrong`
+ * (parse-problems.ts). parseConfig runs the steps below it in turn.
  */
 
 export class ConfigError extends AgentError {
@@ -116,29 +119,6 @@ const topSchema = z
   })
   .strict();
 
-type Path = (string | number)[];
-
-function describe(value: unknown): string {
-  if (value === undefined) return "nothing";
-  const s = JSON.stringify(value);
-  return s === undefined ? String(value) : s.length > 40 ? `${s.slice(0, 40)}…` : s;
-}
-
-/** Zod's type names in the words of YAML. */
-const YAML_TYPE: Record<string, string> = { object: "mapping", record: "mapping", array: "list" };
-
-function issueMessage(issue: z.core.$ZodIssue): string {
-  switch (issue.code) {
-    case "invalid_type": {
-      const expected = YAML_TYPE[issue.expected] ?? issue.expected;
-      if (issue.input === undefined) return `required: expected ${expected}`;
-      return `expected ${expected}, got ${describe(issue.input)}`;
-    }
-    default:
-      return issue.message;
-  }
-}
-
 export function loadConfigFile(
   file: string,
   env: Record<string, string | undefined> = process.env,
@@ -158,6 +138,55 @@ export function parseConfig(
   env: Record<string, string | undefined> = process.env,
   factories: readonly AnyFactory[] = registeredFactories,
 ): AgentConfig {
+  const { doc, lineCounter } = parseYaml(text, file);
+  const report = new ConfigProblems(file, doc, lineCounter);
+  const { expanded, typedRefs } = expandVariables(doc, env, report);
+  const validate = schemaValidator(report, typedRefs);
+  if (typeof expanded !== "object" || Array.isArray(expanded)) {
+    throw new ConfigError(file, [
+      `${file}: the config must be a YAML mapping with receivers, exporters and service`,
+    ]);
+  }
+  const top = validate(topSchema, expanded, []);
+  if (!top) throw new ConfigError(file, report.problems);
+
+  const defined = resolveComponents(top, factories, validate, report);
+  const pipeline = logsPipeline(top, validate, report);
+  const used = pipelineComponents(top, defined, pipeline, report);
+  const singles = checkComponents(defined, pipeline, used, report);
+  if (report.problems.length > 0) throw new ConfigError(file, report.problems);
+
+  warnUnused(defined, used, report.warnings);
+  return assembleConfig(file, top, defined, used, singles, report.warnings);
+}
+
+type TopConfig = z.output<typeof topSchema>;
+type PipelineConfig = z.output<typeof pipelineSchema>;
+/** The components defined in each section that are valid, by id. */
+type Defined = Record<Section, Map<string, ComponentConfig>>;
+
+/** The components the logs pipeline lists, in its order. */
+interface PipelineComponents {
+  receivers: ComponentConfig[];
+  processors: ComponentConfig[];
+  exporters: ComponentConfig[];
+}
+
+/** The components of which the agent takes one (the first): none when not configured. */
+interface SingleComponents {
+  filters: ComponentConfig[];
+  wals: ComponentConfig[];
+  verifications: ComponentConfig[];
+  signers: ComponentConfig[];
+}
+
+const LOGS_PIPELINE: Path = ["service", "pipelines", "logs"];
+
+/** The YAML document, or a ConfigError for each syntax error and duplicate key. */
+function parseYaml(
+  text: string,
+  file: string,
+): { doc: YAML.Document.Parsed; lineCounter: LineCounter } {
   const lineCounter = new LineCounter();
   const doc = YAML.parseDocument(text, { lineCounter, uniqueKeys: true });
   if (doc.errors.length > 0) {
@@ -178,100 +207,37 @@ export function parseConfig(
       }),
     );
   }
-  const problems: string[] = [];
-  const warnings: string[] = [];
-  const where = (path: Path): string => {
-    for (let n = path.length; n >= 0; n--) {
-      const node = doc.getIn(path.slice(0, n), true) as
-        { range?: [number, number, number] } | undefined;
-      if (node?.range) {
-        const pos = lineCounter.linePos(node.range[0]);
-        return `${file}:${pos.line}:${pos.col}`;
-      }
-    }
-    return file;
-  };
-  /** Where a mapping key itself is written (for unknown keys), else where its mapping is. */
-  const whereKey = (parent: Path, key: string): string => {
-    const node = parent.length ? doc.getIn(parent, true) : doc.contents;
-    if (YAML.isMap(node)) {
-      for (const pair of node.items) {
-        if (YAML.isScalar(pair.key) && pair.key.value === key && pair.key.range) {
-          const pos = lineCounter.linePos(pair.key.range[0]);
-          return `${file}:${pos.line}:${pos.col}`;
-        }
-      }
-    }
-    return where(parent);
-  };
-  const dotted = (path: Path) =>
-    path.map((p, i) => (typeof p === "number" ? `[${p}]` : i === 0 ? p : `.${p}`)).join("");
-  const problem = (path: Path, message: string) =>
-    problems.push(`${where(path)}: ${path.length ? `${dotted(path)}: ` : ""}${message}`);
+  return { doc, lineCounter };
+}
 
+/**
+ * The document as plain values with ${env:…} references expanded (expand.ts), reporting
+ * unsupported references as problems and unset variables as warnings.
+ */
+function expandVariables(
+  doc: YAML.Document.Parsed,
+  env: Record<string, string | undefined>,
+  report: ConfigProblems,
+): { expanded: unknown; typedRefs: TypedReference[] } {
   const raw: unknown = doc.toJS() ?? {};
   const expandIssues: ExpandIssue[] = [];
   const typedRefs: TypedReference[] = [];
   const expanded = expandEnv(raw, env, expandIssues, [], typedRefs);
   for (const i of expandIssues) {
-    if (i.fatal) problem(i.path, i.message);
-    else warnings.push(`${dotted(i.path)}: ${i.message}`);
+    if (i.fatal) report.add(i.path, i.message);
+    else report.warnings.push(`${dotted(i.path)}: ${i.message}`);
   }
+  return { expanded, typedRefs };
+}
 
-  // A whole ${env:…} value is typed as YAML (port: ${env:PORT} is a number), but where a
-  // setting takes a string it gets the variable's text, as in the Collector.
-  const asText = (value: unknown, base: Path, issues: z.core.$ZodIssue[]): unknown => {
-    let patched: unknown;
-    for (const issue of issues) {
-      const path = issue.path as Path;
-      const wantsText =
-        issue.code === "invalid_union" ||
-        (issue.code === "invalid_type" && issue.expected === "string");
-      const at = JSON.stringify([...base, ...path]);
-      const ref = typedRefs.find((t) => JSON.stringify(t.path) === at);
-      if (!wantsText || !ref || path.length === 0) continue;
-      patched ??= structuredClone(value);
-      let node = patched as Record<string | number, unknown>;
-      for (const k of path.slice(0, -1)) node = node[k] as Record<string | number, unknown>;
-      node[path[path.length - 1] as string | number] = ref.text;
-    }
-    return patched;
-  };
-
-  const validate = <S extends z.ZodType>(
-    schema: S,
-    value: unknown,
-    base: Path,
-  ): z.output<S> | undefined => {
-    let r = schema.safeParse(value, { reportInput: true });
-    if (!r.success) {
-      const retyped = asText(value, base, r.error.issues);
-      if (retyped !== undefined) r = schema.safeParse(retyped, { reportInput: true });
-    }
-    if (r.success) return r.data;
-    for (const issue of r.error.issues) {
-      const path = [...base, ...(issue.path as Path)];
-      if (issue.code === "unrecognized_keys") {
-        // One problem per key, located at the key and named by its full path.
-        for (const key of issue.keys)
-          problems.push(
-            `${whereKey(path, key)}: ${dotted([...path, key])}: unknown key "${key}": check the spelling against docs/configuration.md`,
-          );
-      } else problem(path, issueMessage(issue));
-    }
-    return undefined;
-  };
-
-  if (typeof expanded !== "object" || Array.isArray(expanded)) {
-    throw new ConfigError(file, [
-      `${file}: the config must be a YAML mapping with receivers, exporters and service`,
-    ]);
-  }
-  const top = validate(topSchema, expanded, []);
-  if (!top) throw new ConfigError(file, problems);
-
-  // Resolve and validate every defined component.
-  const defined: Record<Section, Map<string, ComponentConfig>> = {
+/** Resolves and validates every defined component: by its type's factory, against its schema. */
+function resolveComponents(
+  top: TopConfig,
+  factories: readonly AnyFactory[],
+  validate: Validate,
+  report: ConfigProblems,
+): Defined {
+  const defined: Defined = {
     receivers: new Map(),
     processors: new Map(),
     exporters: new Map(),
@@ -282,7 +248,7 @@ export function parseConfig(
     for (const [id, value] of Object.entries(top[section] ?? {})) {
       const m = ID.exec(id);
       if (!m) {
-        problem(
+        report.add(
           [section, id],
           `"${id}" is not a component id: use type or type/name, for example file or file/archive`,
         );
@@ -291,19 +257,28 @@ export function parseConfig(
       const factory = factories.find((f) => f.kind === kind && f.type === m[1]);
       if (!factory) {
         const known = factories.filter((f) => f.kind === kind).map((f) => f.type);
-        problem([section, id], `unknown ${kind} type "${m[1]}" (available: ${known.join(", ")})`);
+        report.add(
+          [section, id],
+          `unknown ${kind} type "${m[1]}" (available: ${known.join(", ")})`,
+        );
         continue;
       }
       const config = validate(factory.configSchema, value ?? {}, [section, id]);
       if (config !== undefined) defined[section].set(id, { id, factory, config });
     }
   }
+  return defined;
+}
 
-  // The pipeline: this agent keeps one chain, fed by one logs pipeline.
-  let pipeline: z.output<typeof pipelineSchema> | undefined;
+/** The pipeline: this agent keeps one chain, fed by one logs pipeline. */
+function logsPipeline(
+  top: TopConfig,
+  validate: Validate,
+  report: ConfigProblems,
+): PipelineConfig | undefined {
   for (const name of Object.keys(top.service.pipelines)) {
     if (name !== "logs") {
-      problem(
+      report.add(
         ["service", "pipelines", name],
         name.startsWith("logs/")
           ? `only one logs pipeline is supported (one chain per agent): name it "logs"`
@@ -312,28 +287,35 @@ export function parseConfig(
     }
   }
   if (top.service.pipelines.logs === undefined) {
-    problem(
+    report.add(
       ["service", "pipelines"],
       "a logs pipeline is required: service.pipelines.logs with receivers and exporters",
     );
-  } else {
-    pipeline = validate(pipelineSchema, top.service.pipelines.logs, [
-      "service",
-      "pipelines",
-      "logs",
-    ]);
+    return undefined;
   }
+  return validate(pipelineSchema, top.service.pipelines.logs, LOGS_PIPELINE);
+}
 
+/**
+ * The components the pipeline lists, each defined under its section; and the extensions
+ * service.extensions lists. A component defined but invalid was reported already.
+ */
+function pipelineComponents(
+  top: TopConfig,
+  defined: Defined,
+  pipeline: PipelineConfig | undefined,
+  report: ConfigProblems,
+): PipelineComponents {
   const refs = (section: Section, ids: string[], base: Path): ComponentConfig[] => {
     const seen = new Set<string>();
     const out: ComponentConfig[] = [];
     ids.forEach((id, i) => {
-      if (seen.has(id)) problem([...base, i], `"${id}" is listed twice`);
+      if (seen.has(id)) report.add([...base, i], `"${id}" is listed twice`);
       seen.add(id);
       const c = defined[section].get(id);
       if (c) out.push(c);
       else if (!(top[section] && id in (top[section] as object))) {
-        problem(
+        report.add(
           [...base, i],
           `references ${KINDS[section]} "${id}", which is not defined under ${section}`,
         );
@@ -341,29 +323,41 @@ export function parseConfig(
     });
     return out;
   };
-
-  const p: Path = ["service", "pipelines", "logs"];
+  const p = LOGS_PIPELINE;
   const receivers = pipeline ? refs("receivers", pipeline.receivers, [...p, "receivers"]) : [];
   const processors = pipeline ? refs("processors", pipeline.processors, [...p, "processors"]) : [];
   const exporters = pipeline ? refs("exporters", pipeline.exporters, [...p, "exporters"]) : [];
   refs("extensions", top.service.extensions, ["service", "extensions"]);
+  return { receivers, processors, exporters };
+}
 
+/**
+ * The rules across components: one audit filter, one WAL, one signing key, an exporter that
+ * stores audit records, and verification only of exporters that can be read back.
+ */
+function checkComponents(
+  defined: Defined,
+  pipeline: PipelineConfig | undefined,
+  { processors, exporters }: PipelineComponents,
+  report: ConfigProblems,
+): SingleComponents {
+  const p = LOGS_PIPELINE;
   const filters = processors.filter((c) => c.factory.type === "audit_filter");
   if (filters.length > 1)
-    problem(
+    report.add(
       [...p, "processors"],
       "a pipeline takes one audit_filter: merge the conditions into one",
     );
 
   const wals = [...defined.extensions.values()].filter((c) => c.factory.type === "wal");
   if (wals.length > 1)
-    problem(["extensions"], "configure one wal extension: the agent keeps one write-ahead log");
+    report.add(["extensions"], "configure one wal extension: the agent keeps one write-ahead log");
   if (
     pipeline &&
     exporters.length > 0 &&
     !exporters.some((e) => (e.factory as ExporterFactory).storesAuditRecords?.(e.config) ?? true)
   ) {
-    problem(
+    report.add(
       [...p, "exporters"],
       "no exporter stores audit records: add file, loki, s3 or elasticsearch (or set audit: true on an otlp exporter)",
     );
@@ -375,12 +369,12 @@ export function parseConfig(
     for (const [i, id] of ((v.config as VerificationConfig).exporters ?? []).entries()) {
       const exporter = exporters.find((e) => e.id === id);
       if (!exporter)
-        problem(
+        report.add(
           ["extensions", v.id, "exporters", i],
           `"${id}" is not an exporter of the logs pipeline`,
         );
       else if (!(exporter.factory as ExporterFactory).reader)
-        problem(
+        report.add(
           ["extensions", v.id, "exporters", i],
           `exporter "${id}" cannot be read back for verification`,
         );
@@ -388,19 +382,33 @@ export function parseConfig(
   }
   const signers = [...defined.extensions.values()].filter((c) => c.factory.type === "signing");
   if (signers.length > 1)
-    problem(["extensions"], "configure one signing extension: one key signs the agent's chain");
+    report.add(["extensions"], "configure one signing extension: one key signs the agent's chain");
+  return { filters, wals, verifications, signers };
+}
 
-  if (problems.length > 0) throw new ConfigError(file, problems);
-
+/** Warns of receivers, processors and exporters defined but not in the pipeline. */
+function warnUnused(defined: Defined, used: PipelineComponents, warnings: string[]): void {
+  const usedIds = new Set(
+    [...used.receivers, ...used.processors, ...used.exporters].map((c) => c.id),
+  );
   for (const section of Object.keys(KINDS) as Section[]) {
     if (section === "extensions") continue;
-    const used = new Set([...receivers, ...processors, ...exporters].map((c) => c.id));
     for (const id of defined[section].keys()) {
-      if (!used.has(id))
+      if (!usedIds.has(id))
         warnings.push(`${section}.${id} is configured but not used in service.pipelines.logs`);
     }
   }
+}
 
+/** The AgentConfig of a valid config: defaults for what it leaves out, paths made absolute. */
+function assembleConfig(
+  file: string,
+  top: TopConfig,
+  defined: Defined,
+  { receivers, exporters }: PipelineComponents,
+  { filters, wals, verifications, signers }: SingleComponents,
+  warnings: string[],
+): AgentConfig {
   const filter = filters[0];
   const auditFilterFactory = registeredFactories.find(
     (f) => f.kind === "processor" && f.type === "audit_filter",

@@ -1,13 +1,13 @@
 import type { RetryOnFailure } from "../common/config-schema.js";
 import { splitEndpoint } from "../common/config-schema.js";
 import type { AgentConfig } from "./load.js";
+import { durableExporterTypes, oneOf } from "./registry.js";
 
 /**
  * Settings that are valid but unsafe for audit data. `audit-agent validate` prints them as
  * warnings (and `run` logs them): each says what the risk is and what to set instead.
  */
 const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1)$/;
-const DURABLE_TYPES = new Set(["file", "loki", "s3", "elasticsearch"]);
 
 interface ProtocolSettings {
   endpoint: string;
@@ -45,10 +45,10 @@ export function unsafeSettings(config: AgentConfig): string[] {
       );
     }
   }
-  const durable = config.exporters.filter((e) => DURABLE_TYPES.has(e.factory.type));
+  const durable = config.exporters.filter((e) => e.factory.capabilities.durable);
   if (durable.length === 0) {
     warnings.push(
-      "no exporter keeps audit records in durable storage (file, loki, s3 or elasticsearch): an otlp exporter only passes them on, so verification has nothing to read",
+      `no exporter keeps audit records in durable storage (${oneOf(durableExporterTypes())}): an otlp exporter only passes them on, so verification has nothing to read`,
     );
   }
   for (const [what, endpoint] of [

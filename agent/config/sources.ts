@@ -1,32 +1,21 @@
-import { resolve } from "node:path";
 import { AgentError } from "../common/errors.js";
-import { elasticsearchSourceFromSpec } from "../exporters/elasticsearch/factory.js";
-import { fileSource } from "../exporters/file/reader.js";
-import { lokiSourceFromSpec } from "../exporters/loki/factory.js";
-import { s3SourceFromSpec } from "../exporters/s3/factory.js";
 import type { AuditSource } from "../exporters/source.js";
+import { exporterDescriptors, oneOf } from "./registry.js";
 
 /**
- * `--source` specs, one per backend reader: `file:DIR`, `loki:URL`, `s3://BUCKET/PREFIX`,
- * `es:URL/INDEX`. Each exporter plugin contributes its reader; the checks are shared.
+ * `verify --source` specs, one form per readable exporter plugin (its descriptor's
+ * `source`): `file:DIR`, `loki:URL`, `s3://BUCKET/PREFIX`, `es:URL/INDEX`. Each plugin
+ * contributes its reader; the checks are shared.
  */
-export function sourceFromSpec(spec: string): AuditSource {
+export async function sourceFromSpec(spec: string): Promise<AuditSource> {
   const colon = spec.indexOf(":");
   const scheme = colon < 0 ? "" : spec.slice(0, colon);
   const rest = spec.slice(colon + 1);
-  switch (scheme) {
-    case "file":
-      if (!rest) break;
-      return fileSource(resolve(rest));
-    case "loki":
-      return lokiSourceFromSpec(rest);
-    case "s3":
-      return s3SourceFromSpec(spec);
-    case "es":
-      return elasticsearchSourceFromSpec(rest);
-  }
+  const forms = exporterDescriptors.flatMap((d) => (d.source ? [d.source] : []));
+  const form = forms.find((f) => f.scheme === scheme);
+  if (form && rest) return form.open(spec);
   throw new AgentError(
     "VERIFY_BAD_SOURCE",
-    `unknown source "${spec}": use file:DIR, loki:URL, s3://BUCKET/PREFIX or es:URL/INDEX (or --config FILE --exporter ID)`,
+    `unknown source "${spec}": use ${oneOf(forms.map((f) => f.usage))} (or --config FILE --exporter ID)`,
   );
 }

@@ -119,8 +119,18 @@ export interface ExporterSettings extends ComponentSettings {
   state: ExporterState;
 }
 
+/** What an exporter can do, declared in its descriptor (descriptor.ts). */
+export interface ExporterCapabilities {
+  /** It keeps audit records in storage of their own that outlives the agent (not a pass-through). */
+  readonly durable: boolean;
+  /** The verifier can read back what it wrote: the implementation has a reader. */
+  readonly readable: boolean;
+}
+
 export interface ExporterFactory<S extends z.ZodType = z.ZodType> extends FactoryBase<S> {
   readonly kind: "exporter";
+  /** From the plugin's descriptor (descriptor.ts). */
+  readonly capabilities: ExporterCapabilities;
   /** A promise when the exporter's code is loaded on first use (see config/registry.ts). */
   create(
     settings: ExporterSettings,

@@ -1,9 +1,10 @@
+import { type Clock, systemClock, type TimerHandle } from "../common/clock.js";
 import type { ChainLog } from "../store/chain-log.js";
 import type { Cursors } from "../store/cursors.js";
 import type { SealedEntry, SealedLog } from "../store/sealed-log.js";
 import type { AgentCounters } from "../telemetry/counters.js";
 import type { Logger } from "../telemetry/logger.js";
-import { Backoff } from "./backoff.js";
+import { Backoff, type BackoffOptions } from "./backoff.js";
 import type { DeliveryOptions, RecordSink, SealedBatch } from "./api.js";
 
 /**
@@ -30,8 +31,9 @@ export class DeliveryLoop {
   private stopping = false;
   private draining = false;
   private loop: Promise<void> | null = null;
-  private sleepTimer: NodeJS.Timeout | null = null;
+  private sleepTimer: TimerHandle | null = null;
   private wakeSleep: (() => void) | null = null;
+  private readonly clock: Clock;
 
   constructor(
     readonly exporterId: string,
@@ -42,7 +44,11 @@ export class DeliveryLoop {
     private readonly options: DeliveryOptions,
     private readonly counters: AgentCounters,
     private readonly logger: Logger,
-  ) {}
+    /** Time and jitter for retries and the drain deadline: the real ones unless testing. */
+    private readonly timing: BackoffOptions = {},
+  ) {
+    this.clock = timing.clock ?? systemClock;
+  }
 
   /** Index of the last sealed batch this exporter has durably delivered (−1: none). */
   get deliveredIndex(): number {
@@ -66,13 +72,13 @@ export class DeliveryLoop {
   async drain(deadline: number): Promise<boolean> {
     this.draining = true;
     this.sealed.wake();
-    const remaining = deadline - Date.now();
-    let timer: NodeJS.Timeout | undefined;
+    const remaining = deadline - this.clock.now();
+    let timer: TimerHandle | undefined;
     const timedOut = new Promise<"timeout">((resolve) => {
-      timer = setTimeout(() => resolve("timeout"), Math.max(0, remaining));
+      timer = this.clock.setTimeout(() => resolve("timeout"), Math.max(0, remaining));
     });
     const outcome = await Promise.race([this.loop ?? Promise.resolve(), timedOut]);
-    clearTimeout(timer);
+    this.clock.clearTimeout(timer);
     return outcome !== "timeout" && this.index >= this.sealed.entryCount - 1;
   }
 
@@ -92,8 +98,7 @@ export class DeliveryLoop {
     const saved = await this.cursors.load(this.exporterId);
     this.cursor = saved.seq;
     this.index = saved.index ?? (await this.sealed.firstEntryAfterSeq(saved.seq)) - 1;
-    const heldEntry =
-      held !== null && held > this.index ? await this.sealed.readEntry(held) : null;
+    const heldEntry = held !== null && held > this.index ? await this.sealed.readEntry(held) : null;
     if (held !== null && held > this.index && heldEntry === null) {
       // The backend claims a batch this agent never sealed (a backend kept from an earlier
       // WAL with the same chain id): trust the cursor, not the backend, and skip nothing.
@@ -228,7 +233,7 @@ export class DeliveryLoop {
     attempt: () => Promise<T>,
     records: number,
   ): Promise<{ value: T } | null> {
-    const backoff = new Backoff(this.options.retry);
+    const backoff = new Backoff(this.options.retry, this.timing);
     for (;;) {
       if (this.stopping) return null;
       try {
@@ -265,12 +270,12 @@ export class DeliveryLoop {
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
       this.wakeSleep = resolve;
-      this.sleepTimer = setTimeout(resolve, ms);
+      this.sleepTimer = this.clock.setTimeout(resolve, ms);
     });
   }
 
   private interruptSleep(): void {
-    if (this.sleepTimer) clearTimeout(this.sleepTimer);
+    if (this.sleepTimer) this.clock.clearTimeout(this.sleepTimer);
     this.wakeSleep?.();
   }
 }

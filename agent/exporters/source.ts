@@ -51,10 +51,82 @@ export interface ChainData {
   notes: string[];
 }
 
-/** A backend the verifier can read, e.g. file:DIR. */
+/**
+ * A backend the verifier can read, e.g. file:DIR: chain by chain, each a stream of
+ * manifests and a stream of record pages, so a reader never has to hold the whole log.
+ */
 export interface AuditSource {
   readonly description: string;
-  readChains(): Promise<ChainData[]>;
+  /** The chains the backend holds, in chain id order. */
+  chains(): AsyncIterable<ChainReader>;
+}
+
+/** One chain of a backend, read in storage order; each stream may be read once. */
+export interface ChainReader {
+  readonly chainId: string;
+  /** Sealed-log entries in storage order; an unreadable one is reported to `problems`. */
+  manifests(problems: ReadProblems): AsyncIterable<StoredManifest>;
+  /** Record lines in storage order, every copy included, a page at a time. */
+  records(problems: ReadProblems): AsyncIterable<readonly StoredText[]>;
+}
+
+/** Where a reader reports what it found wrong, or worth saying, while it read. */
+export interface ReadProblems {
+  finding(finding: Finding): void;
+  note(text: string): void;
+}
+
+/** Reads a whole source into memory: for tools, tests and cross-checks of small logs. */
+export async function readChains(source: AuditSource): Promise<ChainData[]> {
+  const out: ChainData[] = [];
+  for await (const chain of source.chains()) {
+    const data: ChainData = {
+      chainId: chain.chainId,
+      records: [],
+      manifests: [],
+      findings: [],
+      notes: [],
+    };
+    const problems: ReadProblems = {
+      finding: (f) => data.findings.push(f),
+      note: (n) => data.notes.push(n),
+    };
+    for await (const page of chain.records(problems)) data.records.push(...page);
+    for await (const m of chain.manifests(problems)) data.manifests.push(m);
+    out.push(data);
+  }
+  return out;
+}
+
+/**
+ * A chain already read whole, as a ChainReader: for readers whose backend query returns
+ * a chain at once. Its findings and notes are reported with its records.
+ */
+export function chainReaderOf(data: ChainData): ChainReader {
+  return {
+    chainId: data.chainId,
+    async *records(problems) {
+      for (const f of data.findings) problems.finding(f);
+      for (const n of data.notes) problems.note(n);
+      yield data.records;
+    },
+    async *manifests() {
+      yield* data.manifests;
+    },
+  };
+}
+
+/** A source whose chains are read whole (see chainReaderOf). */
+export function wholeChainsSource(
+  description: string,
+  load: () => Promise<ChainData[]>,
+): AuditSource {
+  return {
+    description,
+    async *chains() {
+      for (const data of await load()) yield chainReaderOf(data);
+    },
+  };
 }
 
 /**
@@ -62,6 +134,17 @@ export interface AuditSource {
  * backend stores), into `data`: a StoredManifest, or a `malformed` finding.
  */
 export function addManifestLine(data: ChainData, line: string, location: string): void {
+  const parsed = parseManifestLine(data.chainId, line, location);
+  if ("category" in parsed) data.findings.push(parsed);
+  else data.manifests.push(parsed);
+}
+
+/** One stored sealed-log entry line as a StoredManifest, or the `malformed` finding it is. */
+export function parseManifestLine(
+  chainId: string,
+  line: string,
+  location: string,
+): StoredManifest | Finding {
   let parsed: { manifest?: unknown; checkpoint?: unknown };
   try {
     parsed = JSON.parse(line) as typeof parsed;
@@ -72,17 +155,16 @@ export function addManifestLine(data: ChainData, line: string, location: string)
       throw new Error("checkpoint is not a string");
     }
   } catch (err) {
-    data.findings.push({
+    return {
       category: "malformed",
-      chainId: data.chainId,
+      chainId,
       location,
       detail: `manifest entry: ${(err as Error).message}`,
-    });
-    return;
+    };
   }
-  data.manifests.push({
+  return {
     manifest: parsed.manifest,
     checkpoint: (parsed.checkpoint as string | null) ?? null,
     location,
-  });
+  };
 }

@@ -1,8 +1,7 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { AgentError } from "../common/errors.js";
 import {
-  generateSigningKey,
   type PublicKey,
   parseVerifierKey,
   privateKeyPem,

@@ -59,20 +59,12 @@ export class CheckpointServer {
         case "/proof/inclusion": {
           const seq = int("seq");
           if (seq === undefined) return this.send(res, 400, { error: "seq is required" });
-          return this.send(
-            res,
-            200,
-            await proveInclusion(this.sealed.tree, seq, int("size")),
-          );
+          return this.send(res, 200, await proveInclusion(this.sealed.tree, seq, int("size")));
         }
         case "/proof/consistency": {
           const old = int("old");
           if (old === undefined) return this.send(res, 400, { error: "old is required" });
-          return this.send(
-            res,
-            200,
-            await proveConsistency(this.sealed.tree, old, int("new")),
-          );
+          return this.send(res, 200, await proveConsistency(this.sealed.tree, old, int("new")));
         }
         default:
           return this.send(res, 404, {

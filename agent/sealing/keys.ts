@@ -55,4 +55,3 @@ export function loadSigningKeys(
     : undefined;
   return { key, previous, generatedPublicKey };
 }
-

@@ -1,3 +1,4 @@
+import { type Clock, systemClock, type TimerHandle } from "../common/clock.js";
 import {
   type BatchManifest,
   manifestKeyId,
@@ -49,6 +50,8 @@ export interface SealerOptions {
   origin: string;
   policy: BatchPolicy;
   logger: Logger;
+  /** Times the batch timeout and the retry delay (systemClock by default). */
+  clock?: Clock;
 }
 
 /** Sealing progress while several batches are prepared for one write. */
@@ -61,15 +64,17 @@ interface Draft {
 export class Sealer {
   private loop: Promise<void> | null = null;
   private stopping = false;
-  private timer: NodeJS.Timeout | null = null;
+  private timer: TimerHandle | null = null;
   private wakeLoop: (() => void) | null = null;
   private sealing: Promise<void> = Promise.resolve();
   private readonly log: ChainLog;
   private readonly sealed: SealedLog;
+  private readonly clock: Clock;
 
   private constructor(private readonly options: SealerOptions) {
     this.log = options.log;
     this.sealed = options.sealed;
+    this.clock = options.clock ?? systemClock;
   }
 
   /** A sealer for the chain, with the signing key recorded (see recordSigner). */
@@ -92,10 +97,9 @@ export class Sealer {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    if (this.timer) clearTimeout(this.timer);
+    if (this.timer) this.clock.clearTimeout(this.timer);
     this.wakeLoop?.();
     this.options.gate?.stop();
-    this.log.wakeWaiters();
     await this.loop;
     await this.sealing;
     this.sealed.wake();
@@ -194,7 +198,7 @@ export class Sealer {
 
   private delay(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      this.timer = setTimeout(resolve, ms);
+      this.timer = this.clock.setTimeout(resolve, ms);
     });
   }
 

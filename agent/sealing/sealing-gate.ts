@@ -1,3 +1,4 @@
+import { type Clock, systemClock } from "../common/clock.js";
 import type { WriteAdmission } from "../store/chain-log.js";
 import type { SealedLog } from "../store/sealed-log.js";
 
@@ -25,6 +26,8 @@ export class SealingGate implements WriteAdmission {
   constructor(
     private readonly sealed: SealedLog,
     batchMaxRecords: number,
+    /** Times the longest wait (systemClock by default). */
+    private readonly clock: Clock = systemClock,
   ) {
     this.limit = Math.max(SEAL_LAG_RECORDS, 8 * batchMaxRecords);
   }
@@ -36,10 +39,10 @@ export class SealingGate implements WriteAdmission {
       const done = () => {
         if (settled) return;
         settled = true;
-        clearTimeout(timer);
+        this.clock.clearTimeout(timer);
         resolve();
       };
-      const timer = setTimeout(done, SEAL_GATE_MAX_WAIT_MS).unref();
+      const timer = this.clock.setTimeout(done, SEAL_GATE_MAX_WAIT_MS).unref();
       const check = () => {
         if (settled) return;
         if (this.stopped || log.headSeq - this.sealed.sealedThrough <= this.limit / 2) done();

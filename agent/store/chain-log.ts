@@ -1,7 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { AgentError } from "../common/errors.js";
 import { CHAIN_ID_PATTERN, genesisHash } from "../integrity/format.js";
-import { type ChainedGroup, chainGroup, type ReceivedRecords, type RecordText } from "./chaining.js";
+import {
+  type ChainedGroup,
+  chainGroup,
+  type ReceivedRecords,
+  type RecordText,
+} from "./chaining.js";
 import { ChunkIndex } from "./chunk-index.js";
 import { CHAIN_KEY, HEAD_KEY, recordKey } from "./keyspace.js";
 import type { StoredRecord } from "./record.js";
@@ -99,7 +104,6 @@ export class ChainLog {
   private releasedThrough: number;
   private appendWaiters: Array<() => void> = [];
   private idleWaiters: Array<() => void> = [];
-  private writes = 0;
   private readonly maxGroupBytes: number;
 
   private constructor(
@@ -148,11 +152,6 @@ export class ChainLog {
     return this.releasedThrough + 1;
   }
 
-  /** Synced LevelDB writes made so far; fewer than appends when group commit shares them. */
-  get syncedWrites(): number {
-    return this.writes;
-  }
-
   /**
    * Chains and durably stores `records` (each the canonical JSON of one `record` member).
    * Rejects with WalFullError, without touching anything, when they would not fit.
@@ -195,8 +194,8 @@ export class ChainLog {
     return new Promise((resolve) => this.appendWaiters.push(resolve));
   }
 
-  /** Wakes every waiter (used at shutdown so the sealer and exporters can observe it). */
-  wakeWaiters(): void {
+  /** Wakes every waiter: after each group commit, and at close. */
+  private wakeWaiters(): void {
     const waiters = this.appendWaiters;
     this.appendWaiters = [];
     for (const w of waiters) w();
@@ -251,7 +250,11 @@ export class ChainLog {
    */
   private async flush(): Promise<void> {
     await this.admitted();
-    let group: PreparedGroup | null = await this.prepare(this.takeGroup(), this.nextSeq, this.prevHex);
+    let group: PreparedGroup | null = await this.prepare(
+      this.takeGroup(),
+      this.nextSeq,
+      this.prevHex,
+    );
     while (group !== null) {
       const started = performance.now();
       const written = this.write(group);
@@ -328,7 +331,6 @@ export class ChainLog {
   private commit(group: PreparedGroup): void {
     const chained = group.chained as ChainedGroup;
     this.pendingBytes -= group.estimate;
-    this.writes++;
     let first = this.nextSeq;
     this.nextSeq = chained.endSeq;
     this.prevHex = chained.endPrev;
@@ -388,7 +390,10 @@ export async function loadChainId(store: Store, configured: string | undefined):
   }
   const chainId = configured ?? randomBytes(16).toString("hex");
   if (!CHAIN_ID_PATTERN.test(chainId)) {
-    throw new AgentError("WAL_BAD_CHAIN_ID", `chain id "${chainId}" must match ${CHAIN_ID_PATTERN}`);
+    throw new AgentError(
+      "WAL_BAD_CHAIN_ID",
+      `chain id "${chainId}" must match ${CHAIN_ID_PATTERN}`,
+    );
   }
   const meta = { chainId, createdAt: new Date().toISOString() };
   await store.write([{ type: "put", key: CHAIN_KEY, value: Buffer.from(JSON.stringify(meta)) }], {

@@ -1,10 +1,5 @@
 import type { ChainLog } from "./chain-log.js";
-import {
-  CURSOR_RANGE,
-  cursorKey,
-  exporterOfCursorKey,
-  exporterStateRange,
-} from "./keyspace.js";
+import { CURSOR_RANGE, cursorKey, exporterOfCursorKey, exporterStateRange } from "./keyspace.js";
 import type { Store } from "./store.js";
 
 /** Where an exporter is: the last seq it delivered and the last sealed entry (null: never recorded). */

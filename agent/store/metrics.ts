@@ -9,8 +9,11 @@ export function registerChainLogMetrics(registry: Registry, log: ChainLog): void
     "Seq of the newest durable record (-1 before the first).",
     (set) => set({}, log.headSeq),
   );
-  registry.collected("gauge", "audit_agent_wal_bytes", "Bytes held by the write-ahead log.", (set) =>
-    set({}, log.usedBytes),
+  registry.collected(
+    "gauge",
+    "audit_agent_wal_bytes",
+    "Bytes held by the write-ahead log.",
+    (set) => set({}, log.usedBytes),
   );
   registry.collected(
     "gauge",

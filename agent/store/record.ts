@@ -46,7 +46,11 @@ export class StoredRecord {
 }
 
 /** A record from its canonical text and leaf hash (for readers and tests that rebuild one). */
-export function storedRecordOf(seq: number, leafHash: Uint8Array, canonical: Uint8Array): StoredRecord {
+export function storedRecordOf(
+  seq: number,
+  leafHash: Uint8Array,
+  canonical: Uint8Array,
+): StoredRecord {
   const value = Buffer.allocUnsafe(CANONICAL_OFFSET + canonical.length);
   value.set(leafHash, 0);
   value[HASH_BYTES] = 0x00;

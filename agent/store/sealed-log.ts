@@ -183,7 +183,8 @@ export class SealedLog {
       ops.push({ type: "put", key: manifestKey(e.index), value });
     }
     ops.push({ type: "put", key: SEAL_STATE_KEY, value: Buffer.from(JSON.stringify(state)) });
-    if (signer !== undefined) ops.push({ type: "put", key: SIGNER_KEY, value: Buffer.from(signer) });
+    if (signer !== undefined)
+      ops.push({ type: "put", key: SIGNER_KEY, value: Buffer.from(signer) });
     try {
       await this.store.write(ops, { sync: true });
     } catch (err) {

@@ -16,7 +16,6 @@ export { tileKey };
 
 const TILE_WIDTH = 256;
 
-
 export interface KeyValueReader {
   get(key: Buffer): Promise<Buffer | undefined>;
 }
@@ -26,7 +25,6 @@ export interface Put {
   key: Buffer;
   value: Buffer;
 }
-
 
 /** MTH of 2^r consecutive hashes that form a complete subtree. */
 function foldPerfect(hashes: Hash[]): Hash {

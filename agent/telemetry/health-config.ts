@@ -24,4 +24,3 @@ export const healthCheckExtensionFactory: ExtensionFactory<typeof healthCheckCon
   type: "health_check",
   configSchema: healthCheckConfigSchema,
 };
-

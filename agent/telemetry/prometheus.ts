@@ -173,11 +173,29 @@ function maxFds(): number | null {
  * lag percentiles are the delay beyond the sampling interval (0 when the loop is idle).
  */
 export function registerProcessMetrics(registry: Registry): { stop(): void } {
-  const gauge = (name: string, help: string, read: (set: SetSample) => void) =>
-    registry.collected("gauge", name, help, read);
-  const counter = (name: string, help: string, read: (set: SetSample) => void) =>
-    registry.collected("counter", name, help, read);
+  registerProcessUsage(registry);
+  const loop = registerEventLoop(registry);
+  registerNodeRuntime(registry);
+  const gc = registerGcDurations(registry);
+  return {
+    stop() {
+      loop.stop();
+      gc.stop();
+    },
+  };
+}
 
+type Collect = (name: string, help: string, read: (set: SetSample) => void) => void;
+
+const gaugeOf =
+  (registry: Registry): Collect =>
+  (name, help, read) =>
+    registry.collected("gauge", name, help, read);
+
+/** process_*: CPU, memory and file descriptors. */
+function registerProcessUsage(registry: Registry): void {
+  const gauge = gaugeOf(registry);
+  const counter: Collect = (name, help, read) => registry.collected("counter", name, help, read);
   counter("process_cpu_user_seconds_total", "Total user CPU time spent in seconds.", (set) =>
     set({}, process.cpuUsage().user / 1e6),
   );
@@ -221,7 +239,11 @@ export function registerProcessMetrics(registry: Registry): { stop(): void } {
     if (max !== null)
       gauge("process_max_fds", "Maximum number of open file descriptors.", (set) => set({}, max));
   }
+}
 
+/** nodejs_eventloop_lag_*: sampled every EVENT_LOOP_RESOLUTION_MS until stopped. */
+function registerEventLoop(registry: Registry): { stop(): void } {
+  const gauge = gaugeOf(registry);
   registry.collected(
     "gauge",
     "nodejs_eventloop_lag_seconds",
@@ -269,6 +291,12 @@ export function registerProcessMetrics(registry: Registry): { stop(): void } {
       },
     );
 
+  return { stop: () => loop.disable() };
+}
+
+/** nodejs_*: active resources, heap and version. */
+function registerNodeRuntime(registry: Registry): void {
+  const gauge = gaugeOf(registry);
   gauge(
     "nodejs_active_resources",
     "Number of active resources that are currently keeping the event loop alive, grouped by async resource type.",
@@ -319,7 +347,10 @@ export function registerProcessMetrics(registry: Registry): { stop(): void } {
       1,
     ),
   );
+}
 
+/** nodejs_gc_duration_seconds, observed until stopped. */
+function registerGcDurations(registry: Registry): { stop(): void } {
   const gc = registry.histogram(
     "nodejs_gc_duration_seconds",
     "Garbage collection duration by kind, one of major, minor, incremental or weakcb.",
@@ -341,10 +372,5 @@ export function registerProcessMetrics(registry: Registry): { stop(): void } {
   });
   observer.observe({ entryTypes: ["gc"] });
 
-  return {
-    stop() {
-      loop.disable();
-      observer.disconnect();
-    },
-  };
+  return { stop: () => observer.disconnect() };
 }

@@ -1,4 +1,5 @@
 import { checkEnvelope } from "../integrity/chain-check.js";
+import { readChains } from "../exporters/source.js";
 import type { AuditSource, Finding } from "./types.js";
 
 /**
@@ -10,7 +11,7 @@ import type { AuditSource, Finding } from "./types.js";
 export async function crossCheck(a: AuditSource, b: AuditSource): Promise<Finding[]> {
   const index = async (s: AuditSource) => {
     const bySeq = new Map<string, { text: string; location: string }>();
-    for (const chain of await s.readChains()) {
+    for (const chain of await readChains(s)) {
       for (const r of chain.records) {
         const env = checkEnvelope(r.text);
         if (typeof env === "string") continue; // the per-source verification reports it

@@ -31,4 +31,3 @@ export interface VerifyReport {
   findings: Finding[];
   ok: boolean;
 }
-

@@ -1,5 +1,6 @@
 import { parseCheckpointText, parseNote, verifyNote } from "../integrity/note.js";
 import type { PublicKey } from "../integrity/signing.js";
+import { readChains } from "../exporters/source.js";
 import type { AuditSource, Finding, VerifyReport } from "./types.js";
 import { verifyChain } from "./verify-chain.js";
 
@@ -9,7 +10,8 @@ export async function verifySource(
   trusted: readonly PublicKey[],
   knownCheckpoints: readonly { note: string; location: string }[] = [],
 ): Promise<VerifyReport> {
-  const chains = await source.readChains();
+  // Held whole until the verifier streams (each reader already can): see exporters/source.ts.
+  const chains = await readChains(source);
   const findings: Finding[] = [];
   const summaries = [];
   const used = new Set<number>();

@@ -54,7 +54,7 @@ async function openAppender() {
 const s = suite("WAL group commit: chaining + compression (chainGroup) and durable append", {
   op: "record",
   bytesOf: "canonical bytes in",
-  ms: 300,
+  ms: 500,
 });
 let appender = null;
 try {

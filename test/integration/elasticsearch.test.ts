@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { readChains } from "../../agent/exporters/source.js";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { SeverityNumber } from "@opentelemetry/api-logs";
@@ -243,7 +244,7 @@ describe("elasticsearch exporter: records from the OTel SDK", () => {
       10_000,
       "file delivery",
     );
-    const [fileChain] = await fileSource(join(tmp.path, "out")).readChains();
+    const [fileChain] = await readChains(fileSource(join(tmp.path, "out")));
     fileLines = fileChain?.records.map((r) => r.text) ?? [];
   });
 
@@ -285,7 +286,7 @@ describe("elasticsearch exporter: records from the OTel SDK", () => {
       Array.from({ length: COUNT }, (_, i) => i),
     );
     // The file exporter holds what the agent hashed; ES must hold the same text, byte for byte.
-    const [fileChain] = await fileSource(join(tmp.path, "out")).readChains();
+    const [fileChain] = await readChains(fileSource(join(tmp.path, "out")));
     expect(fileChain?.records).toHaveLength(COUNT);
     fileChain?.records.forEach((line, seq) => {
       const doc = (seqs.get(seq) as StoredDoc[])[0] as StoredDoc;
@@ -709,7 +710,7 @@ describe("elasticsearch exporter: per-item results", () => {
       index: INDEX,
       auth: { api_key: Buffer.from("key-id:nope").toString("base64") },
     });
-    await expect(elasticsearchExporterFactory.reader?.(wrong).readChains()).rejects.toThrow(
+    await expect(readChains(await elasticsearchExporterFactory.reader!(wrong))).rejects.toThrow(
       /cannot read es:.*HTTP 401 security_exception.*check auth.api_key/,
     );
   });

@@ -1,4 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { readChains } from "../../agent/exporters/source.js";
 import { leafHash } from "../../agent/integrity/format.js";
 import { parseConfig } from "../../agent/config/load.js";
 import { lokiExporterConfigSchema } from "../../agent/exporters/loki/config.js";
@@ -233,7 +234,7 @@ describe("Loki exporter: delivery, labels, metadata, verify", () => {
     const bad = lokiExporterFactory.reader!(
       lokiExporterConfigSchema.parse({ endpoint: loki.url, tenant_id: "team-a" }),
     );
-    await expect(bad.readChains()).rejects.toThrow(/cannot read Loki: .*HTTP 401/);
+    await expect(readChains(bad)).rejects.toThrow(/cannot read Loki: .*HTTP 401/);
   });
 });
 
@@ -549,7 +550,7 @@ describe("Loki reader paging", () => {
       for (const [labels, off, line] of plan)
         loki.insertEntry(labels, { ts: base + off, line, metadata: {} });
       const source = lokiSourceFromSpec(`${loki.url}?chain=c1&since=1h`);
-      const [chain] = await source.readChains();
+      const [chain] = await readChains(source);
       // The page size adapted to Loki's limit (a 400 naming it), and nothing was lost.
       expect(chain!.records.map((r) => r.text).sort()).toEqual(
         ["l0", "l1", "l2a", "l2b", "l2c", "l3", "l4"].sort(),

@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { readChains } from "../../agent/exporters/source.js";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { OTLPLogExporter } from "@opentelemetry/exporter-logs-otlp-http";
 import { BatchLogRecordProcessor, LoggerProvider } from "@opentelemetry/sdk-logs";
@@ -41,7 +42,7 @@ function sleep(ms: number): Promise<void> {
 
 /** The `rec.id` attribute of every record the reader hands the verifier. */
 async function storedIds(config: S3ExporterConfig): Promise<string[]> {
-  const chains = await s3ExporterFactory.reader!(config).readChains();
+  const chains = await readChains(await s3ExporterFactory.reader!(config));
   return chains.flatMap((c) =>
     c.records.map((r) => {
       const rec = JSON.parse(r.text) as {

@@ -1,20 +1,12 @@
 import { AgentError } from "../../common/errors.js";
-import type { ExporterFactory } from "../api.js";
+import { implementExporter } from "../descriptor.js";
 import type { AuditSource } from "../source.js";
 import { elasticsearchExporterConfigSchema } from "./config.js";
+import { elasticsearchExporter } from "./descriptor.js";
 import { ElasticsearchSource, parseElasticsearchSpec } from "./reader.js";
 import { ElasticsearchSink } from "./sink.js";
 
-/**
- * `exporters.elasticsearch`: one document per record with `_bulk` `create` and
- * `_id` = leaf hash, manifests in their own index (docs/exporter-elasticsearch.md).
- */
-export const elasticsearchExporterFactory: ExporterFactory<
-  typeof elasticsearchExporterConfigSchema
-> = {
-  kind: "exporter",
-  type: "elasticsearch",
-  configSchema: elasticsearchExporterConfigSchema,
+export const elasticsearchExporterFactory = implementExporter(elasticsearchExporter, {
   create(settings, config) {
     return {
       sink: new ElasticsearchSink(config, settings.logger.child({ exporter: settings.id })),
@@ -22,7 +14,7 @@ export const elasticsearchExporterFactory: ExporterFactory<
     };
   },
   reader: (config) => new ElasticsearchSource(config),
-};
+});
 
 /** `verify --source es:URL/INDEX` (see parseElasticsearchSpec for credentials). */
 export function elasticsearchSourceFromSpec(spec: string): AuditSource {

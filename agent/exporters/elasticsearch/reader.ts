@@ -1,7 +1,13 @@
 import { CHAIN_ID_PATTERN, leafHash } from "../../integrity/format.js";
 import { canonicalize, type JsonValue } from "../../integrity/jcs.js";
 import { AgentError } from "../../common/errors.js";
-import type { AuditSource, ChainData, Finding } from "../source.js";
+import {
+  type AuditSource,
+  type ChainData,
+  type Finding,
+  type ChainReader,
+  chainReaderOf,
+} from "../source.js";
 import type { HttpClient } from "../http/client.js";
 import { createEsClient, esErrorOf, failForEs, jsonOf, sourceError } from "./client.js";
 import type { ElasticsearchExporterConfig } from "./config.js";
@@ -50,7 +56,12 @@ export class ElasticsearchSource implements AuditSource {
     this.description = `es:${endpoint.origin}${endpoint.pathname.replace(/\/$/, "")}/${config.index}`;
   }
 
-  async readChains(): Promise<ChainData[]> {
+  /** Each chain is read whole, then handed on as one page (see chainReaderOf). */
+  async *chains(): AsyncIterable<ChainReader> {
+    for (const data of await this.loadChains()) yield chainReaderOf(data);
+  }
+
+  private async loadChains(): Promise<ChainData[]> {
     const client = createEsClient(this.config);
     try {
       return await this.read(client);

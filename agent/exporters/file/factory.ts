@@ -1,13 +1,10 @@
 import { resolve } from "node:path";
-import type { ExporterFactory } from "../api.js";
-import { fileExporterConfigSchema } from "./config.js";
+import { implementExporter } from "../descriptor.js";
+import { fileExporter } from "./descriptor.js";
 import { FileSink } from "./file-sink.js";
 import { fileSource } from "./reader.js";
 
-export const fileExporterFactory: ExporterFactory<typeof fileExporterConfigSchema> = {
-  kind: "exporter",
-  type: "file",
-  configSchema: fileExporterConfigSchema,
+export const fileExporterFactory = implementExporter(fileExporter, {
   create(settings, config) {
     return {
       sink: new FileSink(config, settings.logger.child({ exporter: settings.id })),
@@ -15,4 +12,4 @@ export const fileExporterFactory: ExporterFactory<typeof fileExporterConfigSchem
     };
   },
   reader: (config) => fileSource(resolve(config.directory)),
-};
+});

@@ -1,8 +1,18 @@
-import { readdir, readFile } from "node:fs/promises";
+import { createReadStream } from "node:fs";
+import { readdir } from "node:fs/promises";
+import { StringDecoder } from "node:string_decoder";
 import { basename, join } from "node:path";
 import type { ChainFinding, StoredLine } from "../../integrity/chain-check.js";
 import { AgentError } from "../../common/errors.js";
-import { type AuditSource, addManifestLine, type ChainData } from "../source.js";
+import {
+  type AuditSource,
+  type ChainData,
+  type ChainReader,
+  type Finding,
+  parseManifestLine,
+  readChains,
+  type StoredText,
+} from "../source.js";
 import { listSegments } from "./segments.js";
 
 /**
@@ -19,7 +29,7 @@ export interface FileChain {
 const SEQ_FIELD = /"seq":"(\d+)"/;
 
 export async function readFileExport(directory: string): Promise<FileChain[]> {
-  return (await fileSource(directory).readChains()).map(quickChain);
+  return (await readChains(fileSource(directory))).map(quickChain);
 }
 
 /** Applies the quick reader's rule to what fileSource read: identical copies skipped, differing ones reported. */
@@ -55,12 +65,13 @@ function quickChain(data: ChainData): FileChain {
 /**
  * The file exporter's side of `verify --source file:DIR`: every record and manifest line
  * of every chain under DIR, in storage order, copies included (judging them is the
- * verifier's job).
+ * verifier's job). Segments are read line by line, a page at a time, so reading holds one
+ * page, not the log.
  */
 export function fileSource(directory: string): AuditSource {
   return {
     description: `file:${directory}`,
-    async readChains(): Promise<ChainData[]> {
+    async *chains(): AsyncIterable<ChainReader> {
       let entries;
       try {
         entries = await readdir(directory, { withFileTypes: true });
@@ -70,63 +81,82 @@ export function fileSource(directory: string): AuditSource {
           `cannot read ${directory}: ${(err as Error).message}`,
         );
       }
-      const chains: ChainData[] = [];
-      for (const entry of entries
-        .filter((e) => e.isDirectory())
-        .sort((a, b) => (a.name < b.name ? -1 : 1))) {
-        chains.push(await readChainData(join(directory, entry.name)));
-      }
-      return chains;
+      const dirs = entries.filter((e) => e.isDirectory()).map((e) => e.name);
+      for (const name of dirs.sort((a, b) => (a < b ? -1 : 1)))
+        yield fileChain(join(directory, name));
     },
   };
 }
 
-async function readLines(
-  path: string,
-): Promise<{ line: string; location: string; terminated: boolean }[]> {
-  const text = await readFile(path, "utf8");
-  const parts = text.split("\n");
-  const last = parts.pop() as string;
-  const out = parts.map((line, i) => ({
-    line,
-    location: `${basename(path)}:${i + 1}`,
-    terminated: true,
-  }));
-  if (last !== "")
-    out.push({ line: last, location: `${basename(path)}:${parts.length + 1}`, terminated: false });
-  return out;
+/** Record lines handed on at a time. */
+const PAGE_LINES = 1000;
+
+function fileChain(chainDir: string): ChainReader {
+  const chainId = basename(chainDir);
+  const unterminated = (location: string, what: string): Finding => ({
+    category: "malformed",
+    chainId,
+    location,
+    detail: `${what}unterminated final line (an interrupted write, or a cut file)`,
+  });
+  return {
+    chainId,
+    async *records(problems) {
+      let page: StoredText[] = [];
+      for (const segment of await listSegments(chainDir, "records")) {
+        for await (const { line, location, terminated } of segmentLines(segment)) {
+          if (!terminated) {
+            problems.finding(unterminated(location, ""));
+            continue;
+          }
+          page.push({ text: line, location });
+          if (page.length >= PAGE_LINES) {
+            yield page;
+            page = [];
+          }
+        }
+      }
+      if (page.length > 0) yield page;
+    },
+    async *manifests(problems) {
+      for (const segment of await listSegments(chainDir, "manifests")) {
+        for await (const { line, location, terminated } of segmentLines(segment)) {
+          if (!terminated) {
+            problems.finding({
+              ...unterminated(location, "manifest entry: "),
+              detail: "manifest entry: unterminated final line",
+            });
+            continue;
+          }
+          const parsed = parseManifestLine(chainId, line, location);
+          if ("category" in parsed) problems.finding(parsed);
+          else yield parsed;
+        }
+      }
+    },
+  };
 }
 
-async function readChainData(chainDir: string): Promise<ChainData> {
-  const chainId = basename(chainDir);
-  const data: ChainData = { chainId, records: [], manifests: [], findings: [], notes: [] };
-  for (const segment of await listSegments(chainDir, "records")) {
-    for (const { line, location, terminated } of await readLines(segment)) {
-      if (!terminated) {
-        data.findings.push({
-          category: "malformed",
-          chainId,
-          location,
-          detail: "unterminated final line (an interrupted write, or a cut file)",
-        });
-        continue;
-      }
-      data.records.push({ text: line, location });
+/**
+ * The lines of one segment file with their locations, read as a stream. A final line
+ * without a newline is reported as not terminated (it was cut, or is still being written).
+ */
+async function* segmentLines(
+  path: string,
+): AsyncIterable<{ line: string; location: string; terminated: boolean }> {
+  const name = basename(path);
+  const decoder = new StringDecoder("utf8");
+  let rest = "";
+  let n = 0;
+  for await (const chunk of createReadStream(path)) {
+    rest += decoder.write(chunk as Buffer);
+    let from = 0;
+    for (let nl = rest.indexOf("\n"); nl >= 0; nl = rest.indexOf("\n", from)) {
+      yield { line: rest.slice(from, nl), location: `${name}:${++n}`, terminated: true };
+      from = nl + 1;
     }
+    rest = rest.slice(from);
   }
-  for (const segment of await listSegments(chainDir, "manifests")) {
-    for (const { line, location, terminated } of await readLines(segment)) {
-      if (!terminated) {
-        data.findings.push({
-          category: "malformed",
-          chainId,
-          location,
-          detail: "manifest entry: unterminated final line",
-        });
-        continue;
-      }
-      addManifestLine(data, line, location);
-    }
-  }
-  return data;
+  rest += decoder.end();
+  if (rest !== "") yield { line: rest, location: `${name}:${n + 1}`, terminated: false };
 }

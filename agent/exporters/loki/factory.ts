@@ -1,17 +1,14 @@
 import { AgentError } from "../../common/errors.js";
-import type { ExporterFactory } from "../api.js";
+import { implementExporter } from "../descriptor.js";
 import type { AuditSource } from "../source.js";
 import { HttpClient } from "../http/client.js";
 import type { HttpClientConfig } from "../http/config.js";
 import { type LokiExporterConfig, lokiExporterConfigSchema } from "./config.js";
+import { lokiExporter } from "./descriptor.js";
 import { LokiSource } from "./reader.js";
 import { LokiSink } from "./sink.js";
 
-/** `exporters.loki`: audit records as Loki entries (docs/exporter-loki.md). */
-export const lokiExporterFactory: ExporterFactory<typeof lokiExporterConfigSchema> = {
-  kind: "exporter",
-  type: "loki",
-  configSchema: lokiExporterConfigSchema,
+export const lokiExporterFactory = implementExporter(lokiExporter, {
   create(settings, config) {
     return {
       sink: new LokiSink(
@@ -30,7 +27,7 @@ export const lokiExporterFactory: ExporterFactory<typeof lokiExporterConfigSchem
       match: config.labels.static,
       read: config.read,
     }),
-};
+});
 
 function httpConfig(config: LokiExporterConfig): HttpClientConfig {
   return {

@@ -1,6 +1,12 @@
 import { createHash } from "node:crypto";
 import { AgentError } from "../../common/errors.js";
-import { type AuditSource, addManifestLine, type ChainData } from "../source.js";
+import {
+  type AuditSource,
+  addManifestLine,
+  type ChainData,
+  type ChainReader,
+  chainReaderOf,
+} from "../source.js";
 import { HttpClient, type HttpResponse } from "../http/client.js";
 import type { HttpClientConfig } from "../http/config.js";
 import { type LokiReadConfig, sinceEpochMs } from "./config.js";
@@ -39,7 +45,12 @@ export class LokiSource implements AuditSource {
     this.description = `loki:${options.http.endpoint}${options.tenantId ? ` (tenant ${options.tenantId})` : ""}`;
   }
 
-  async readChains(): Promise<ChainData[]> {
+  /** Each chain is read whole, then handed on as one page (see chainReaderOf). */
+  async *chains(): AsyncIterable<ChainReader> {
+    for (const data of await this.loadChains()) yield chainReaderOf(data);
+  }
+
+  private async loadChains(): Promise<ChainData[]> {
     const client = new HttpClient(this.options.http);
     try {
       return await new LokiRead(client, this.options).chains();

@@ -1,5 +1,9 @@
 import { z } from "zod";
-import { durationSchema, endpointSchema, retryOnFailureSchema } from "../../common/config-schema.js";
+import {
+  durationSchema,
+  endpointSchema,
+  retryOnFailureSchema,
+} from "../../common/config-schema.js";
 import { httpClientFields } from "../http/config.js";
 
 /**

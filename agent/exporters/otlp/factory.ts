@@ -1,10 +1,8 @@
-import type { ExporterComponent, ExporterFactory, ExporterSettings } from "../api.js";
+import type { ExporterComponent, ExporterSettings } from "../api.js";
+import { implementExporter } from "../descriptor.js";
 import { OtlpAuditSink } from "./audit-sink.js";
-import {
-  type ForwardingConfig,
-  otlpGrpcExporterConfigSchema,
-  otlpHttpExporterConfigSchema,
-} from "./config.js";
+import type { ForwardingConfig } from "./config.js";
+import { otlpGrpcExporter, otlpHttpExporter } from "./descriptor.js";
 import { SendingQueue } from "./sending-queue.js";
 import { httpTransport, type OtlpTransport } from "./transport.js";
 
@@ -24,19 +22,11 @@ function component(
   };
 }
 
-export const otlpHttpExporterFactory: ExporterFactory<typeof otlpHttpExporterConfigSchema> = {
-  kind: "exporter",
-  type: "otlp_http",
-  configSchema: otlpHttpExporterConfigSchema,
+export const otlpHttpExporterFactory = implementExporter(otlpHttpExporter, {
   create: (settings, config) => component(settings, config, httpTransport(config)),
-  storesAuditRecords: (config) => config.audit,
-};
+});
 
-export const otlpGrpcExporterFactory: ExporterFactory<typeof otlpGrpcExporterConfigSchema> = {
-  kind: "exporter",
-  type: "otlp_grpc",
-  configSchema: otlpGrpcExporterConfigSchema,
+export const otlpGrpcExporterFactory = implementExporter(otlpGrpcExporter, {
   create: async (settings, config) =>
     component(settings, config, (await import("./grpc-transport.js")).grpcTransport(config)),
-  storesAuditRecords: (config) => config.audit,
-};
+});

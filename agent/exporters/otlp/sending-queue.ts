@@ -1,6 +1,7 @@
+import { type Clock, systemClock, type TimerHandle } from "../../common/clock.js";
 import type { AgentCounters } from "../../telemetry/counters.js";
 import type { Logger } from "../../telemetry/logger.js";
-import { Backoff } from "../backoff.js";
+import { Backoff, type BackoffOptions } from "../backoff.js";
 import type { ForwardingConfig } from "./config.js";
 import type { OtlpTransport } from "./transport.js";
 
@@ -20,7 +21,8 @@ export class SendingQueue {
   private loop: Promise<void> | null = null;
   private wake: (() => void) | null = null;
   private stopping = false;
-  private sleepTimer: NodeJS.Timeout | null = null;
+  private sleepTimer: TimerHandle | null = null;
+  private readonly clock: Clock;
   dropped = 0;
 
   constructor(
@@ -29,7 +31,11 @@ export class SendingQueue {
     private readonly config: ForwardingConfig,
     private readonly counters: AgentCounters,
     private readonly logger: Logger,
-  ) {}
+    /** Time and jitter for retries and the shutdown deadline: the real ones unless testing. */
+    private readonly timing: BackoffOptions = {},
+  ) {
+    this.clock = timing.clock ?? systemClock;
+  }
 
   /** True when a full queue should refuse the client's request instead of dropping. */
   get refusesWhenFull(): boolean {
@@ -80,7 +86,7 @@ export class SendingQueue {
         this.wake = null;
         continue;
       }
-      const backoff = new Backoff(this.config.retry_on_failure);
+      const backoff = new Backoff(this.config.retry_on_failure, this.timing);
       for (;;) {
         try {
           await this.transport.send(item.body);
@@ -102,7 +108,7 @@ export class SendingQueue {
           );
           await new Promise<void>((resolve) => {
             this.wake = resolve;
-            this.sleepTimer = setTimeout(resolve, delay);
+            this.sleepTimer = this.clock.setTimeout(resolve, delay);
           });
           this.wake = null;
         }
@@ -117,23 +123,26 @@ export class SendingQueue {
    * being sent towards queue_size.
    */
   async shutdown(deadline: number): Promise<void> {
-    while (this.items.length > 0 && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 10));
+    while (this.items.length > 0 && this.clock.now() < deadline)
+      await new Promise<void>((r) => this.clock.setTimeout(r, 10));
     this.stopping = true;
-    if (this.sleepTimer) clearTimeout(this.sleepTimer);
+    if (this.sleepTimer) this.clock.clearTimeout(this.sleepTimer);
     const left = this.items.splice(1);
     const leftRecords = left.reduce((n, i) => n + i.records, 0);
     if (leftRecords > 0)
       this.drop(leftRecords, "the agent stopped before the upstream accepted them");
     this.wake?.();
-    let timer: NodeJS.Timeout | undefined;
+    let timer: TimerHandle | undefined;
     const settled = await Promise.race([
       this.loop?.then(() => true),
       new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(false), Math.max(0, deadline - Date.now()));
+        timer = this.clock.setTimeout(
+          () => resolve(false),
+          Math.max(0, deadline - this.clock.now()),
+        );
       }),
     ]);
-    clearTimeout(timer);
+    this.clock.clearTimeout(timer);
     const inFlight = this.items[0];
     if (!settled && inFlight)
       this.drop(inFlight.records, "the upstream did not answer before the agent stopped");

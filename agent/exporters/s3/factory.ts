@@ -1,15 +1,11 @@
-import type { ExporterFactory } from "../api.js";
+import { implementExporter } from "../descriptor.js";
 import type { AuditSource } from "../source.js";
 import { connectionFromConfig, connectionFromUrl } from "./client.js";
-import { s3ExporterConfigSchema } from "./config.js";
+import { s3Exporter } from "./descriptor.js";
 import { parseS3Url, S3Source } from "./reader.js";
 import { S3Sink } from "./sink.js";
 
-/** `exporters.s3`: batches and manifests as write-once objects (docs/exporter-s3.md). */
-export const s3ExporterFactory: ExporterFactory<typeof s3ExporterConfigSchema> = {
-  kind: "exporter",
-  type: "s3",
-  configSchema: s3ExporterConfigSchema,
+export const s3ExporterFactory = implementExporter(s3Exporter, {
   create(settings, config) {
     return {
       sink: new S3Sink(
@@ -22,7 +18,7 @@ export const s3ExporterFactory: ExporterFactory<typeof s3ExporterConfigSchema> =
     };
   },
   reader: (config) => new S3Source(connectionFromConfig(config)),
-};
+});
 
 /**
  * `verify --source s3://BUCKET/PREFIX`: endpoint from AWS_ENDPOINT_URL_S3 or

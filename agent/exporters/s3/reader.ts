@@ -1,7 +1,13 @@
 import { gunzipSync } from "node:zlib";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { AgentError } from "../../common/errors.js";
-import { type AuditSource, addManifestLine, type ChainData } from "../source.js";
+import {
+  type AuditSource,
+  addManifestLine,
+  type ChainData,
+  type ChainReader,
+  chainReaderOf,
+} from "../source.js";
 import {
   bodyBytes,
   createS3Client,
@@ -46,7 +52,12 @@ export class S3Source implements AuditSource {
     this.description = describeConnection(conn);
   }
 
-  async readChains(): Promise<ChainData[]> {
+  /** Each chain is read whole, then handed on as one page (see chainReaderOf). */
+  async *chains(): AsyncIterable<ChainReader> {
+    for (const data of await this.loadChains()) yield chainReaderOf(data);
+  }
+
+  private async loadChains(): Promise<ChainData[]> {
     const { s3, client } = await createS3Client(this.conn);
     try {
       return await this.read(s3, client);

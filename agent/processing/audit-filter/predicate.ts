@@ -1,11 +1,5 @@
 import { toDecimal } from "../../otlp/canonical-record.js";
-import type {
-  AnyValue,
-  InstrumentationScope,
-  KeyValue,
-  LogRecord,
-  Resource,
-} from "../../otlp/model.js";
+import type { AnyValue, KeyValue } from "../../otlp/model.js";
 import {
   type AuditPredicate,
   type AuditRecordView,
@@ -14,7 +8,6 @@ import {
 import type { AuditCondition, AuditFilterConfig } from "./config.js";
 
 export type { AuditPredicate, AuditRecordView };
-
 
 type Scalar = string | number | boolean;
 
@@ -26,7 +19,6 @@ const SEVERITY_FLOOR: Record<string, number> = {
   ERROR: 17,
   FATAL: 21,
 };
-
 
 function valueEquals(v: AnyValue | null | undefined, expected: Scalar): boolean {
   if (v == null) return false;

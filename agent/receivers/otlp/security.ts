@@ -1,5 +1,6 @@
 import { timingSafeEqual } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { type Clock, systemClock } from "../../common/clock.js";
 import { AgentError } from "../../common/errors.js";
 import type { ReceiverAuthConfig } from "./config.js";
 
@@ -40,20 +41,23 @@ export class BearerAuth {
 
 export class TokenBucket {
   private tokens: number;
-  private last = performance.now();
+  private last: number;
   private readonly burst: number;
 
   constructor(
     private readonly perSecond: number,
     burst?: number,
+    /** Refills by its monotonic time, which a wall-clock step cannot drain or flood. */
+    private readonly clock: Clock = systemClock,
   ) {
     this.burst = burst ?? Math.max(1, Math.ceil(perSecond));
     this.tokens = this.burst;
+    this.last = clock.monotonic();
   }
 
   /** Takes one token; false when the rate is exceeded. */
   take(): boolean {
-    const now = performance.now();
+    const now = this.clock.monotonic();
     this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.perSecond);
     this.last = now;
     if (this.tokens < 1) return false;

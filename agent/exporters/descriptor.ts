@@ -1,0 +1,90 @@
+import type { z } from "zod";
+import type {
+  ExporterCapabilities,
+  ExporterComponent,
+  ExporterFactory,
+  ExporterSettings,
+} from "./api.js";
+import type { AuditSource } from "./source.js";
+
+/**
+ * What the agent knows of an exporter plugin without loading its code: each plugin folder
+ * has a descriptor.ts exporting one of these, and config/registry.ts lists them, one line
+ * each. The registry, config validation, the safety warnings and `verify --source` are
+ * all derived from the descriptors; a plugin's sink, reader and client are imported only
+ * when an agent or the verifier first uses them.
+ */
+export interface ExporterDescriptor<S extends z.ZodType = z.ZodType> {
+  readonly type: string;
+  readonly configSchema: S;
+  readonly capabilities: ExporterCapabilities;
+  /** Whether a config receives audit records (default: always). */
+  storesAuditRecords?(config: z.output<S>): boolean;
+  /** `audit-agent verify --source SCHEME:…`, for readable exporters. */
+  readonly source?: SourceScheme;
+  /** The plugin's implementation (see implementExporter). */
+  load(): Promise<ExporterFactory<S>>;
+}
+
+/** A `verify --source` form, e.g. `loki:URL`. */
+export interface SourceScheme {
+  /** What comes before the first ':' of the spec. */
+  readonly scheme: string;
+  /** The form to show in help and errors, e.g. `loki:URL`. */
+  readonly usage: string;
+  /** A reader for the whole spec (scheme included). */
+  open(spec: string): Promise<AuditSource>;
+}
+
+/** What a plugin's code adds to its descriptor. */
+export interface ExporterImplementation<S extends z.ZodType> {
+  create(
+    settings: ExporterSettings,
+    config: z.output<S>,
+  ): ExporterComponent | Promise<ExporterComponent>;
+  reader?(config: z.output<S>): AuditSource | Promise<AuditSource>;
+}
+
+/** A plugin's factory: its descriptor's metadata with its code. */
+export function implementExporter<S extends z.ZodType>(
+  descriptor: ExporterDescriptor<S>,
+  implementation: ExporterImplementation<S>,
+): ExporterFactory<S> {
+  return {
+    kind: "exporter",
+    type: descriptor.type,
+    configSchema: descriptor.configSchema,
+    capabilities: descriptor.capabilities,
+    ...(descriptor.storesAuditRecords ? { storesAuditRecords: descriptor.storesAuditRecords } : {}),
+    ...implementation,
+  };
+}
+
+/**
+ * The factory the registry holds for a descriptor: it loads the plugin's code when an
+ * agent first creates or reads one, so a running agent holds only the exporters it is
+ * configured with.
+ */
+export function lazyExporterFactory<S extends z.ZodType>(
+  descriptor: ExporterDescriptor<S>,
+): ExporterFactory<S> & { load(): Promise<ExporterFactory<S>> } {
+  const { type, capabilities } = descriptor;
+  return {
+    kind: "exporter",
+    type,
+    configSchema: descriptor.configSchema,
+    capabilities,
+    load: () => descriptor.load(),
+    create: async (settings, config) => (await descriptor.load()).create(settings, config),
+    ...(descriptor.storesAuditRecords ? { storesAuditRecords: descriptor.storesAuditRecords } : {}),
+    ...(capabilities.readable
+      ? {
+          async reader(config: z.output<S>) {
+            const factory = await descriptor.load();
+            if (!factory.reader) throw new Error(`exporter type ${type} cannot be read back`);
+            return factory.reader(config);
+          },
+        }
+      : {}),
+  };
+}

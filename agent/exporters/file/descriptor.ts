@@ -1,0 +1,19 @@
+import { resolve } from "node:path";
+import type { ExporterDescriptor } from "../descriptor.js";
+import { fileExporterConfigSchema } from "./config.js";
+
+/** `exporters.file`: rotating NDJSON segments of records and manifests (the default). */
+export const fileExporter: ExporterDescriptor<typeof fileExporterConfigSchema> = {
+  type: "file",
+  configSchema: fileExporterConfigSchema,
+  capabilities: { durable: true, readable: true },
+  source: {
+    scheme: "file",
+    usage: "file:DIR",
+    async open(spec) {
+      const dir = spec.slice("file:".length);
+      return (await import("./reader.js")).fileSource(resolve(dir));
+    },
+  },
+  load: async () => (await import("./factory.js")).fileExporterFactory,
+};
