@@ -12,7 +12,7 @@ import { fileSource } from "../dist/agent/exporters/file/reader.js";
 import { verifySource } from "../dist/agent/verify/verify.js";
 import { startAgent } from "./agent-proc.mjs";
 import { measureFloors } from "./floors.mjs";
-import { microSection } from "./micro/lib.mjs";
+import { formatMarkdown, microSection } from "./micro/lib.mjs";
 
 const run = promisify(execFile);
 const quick = process.argv.includes("--quick");
@@ -208,10 +208,10 @@ async function main() {
   console.log(
     `steady 10k/s: p99 ${fmt(steady.p99, 1)} ms, CPU ${fmt(steady.cpuPercent, 1)} %, RSS ${fmt(steady.peakRssMiB)} MiB`,
   );
-  writeResults({ floors, idle: idleResult, results, steady, quick });
+  await writeResults({ floors, idle: idleResult, results, steady, quick });
 }
 
-function writeResults({ floors, idle: idleResult, results, steady, quick: q }) {
+async function writeResults({ floors, idle: idleResult, results, steady, quick: q }) {
   const m = machine();
   const date = new Date().toISOString().slice(0, 10);
   const head = results.find(
@@ -281,7 +281,7 @@ ${micro ? `${micro}\n\n` : ""}## History
 
 ${[`- ${headline}`, ...history].slice(0, 20).join("\n")}
 `;
-  writeFileSync(path, md);
+  writeFileSync(path, await formatMarkdown(md, path));
   console.log(`\n${headline}\nwrote ${path}`);
 }
 

@@ -136,3 +136,10 @@ export function replaceSection(text, section) {
   if (history >= 0) return `${text.slice(0, history)}${body}${text.slice(history)}`;
   return `${text.trimEnd()}\n\n${section.trimEnd()}\n`;
 }
+
+/** Markdown as `prettier --write` leaves it: RESULTS.md is checked by `npm run lint`. */
+export async function formatMarkdown(text, path) {
+  const prettier = await import("prettier");
+  const options = (await prettier.resolveConfig(path)) ?? {};
+  return prettier.format(text, { ...options, filepath: path });
+}

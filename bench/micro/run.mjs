@@ -7,7 +7,7 @@ import { cpus, loadavg } from "node:os";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { markdown, replaceSection } from "./lib.mjs";
+import { formatMarkdown, markdown, replaceSection } from "./lib.mjs";
 
 const run = promisify(execFile);
 const HERE = new URL(".", import.meta.url).pathname;
@@ -39,6 +39,6 @@ Each case is timed in 5 interleaved rounds with the other cases of its group, an
 ${sections.join("\n\n")}
 `;
   const text = existsSync(path) ? readFileSync(path, "utf8") : "# Benchmark results\n";
-  writeFileSync(path, replaceSection(text, body));
+  writeFileSync(path, await formatMarkdown(replaceSection(text, body), path));
   console.log(`\nwrote the Micro benchmarks section of ${path}`);
 }
