@@ -65,7 +65,12 @@ export class Sealer {
   private loop: Promise<void> | null = null;
   private stopping = false;
   private timer: TimerHandle | null = null;
-  private wakeLoop: (() => void) | null = null;
+  /**
+   * Resolves once stop() is called. One promise for every wait, so no wait can miss the
+   * signal (a resolver kept per wait was overwritten by the next wait).
+   */
+  private readonly stopped: Promise<void>;
+  private signalStop: () => void = () => {};
   private sealing: Promise<void> = Promise.resolve();
   private readonly log: ChainLog;
   private readonly sealed: SealedLog;
@@ -75,6 +80,9 @@ export class Sealer {
     this.log = options.log;
     this.sealed = options.sealed;
     this.clock = options.clock ?? systemClock;
+    this.stopped = new Promise((resolve) => {
+      this.signalStop = resolve;
+    });
   }
 
   /** A sealer for the chain, with the signing key recorded (see recordSigner). */
@@ -98,10 +106,11 @@ export class Sealer {
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.timer) this.clock.clearTimeout(this.timer);
-    this.wakeLoop?.();
+    this.signalStop();
     this.options.gate?.stop();
     await this.loop;
-    await this.sealing;
+    // A failed seal was logged by the loop; stopping must not fail on it.
+    await this.sealing.catch(() => undefined);
     this.sealed.wake();
   }
 
@@ -191,9 +200,7 @@ export class Sealer {
   }
 
   private stopSignal(): Promise<void> {
-    return new Promise((resolve) => {
-      this.wakeLoop = resolve;
-    });
+    return this.stopped;
   }
 
   private delay(ms: number): Promise<void> {

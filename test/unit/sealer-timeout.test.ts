@@ -27,6 +27,10 @@ afterEach(async () => {
 });
 
 async function startSealer(clock: ManualClock): Promise<Wal> {
+  return (await startSealerWith(clock)).wal;
+}
+
+async function startSealerWith(clock: ManualClock): Promise<{ wal: Wal; sealer: Sealer }> {
   const tmp = makeTempDir("sealer-timeout-");
   cleanups.push(() => tmp.cleanup());
   const wal = await openWal({ directory: join(tmp.path, "wal"), maxBytes: 64 << 20 });
@@ -42,7 +46,7 @@ async function startSealer(clock: ManualClock): Promise<Wal> {
   });
   sealer.start();
   cleanups.push(() => sealer.stop());
-  return wal;
+  return { wal, sealer };
 }
 
 const append = (wal: Wal, from: number, n: number) =>
@@ -105,5 +109,18 @@ describe("the sealer's batch timeout on a manual clock", () => {
     await vi.waitFor(() => expect(wal.sealed.entryCount).toBe(1), io);
     expect(clock.monotonic()).toBe(1000);
     expect(await wal.sealed.readEntry(0)).toMatchObject({ firstSeq: 0, lastSeq: 99, count: 100 });
+  });
+
+  it("stops at once while it waits to retry a failed seal (SIGTERM must not hang)", async () => {
+    const clock = new ManualClock();
+    const { wal, sealer } = await startSealerWith(clock);
+    vi.spyOn(wal.log, "read").mockRejectedValue(new Error("EIO: read failed"));
+    await append(wal, 0, 100);
+    await clock.waitForTimers(); // the retry delay: nothing will advance the clock now
+    let stopped = false;
+    const stopping = sealer.stop().then(() => (stopped = true));
+    await vi.waitFor(() => expect(stopped).toBe(true), io);
+    await stopping;
+    expect(wal.sealed.entryCount).toBe(0);
   });
 });
