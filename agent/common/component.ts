@@ -24,3 +24,18 @@ export interface FactoryBase<S extends z.ZodType> {
 export interface ExtensionFactory<S extends z.ZodType = z.ZodType> extends FactoryBase<S> {
   readonly kind: "extension";
 }
+
+/**
+ * The validated config of a component that `factory` made, typed by the factory's schema.
+ * Configs are held as `unknown` next to their factory (a list mixes types); this is the
+ * one checked way back to the type, instead of a cast at each use.
+ */
+export function configFor<S extends z.ZodType>(
+  component: { readonly factory: { readonly type: string }; readonly config: unknown },
+  factory: FactoryBase<S>,
+): z.output<S> {
+  if (component.factory.type !== factory.type) {
+    throw new Error(`a ${component.factory.type} component's config read as ${factory.type}'s`);
+  }
+  return component.config as z.output<S>;
+}

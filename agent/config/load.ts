@@ -2,10 +2,16 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import YAML, { LineCounter } from "yaml";
 import { z } from "zod";
-import { type WalConfig, walConfigSchema } from "../store/config.js";
-import { type SigningConfig, signingConfigSchema } from "../sealing/config.js";
-import type { VerificationConfig } from "../verify/config.js";
-import type { HealthCheckConfig } from "../telemetry/health-config.js";
+import { type WalConfig, walConfigSchema, walExtensionFactory } from "../store/config.js";
+import {
+  type SigningConfig,
+  signingConfigSchema,
+  signingExtensionFactory,
+} from "../sealing/config.js";
+import { type VerificationConfig, verificationExtensionFactory } from "../verify/config.js";
+import { type HealthCheckConfig, healthCheckExtensionFactory } from "../telemetry/health-config.js";
+import { configFor } from "../common/component.js";
+import { auditFilterFactory as auditFilter } from "../processing/audit-filter/factory.js";
 import { endpointSchema } from "../common/config-schema.js";
 import { AgentError } from "../common/errors.js";
 import {
@@ -16,7 +22,7 @@ import type { AnyFactory } from "./registry.js";
 import type { ExporterFactory } from "../exporters/api.js";
 import type { ProcessorFactory } from "../processing/api.js";
 import type { ReceiverFactory } from "../receivers/api.js";
-import { factories as registeredFactories } from "./registry.js";
+import { durableExporterTypes, oneOf, factories as registeredFactories } from "./registry.js";
 import type { LogLevel } from "../telemetry/logger.js";
 import { type ExpandIssue, expandEnv, type TypedReference } from "./expand.js";
 import { ConfigProblems, dotted, type Path } from "./parse-problems.js";
@@ -359,14 +365,14 @@ function checkComponents(
   ) {
     report.add(
       [...p, "exporters"],
-      "no exporter stores audit records: add file, loki, s3 or elasticsearch (or set audit: true on an otlp exporter)",
+      `no exporter stores audit records: add ${oneOf(durableExporterTypes())} (or set audit: true on an otlp exporter)`,
     );
   }
   const verifications = [...defined.extensions.values()].filter(
     (c) => c.factory.type === "verification",
   );
   for (const v of verifications) {
-    for (const [i, id] of ((v.config as VerificationConfig).exporters ?? []).entries()) {
+    for (const [i, id] of (configFor(v, verificationExtensionFactory).exporters ?? []).entries()) {
       const exporter = exporters.find((e) => e.id === id);
       if (!exporter)
         report.add(
@@ -413,9 +419,12 @@ function assembleConfig(
   const auditFilterFactory = registeredFactories.find(
     (f) => f.kind === "processor" && f.type === "audit_filter",
   ) as ProcessorFactory;
-  const wal = (wals[0]?.config as WalConfig | undefined) ?? walConfigSchema.parse({});
-  const signing =
-    (signers[0]?.config as SigningConfig | undefined) ?? signingConfigSchema.parse({});
+  const wal: WalConfig = wals[0]
+    ? configFor(wals[0], walExtensionFactory)
+    : walConfigSchema.parse({});
+  const signing = signers[0]
+    ? configFor(signers[0], signingExtensionFactory)
+    : signingConfigSchema.parse({});
   return {
     file,
     receivers: receivers as ComponentConfig<ReceiverFactory>[],
@@ -423,7 +432,7 @@ function assembleConfig(
       ? {
           id: filter.id,
           factory: filter.factory as ProcessorFactory,
-          config: filter.config as AuditFilterConfig,
+          config: configFor(filter, auditFilter),
         }
       : {
           id: "audit_filter",
@@ -432,7 +441,9 @@ function assembleConfig(
         },
     exporters: exporters as ComponentConfig<ExporterFactory>[],
     wal: { ...wal, directory: resolve(wal.directory) },
-    verification: (verifications[0]?.config as VerificationConfig | undefined) ?? null,
+    verification: verifications[0]
+      ? configFor(verifications[0], verificationExtensionFactory)
+      : null,
     signing: {
       ...signing,
       key_file: resolve(signing.key_file),
@@ -445,7 +456,7 @@ function assembleConfig(
       const h = [...defined.extensions.values()].find(
         (c) => c.factory.type === "health_check" && top.service.extensions.includes(c.id),
       );
-      return (h?.config as HealthCheckConfig | undefined) ?? null;
+      return h ? configFor(h, healthCheckExtensionFactory) : null;
     })(),
     warnings,
   };

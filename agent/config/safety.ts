@@ -1,4 +1,6 @@
+import { configFor } from "../common/component.js";
 import type { RetryOnFailure } from "../common/config-schema.js";
+import { otlpReceiverFactory } from "../receivers/otlp/factory.js";
 import { splitEndpoint } from "../common/config-schema.js";
 import type { AgentConfig } from "./load.js";
 import { durableExporterTypes, oneOf } from "./registry.js";
@@ -18,8 +20,10 @@ interface ProtocolSettings {
 export function unsafeSettings(config: AgentConfig): string[] {
   const warnings: string[] = [];
   for (const r of config.receivers) {
-    const protocols =
-      (r.config as { protocols?: Record<string, ProtocolSettings | undefined> }).protocols ?? {};
+    const protocols: Record<string, ProtocolSettings | undefined> = configFor(
+      r,
+      otlpReceiverFactory,
+    ).protocols;
     for (const [name, p] of Object.entries(protocols)) {
       if (!p) continue;
       const { host } = splitEndpoint(p.endpoint);
@@ -36,9 +40,8 @@ export function unsafeSettings(config: AgentConfig): string[] {
     }
   }
   for (const e of config.exporters) {
-    const c = e.config as { retry_on_failure?: RetryOnFailure; audit?: boolean };
     const stores = e.factory.storesAuditRecords?.(e.config) ?? true;
-    const retry = c.retry_on_failure;
+    const retry = retryOf(e.config);
     if (stores && retry && (!retry.enabled || retry.max_elapsed_time > 0)) {
       warnings.push(
         `exporters.${e.id}.retry_on_failure ${retry.enabled ? `gives up after max_elapsed_time ${retry.max_elapsed_time / 1000}s` : "is disabled"}: the first lasting failure stops this exporter (its records wait in the WAL until a restart, and the WAL fills). For audit data leave enabled: true and max_elapsed_time: 0s`,
@@ -63,4 +66,12 @@ export function unsafeSettings(config: AgentConfig): string[] {
     }
   }
   return warnings;
+}
+
+/** An exporter config's retry_on_failure, when it has one (every durable exporter does). */
+function retryOf(config: unknown): RetryOnFailure | undefined {
+  const retry = (config as { retry_on_failure?: Partial<RetryOnFailure> } | null)?.retry_on_failure;
+  return typeof retry?.enabled === "boolean" && typeof retry.max_elapsed_time === "number"
+    ? (retry as RetryOnFailure)
+    : undefined;
 }

@@ -208,13 +208,17 @@ export async function batchesInBucket(
         checkpoint: stored.checkpoint,
         firstSeq: isBatch ? Number(m.firstSeq) : 0,
         lastSeq: isBatch ? Number(m.lastSeq) : -1,
+        count: 0,
         records: [],
       });
     }
   }
-  for (const b of batches) if (b.lastSeq >= b.firstSeq) b.records = records.get(b.firstSeq) ?? [];
-  batches.sort((a, b) => a.index - b.index);
-  return { chainId, batches };
+  const withRecords = batches.map((b) => {
+    const held = b.lastSeq >= b.firstSeq ? (records.get(b.firstSeq) ?? []) : [];
+    return { ...b, count: held.length, records: held };
+  });
+  withRecords.sort((a, b) => a.index - b.index);
+  return { chainId, batches: withRecords };
 }
 
 export interface ProxiedRequest {

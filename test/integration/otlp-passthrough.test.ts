@@ -7,10 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { contextSuffix, recordJson } from "../../agent/otlp/canonical-record.js";
 import { ConfigError, parseConfig } from "../../agent/config/load.js";
 import type { ExportLogsServiceRequest } from "../../agent/otlp/model.js";
-import {
-  decodeLogsRequest,
-  encodeLogsResponse,
-} from "../../agent/otlp/protobuf-codec.js";
+import { decodeLogsRequest, encodeLogsResponse } from "../../agent/otlp/protobuf-codec.js";
 import { type RunningAgent, startAgent } from "../../agent/service/agent.js";
 import { createLogger } from "../../agent/telemetry/logger.js";
 import { makeTempDir, readOutput, testConfigYaml, waitFor } from "../helpers/agent.js";

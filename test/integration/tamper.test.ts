@@ -19,7 +19,11 @@ import {
   signManifest,
 } from "../../agent/integrity/manifest.js";
 import { parseNote } from "../../agent/integrity/note.js";
-import { generateSigningKey, type PublicKey, type SigningKey } from "../../agent/integrity/signing.js";
+import {
+  generateSigningKey,
+  type PublicKey,
+  type SigningKey,
+} from "../../agent/integrity/signing.js";
 import { parseConfig } from "../../agent/config/load.js";
 import { fileSource } from "../../agent/exporters/file/reader.js";
 import { startAgent } from "../../agent/service/agent.js";
