@@ -23,10 +23,7 @@ export type DeliveryState = "starting" | "running" | "retrying" | "failed" | "st
 export class DeliveryLoop {
   state: DeliveryState = "starting";
   lastError: string | null = null;
-  private cursor = -1;
-  private index = -1;
-  /** Index of the last batch whose delivery is recorded in the persisted cursor. */
-  private committed = -1;
+  /** The cursor write in flight, if any (one at a time; see requestCommit). */
   private committing: Promise<void> | null = null;
   private stopping = false;
   private draining = false;
@@ -52,12 +49,12 @@ export class DeliveryLoop {
 
   /** Index of the last sealed batch this exporter has durably delivered (−1: none). */
   get deliveredIndex(): number {
-    return this.index;
+    return this.cursors.position(this.exporterId).index;
   }
 
   /** Last seq this exporter has durably delivered. */
   get deliveredThrough(): number {
-    return this.cursor;
+    return this.cursors.position(this.exporterId).seq;
   }
 
   start(): void {
@@ -79,7 +76,7 @@ export class DeliveryLoop {
     });
     const outcome = await Promise.race([this.loop ?? Promise.resolve(), timedOut]);
     this.clock.clearTimeout(timer);
-    return outcome !== "timeout" && this.index >= this.sealed.entryCount - 1;
+    return outcome !== "timeout" && this.deliveredIndex >= this.sealed.entryCount - 1;
   }
 
   async stop(): Promise<void> {
@@ -96,28 +93,25 @@ export class DeliveryLoop {
     if (opened === null) return;
     const held = opened.value;
     const saved = await this.cursors.load(this.exporterId);
-    this.cursor = saved.seq;
-    this.index = saved.index ?? (await this.sealed.firstEntryAfterSeq(saved.seq)) - 1;
-    const heldEntry = held !== null && held > this.index ? await this.sealed.readEntry(held) : null;
-    if (held !== null && held > this.index && heldEntry === null) {
+    const index = saved.index ?? (await this.sealed.firstEntryAfterSeq(saved.seq)) - 1;
+    this.cursors.resume(this.exporterId, { seq: saved.seq, index });
+    const heldEntry = held !== null && held > index ? await this.sealed.readEntry(held) : null;
+    if (held !== null && held > index && heldEntry === null) {
       // The backend claims a batch this agent never sealed (a backend kept from an earlier
       // WAL with the same chain id): trust the cursor, not the backend, and skip nothing.
       this.logger.warn(
         { exporter: this.exporterId, held, sealed: this.sealed.entryCount },
         "backend holds batches this agent never sealed; delivering from the cursor",
       );
-    } else if (held !== null && held > this.index) {
-      const entry = heldEntry;
+    } else if (held !== null && held > index) {
       this.logger.info(
-        { exporter: this.exporterId, cursor: this.index, held },
+        { exporter: this.exporterId, cursor: index, held },
         "backend already holds batches past the cursor; resuming after them",
       );
-      this.index = held;
-      if (entry && entry.count > 0) this.cursor = entry.lastSeq;
-      await this.cursors.commit(this.exporterId, this.cursor, this.index);
+      const seq = heldEntry && heldEntry.count > 0 ? heldEntry.lastSeq : saved.seq;
+      await this.cursors.commit(this.exporterId, seq, held);
     }
     this.state = "running";
-    this.committed = this.index;
     try {
       await this.deliverSealed();
     } finally {
@@ -134,15 +128,11 @@ export class DeliveryLoop {
    * are sent again (which every sink tolerates; see RecordSink.open).
    */
   private requestCommit(): void {
-    if (this.committing !== null || this.committed >= this.index) return;
-    const index = this.index;
-    const cursor = this.cursor;
+    if (this.committing !== null || !this.cursors.unpersisted(this.exporterId)) return;
     this.committing = this.cursors
-      .commit(this.exporterId, cursor, index)
+      .persist(this.exporterId)
       .then(
-        () => {
-          this.committed = index;
-        },
+        () => undefined,
         (err: unknown) => {
           // The batches stay delivered; the next commit (or a restart's re-send) covers them.
           this.logger.warn({ exporter: this.exporterId, err }, "could not persist the cursor");
@@ -157,18 +147,16 @@ export class DeliveryLoop {
   /** Waits for the commit in flight, then commits whatever it did not cover. */
   private async settleCommits(): Promise<void> {
     while (this.committing !== null) await this.committing;
-    if (this.committed < this.index) {
-      await this.cursors.commit(this.exporterId, this.cursor, this.index);
-      this.committed = this.index;
-    }
+    if (this.cursors.unpersisted(this.exporterId)) await this.cursors.persist(this.exporterId);
   }
 
   /** The delivery loop proper. */
   private async deliverSealed(): Promise<void> {
     while (!this.stopping) {
-      if (this.index >= this.sealed.entryCount - 1) {
+      const { index } = this.cursors.position(this.exporterId);
+      if (index >= this.sealed.entryCount - 1) {
         if (this.draining) return;
-        await this.sealed.waitForEntryAfter(this.index);
+        await this.sealed.waitForEntryAfter(index);
         continue;
       }
       const batches = await this.nextBatches();
@@ -180,8 +168,9 @@ export class DeliveryLoop {
       );
       if (written === null) return;
       const last = batches[batches.length - 1] as SealedBatch;
-      this.index = last.index;
-      for (const b of batches) if (b.records.length > 0) this.cursor = b.lastSeq;
+      let { seq } = this.cursors.position(this.exporterId);
+      for (const b of batches) if (b.records.length > 0) seq = b.lastSeq;
+      this.cursors.advance(this.exporterId, { seq, index: last.index });
       this.counters.sent(this.exporterId, records);
       this.requestCommit();
     }
@@ -197,7 +186,7 @@ export class DeliveryLoop {
     const entries: SealedEntry[] = [];
     let count = 0;
     for (
-      let i = this.index + 1;
+      let i = this.deliveredIndex + 1;
       i < this.sealed.entryCount && entries.length < maxBatches && count < GROUP_MAX_RECORDS;
       i++
     ) {

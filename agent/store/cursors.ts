@@ -2,18 +2,31 @@ import type { ChainLog } from "./chain-log.js";
 import { CURSOR_RANGE, cursorKey, exporterOfCursorKey, exporterStateRange } from "./keyspace.js";
 import type { Store } from "./store.js";
 
-/** Where an exporter is: the last seq it delivered and the last sealed entry (null: never recorded). */
+/** Where an exporter is as stored: the last seq it delivered and the last sealed entry (null: never recorded). */
 export interface CursorPosition {
   seq: number;
   index: number | null;
 }
 
+/** An exporter's position: the last seq and the last sealed-log entry it delivered. */
+export interface Position {
+  readonly seq: number;
+  readonly index: number;
+}
+
 /**
- * Each exporter's durable position — the only record of it. A commit also releases the
- * chain log's records that every exporter has now delivered, in the same LevelDB write.
+ * Each exporter's position — the only record of it, in memory and on disk. An exporter's
+ * delivery loop advances its delivered position after each write to the backend and asks
+ * for it to be persisted; persisting also releases the chain log's records that every
+ * exporter has now delivered, in the same LevelDB write.
  */
 export class Cursors {
+  /** Persisted seq per exporter: what releases are computed from. */
   private readonly positions = new Map<string, number>();
+  /** Delivered (possibly not yet persisted) position per exporter. */
+  private readonly delivered = new Map<string, Position>();
+  /** Persisted entry index per exporter. */
+  private readonly persistedIndex = new Map<string, number>();
   private releasing: Promise<void> = Promise.resolve();
 
   constructor(
@@ -33,6 +46,39 @@ export class Cursors {
     return { seq, index: indexText === undefined ? null : Number(indexText) };
   }
 
+  /** The exporter's delivered position (−1, −1 before load and resume). */
+  position(exporterId: string): Position {
+    return this.delivered.get(exporterId) ?? { seq: -1, index: -1 };
+  }
+
+  /**
+   * Records in memory that the exporter's backend now holds everything up to `position`.
+   * persist() writes it; until then a crash only means those batches are sent again.
+   */
+  advance(exporterId: string, position: Position): void {
+    this.delivered.set(exporterId, position);
+  }
+
+  /**
+   * Where the exporter's delivery resumes: its position as persisted, or as found out from
+   * the sealed log when the stored cursor names no entry. Counts as persisted.
+   */
+  resume(exporterId: string, position: Position): void {
+    this.delivered.set(exporterId, position);
+    this.persistedIndex.set(exporterId, position.index);
+  }
+
+  /** Whether the delivered position is ahead of the persisted one. */
+  unpersisted(exporterId: string): boolean {
+    return this.position(exporterId).index > (this.persistedIndex.get(exporterId) ?? -1);
+  }
+
+  /** Writes the exporter's delivered position (see commit). */
+  persist(exporterId: string): Promise<void> {
+    const d = this.position(exporterId);
+    return this.commit(exporterId, d.seq, d.index);
+  }
+
   /**
    * Records that `exporterId` holds everything up to `seq` (and sealed entry `index`) and
    * releases what every exporter now holds, in one LevelDB write. Not synced: LevelDB
@@ -42,6 +88,11 @@ export class Cursors {
    */
   async commit(exporterId: string, seq: number, index?: number): Promise<void> {
     this.positions.set(exporterId, seq);
+    if (index !== undefined) {
+      this.persistedIndex.set(exporterId, index);
+      const d = this.delivered.get(exporterId);
+      if (d === undefined || d.index < index) this.delivered.set(exporterId, { seq, index });
+    }
     const cursor = {
       type: "put" as const,
       key: cursorKey(exporterId),
