@@ -39,3 +39,11 @@ export function configFor<S extends z.ZodType>(
   }
   return component.config as z.output<S>;
 }
+
+/** The factory of an extension type: its name and config schema. */
+export function extensionFactory<S extends z.ZodType>(
+  type: string,
+  configSchema: S,
+): ExtensionFactory<S> {
+  return { kind: "extension", type, configSchema };
+}

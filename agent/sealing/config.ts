@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { durationSchema, endpointSchema } from "../common/config-schema.js";
-import type { ExtensionFactory } from "../common/component.js";
+import { extensionFactory } from "../common/component.js";
 
 /**
  * `extensions.signing`: the key that signs batch manifests and checkpoints, and how the
@@ -48,8 +48,4 @@ export const signingConfigSchema = z
 
 export type SigningConfig = z.infer<typeof signingConfigSchema>;
 
-export const signingExtensionFactory: ExtensionFactory<typeof signingConfigSchema> = {
-  kind: "extension",
-  type: "signing",
-  configSchema: signingConfigSchema,
-};
+export const signingExtensionFactory = extensionFactory("signing", signingConfigSchema);

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { CHAIN_ID_PATTERN } from "../integrity/format.js";
-import type { ExtensionFactory } from "../common/component.js";
+import { extensionFactory } from "../common/component.js";
 
 /**
  * `extensions.wal`: where and how much the write-ahead log buffers. The WAL is always
@@ -32,8 +32,4 @@ export const walConfigSchema = z
 
 export type WalConfig = z.infer<typeof walConfigSchema>;
 
-export const walExtensionFactory: ExtensionFactory<typeof walConfigSchema> = {
-  kind: "extension",
-  type: "wal",
-  configSchema: walConfigSchema,
-};
+export const walExtensionFactory = extensionFactory("wal", walConfigSchema);

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { ExtensionFactory } from "../common/component.js";
+import { extensionFactory } from "../common/component.js";
 import { endpointSchema } from "../common/config-schema.js";
 
 /**
@@ -19,8 +19,7 @@ export const healthCheckConfigSchema = z
 
 export type HealthCheckConfig = z.infer<typeof healthCheckConfigSchema>;
 
-export const healthCheckExtensionFactory: ExtensionFactory<typeof healthCheckConfigSchema> = {
-  kind: "extension",
-  type: "health_check",
-  configSchema: healthCheckConfigSchema,
-};
+export const healthCheckExtensionFactory = extensionFactory(
+  "health_check",
+  healthCheckConfigSchema,
+);

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { durationSchema } from "../common/config-schema.js";
-import type { ExtensionFactory } from "../common/component.js";
+import { extensionFactory } from "../common/component.js";
 
 /**
  * `extensions.verification`: the agent periodically reads what its exporters wrote and
@@ -19,8 +19,7 @@ export const verificationConfigSchema = z
 
 export type VerificationConfig = z.infer<typeof verificationConfigSchema>;
 
-export const verificationExtensionFactory: ExtensionFactory<typeof verificationConfigSchema> = {
-  kind: "extension",
-  type: "verification",
-  configSchema: verificationConfigSchema,
-};
+export const verificationExtensionFactory = extensionFactory(
+  "verification",
+  verificationConfigSchema,
+);
