@@ -89,9 +89,10 @@ export class Cursors {
   async commit(exporterId: string, seq: number, index?: number): Promise<void> {
     this.positions.set(exporterId, seq);
     if (index !== undefined) {
+      // What is written is the position, also when it moves back (an operator's rollback):
+      // the delivery loop then re-sends from there, which every sink tolerates.
       this.persistedIndex.set(exporterId, index);
-      const d = this.delivered.get(exporterId);
-      if (d === undefined || d.index < index) this.delivered.set(exporterId, { seq, index });
+      this.delivered.set(exporterId, { seq, index });
     }
     const cursor = {
       type: "put" as const,
