@@ -1,26 +1,25 @@
 import { parseCheckpointText, parseNote, verifyNote } from "../integrity/note.js";
 import type { PublicKey } from "../integrity/signing.js";
-import { readChains } from "../exporters/source.js";
+import { type StreamVerifyOptions, verifyChainStream } from "./stream-chain.js";
 import type { AuditSource, Finding, VerifyReport } from "./types.js";
-import { verifyChain } from "./verify-chain.js";
 
 /** Verifies every chain a source holds. */
 export async function verifySource(
   source: AuditSource,
   trusted: readonly PublicKey[],
   knownCheckpoints: readonly { note: string; location: string }[] = [],
+  streaming: Pick<StreamVerifyOptions, "window" | "onRecords"> = {},
 ): Promise<VerifyReport> {
-  // Held whole until the verifier streams (each reader already can): see exporters/source.ts.
-  const chains = await readChains(source);
   const findings: Finding[] = [];
   const summaries = [];
   const used = new Set<number>();
-  for (const chain of chains) {
+  // Chain by chain as the source streams them: memory is bounded by a window of records.
+  for await (const chain of source.chains()) {
     const {
       summary,
       findings: f,
       usedCheckpoints,
-    } = await verifyChain(chain, { trusted, knownCheckpoints });
+    } = await verifyChainStream(chain, { trusted, knownCheckpoints, ...streaming });
     summaries.push(summary);
     findings.push(...f);
     for (const i of usedCheckpoints) used.add(i);
@@ -46,7 +45,7 @@ export async function verifySource(
     source: source.description,
     chains: summaries,
     findings,
-    ok: findings.length === 0 && chains.length > 0,
+    ok: findings.length === 0 && summaries.length > 0,
   };
 }
 

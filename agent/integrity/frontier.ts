@@ -1,0 +1,40 @@
+import { nodeHash } from "./format.js";
+import { EMPTY_TREE_HASH } from "./merkle.js";
+
+/**
+ * The RFC 6962 Merkle tree of a growing list of leaves kept as its frontier (a compact
+ * range): the roots of the perfect subtrees it is made of, largest first — at most
+ * log2(n) + 1 hashes however many leaves were appended. Folding them right to left gives
+ * MTH(D[n]), since RFC 6962 splits a tree at the largest power of two below its size.
+ */
+export class Frontier {
+  private readonly hashes: Buffer[] = [];
+  private readonly widths: number[] = [];
+  private count = 0;
+
+  get size(): number {
+    return this.count;
+  }
+
+  append(leaf: Uint8Array): void {
+    let hash: Buffer = Buffer.from(leaf);
+    let width = 1;
+    while (this.widths.length > 0 && this.widths[this.widths.length - 1] === width) {
+      hash = nodeHash(this.hashes.pop() as Buffer, hash);
+      this.widths.pop();
+      width *= 2;
+    }
+    this.hashes.push(hash);
+    this.widths.push(width);
+    this.count++;
+  }
+
+  /** MTH of the leaves appended so far. */
+  root(): Buffer {
+    if (this.hashes.length === 0) return EMPTY_TREE_HASH;
+    let root = this.hashes[this.hashes.length - 1] as Buffer;
+    for (let i = this.hashes.length - 2; i >= 0; i--)
+      root = nodeHash(this.hashes[i] as Buffer, root);
+    return root;
+  }
+}

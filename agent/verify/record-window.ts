@@ -1,0 +1,250 @@
+import { genesisHash } from "../integrity/format.js";
+import type { AddFinding } from "./verify-findings.js";
+import { range } from "./verify-findings.js";
+
+/**
+ * Steps 1, 3 and 4 of verification (docs/integrity-format.md §7) over a stream of records
+ * in storage order, holding a window of records rather than the chain. Records are stored
+ * in ascending seq; a record is judged once the stream has gone `size` seqs past it, so a
+ * copy or a reorder within that window is judged exactly as with the whole chain in hand:
+ * one copy per seq is kept (the one the signed chain commits to), then the kept records'
+ * contiguity and links are checked in seq order. Later than that, a copy is compared with
+ * what was kept for its seq while that is remembered (another `size` seqs).
+ */
+
+/** One record line, parsed and hashed. */
+export interface WindowRecord {
+  seq: number;
+  leaf: Buffer;
+  prev: Buffer;
+  location: string;
+  time: string;
+}
+
+/** Where each step reports, so the report keeps the order of the steps. */
+export interface WindowReports {
+  /** Step 1: a record stored after a higher seq. */
+  reordered: AddFinding;
+  /** Step 3: copies of one seq. */
+  copies: AddFinding;
+  /** Step 4: gaps and links. */
+  links: AddFinding;
+}
+
+/** The records kept, in ascending seq, as they are judged. */
+export type KeptRecordSink = (rec: WindowRecord) => void;
+
+/** Copies of one seq compared in the window; more are judged as they come. */
+const MAX_COPIES = 16;
+
+export class RecordWindow {
+  private readonly pending = new Map<number, WindowRecord[]>();
+  private readonly order = new MinHeap();
+  private maxSeq = -1;
+  /** Seqs below this are judged. */
+  private judgedBelow = 0;
+  /** What was kept for the most recently judged seqs: leaf hash and location of its first copy. */
+  private readonly recent = new Map<number, { leaf: Buffer; first: string; kept: string }>();
+  private expectedSeq = 0;
+  private last: WindowRecord | null = null;
+  private readonly genesis: Buffer;
+
+  constructor(
+    chainId: string,
+    /** Leaf hashes the signed manifests commit to, by seq (lastLeaf, prevLeaf), in hex. */
+    private readonly committed: ReadonlyMap<number, string>,
+    private readonly report: WindowReports,
+    private readonly keep: KeptRecordSink,
+    private readonly size = 65_536,
+  ) {
+    this.genesis = genesisHash(chainId);
+  }
+
+  /** The seq after the last record kept so far. */
+  get nextSeq(): number {
+    return this.expectedSeq;
+  }
+
+  add(rec: WindowRecord): void {
+    const { seq } = rec;
+    if (seq > this.maxSeq) {
+      this.hold(rec);
+      this.maxSeq = seq;
+      this.judgeUpTo(seq - this.size);
+    } else if (seq >= this.judgedBelow) {
+      const copies = this.pending.get(seq);
+      if (copies === undefined) {
+        this.report.reordered(
+          "reordered",
+          rec.location,
+          `seq ${seq} is stored after seq ${this.maxSeq}`,
+          {
+            seq,
+          },
+        );
+        this.hold(rec);
+      } else if (copies.length < MAX_COPIES) copies.push(rec);
+      else this.judgeLateCopy(rec);
+    } else this.judgeLateCopy(rec);
+  }
+
+  /** Judges every record still held; returns the seq after the last one kept. */
+  end(): number {
+    this.judgeUpTo(Number.POSITIVE_INFINITY);
+    return this.expectedSeq;
+  }
+
+  private hold(rec: WindowRecord): void {
+    this.pending.set(rec.seq, [rec]);
+    this.order.push(rec.seq);
+  }
+
+  private judgeUpTo(seq: number): void {
+    while (this.order.size > 0 && this.order.peek() <= seq) this.judge(this.order.pop());
+  }
+
+  /** Step 3 for one seq: keeps the copy the chain commits to and reports the others. */
+  private judge(seq: number): void {
+    const copies = this.pending.get(seq) as WindowRecord[];
+    this.pending.delete(seq);
+    this.judgedBelow = seq + 1;
+    const first = copies[0] as WindowRecord;
+    let kept = first;
+    if (copies.length > 1) {
+      const distinct = copies.some((c) => !c.leaf.equals(first.leaf));
+      if (!distinct) {
+        for (const extra of copies.slice(1))
+          this.report.copies(
+            "duplicate",
+            extra.location,
+            `a second identical copy of seq ${seq} (first at ${first.location})`,
+            { seq },
+          );
+      } else {
+        const next = this.pending.get(seq + 1)?.[0];
+        const expected = this.committed.get(seq) ?? next?.prev.toString("hex");
+        kept = copies.find((c) => c.leaf.toString("hex") === expected) ?? first;
+        for (const c of copies) {
+          if (c === kept || c.leaf.equals(kept.leaf)) continue;
+          this.report.copies(
+            "inserted",
+            c.location,
+            `a different record claiming seq ${seq}; the chain commits to the one at ${kept.location}`,
+            { seq },
+          );
+        }
+      }
+    }
+    this.remember(seq, kept.leaf, first.location, kept.location);
+    this.link(kept);
+  }
+
+  /** A copy of a seq already judged: compared with what was kept for it. */
+  private judgeLateCopy(rec: WindowRecord): void {
+    const known = this.recent.get(rec.seq);
+    if (known === undefined) {
+      this.report.reordered(
+        "reordered",
+        rec.location,
+        `seq ${rec.seq} is stored after seq ${this.maxSeq}, more than ${this.size} records from its place`,
+        { seq: rec.seq },
+      );
+    } else if (known.leaf.equals(rec.leaf)) {
+      this.report.copies(
+        "duplicate",
+        rec.location,
+        `a second identical copy of seq ${rec.seq} (first at ${known.first})`,
+        { seq: rec.seq },
+      );
+    } else {
+      this.report.copies(
+        "inserted",
+        rec.location,
+        `a different record claiming seq ${rec.seq}; the chain commits to the one at ${known.kept}`,
+        { seq: rec.seq },
+      );
+    }
+  }
+
+  private remember(seq: number, leaf: Buffer, first: string, kept: string): void {
+    this.recent.set(seq, { leaf, first, kept });
+    if (this.recent.size > this.size) {
+      const oldest = this.recent.keys().next().value as number;
+      this.recent.delete(oldest);
+    }
+  }
+
+  /** Step 4 for the next kept record: a gap before it, and its link to the one before. */
+  private link(rec: WindowRecord): void {
+    const { seq } = rec;
+    if (seq > this.expectedSeq)
+      this.report.links(
+        "missing",
+        rec.location,
+        `records ${range(this.expectedSeq, seq - 1)} are absent before seq ${seq}`,
+        { seq: this.expectedSeq },
+      );
+    const before = this.last?.seq === seq - 1 ? this.last : null;
+    const linked =
+      seq === 0 ? this.genesis.equals(rec.prev) : before === null || before.leaf.equals(rec.prev);
+    if (!linked) {
+      const culprit = seq === 0 ? rec : (before as WindowRecord);
+      const computed = seq === 0 ? this.genesis : culprit.leaf;
+      this.report.links(
+        "modified",
+        culprit.location,
+        `seq ${culprit.seq} does not match the link stored in seq ${seq} (prev ${rec.prev.toString("hex", 0, 8)}…, computed ${computed.toString("hex", 0, 8)}…)`,
+        { seq: culprit.seq },
+      );
+    }
+    this.expectedSeq = seq + 1;
+    this.last = rec;
+    this.keep(rec);
+  }
+}
+
+/** A binary min-heap of numbers: the seqs held, smallest first. */
+class MinHeap {
+  private readonly items: number[] = [];
+
+  get size(): number {
+    return this.items.length;
+  }
+
+  peek(): number {
+    return this.items[0] as number;
+  }
+
+  push(n: number): void {
+    const a = this.items;
+    a.push(n);
+    let i = a.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if ((a[parent] as number) <= n) break;
+      a[i] = a[parent] as number;
+      i = parent;
+    }
+    a[i] = n;
+  }
+
+  pop(): number {
+    const a = this.items;
+    const top = a[0] as number;
+    const last = a.pop() as number;
+    if (a.length > 0) {
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        if (l >= a.length) break;
+        const r = l + 1;
+        const c = r < a.length && (a[r] as number) < (a[l] as number) ? r : l;
+        if ((a[c] as number) >= last) break;
+        a[i] = a[c] as number;
+        i = c;
+      }
+      a[i] = last;
+    }
+    return top;
+  }
+}

@@ -1,0 +1,384 @@
+import { hash as oneShotHash } from "node:crypto";
+import { checkEnvelope } from "../integrity/chain-check.js";
+import { Frontier } from "../integrity/frontier.js";
+import { EMPTY_TREE_HASH } from "../integrity/merkle.js";
+import type { ChainReader, ReadProblems, StoredManifest, StoredText } from "../exporters/source.js";
+import type { ChainData, ChainSummary, Finding } from "./types.js";
+import { RecordWindow, type WindowRecord } from "./record-window.js";
+import { type CheckpointTally, checkCheckpoints, checkpointSize } from "./verify-checkpoints.js";
+import type { VerifyOptions } from "./verify-chain.js";
+import { type AddFinding, findingAdder, range } from "./verify-findings.js";
+import { type BatchInfo, checkManifests } from "./verify-manifests.js";
+import { ReceiveTimes } from "./verify-records.js";
+
+/**
+ * Verifies one chain as it streams from a backend (docs/integrity-format.md §7), holding
+ * its manifests (a thousandth of its size), a window of records (record-window.ts) and
+ * O(log n) tree hashes — never the chain. The findings, their categories, locations and
+ * order are those of verifying the chain whole (verify-chain.ts), as long as copies and
+ * reorders stay within the window.
+ */
+
+/** Progress while records stream, for a progress line. */
+export type OnRecords = (chainId: string, records: number) => void;
+
+export interface StreamVerifyOptions extends VerifyOptions {
+  /** Records judged together (see RecordWindow); default 65,536. */
+  window?: number;
+  onRecords?: OnRecords;
+}
+
+export interface ChainResult {
+  summary: ChainSummary;
+  findings: Finding[];
+  usedCheckpoints: Set<number>;
+}
+
+/** One verified batch being filled by the kept records, in ascending seq. */
+interface OpenBatch {
+  info: BatchInfo;
+  /** Its position in the verified batches (their report order). */
+  order: number;
+  first: number;
+  last: number;
+  held: number;
+  tree: Frontier;
+}
+
+/** The findings of each step, concatenated in the steps' order at the end. */
+class StepFindings {
+  readonly reader: Finding[] = [];
+  readonly readerManifests: Finding[] = [];
+  readonly malformed: Finding[] = [];
+  readonly reordered: Finding[] = [];
+  readonly manifests: Finding[] = [];
+  readonly copies: Finding[] = [];
+  readonly links: Finding[] = [];
+  /** Step 5, per batch in report order. */
+  readonly batches: Finding[][] = [];
+  readonly sealed: Finding[] = [];
+  readonly checkpoints: Finding[] = [];
+
+  all(): Finding[] {
+    return [
+      ...this.reader,
+      ...this.readerManifests,
+      ...this.malformed,
+      ...this.reordered,
+      ...this.manifests,
+      ...this.copies,
+      ...this.links,
+      ...this.batches.flat(),
+      ...this.sealed,
+      ...this.checkpoints,
+    ];
+  }
+}
+
+export async function verifyChainStream(
+  reader: ChainReader,
+  options: StreamVerifyOptions,
+): Promise<ChainResult> {
+  const { chainId } = reader;
+  const steps = new StepFindings();
+  const add = (list: Finding[]): AddFinding => findingAdder(list, chainId);
+  const notes: string[] = [];
+  const manifests = await readManifests(reader, {
+    finding: (f) => steps.readerManifests.push(f),
+    note: (n) => notes.push(n),
+  });
+  // Step 2 first: the verified batches say what the records must match.
+  const data: ChainData = { chainId, records: [], manifests, findings: [], notes };
+  const { batches, claimedThrough } = checkManifests(data, options.trusted, add(steps.manifests));
+  const kept = new KeptRecords(chainId, batches, claimedThrough, manifests, options, steps);
+  await kept.read(reader, { finding: (f) => steps.reader.push(f), note: (n) => notes.push(n) });
+  kept.finish();
+
+  // Step 6: checkpoints, stored and seen earlier, against the rebuilt tree.
+  const usedCheckpoints = new Set<number>();
+  const tally = await checkCheckpoints(
+    data,
+    options.trusted,
+    options.knownCheckpoints,
+    { contiguous: kept.contiguous, sealedThrough: kept.sealedThrough, rootHex: kept.rootHex },
+    add(steps.checkpoints),
+    usedCheckpoints,
+  );
+  return {
+    findings: steps.all(),
+    usedCheckpoints,
+    summary: kept.summary(tally, notes),
+  };
+}
+
+async function readManifests(
+  reader: ChainReader,
+  problems: ReadProblems,
+): Promise<StoredManifest[]> {
+  const manifests: StoredManifest[] = [];
+  for await (const m of reader.manifests(problems)) manifests.push(m);
+  return manifests;
+}
+
+/**
+ * Steps 1 and 3–5 over the record stream: each line parsed and hashed, one copy kept per
+ * seq in a window, links checked, and the kept records folded into the trees that the
+ * signed batches and checkpoints are compared with.
+ */
+class KeptRecords {
+  readonly sealedThrough: number;
+  contiguous = 0;
+  private gapSeen = false;
+  private count = 0;
+  private firstSeq: number | null = null;
+  private lastSeq: number | null = null;
+  private readonly times = new ReceiveTimes();
+  private readonly tree = new Frontier();
+  /** Roots of the kept records [0, size) for the checkpoint sizes, in hex. */
+  private readonly roots = new Map<number, string>();
+  private readonly checkpointSizes: Set<number>;
+  private readonly byFirstSeq: { info: BatchInfo; order: number }[];
+  private nextBatch = 0;
+  private readonly open: OpenBatch[] = [];
+  /** Seqs reported `modified` by the link check, ascending. */
+  private readonly modifiedSeqs: number[] = [];
+  private readonly window: RecordWindow;
+  private readonly addSealed: AddFinding;
+  private readonly addMalformed: AddFinding;
+
+  constructor(
+    private readonly chainId: string,
+    private readonly batches: readonly BatchInfo[],
+    private readonly claimedThrough: number,
+    manifests: readonly StoredManifest[],
+    private readonly options: StreamVerifyOptions,
+    private readonly steps: StepFindings,
+  ) {
+    this.sealedThrough = batches.reduce((max, b) => Math.max(max, Number(b.lastSeq)), -1);
+    this.checkpointSizes = new Set(
+      [
+        ...manifests.map((m) => m.checkpoint),
+        ...options.knownCheckpoints.map((k) => k.note),
+      ].flatMap((note) => (note ? checkpointSize(note) : [])),
+    );
+    this.byFirstSeq = batches
+      .map((info, order) => ({ info, order }))
+      .sort((a, b) => Number(a.info.firstSeq) - Number(b.info.firstSeq));
+    for (let i = 0; i < batches.length; i++) steps.batches.push([]);
+    const committed = new Map<number, string>();
+    for (const b of batches) {
+      committed.set(Number(b.lastSeq), b.lastLeaf);
+      if (Number(b.firstSeq) > 0) committed.set(Number(b.firstSeq) - 1, b.prevLeaf);
+    }
+    const links = findingAdder(steps.links, chainId);
+    this.window = new RecordWindow(
+      chainId,
+      committed,
+      {
+        reordered: findingAdder(steps.reordered, chainId),
+        copies: findingAdder(steps.copies, chainId),
+        links: (category, location, detail, at) => {
+          if (category === "modified" && at?.seq !== undefined) this.modifiedSeqs.push(at.seq);
+          links(category, location, detail, at);
+        },
+      },
+      (rec) => this.keep(rec),
+      options.window,
+    );
+    this.addSealed = findingAdder(steps.sealed, chainId);
+    this.addMalformed = findingAdder(steps.malformed, chainId);
+  }
+
+  /** Step 1: parses and hashes each line, in storage order, into the window. */
+  async read(reader: ChainReader, problems: ReadProblems): Promise<void> {
+    let read = 0;
+    for await (const page of reader.records(problems)) {
+      for (const line of page) {
+        const rec = this.parse(line);
+        if (rec !== null) this.window.add(rec);
+      }
+      read += page.length;
+      this.options.onRecords?.(this.chainId, read);
+    }
+  }
+
+  private parse(line: StoredText): WindowRecord | null {
+    const env = checkEnvelope(line.text);
+    if (typeof env === "string") {
+      this.addMalformed("malformed", line.location, env);
+      return null;
+    }
+    if (env.chainId !== this.chainId) {
+      this.addMalformed(
+        "malformed",
+        line.location,
+        `record of chain ${env.chainId} stored with chain ${this.chainId}`,
+      );
+      return null;
+    }
+    // RFC 6962 leaf hash: SHA-256 of 0x00 and the line's UTF-8 bytes, in one call.
+    const bytes = Buffer.allocUnsafe(1 + Buffer.byteLength(line.text, "utf8"));
+    bytes[0] = 0;
+    bytes.write(line.text, 1, "utf8");
+    return {
+      seq: Number(env.seq),
+      leaf: oneShotHash("sha256", bytes, "buffer") as unknown as Buffer,
+      prev: Buffer.from(env.prev, "hex"),
+      location: line.location,
+      time: env.timeReceivedUnixNano,
+    };
+  }
+
+  /** Steps 4 (continued) and 5 for each kept record, in ascending seq. */
+  private keep(rec: WindowRecord): void {
+    const { seq } = rec;
+    if (!this.gapSeen && seq === this.count) {
+      this.contiguous++;
+      this.tree.append(rec.leaf);
+      if (this.checkpointSizes.has(this.tree.size))
+        this.roots.set(this.tree.size, this.tree.root().toString("hex"));
+    } else this.gapSeen = true;
+    this.count++;
+    this.firstSeq ??= seq;
+    this.lastSeq = seq;
+    this.times.add(rec.time);
+    // A batch is judged once its records' links are (the record after it checks its last).
+    this.closeBatchesBefore(seq);
+    while (
+      this.nextBatch < this.byFirstSeq.length &&
+      Number((this.byFirstSeq[this.nextBatch] as { info: BatchInfo }).info.firstSeq) <= seq
+    ) {
+      const { info, order } = this.byFirstSeq[this.nextBatch++] as {
+        info: BatchInfo;
+        order: number;
+      };
+      const first = Number(info.firstSeq);
+      const last = Number(info.lastSeq);
+      this.open.push({ info, order, first, last, held: 0, tree: new Frontier() });
+    }
+    for (const b of this.open) {
+      if (seq < b.first || seq > b.last) continue;
+      b.held++;
+      b.tree.append(rec.leaf);
+    }
+    if (seq > Math.max(this.sealedThrough, this.claimedThrough))
+      this.addSealed(
+        "inserted",
+        rec.location,
+        `seq ${seq} is not covered by any signed batch (the last signed batch ends at ${this.sealedThrough}): forged, or written after the last seal`,
+        { seq },
+      );
+  }
+
+  /** Judges the open batches that end before `seq`. */
+  private closeBatchesBefore(seq: number): void {
+    for (let i = 0; i < this.open.length;) {
+      const b = this.open[i] as OpenBatch;
+      if (b.last < seq) {
+        this.judgeBatch(b);
+        this.open.splice(i, 1);
+      } else i++;
+    }
+  }
+
+  /** The kept records are all in: the last gap, and every batch not yet judged. */
+  finish(): void {
+    const next = this.window.end();
+    for (const b of this.open) this.judgeBatch(b);
+    this.open.length = 0;
+    // Batches whose first seq was never reached hold none of their records.
+    for (; this.nextBatch < this.byFirstSeq.length; this.nextBatch++) {
+      const { info, order } = this.byFirstSeq[this.nextBatch] as { info: BatchInfo; order: number };
+      const first = Number(info.firstSeq);
+      this.judgeBatch({
+        info,
+        order,
+        first,
+        last: Number(info.lastSeq),
+        held: 0,
+        tree: new Frontier(),
+      });
+    }
+    if (next <= this.sealedThrough) {
+      const sealing = this.batches.find((b) => Number(b.lastSeq) >= next) as BatchInfo;
+      findingAdder(this.steps.links, this.chainId)(
+        "missing",
+        sealing.location,
+        `records ${range(next, this.sealedThrough)} are absent from the end of the chain, though signed batches seal them`,
+        { seq: next },
+      );
+    }
+  }
+
+  /** Step 5 for one batch: it must match the kept records exactly. */
+  private judgeBatch(b: OpenBatch): void {
+    const { info, first, last, held } = b;
+    const add = findingAdder(this.steps.batches[b.order] as Finding[], this.chainId);
+    const absent = last - first + 1 - held;
+    if (absent > 0) {
+      if (held === 0)
+        add(
+          "missing",
+          info.location,
+          `all ${absent} records of signed batch ${info.index} (seq ${range(first, last)}) are absent`,
+          { seq: first, manifest: Number(info.index) },
+        );
+      return; // individual gaps were reported by the link check
+    }
+    const root = held === 0 ? EMPTY_TREE_HASH.toString("hex") : b.tree.root().toString("hex");
+    if (root === info.batchRoot) return;
+    const linked =
+      firstAtOrAfter(this.modifiedSeqs, first) <= last ||
+      this.steps.reader.some(
+        (f) => f.category === "modified" && f.seq !== undefined && f.seq >= first && f.seq <= last,
+      );
+    if (!linked)
+      add(
+        "modified",
+        info.location,
+        `records ${range(first, last)} do not match the Merkle root signed in batch ${info.index}: they were altered and re-chained`,
+        { seq: first, manifest: Number(info.index) },
+      );
+  }
+
+  /** The root of the kept records [from, to) by position, for step 6 (from is 0). */
+  readonly rootHex = (from: number, to: number): string =>
+    from === to ? EMPTY_TREE_HASH.toString("hex") : (this.roots.get(to) as string);
+
+  summary(tally: CheckpointTally, notes: readonly string[]): ChainSummary {
+    const latest = tally.latest;
+    return {
+      chainId: this.chainId,
+      records: this.count,
+      firstSeq: this.firstSeq,
+      lastSeq: this.lastSeq,
+      firstReceived: this.times.earliest === null ? null : nanosToIso(BigInt(this.times.earliest)),
+      lastReceived: this.times.latest === null ? null : nanosToIso(BigInt(this.times.latest)),
+      batches: this.batches.length,
+      sealedThrough: this.sealedThrough,
+      keys: [...new Set(this.batches.map((b) => b.keyId))],
+      checkpoints: tally.checkpoints,
+      latestCheckpoint: latest
+        ? { size: latest.size, rootHash: latest.rootHash.toString("hex") }
+        : null,
+      notes: [...notes],
+    };
+  }
+}
+
+/** The first of the ascending `seqs` at or after `seq` (Infinity when none is). */
+function firstAtOrAfter(seqs: readonly number[], seq: number): number {
+  let lo = 0;
+  let hi = seqs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if ((seqs[mid] as number) < seq) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < seqs.length ? (seqs[lo] as number) : Number.POSITIVE_INFINITY;
+}
+
+function nanosToIso(nanos: bigint): string {
+  const date = new Date(Number(nanos / 1000000n));
+  return Number.isNaN(date.getTime()) ? `${nanos} ns` : date.toISOString();
+}
