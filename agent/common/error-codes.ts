@@ -174,6 +174,11 @@ export const ERROR_CODES = {
       "A `--source` is not file:DIR, loki:URL, s3://BUCKET/PREFIX or es:URL/INDEX, or its parameters are invalid.",
     fix: "Write the source as the message shows, e.g. `loki:http://HOST:3100?tenant=ID` or `es:https://HOST:9200/INDEX`.",
   },
+  VERIFY_BAD_STATE: {
+    summary:
+      "The file given to `verify --state` is not a verifier state file, or could not be read.",
+    fix: "Give the state file an earlier `verify --state` wrote, or a new path for a full run (a missing file starts one).",
+  },
   VERIFY_BAD_USAGE: {
     summary:
       "`audit-agent verify` got nothing to verify, no key to trust, an `--exporter` missing from the config or not readable back, or `--cross-check` without two sources.",

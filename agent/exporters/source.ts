@@ -66,8 +66,12 @@ export interface ChainReader {
   readonly chainId: string;
   /** Sealed-log entries in storage order; an unreadable one is reported to `problems`. */
   manifests(problems: ReadProblems): AsyncIterable<StoredManifest>;
-  /** Record lines in storage order, every copy included, a page at a time. */
-  records(problems: ReadProblems): AsyncIterable<readonly StoredText[]>;
+  /**
+   * Record lines in storage order, every copy included, a page at a time. With `fromSeq`,
+   * the reader may skip what it can tell holds only earlier records (an incremental run
+   * ignores those anyway); it may also hand them over.
+   */
+  records(problems: ReadProblems, fromSeq?: number): AsyncIterable<readonly StoredText[]>;
 }
 
 /** Where a reader reports what it found wrong, or worth saying, while it read. */

@@ -1,5 +1,6 @@
 import { LONE_SURROGATE } from "./jcs.js";
 import { CHAIN_ID_PATTERN, FORMAT_VERSION } from "./format.js";
+import { jsonStructureProblem, MAX_LINE_DEPTH } from "./json-structure.js";
 
 /**
  * Checks that stored text is canonical RFC 8785 JSON without building the value: one scan
@@ -8,7 +9,9 @@ import { CHAIN_ID_PATTERN, FORMAT_VERSION } from "./format.js";
  * place: strings without escapes or surrogates, integers of up to 15 digits, literals. Every
  * other string or number is decided by JSON.parse and JSON.stringify on that token alone,
  * exactly as the generic canonicalizer serializes it. Keys must be strictly increasing in
- * UTF-16 code units, which rules out repeated members as well.
+ * UTF-16 code units, which rules out repeated members as well. The scan recurses once per
+ * level of nesting and refuses to go deeper than MAX_LINE_DEPTH (json-structure.ts), deeper
+ * than any line the agent writes: such text is "not shown canonical", on every run alike.
  *
  * Callers treat "not canonical" as a reason to ask the generic path why: this scan must
  * never accept a text the generic check rejects, and is tested against it.
@@ -20,7 +23,7 @@ let lastStringSpecial = false;
 /** Whether `text` is exactly the RFC 8785 serialization of the JSON value it holds. */
 export function isCanonicalJson(text: string): boolean {
   try {
-    return valueEnd(text, 0) === text.length;
+    return valueEnd(text, 0, 1) === text.length;
   } catch (err) {
     return notTooDeep(err, false);
   }
@@ -38,11 +41,20 @@ export interface EnvelopeHeader {
 /**
  * Reads a record line that is a valid, canonical envelope (§2, §4); null for any other text,
  * and the generic parseEnvelope (chain-check.ts) then says why. Records of the OTLP shape
- * (§3) are matched by one regular expression; any other record is scanned generically.
+ * (§3) are matched by one regular expression; any other record, unless it repeats a member
+ * name or nests too deep (json-structure.ts), is scanned generically.
  */
 export function scanEnvelope(text: string): EnvelopeHeader | null {
   const matched = matchEnvelope(text);
   if (matched !== null) return matched;
+  return jsonStructureProblem(text) === null ? scanAnyEnvelope(text) : null;
+}
+
+/**
+ * The generic scan alone, for a line that matchEnvelope did not match and that
+ * jsonStructureProblem passed: a valid, canonical envelope, or null.
+ */
+export function scanAnyEnvelope(text: string): EnvelopeHeader | null {
   try {
     return scanGenericEnvelope(text);
   } catch (err) {
@@ -192,7 +204,7 @@ function scanGenericEnvelope(text: string): EnvelopeHeader | null {
   const recordStart = prevStart + 64 + RECORD.length;
   if (!HEX64.test(prev) || !text.startsWith(RECORD, prevStart + 64)) return null;
   if (text.charCodeAt(recordStart) !== 0x7b) return null; // the record is an object
-  const recordEnd = containerEnd(text, recordStart);
+  const recordEnd = containerEnd(text, recordStart, 2);
   if (recordEnd < 0 || !text.startsWith(SEQ, recordEnd)) return null;
   const seqStart = recordEnd + SEQ.length;
   const seqEnd = text.indexOf('"', seqStart);
@@ -220,21 +232,24 @@ export function receivedOf(validLine: string): string {
 const HEX64 = /^[0-9a-f]{64}$/;
 const SEQ_PATTERN = /^(0|[1-9]\d*)$/;
 
-/** Nesting deeper than the stack allows is "not shown canonical" here: the generic path decides. */
+/**
+ * A guard only: the scan stops at MAX_LINE_DEPTH levels, far inside any stack. Should the
+ * stack still run out, the text is "not shown canonical" here and the generic path decides.
+ */
 function notTooDeep<T>(err: unknown, answer: T): T {
   if (err instanceof RangeError) return answer;
   throw err;
 }
 
-/** The index just past the canonical JSON value at `i`, or -1. */
-function valueEnd(s: string, i: number): number {
+/** The index just past the canonical JSON value at `i`, at nesting `depth`, or -1. */
+function valueEnd(s: string, i: number, depth: number): number {
   const c = s.charCodeAt(i);
   switch (c) {
     case 0x22: // "
       return stringEnd(s, i);
     case 0x7b: // {
     case 0x5b: // [
-      return containerEnd(s, i);
+      return containerEnd(s, i, depth);
     case 0x74: // t
       return s.startsWith("true", i) ? i + 4 : -1;
     case 0x66: // f
@@ -246,8 +261,12 @@ function valueEnd(s: string, i: number): number {
   }
 }
 
-/** The end of the object or array at `i`: values joined by single commas, members sorted. */
-function containerEnd(s: string, i: number): number {
+/**
+ * The end of the object or array at `i`, at nesting `depth` (1: the outermost): values joined
+ * by single commas, members sorted. -1 also for a container deeper than MAX_LINE_DEPTH.
+ */
+function containerEnd(s: string, i: number, depth: number): number {
+  if (depth > MAX_LINE_DEPTH) return -1;
   const isObject = s.charCodeAt(i) === 0x7b;
   const close = isObject ? 0x7d : 0x5d;
   let j = i + 1;
@@ -266,7 +285,7 @@ function containerEnd(s: string, i: number): number {
       prevKey = key;
       j = keyEnd + 1;
     }
-    j = valueEnd(s, j);
+    j = valueEnd(s, j, depth + 1);
     if (j < 0) return -1;
     const c = s.charCodeAt(j);
     if (c === close) return j + 1;

@@ -1,6 +1,7 @@
-import { type EnvelopeHeader, scanEnvelope } from "./canonical-check.js";
+import { type EnvelopeHeader, matchEnvelope, scanAnyEnvelope } from "./canonical-check.js";
 import { CHAIN_ID_PATTERN, FORMAT_VERSION, genesisHash, leafHashHex } from "./format.js";
 import { canonicalize, type JsonValue } from "./jcs.js";
+import { jsonStructureProblem } from "./json-structure.js";
 
 /**
  * Checks one chain from its stored canonical lines alone: each line is canonical JSON of
@@ -44,14 +45,25 @@ export interface Envelope {
 /**
  * Validates one stored record line and reads its members other than `record`; returns the
  * problem as a string if invalid. Valid lines take one scan (canonical-check.ts); any other
- * line is judged by parseEnvelope, which also names the problem.
+ * line is first scanned for repeated member names and for nesting deeper than the agent
+ * writes (json-structure.ts), before anything recursive reads it, and then judged by
+ * parseEnvelope, which also names the problem.
  */
 export function checkEnvelope(text: string): EnvelopeHeader | string {
-  return scanEnvelope(text) ?? parseEnvelope(text);
+  const matched = matchEnvelope(text);
+  if (matched !== null) return matched;
+  const problem = jsonStructureProblem(text);
+  if (problem !== null) return problem;
+  return scanAnyEnvelope(text) ?? parseScannedEnvelope(text);
 }
 
 /** Parses and validates one stored record line; returns the problem as a string if invalid. */
 export function parseEnvelope(text: string): Envelope | string {
+  return jsonStructureProblem(text) ?? parseScannedEnvelope(text);
+}
+
+/** parseEnvelope of a line that jsonStructureProblem passed. */
+function parseScannedEnvelope(text: string): Envelope | string {
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -16,6 +16,23 @@ export class Frontier {
     return this.count;
   }
 
+  /** A frontier saved with save(): the tree it was taken of, to append to. */
+  static restore(saved: { hashes: readonly string[]; widths: readonly number[] }): Frontier {
+    const f = new Frontier();
+    saved.hashes.forEach((h, i) => {
+      f.hashes.push(Buffer.from(h, "hex"));
+      const width = saved.widths[i] as number;
+      f.widths.push(width);
+      f.count += width;
+    });
+    return f;
+  }
+
+  /** The frontier as text, for a state file. */
+  save(): { hashes: string[]; widths: number[] } {
+    return { hashes: this.hashes.map((h) => h.toString("hex")), widths: [...this.widths] };
+  }
+
   append(leaf: Uint8Array): void {
     let hash: Buffer = Buffer.from(leaf);
     let width = 1;

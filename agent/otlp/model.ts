@@ -6,6 +6,15 @@
  * 64-bit integers arrive as protobufjs `Long` objects from protobuf and as normalized
  * decimal strings from JSON; `toDecimal` in chain/canonical-record.ts handles both.
  */
+/**
+ * How deeply AnyValues may nest, on every transport: a LogRecord's body and the value of a
+ * top-level attribute (of a record, resource or scope) are level 1, and each AnyValue inside
+ * an `arrayValue` or inside a `kvlistValue`'s KeyValue is one level below the value holding
+ * it. A request holding a value below level MAX_ANY_VALUE_DEPTH is refused
+ * (docs/integrity-format.md §3.11): decoding stays well within the stack for any body.
+ */
+export const MAX_ANY_VALUE_DEPTH = 64;
+
 export interface LongBits {
   readonly low: number;
   readonly high: number;

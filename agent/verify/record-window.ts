@@ -56,8 +56,16 @@ export class RecordWindow {
     private readonly report: WindowReports,
     private readonly keep: KeptRecordSink,
     private readonly size = 65_536,
+    /** The last record verified by an earlier run: judging starts after it. */
+    resumeAfter?: { seq: number; leaf: Buffer },
   ) {
     this.genesis = genesisHash(chainId);
+    if (resumeAfter) {
+      const { seq, leaf } = resumeAfter;
+      this.maxSeq = seq;
+      this.judgedBelow = this.expectedSeq = seq + 1;
+      this.last = { seq, leaf, prev: leaf, location: "(verified earlier)", time: "" };
+    }
   }
 
   /** The seq after the last record kept so far. */
@@ -182,7 +190,7 @@ export class RecordWindow {
         "missing",
         rec.location,
         `records ${range(this.expectedSeq, seq - 1)} are absent before seq ${seq}`,
-        { seq: this.expectedSeq },
+        { seq: this.expectedSeq, lastSeq: seq - 1 },
       );
     const before = this.last?.seq === seq - 1 ? this.last : null;
     const linked =

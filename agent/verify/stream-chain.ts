@@ -10,6 +10,7 @@ import type { VerifyOptions } from "./verify-chain.js";
 import { type AddFinding, findingAdder, range } from "./verify-findings.js";
 import { type BatchInfo, checkManifests } from "./verify-manifests.js";
 import { ReceiveTimes } from "./verify-records.js";
+import type { ChainState } from "./state.js";
 
 /**
  * Verifies one chain as it streams from a backend (docs/integrity-format.md §7), holding
@@ -26,12 +27,16 @@ export interface StreamVerifyOptions extends VerifyOptions {
   /** Records judged together (see RecordWindow); default 65,536. */
   window?: number;
   onRecords?: OnRecords;
+  /** What an earlier clean run established: only what came after it is verified. */
+  resume?: ChainState;
 }
 
 export interface ChainResult {
   summary: ChainSummary;
   findings: Finding[];
   usedCheckpoints: Set<number>;
+  /** What this run establishes for the next one, when the chain verified clean. */
+  state: ChainState | null;
 }
 
 /** One verified batch being filled by the kept records, in ascending seq. */
@@ -89,25 +94,49 @@ export async function verifyChainStream(
   });
   // Step 2 first: the verified batches say what the records must match.
   const data: ChainData = { chainId, records: [], manifests, findings: [], notes };
-  const { batches, claimedThrough } = checkManifests(data, options.trusted, add(steps.manifests));
+  const { batches, claimedThrough, retired } = checkManifests(
+    data,
+    options.trusted,
+    add(steps.manifests),
+  );
   const kept = new KeptRecords(chainId, batches, claimedThrough, manifests, options, steps);
   await kept.read(reader, { finding: (f) => steps.reader.push(f), note: (n) => notes.push(n) });
   kept.finish();
 
-  // Step 6: checkpoints, stored and seen earlier, against the rebuilt tree.
+  // Step 6: checkpoints, stored and seen earlier, against the rebuilt tree. After a resume,
+  // a checkpoint seen earlier for a size the state has no root of cannot be judged here.
   const usedCheckpoints = new Set<number>();
+  const known = options.knownCheckpoints.filter((k) => {
+    const size = checkpointSize(k.note)[0];
+    if (size === undefined || !options.resume || size > options.resume.treeSize) return true;
+    if (options.resume.checkpointRoots[size] !== undefined) return true;
+    notes.push(
+      `${k.location}: a checkpoint of size ${size}, inside what the state file vouches for, was not judged; run without --state to check it`,
+    );
+    return false;
+  });
   const tally = await checkCheckpoints(
     data,
-    options.trusted,
-    options.knownCheckpoints,
+    { trusted: options.trusted, retired },
+    known,
     { contiguous: kept.contiguous, sealedThrough: kept.sealedThrough, rootHex: kept.rootHex },
     add(steps.checkpoints),
     usedCheckpoints,
   );
+  const resumedAt = options.resume?.treeSize ?? 0;
+  if (kept.sealedThrough + 1 < resumedAt)
+    add(steps.checkpoints)(
+      "truncated",
+      reader.chainId,
+      `the state file vouches for ${resumedAt} records, but the signed batches now end at seq ${kept.sealedThrough}: the tail was removed`,
+      { seq: kept.sealedThrough + 1 },
+    );
+  const findings = steps.all();
   return {
-    findings: steps.all(),
+    findings,
     usedCheckpoints,
     summary: kept.summary(tally, notes),
+    state: findings.length === 0 ? kept.state() : null,
   };
 }
 
@@ -133,7 +162,7 @@ class KeptRecords {
   private firstSeq: number | null = null;
   private lastSeq: number | null = null;
   private readonly times = new ReceiveTimes();
-  private readonly tree = new Frontier();
+  private tree = new Frontier();
   /** Roots of the kept records [0, size) for the checkpoint sizes, in hex. */
   private readonly roots = new Map<number, string>();
   private readonly checkpointSizes: Set<number>;
@@ -145,6 +174,11 @@ class KeptRecords {
   private readonly window: RecordWindow;
   private readonly addSealed: AddFinding;
   private readonly addMalformed: AddFinding;
+  /** Records before this seq were verified by an earlier run (0: a full run). */
+  private readonly resumeFrom: number;
+  /** The tree at the end of the last batch kept whole from seq 0, for the next run's state. */
+  private sealedPoint: { size: number; frontier: Frontier; lastLeaf: Buffer } | null = null;
+  private readonly batchEnds: Set<number>;
 
   constructor(
     private readonly chainId: string,
@@ -171,6 +205,10 @@ class KeptRecords {
       if (Number(b.firstSeq) > 0) committed.set(Number(b.firstSeq) - 1, b.prevLeaf);
     }
     const links = findingAdder(steps.links, chainId);
+    const resumeAfter =
+      options.resume && options.resume.treeSize > 0
+        ? { seq: options.resume.treeSize - 1, leaf: Buffer.from(options.resume.lastLeaf, "hex") }
+        : undefined;
     this.window = new RecordWindow(
       chainId,
       committed,
@@ -184,18 +222,48 @@ class KeptRecords {
       },
       (rec) => this.keep(rec),
       options.window,
+      resumeAfter,
     );
     this.addSealed = findingAdder(steps.sealed, chainId);
     this.addMalformed = findingAdder(steps.malformed, chainId);
+    this.batchEnds = new Set(batches.map((b) => Number(b.lastSeq) + 1));
+    const resume = options.resume;
+    this.resumeFrom = resume?.treeSize ?? 0;
+    if (resume && resume.treeSize > 0) this.restore(resume);
+  }
+
+  /** Starts from what an earlier run verified: its tree, its last record, its checkpoints. */
+  private restore(resume: ChainState): void {
+    this.tree = Frontier.restore(resume.frontier);
+    this.count = this.contiguous = resume.treeSize;
+    this.firstSeq = 0;
+    this.lastSeq = resume.treeSize - 1;
+    for (const [size, root] of Object.entries(resume.checkpointRoots))
+      this.roots.set(Number(size), root);
+    if (resume.firstReceived) this.times.add(resume.firstReceived);
+    if (resume.lastReceived) this.times.add(resume.lastReceived);
+    this.sealedPoint = {
+      size: resume.treeSize,
+      frontier: Frontier.restore(resume.frontier),
+      lastLeaf: Buffer.from(resume.lastLeaf, "hex"),
+    };
+    // Batches wholly before the resume point were judged by that run.
+    while (
+      this.nextBatch < this.byFirstSeq.length &&
+      Number((this.byFirstSeq[this.nextBatch] as { info: BatchInfo }).info.lastSeq) <
+        resume.treeSize
+    )
+      this.nextBatch++;
   }
 
   /** Step 1: parses and hashes each line, in storage order, into the window. */
   async read(reader: ChainReader, problems: ReadProblems): Promise<void> {
     let read = 0;
-    for await (const page of reader.records(problems)) {
+    for await (const page of reader.records(problems, this.resumeFrom)) {
       for (const line of page) {
         const rec = this.parse(line);
-        if (rec !== null) this.window.add(rec);
+        // A source may hand over records an earlier run verified: they are not judged again.
+        if (rec !== null && rec.seq >= this.resumeFrom) this.window.add(rec);
       }
       read += page.length;
       this.options.onRecords?.(this.chainId, read);
@@ -237,6 +305,12 @@ class KeptRecords {
       this.tree.append(rec.leaf);
       if (this.checkpointSizes.has(this.tree.size))
         this.roots.set(this.tree.size, this.tree.root().toString("hex"));
+      if (this.batchEnds.has(this.tree.size))
+        this.sealedPoint = {
+          size: this.tree.size,
+          frontier: Frontier.restore(this.tree.save()),
+          lastLeaf: rec.leaf,
+        };
     } else this.gapSeen = true;
     this.count++;
     this.firstSeq ??= seq;
@@ -289,6 +363,7 @@ class KeptRecords {
     // Batches whose first seq was never reached hold none of their records.
     for (; this.nextBatch < this.byFirstSeq.length; this.nextBatch++) {
       const { info, order } = this.byFirstSeq[this.nextBatch] as { info: BatchInfo; order: number };
+      if (Number(info.lastSeq) < this.resumeFrom) continue;
       const first = Number(info.firstSeq);
       this.judgeBatch({
         info,
@@ -305,7 +380,7 @@ class KeptRecords {
         "missing",
         sealing.location,
         `records ${range(next, this.sealedThrough)} are absent from the end of the chain, though signed batches seal them`,
-        { seq: next },
+        { seq: next, lastSeq: this.sealedThrough },
       );
     }
   }
@@ -321,7 +396,7 @@ class KeptRecords {
           "missing",
           info.location,
           `all ${absent} records of signed batch ${info.index} (seq ${range(first, last)}) are absent`,
-          { seq: first, manifest: Number(info.index) },
+          { seq: first, lastSeq: last, manifest: Number(info.index) },
         );
       return; // individual gaps were reported by the link check
     }
@@ -337,13 +412,32 @@ class KeptRecords {
         "modified",
         info.location,
         `records ${range(first, last)} do not match the Merkle root signed in batch ${info.index}: they were altered and re-chained`,
-        { seq: first, manifest: Number(info.index) },
+        { seq: first, lastSeq: last, manifest: Number(info.index) },
       );
   }
 
   /** The root of the kept records [from, to) by position, for step 6 (from is 0). */
   readonly rootHex = (from: number, to: number): string =>
     from === to ? EMPTY_TREE_HASH.toString("hex") : (this.roots.get(to) as string);
+
+  /** What this clean run establishes: the tree through the last batch held whole from seq 0. */
+  state(): ChainState | null {
+    const point = this.sealedPoint;
+    if (point === null) return null;
+    const checkpointRoots: Record<string, string> = {};
+    for (const [size, root] of this.roots) if (size <= point.size) checkpointRoots[size] = root;
+    return {
+      chainId: this.chainId,
+      treeSize: point.size,
+      frontier: point.frontier.save(),
+      root: point.frontier.root().toString("hex"),
+      lastLeaf: point.lastLeaf.toString("hex"),
+      checkpointRoots,
+      firstReceived: this.times.earliest,
+      lastReceived: this.times.latest,
+      verifiedAt: new Date().toISOString(),
+    };
+  }
 
   summary(tally: CheckpointTally, notes: readonly string[]): ChainSummary {
     const latest = tally.latest;

@@ -1,14 +1,24 @@
-import type { Finding } from "../exporters/source.js";
+import type { Finding as ReadFinding } from "../exporters/source.js";
 
 /** What the verifier reports. What it reads is the plugin API's (exporters/source.ts). */
 export type {
   AuditSource,
   ChainData,
-  Finding,
   FindingCategory,
   StoredManifest,
   StoredText,
 } from "../exporters/source.js";
+
+/**
+ * A finding as the verifier reports it: a reader's, or one of its own, which may concern a
+ * range of seqs or manifest indexes (a gap, a batch) rather than one.
+ */
+export interface Finding extends ReadFinding {
+  /** The last seq the finding concerns, when it concerns seqs `seq` to `lastSeq`. */
+  lastSeq?: number;
+  /** The last manifest index it concerns, when it concerns `manifest` to `lastManifest`. */
+  lastManifest?: number;
+}
 
 export interface ChainSummary {
   chainId: string;

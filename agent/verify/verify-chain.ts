@@ -50,7 +50,7 @@ export async function verifyChain(
   // leaf hashes, for the usual case of a chain stored whole and in order (see `keptTreeRoots`
   // below); otherwise from the records kept, once they are known.
   const manifestFindings: Finding[] = [];
-  const { batches, claimedThrough } = checkManifests(
+  const { batches, claimedThrough, retired } = checkManifests(
     data,
     options.trusted,
     findingAdder(manifestFindings, chainId),
@@ -91,7 +91,7 @@ export async function verifyChain(
   // 6. Checkpoints: stored ones and those seen earlier must match the rebuilt tree.
   const tally = await checkCheckpoints(
     data,
-    options.trusted,
+    { trusted: options.trusted, retired },
     options.knownCheckpoints,
     { contiguous: tree.contiguous, sealedThrough, rootHex: tree.rootHex },
     add,
@@ -201,7 +201,7 @@ function checkBatches(
           "missing",
           b.location,
           `all ${absent} records of signed batch ${b.index} (seq ${range(first, last)}) are absent`,
-          { seq: first, manifest: Number(b.index) },
+          { seq: first, lastSeq: last, manifest: Number(b.index) },
         );
       continue; // individual gaps were reported above
     }
@@ -215,7 +215,7 @@ function checkBatches(
           "modified",
           b.location,
           `records ${range(first, last)} do not match the Merkle root signed in batch ${b.index}: they were altered and re-chained`,
-          { seq: first, manifest: Number(b.index) },
+          { seq: first, lastSeq: last, manifest: Number(b.index) },
         );
     }
   }

@@ -1,12 +1,15 @@
+import { manifestKeyId } from "../integrity/manifest.js";
 import { type Checkpoint, parseCheckpointText, parseNote, verifyNote } from "../integrity/note.js";
 import type { PublicKey } from "../integrity/signing.js";
 import type { ChainData } from "./types.js";
 import type { AddFinding } from "./verify-findings.js";
+import type { RetiredKeys } from "./verify-manifests.js";
 
 /**
  * Step 6 of verifyChain (verify-chain.ts): checkpoints, those stored with the manifests and
  * those seen earlier, must be signed by a trusted key and match the tree rebuilt from the
- * kept records.
+ * kept records. A checkpoint of a tree larger than a key-rotation entry's `treeSize`, signed
+ * only by the key that entry retired, does not count (verify-manifests.ts).
  */
 
 /** What step 6 needs to know of the kept records. */
@@ -28,7 +31,7 @@ export interface CheckpointTally {
 
 export async function checkCheckpoints(
   data: ChainData,
-  trusted: readonly PublicKey[],
+  keys: { trusted: readonly PublicKey[]; retired: RetiredKeys },
   knownCheckpoints: readonly { note: string; location: string }[],
   tree: KeptTree,
   add: AddFinding,
@@ -37,7 +40,7 @@ export async function checkCheckpoints(
   const { contiguous, sealedThrough, rootHex } = tree;
   const tally: CheckpointTally = { checkpoints: 0, latest: null };
   const checkNote = async (note: string, location: string, external: boolean) => {
-    const cp = readCheckpoint(note, location, trusted, add);
+    const cp = readCheckpoint(note, location, keys, add);
     if (cp === null) return;
     tally.checkpoints++;
     if (!tally.latest || cp.size > tally.latest.size) tally.latest = cp;
@@ -47,7 +50,7 @@ export async function checkCheckpoints(
           "truncated",
           location,
           `a checkpoint for ${cp.size} records was seen, but only ${contiguous} contiguous records are held: the tail was removed`,
-          { seq: contiguous },
+          { seq: contiguous, lastSeq: cp.size - 1 },
         );
       }
       return; // gaps inside were already reported as missing
@@ -84,12 +87,12 @@ export async function checkCheckpoints(
 function readCheckpoint(
   note: string,
   location: string,
-  trusted: readonly PublicKey[],
+  keys: { trusted: readonly PublicKey[]; retired: RetiredKeys },
   add: AddFinding,
 ): Checkpoint | null {
   try {
     const parsed = parseNote(note);
-    const sig = verifyNote(parsed, trusted);
+    const sig = verifyNote(parsed, keys.trusted);
     if (sig.invalid.length > 0) {
       add(
         "bad-signature",
@@ -119,11 +122,36 @@ function readCheckpoint(
       );
       return null;
     }
-    return parseCheckpointText(parsed.text);
+    const cp = parseCheckpointText(parsed.text);
+    const retired = retiredSigner(sig.valid, cp.size, keys.retired);
+    if (retired !== null) {
+      add("bad-signature", location, retired);
+      return null;
+    }
+    return cp;
   } catch (err) {
     add("malformed", location, `checkpoint: ${(err as Error).message}`);
     return null;
   }
+}
+
+/**
+ * Why a checkpoint of `size` records does not count when every key that signed it was retired
+ * before the tree reached that size; null when one of them still vouches for it.
+ */
+function retiredSigner(
+  signers: readonly PublicKey[],
+  size: number,
+  retired: RetiredKeys,
+): string | null {
+  let why: string | null = null;
+  for (const key of signers) {
+    const id = manifestKeyId(key);
+    const r = retired.get(id);
+    if (r === undefined || size <= r.treeSize) return null;
+    why ??= `checkpoint for ${size} records is signed by ${id}, which was retired at entry ${r.entry} (a key-rotation entry, after ${r.treeSize} records): a retired key no longer vouches for a larger tree`;
+  }
+  return why;
 }
 
 /** The size a signed checkpoint note states, if it parses (its signature is checked later). */

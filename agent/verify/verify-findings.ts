@@ -6,10 +6,15 @@ import type { Finding, FindingCategory } from "./types.js";
  * the steps whatever order they run in.
  */
 
-/** Where in the chain a finding applies: the first seq, or the manifest index, it concerns. */
+/**
+ * Where in the chain a finding applies: the first seq, or the manifest index, it concerns,
+ * and the last one when it concerns a range.
+ */
 export interface FindingAt {
   seq?: number;
+  lastSeq?: number;
   manifest?: number;
+  lastManifest?: number;
 }
 
 export type AddFinding = (

@@ -7,6 +7,7 @@ import {
   manifestProblem,
   type SignedManifest,
 } from "../integrity/manifest.js";
+import { nestedDeeperThan } from "../integrity/json-structure.js";
 import type { PublicKey } from "../integrity/signing.js";
 import type { ChainData, StoredManifest } from "./types.js";
 import { type AddFinding, type FindingAt, range } from "./verify-findings.js";
@@ -15,6 +16,11 @@ import { type AddFinding, type FindingAt, range } from "./verify-findings.js";
  * Step 2 of verifyChain (verify-chain.ts): the manifests of one chain, their structure, their
  * signatures and their own hash chain. Only the batches of verified manifests count in the
  * later steps.
+ *
+ * A key-rotation entry signed by the outgoing key retires that key (§13): no manifest after
+ * the entry, and no checkpoint of a tree larger than the entry's `treeSize`, counts when it
+ * is signed by the retired key only. Otherwise whoever holds an old key, kept on some old
+ * host or backup, could rewrite everything after the rotation and re-sign it.
  */
 
 type SignedManifestBatch = Extract<SignedManifest, { type: "batch" }>;
@@ -24,11 +30,23 @@ export interface BatchInfo extends SignedManifestBatch {
   location: string;
 }
 
+/** A key that a verified key-rotation entry retired. */
+export interface RetiredKey {
+  /** The index of the key-rotation entry that retired it. */
+  entry: number;
+  /** The records sealed before the rotation: the largest tree the key may still sign. */
+  treeSize: number;
+}
+
+/** Retired keys by their manifest key id, `<name>+<8 hex key id>`. */
+export type RetiredKeys = ReadonlyMap<string, RetiredKey>;
+
 export function checkManifests(
   data: ChainData,
   trusted: readonly PublicKey[],
   add: AddFinding,
-): { batches: BatchInfo[]; claimedThrough: number } {
+): { batches: BatchInfo[]; claimedThrough: number; retired: RetiredKeys } {
+  const retired = retiredKeys(data, trusted);
   const batches: BatchInfo[] = [];
   // Highest seq any manifest claims, verified or not: records below it are not "inserted",
   // they are covered by a manifest whose own finding (unknown-key, bad-signature) says why
@@ -40,7 +58,7 @@ export function checkManifests(
   // next manifest's mismatch is a consequence, already reported.
   let prevVerified = true;
   for (const stored of data.manifests) {
-    const problem = manifestProblem(stored.manifest);
+    const problem = structureProblem(stored.manifest);
     if (problem) {
       add("malformed", stored.location, `manifest: ${problem}`);
       continue;
@@ -57,7 +75,7 @@ export function checkManifests(
       );
       continue;
     }
-    const sig = manifestSignature(m, stored, trusted, add, at);
+    const sig = manifestSignature(m, stored, trusted, retired, add, at);
     if (index < expectedIndex) {
       add(
         index === expectedIndex - 1 ? "duplicate" : "reordered",
@@ -72,7 +90,7 @@ export function checkManifests(
         "missing",
         stored.location,
         `manifests ${range(expectedIndex, index - 1)} are absent before manifest ${index}`,
-        { manifest: expectedIndex },
+        { manifest: expectedIndex, lastManifest: index - 1 },
       );
     } else if (prevVerified && m.prevManifest !== prevHash) {
       add(
@@ -89,7 +107,37 @@ export function checkManifests(
     if (sig !== "valid") continue; // an unverified manifest commits to nothing
     if (m.type === "batch") batches.push({ ...m, location: stored.location });
   }
-  return { batches, claimedThrough };
+  return { batches, claimedThrough, retired };
+}
+
+/**
+ * What is wrong with a stored manifest's structure (§10.2), or null. A manifest nested
+ * deeper than any line the agent writes is refused before anything walks it.
+ */
+function structureProblem(manifest: unknown): string | null {
+  if (nestedDeeperThan(manifest)) return "nested deeper than any manifest the agent writes";
+  return manifestProblem(manifest);
+}
+
+/**
+ * The keys retired by key-rotation entries whose signature verifies, taken in index order: a
+ * key retires at its first such entry, and a later entry signed by a retired key retires
+ * nothing (it is itself reported, as any manifest signed by a retired key).
+ */
+function retiredKeys(data: ChainData, trusted: readonly PublicKey[]): Map<string, RetiredKey> {
+  const rotations: (RetiredKey & { keyId: string })[] = [];
+  for (const stored of data.manifests) {
+    if (structureProblem(stored.manifest) !== null) continue;
+    const m = stored.manifest as SignedManifest;
+    if (m.type !== "key-rotation" || m.chainId !== data.chainId) continue;
+    if (checkManifestSignature(m, trusted) !== "valid" || !isCanonicalBase64(m.signature)) continue;
+    rotations.push({ keyId: m.keyId, entry: Number(m.index), treeSize: Number(m.treeSize) });
+  }
+  rotations.sort((a, b) => a.entry - b.entry);
+  const retired = new Map<string, RetiredKey>();
+  for (const { keyId, entry, treeSize } of rotations)
+    if (!retired.has(keyId)) retired.set(keyId, { entry, treeSize });
+  return retired;
 }
 
 /** Checks a manifest's signature, reporting a bad or untrusted one; says which it is. */
@@ -97,11 +145,22 @@ function manifestSignature(
   m: SignedManifest,
   stored: StoredManifest,
   trusted: readonly PublicKey[],
+  retired: RetiredKeys,
   add: AddFinding,
   at: FindingAt,
 ): ManifestSignatureCheck {
   const index = Number(m.index);
   let sig = checkManifestSignature(m, trusted);
+  const retiredBy = retired.get(m.keyId);
+  if (sig === "valid" && retiredBy !== undefined && index > retiredBy.entry) {
+    add(
+      "bad-signature",
+      stored.location,
+      `manifest ${index} is signed by ${m.keyId}, which was retired at entry ${retiredBy.entry} (a key-rotation entry): a retired key no longer vouches for anything after it`,
+      at,
+    );
+    return "invalid";
+  }
   // Base64 decoders ignore padding and the unused low bits of the last character: only
   // the canonical spelling is the text that was signed and that the next manifest hashes.
   const respelled = sig === "valid" && !isCanonicalBase64(m.signature);

@@ -211,7 +211,7 @@ export function checkLinks(
         "missing",
         rec.location,
         `records ${range(expectedSeq, seq - 1)} are absent before seq ${seq}`,
-        { seq: expectedSeq },
+        { seq: expectedSeq, lastSeq: seq - 1 },
       );
     const before = ordered[i - 1];
     const prevRec = before?.seq === seq - 1 ? before : undefined;
@@ -240,7 +240,7 @@ export function checkLinks(
       "missing",
       sealing.location,
       `records ${range(expectedSeq, signedThrough)} are absent from the end of the chain, though signed batches seal them`,
-      { seq: expectedSeq },
+      { seq: expectedSeq, lastSeq: signedThrough },
     );
   }
 }

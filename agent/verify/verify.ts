@@ -1,5 +1,6 @@
 import { parseCheckpointText, parseNote, verifyNote } from "../integrity/note.js";
 import type { PublicKey } from "../integrity/signing.js";
+import type { VerifierState } from "./state.js";
 import { type StreamVerifyOptions, verifyChainStream } from "./stream-chain.js";
 import type { AuditSource, Finding, VerifyReport } from "./types.js";
 
@@ -8,21 +9,44 @@ export async function verifySource(
   source: AuditSource,
   trusted: readonly PublicKey[],
   knownCheckpoints: readonly { note: string; location: string }[] = [],
-  streaming: Pick<StreamVerifyOptions, "window" | "onRecords"> = {},
+  streaming: Pick<StreamVerifyOptions, "window" | "onRecords"> & {
+    /** Incremental: what earlier clean runs established; advanced for each clean chain. */
+    state?: VerifierState;
+  } = {},
 ): Promise<VerifyReport> {
+  const { state, ...stream } = streaming;
   const findings: Finding[] = [];
   const summaries = [];
   const used = new Set<number>();
+  const seen = new Set<string>();
   // Chain by chain as the source streams them: memory is bounded by a window of records.
   for await (const chain of source.chains()) {
     const {
       summary,
       findings: f,
       usedCheckpoints,
-    } = await verifyChainStream(chain, { trusted, knownCheckpoints, ...streaming });
+      state: established,
+    } = await verifyChainStream(chain, {
+      trusted,
+      knownCheckpoints,
+      ...stream,
+      resume: state?.chains[chain.chainId],
+    });
+    // A chain with findings keeps what earlier runs established: nothing new is vouched for.
+    if (state && established) state.chains[chain.chainId] = established;
     summaries.push(summary);
     findings.push(...f);
     for (const i of usedCheckpoints) used.add(i);
+    seen.add(chain.chainId);
+  }
+  for (const [chainId, earlier] of Object.entries(state?.chains ?? {})) {
+    if (seen.has(chainId)) continue;
+    findings.push({
+      category: "truncated",
+      chainId,
+      location: source.description,
+      detail: `the state file vouches for ${earlier.treeSize} records of this chain (verified ${earlier.verifiedAt}), but the source holds no such chain: it was removed`,
+    });
   }
   // A trusted checkpoint for a chain the source no longer holds at all: the whole chain went.
   for (const [i, k] of knownCheckpoints.entries()) {

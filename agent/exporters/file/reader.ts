@@ -101,14 +101,15 @@ function fileChain(chainDir: string): ChainReader {
   });
   return {
     chainId,
-    async *records(problems) {
+    async *records(problems, fromSeq = 0) {
       let page: StoredText[] = [];
-      for (const segment of await listSegments(chainDir, "records")) {
+      for (const segment of segmentsFrom(await listSegments(chainDir, "records"), fromSeq)) {
         for await (const { line, location, terminated } of segmentLines(segment)) {
           if (!terminated) {
             problems.finding(unterminated(location, ""));
             continue;
           }
+          if (fromSeq > 0 && envelopeSeq(line) < fromSeq) continue;
           page.push({ text: line, location });
           if (page.length >= PAGE_LINES) {
             yield page;
@@ -135,6 +136,39 @@ function fileChain(chainDir: string): ChainReader {
       }
     },
   };
+}
+
+/**
+ * The segments that may hold records at or after `fromSeq`: a segment is named by its first
+ * seq, so one followed by a segment starting at or before `fromSeq` holds only earlier ones.
+ */
+function segmentsFrom(paths: readonly string[], fromSeq: number): readonly string[] {
+  if (fromSeq <= 0) return paths;
+  let start = 0;
+  for (let i = 1; i < paths.length; i++) {
+    const first = firstSeqOf(paths[i] as string);
+    if (first !== null && first <= fromSeq) start = i;
+  }
+  return paths.slice(start);
+}
+
+/**
+ * The seq a record line's envelope gives, read without parsing the line: `seq` is the
+ * envelope's last member but two (RFC 8785 orders members), after the record, so its last
+ * occurrence is the envelope's own. A line without one gives Infinity: it is handed over.
+ */
+function envelopeSeq(line: string): number {
+  const at = line.lastIndexOf(',"seq":"');
+  if (at < 0) return Number.POSITIVE_INFINITY;
+  const end = line.indexOf('"', at + 8);
+  const seq = Number(line.slice(at + 8, end));
+  return Number.isSafeInteger(seq) ? seq : Number.POSITIVE_INFINITY;
+}
+
+/** The first seq in a segment's name (records-<20 digits>.ndjson), or null. */
+function firstSeqOf(path: string): number | null {
+  const m = /-(\d{20})\.ndjson$/.exec(path);
+  return m ? Number(m[1]) : null;
 }
 
 /**

@@ -1,0 +1,62 @@
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { AgentError } from "../common/errors.js";
+
+/**
+ * What a clean verification established about each chain, so the next run checks only
+ * what came after (`verify --state FILE`). The state is the verifier's own: kept off the
+ * agent's host in real use, it is what a rewritten history is compared with.
+ */
+export interface ChainState {
+  chainId: string;
+  /** Records verified from seq 0, contiguous, linked and covered by signed batches. */
+  treeSize: number;
+  /** The Merkle tree of those records as its frontier (see integrity/frontier.ts), in hex. */
+  frontier: { hashes: string[]; widths: number[] };
+  /** Its root (hex), for people and monitors. */
+  root: string;
+  /** The leaf hash of seq treeSize − 1 (hex): the link the next record must carry. */
+  lastLeaf: string;
+  /** The roots of every checkpoint size at or below treeSize, verified (hex). */
+  checkpointRoots: Record<string, string>;
+  firstReceived: string | null;
+  lastReceived: string | null;
+  verifiedAt: string;
+}
+
+export interface VerifierState {
+  version: 1;
+  chains: Record<string, ChainState>;
+}
+
+export function emptyState(): VerifierState {
+  return { version: 1, chains: {} };
+}
+
+/** Reads a state file; a missing file is an empty state (the first run is a full one). */
+export function readState(path: string): VerifierState {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return emptyState();
+    throw new AgentError("VERIFY_BAD_STATE", `cannot read ${path}: ${(err as Error).message}`);
+  }
+  try {
+    const state = JSON.parse(text) as VerifierState;
+    if (state.version !== 1 || typeof state.chains !== "object" || state.chains === null)
+      throw new Error("not a version 1 verifier state");
+    return state;
+  } catch (err) {
+    throw new AgentError(
+      "VERIFY_BAD_STATE",
+      `${path} is not a verifier state file (${(err as Error).message}): give a new path for a full run`,
+    );
+  }
+}
+
+/** Writes the state atomically: a crash leaves the old file or the new one, never half. */
+export function writeState(path: string, state: VerifierState): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(state, null, 1)}\n`, { mode: 0o600 });
+  renameSync(tmp, path);
+}
