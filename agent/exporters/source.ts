@@ -61,7 +61,7 @@ export interface AuditSource {
   chains(): AsyncIterable<ChainReader>;
 }
 
-/** One chain of a backend, read in storage order; each stream may be read once. */
+/** One chain of a backend, read in storage order; each call reads the backend anew. */
 export interface ChainReader {
   readonly chainId: string;
   /** Sealed-log entries in storage order; an unreadable one is reported to `problems`. */

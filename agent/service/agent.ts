@@ -329,12 +329,22 @@ function exportersStage(p: Parts): Stage {
   };
 }
 
-/** Periodic verification of what the exporters wrote (imported only when configured). */
+/**
+ * Periodic verification of what the exporters wrote (imported only when configured):
+ * incremental, on a worker thread under a memory cap; at shutdown a run in progress is
+ * ended, not waited for.
+ */
 async function verificationStage(p: Parts): Promise<Stage | null> {
   const { config } = p;
   if (!config.verification) return null;
   const settings = config.verification;
   const { ContinuousVerifier } = await import("../verify/continuous.js");
+  const { VerificationRunner } = await import("./verification-runner.js");
+  const runner = new VerificationRunner(
+    settings.max_memory_mib,
+    p.trusted,
+    settings.spot_check_batches,
+  );
   return {
     name: "verification",
     async start() {
@@ -342,21 +352,25 @@ async function verificationStage(p: Parts): Promise<Stage | null> {
       for (const e of config.exporters) {
         const delivery = p.deliveries.find((d) => d.exporterId === e.id);
         const wanted = settings.exporters === undefined || settings.exporters.includes(e.id);
-        if (e.factory.reader && delivery && wanted)
-          targets.push({ exporterId: e.id, source: await e.factory.reader(e.config), delivery });
+        if (e.factory.capabilities.readable && delivery && wanted)
+          targets.push({
+            exporterId: e.id,
+            delivery,
+            verify: runner.forExporter(e.factory.type, e.config),
+          });
       }
       const verifier = new ContinuousVerifier(
         targets,
         p.wal.sealed,
         p.wal.log.chainId,
-        p.trusted,
+        p.wal.verification,
         settings.interval,
         p.logger,
       );
       p.verifier = verifier;
       verifier.start();
     },
-    stop: async () => p.verifier?.shutdown(),
+    stop: async () => p.verifier?.shutdown(() => runner.stop()),
   };
 }
 

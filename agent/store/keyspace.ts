@@ -12,6 +12,7 @@
  *   T + u8 level + u64 index   one Merkle tree tile                  (sealed log)
  *   c:<exporter>     an exporter's delivered seq and entry index     (cursors)
  *   x:<exporter>:<k> state private to one exporter                   (exporter state)
+ *   v:<exporter>     what verification of its backend established    (verification state)
  *
  * Numbered keys are a one-byte prefix and a big-endian number, so they sort by number.
  */
@@ -79,4 +80,9 @@ export function exporterStateKey(exporterId: string, key: string): Buffer {
 /** Every state key of one exporter: bounds for clearing it. */
 export function exporterStateRange(exporterId: string): { gte: Buffer; lt: Buffer } {
   return { gte: exporterStateKey(exporterId, ""), lt: exporterStateKey(exporterId, "\uffff") };
+}
+
+/** The continuous verifier's state for one exporter's backend. */
+export function verificationStateKey(exporterId: string): Buffer {
+  return Buffer.from(`v:${exporterId}`);
 }

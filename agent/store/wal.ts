@@ -3,6 +3,7 @@ import { Cursors } from "./cursors.js";
 import { type ExporterState, exporterState } from "./exporter-state.js";
 import { SealedLog } from "./sealed-log.js";
 import { Store } from "./store.js";
+import { type VerificationStateStore, verificationStateStore } from "./verification-state.js";
 
 /**
  * The write-ahead log as configured by `extensions.wal`: one LevelDB directory (the Store)
@@ -31,6 +32,7 @@ export interface Wal {
   readonly sealed: SealedLog;
   readonly cursors: Cursors;
   exporterState(exporterId: string): ExporterState;
+  readonly verification: VerificationStateStore;
   /** Writes what is queued, then closes the database. */
   close(): Promise<void>;
 }
@@ -55,6 +57,7 @@ export async function openWal(options: WalOptions): Promise<Wal> {
       sealed,
       cursors,
       exporterState: (id) => exporterState(store, id),
+      verification: verificationStateStore(store),
       async close() {
         await log.close();
         await cursors.settled();

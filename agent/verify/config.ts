@@ -14,6 +14,14 @@ export const verificationConfigSchema = z
     exporters: z.array(z.string().min(1)).optional(),
     /** Extra trusted public key files (keys used before a rotation). */
     trust: z.array(z.string().min(1)).default([]),
+    /** Heap cap of the worker thread that verifies, in MiB: a run that needs more fails. */
+    max_memory_mib: z.number().int().min(32).max(4096).default(128),
+    /**
+     * Runs are incremental: they read only what is new. Each also reads again this many
+     * signed batches verified before, at random, so a change to old records in a backend
+     * that is not write-once is found too.
+     */
+    spot_check_batches: z.number().int().min(0).max(10_000).default(16),
   })
   .strict();
 

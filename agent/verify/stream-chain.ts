@@ -10,6 +10,7 @@ import type { VerifyOptions } from "./verify-chain.js";
 import { type AddFinding, findingAdder, range } from "./verify-findings.js";
 import { type BatchInfo, checkManifests } from "./verify-manifests.js";
 import { ReceiveTimes } from "./verify-records.js";
+import { spotCheck } from "./spot-check.js";
 import type { ChainState } from "./state.js";
 
 /**
@@ -29,6 +30,8 @@ export interface StreamVerifyOptions extends VerifyOptions {
   onRecords?: OnRecords;
   /** What an earlier clean run established: only what came after it is verified. */
   resume?: ChainState;
+  /** With `resume`: signed batches before it read again and checked (spot-check.ts). */
+  spotCheck?: number;
 }
 
 export interface ChainResult {
@@ -131,6 +134,8 @@ export async function verifyChainStream(
       `the state file vouches for ${resumedAt} records, but the signed batches now end at seq ${kept.sealedThrough}: the tail was removed`,
       { seq: kept.sealedThrough + 1 },
     );
+  if (options.resume && (options.spotCheck ?? 0) > 0)
+    await spotCheck(reader, batches, resumedAt, options.spotCheck ?? 0, steps.checkpoints);
   const findings = steps.all();
   return {
     findings,

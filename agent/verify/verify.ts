@@ -3,13 +3,14 @@ import type { PublicKey } from "../integrity/signing.js";
 import type { VerifierState } from "./state.js";
 import { type StreamVerifyOptions, verifyChainStream } from "./stream-chain.js";
 import type { AuditSource, Finding, VerifyReport } from "./types.js";
+import { countingManifests, emptyChainFinding, noChainFinding } from "./verify-presence.js";
 
 /** Verifies every chain a source holds. */
 export async function verifySource(
   source: AuditSource,
   trusted: readonly PublicKey[],
   knownCheckpoints: readonly { note: string; location: string }[] = [],
-  streaming: Pick<StreamVerifyOptions, "window" | "onRecords"> & {
+  streaming: Pick<StreamVerifyOptions, "window" | "onRecords" | "spotCheck"> & {
     /** Incremental: what earlier clean runs established; advanced for each clean chain. */
     state?: VerifierState;
   } = {},
@@ -20,24 +21,27 @@ export async function verifySource(
   const used = new Set<number>();
   const seen = new Set<string>();
   // Chain by chain as the source streams them: memory is bounded by a window of records.
-  for await (const chain of source.chains()) {
+  for await (const stored of source.chains()) {
+    const chain = countingManifests(stored);
     const {
       summary,
       findings: f,
       usedCheckpoints,
       state: established,
-    } = await verifyChainStream(chain, {
+    } = await verifyChainStream(chain.reader, {
       trusted,
       knownCheckpoints,
       ...stream,
-      resume: state?.chains[chain.chainId],
+      resume: state?.chains[stored.chainId],
     });
     // A chain with findings keeps what earlier runs established: nothing new is vouched for.
-    if (state && established) state.chains[chain.chainId] = established;
+    if (state && established) state.chains[stored.chainId] = established;
     summaries.push(summary);
     findings.push(...f);
+    if (summary.records === 0 && chain.manifests() === 0)
+      findings.push(emptyChainFinding(source.description, stored.chainId));
     for (const i of usedCheckpoints) used.add(i);
-    seen.add(chain.chainId);
+    seen.add(stored.chainId);
   }
   for (const [chainId, earlier] of Object.entries(state?.chains ?? {})) {
     if (seen.has(chainId)) continue;
@@ -65,6 +69,8 @@ export async function verifySource(
       // Not a checkpoint: nothing it could prove.
     }
   }
+  if (summaries.length === 0 && findings.length === 0)
+    findings.push(noChainFinding(source.description));
   return {
     source: source.description,
     chains: summaries,
@@ -73,34 +79,5 @@ export async function verifySource(
   };
 }
 
-/** The human summary printed by `audit-agent verify`. */
-export function formatReport(report: VerifyReport): string {
-  const out: string[] = [`source: ${report.source}`];
-  if (report.chains.length === 0) out.push("no audit chains found");
-  for (const c of report.chains) {
-    out.push(
-      `chain ${c.chainId}: ${c.records} records` +
-        (c.firstSeq === null ? "" : `, seq ${c.firstSeq}..${c.lastSeq}`) +
-        (c.firstReceived ? `, received ${c.firstReceived} .. ${c.lastReceived}` : ""),
-      `  ${c.batches} signed batches (sealed through seq ${c.sealedThrough}), ${c.checkpoints} checkpoints` +
-        (c.latestCheckpoint
-          ? `, latest tree size ${c.latestCheckpoint.size} root ${c.latestCheckpoint.rootHash.slice(0, 16)}…`
-          : ""),
-      `  keys: ${c.keys.length ? c.keys.join(", ") : "none"}`,
-    );
-    for (const n of c.notes) out.push(`  note: ${n}`);
-  }
-  if (report.findings.length === 0) {
-    out.push(report.ok ? "OK: no findings" : "FAILED: nothing to verify");
-  } else {
-    const byCategory = new Map<string, number>();
-    for (const f of report.findings)
-      byCategory.set(f.category, (byCategory.get(f.category) ?? 0) + 1);
-    out.push(
-      `FAILED: ${report.findings.length} findings (${[...byCategory].map(([k, v]) => `${k} ${v}`).join(", ")})`,
-    );
-    for (const f of report.findings)
-      out.push(`  ${f.category.padEnd(13)} ${f.location}: ${f.detail}`);
-  }
-  return `${out.join("\n")}\n`;
-}
+/** The human summary printed by `audit-agent verify`: see report-text.ts. */
+export { formatReport } from "./report-text.js";
