@@ -100,7 +100,7 @@ export const ERROR_CODES = {
   },
   OTLP_BAD_PROTOBUF: {
     summary:
-      "A protobuf request is not a valid ExportLogsServiceRequest, or a record's trace_id/span_id is not 16/8 bytes; refused with HTTP 400 / gRPC INVALID_ARGUMENT, nothing stored.",
+      "A protobuf request is not a valid ExportLogsServiceRequest (bad wire data, trace/span id lengths, values nested over 64 levels: integrity-format §3.11): HTTP 400 / INVALID_ARGUMENT.",
     fix: "Fix the client or its SDK (and its Content-Type); retrying the same body cannot succeed.",
   },
   PROOF_BAD_PARAM: {

@@ -3,7 +3,13 @@ import { AgentError } from "../common/errors.js";
 import { contextSuffix } from "./canonical-record.js";
 import { int64Decimal, InvalidUtf8Error, JsonBytesWriter } from "../integrity/json-bytes.js";
 import type { AuditPredicate, AuditRecordView } from "./record-view.js";
-import type { AnyValue, InstrumentationScope, KeyValue, Resource } from "./model.js";
+import {
+  type AnyValue,
+  type InstrumentationScope,
+  type KeyValue,
+  MAX_ANY_VALUE_DEPTH,
+  type Resource,
+} from "./model.js";
 import { otlpTypes } from "./protobuf-codec.js";
 
 /**
@@ -17,7 +23,10 @@ import { otlpTypes } from "./protobuf-codec.js";
  * Strictness matches the protobufjs path or exceeds it: truncated or overlong fields,
  * wrong wire types for known fields, invalid UTF-8 in strings and wrong-length ids are
  * refused with OTLP_BAD_PROTOBUF. Unknown fields are skipped, and for a field that
- * appears twice the last occurrence wins, as proto3 parsers do for scalars.
+ * appears twice the last occurrence wins, as proto3 parsers do for scalars. Every value
+ * read is held to the rules of every transport (docs/integrity-format.md §3.11): at most
+ * MAX_ANY_VALUE_DEPTH levels of nesting, and one member of the AnyValue oneof (protobufjs
+ * and this reader would otherwise disagree on which of several wins).
  *
  * Resources and scopes are few per request, so they are decoded with protobufjs and
  * written by canonical-record.ts once per ScopeLogs.
@@ -38,7 +47,6 @@ const WIRE_VARINT = 0;
 const WIRE_I64 = 1;
 const WIRE_LEN = 2;
 const WIRE_I32 = 5;
-const MAX_DEPTH = 64;
 
 // LogRecord field numbers (opentelemetry/proto/logs/v1/logs.proto).
 const F_TIME = 1;
@@ -64,6 +72,23 @@ const AnyValueType = otlpTypes.RequestType.root.lookupType(
 );
 
 class WireError extends Error {}
+
+/** What a ValueCheck finds wrong with a value (0: nothing). */
+const VALUE_OK = 0;
+const VALUE_TOO_DEEP = 1;
+const VALUE_TWO_MEMBERS = 2;
+const VALUE_PROBLEMS = [
+  "",
+  `values nested deeper than ${MAX_ANY_VALUE_DEPTH} levels`,
+  "an AnyValue with more than one of its value fields set",
+];
+
+/** A value breaks a rule of every transport; the refusal names its path (ValueCheck). */
+class ValueRuleError extends Error {
+  constructor(readonly problem: number) {
+    super(VALUE_PROBLEMS[problem]);
+  }
+}
 
 /**
  * A cursor over one protobuf message's bytes. Field readers leave the field's value in
@@ -241,6 +266,7 @@ class AnyValueScan {
         default:
           continue;
       }
+      if (this.kind !== 0 && this.kind !== r.field) throw new ValueRuleError(VALUE_TWO_MEMBERS);
       this.kind = r.field;
     }
     return this;
@@ -267,6 +293,8 @@ class WireLogRecord implements AuditRecordView {
   private readonly valueScan = new AnyValueScan();
   private readonly kv = new KeyValueScan();
   private readonly keys = new Map<string, Buffer>();
+
+  constructor(private readonly check: ValueCheck) {}
 
   reset(buf: Uint8Array): void {
     this.buf = buf;
@@ -338,10 +366,17 @@ class WireLogRecord implements AuditRecordView {
       if (kv.valueStart < 0) return { key, value: null };
       const value =
         this.scalarValue(kv.valueStart, kv.valueEnd) ??
-        (AnyValueType.decode(this.buf.subarray(kv.valueStart, kv.valueEnd)) as unknown as AnyValue);
+        this.compositeValue(kv.valueStart, kv.valueEnd);
       return { key, value };
     }
     return undefined;
+  }
+
+  /** An array, kvlist or bytes value, decoded by protobufjs once it is known to be in bounds. */
+  private compositeValue(start: number, end: number): AnyValue {
+    const problem = this.check.anyValue(this.buf, start, end, 1, null);
+    if (problem !== VALUE_OK) throw new ValueRuleError(problem);
+    return AnyValueType.decode(this.buf.subarray(start, end)) as unknown as AnyValue;
   }
 
   /**
@@ -388,7 +423,10 @@ function bytesEqual(buf: Uint8Array, start: number, end: number, wanted: Buffer)
  */
 export class ProtobufCanonicalizer {
   private readonly out = new JsonBytesWriter();
-  private readonly record = new WireLogRecord();
+  private readonly check = new ValueCheck();
+  private readonly record = new WireLogRecord(this.check);
+  /** The LogRecord being read: its indices and bytes, to name it when a value is refused. */
+  private readonly current = { r: 0, s: 0, i: 0, start: 0, end: 0 };
   private readonly top = new Reader();
   private readonly rl = new Reader();
   private readonly sl = new Reader();
@@ -411,12 +449,20 @@ export class ProtobufCanonicalizer {
       return this.run(body);
     } catch (err) {
       if (err instanceof AgentError) throw err;
+      if (err instanceof ValueRuleError) throw this.recordValueRefusal(body, err);
       const why = err instanceof Error ? err.message : String(err);
       throw new AgentError(
         "OTLP_BAD_PROTOBUF",
         `request body is not a valid protobuf ExportLogsServiceRequest: ${why}`,
       );
     }
+  }
+
+  /** The refusal of the current record's value, found again with its path. */
+  private recordValueRefusal(body: Uint8Array, err: ValueRuleError): AgentError {
+    const { r, s, i, start, end } = this.current;
+    const where = `resourceLogs[${r}].scopeLogs[${s}].logRecords[${i}]`;
+    return this.check.refusal(body, start, end, LOG_RECORD_SHAPE, where, err.problem);
   }
 
   private run(body: Uint8Array): CanonicalRecords {
@@ -472,6 +518,11 @@ export class ProtobufCanonicalizer {
         schemaEnd = rl.end;
       }
     }
+    // The resource's values are held to every transport's rules before protobufjs reads them.
+    if (resourceStart >= 0) {
+      const where = () => `resourceLogs[${r}].resource`;
+      this.check.check(buf, resourceStart, resourceEnd, RESOURCE_SHAPE, where);
+    }
     const resource =
       resourceStart < 0
         ? null
@@ -517,6 +568,10 @@ export class ProtobufCanonicalizer {
         schemaEnd = sl.end;
       }
     }
+    if (scopeStart >= 0) {
+      const where = () => `resourceLogs[${r}].scopeLogs[${s}].scope`;
+      this.check.check(buf, scopeStart, scopeEnd, SCOPE_SHAPE, where);
+    }
     const scope =
       scopeStart < 0
         ? null
@@ -526,11 +581,17 @@ export class ProtobufCanonicalizer {
     let suffix: Buffer | null = null;
     const record = this.record;
     const out = this.out;
+    const current = this.current;
+    current.r = r;
+    current.s = s;
     sl.at(buf, start, end);
     let i = 0;
     while (sl.next()) {
       if (sl.field !== 2) continue;
       sl.expect(WIRE_LEN);
+      current.i = i;
+      current.start = sl.start;
+      current.end = sl.end;
       this.scanLogRecord(buf, sl.start, sl.end);
       const traceLen = record.size(F_TRACE_ID);
       const spanLen = record.size(F_SPAN_ID);
@@ -619,13 +680,13 @@ export class ProtobufCanonicalizer {
       this.member('"attributes":[');
       for (let i = 0; i < rec.attrCount; i++) {
         if (i > 0) out.byte(0x2c);
-        this.writeKeyValue(buf, rec.attrs[i * 2] as number, rec.attrs[i * 2 + 1] as number, 0);
+        this.writeKeyValue(buf, rec.attrs[i * 2] as number, rec.attrs[i * 2 + 1] as number, 1);
       }
       out.byte(0x5d);
     }
     if (rec.start(F_BODY) >= 0) {
       this.member('"body":');
-      this.writeAnyValue(buf, rec.start(F_BODY), rec.end(F_BODY), 0);
+      this.writeAnyValue(buf, rec.start(F_BODY), rec.end(F_BODY), 1);
     }
     if (rec.dropped !== 0) {
       this.member('"droppedAttributesCount":');
@@ -677,9 +738,9 @@ export class ProtobufCanonicalizer {
     this.out.string(rec.buf, rec.start(field), rec.end(field));
   }
 
-  /** `{"key":…,"value":…}`; the value member only when the field is present. */
-  private writeKeyValue(buf: Uint8Array, start: number, end: number, depth: number): void {
-    const kv = this.keyValue.scan(this.keyValueReaders.at(depth, buf, start, end));
+  /** `{"key":…,"value":…}`, the value at nesting `level`; no value member when absent. */
+  private writeKeyValue(buf: Uint8Array, start: number, end: number, level: number): void {
+    const kv = this.keyValue.scan(this.keyValueReaders.at(level, buf, start, end));
     // Read before recursing: nested KeyValues reuse the same scan.
     const { keyStart, keyEnd, valueStart, valueEnd } = kv;
     const out = this.out;
@@ -687,16 +748,19 @@ export class ProtobufCanonicalizer {
     out.string(buf, keyStart, keyEnd);
     if (valueStart >= 0) {
       out.ascii(',"value":');
-      this.writeAnyValue(buf, valueStart, valueEnd, depth + 1);
+      this.writeAnyValue(buf, valueStart, valueEnd, level);
     }
     out.byte(0x7d);
   }
 
-  /** One AnyValue: the last oneof member on the wire, or `{}` when none is set. */
-  private writeAnyValue(buf: Uint8Array, start: number, end: number, depth: number): void {
-    if (depth > MAX_DEPTH) throw new WireError(`values nested deeper than ${MAX_DEPTH} levels`);
+  /**
+   * One AnyValue at nesting `level` (1: a body or a top-level attribute's value): its one
+   * oneof member (the same member repeated: the last), or `{}` when none is set.
+   */
+  private writeAnyValue(buf: Uint8Array, start: number, end: number, level: number): void {
+    if (level > MAX_ANY_VALUE_DEPTH) throw new ValueRuleError(VALUE_TOO_DEEP);
     // Read into locals before writing: nested values reuse the same scan.
-    const scan = this.anyValueScan.scan(this.anyValueReaders.at(depth, buf, start, end));
+    const scan = this.anyValueScan.scan(this.anyValueReaders.at(level, buf, start, end));
     const { kind, lo, hi } = scan;
     const vStart = scan.start;
     const vEnd = scan.end;
@@ -719,10 +783,10 @@ export class ProtobufCanonicalizer {
         out.ascii(`{"doubleValue":${doubleJson(lo, hi)}}`);
         return;
       case 5:
-        this.writeList(buf, vStart, vEnd, depth, '{"arrayValue":', false);
+        this.writeList(buf, vStart, vEnd, level, '{"arrayValue":', false);
         return;
       case 6:
-        this.writeList(buf, vStart, vEnd, depth, '{"kvlistValue":', true);
+        this.writeList(buf, vStart, vEnd, level, '{"kvlistValue":', true);
         return;
       case 7:
         out.ascii('{"bytesValue":');
@@ -734,25 +798,25 @@ export class ProtobufCanonicalizer {
     }
   }
 
-  /** ArrayValue or KeyValueList: `{}` when empty, else `{"values":[…]}`. */
+  /** ArrayValue or KeyValueList of the value at `level`: `{}` when empty, else `{"values":[…]}`. */
   private writeList(
     buf: Uint8Array,
     start: number,
     end: number,
-    depth: number,
+    level: number,
     head: string,
     keyValues: boolean,
   ): void {
     const out = this.out;
     out.ascii(head);
-    const r = this.listReaders.at(depth, buf, start, end);
+    const r = this.listReaders.at(level, buf, start, end);
     let n = 0;
     while (r.next()) {
       if (r.field !== 1) continue;
       r.expect(WIRE_LEN);
       out.ascii(n === 0 ? '{"values":[' : ",");
-      if (keyValues) this.writeKeyValue(buf, r.start, r.end, depth + 1);
-      else this.writeAnyValue(buf, r.start, r.end, depth + 1);
+      if (keyValues) this.writeKeyValue(buf, r.start, r.end, level + 1);
+      else this.writeAnyValue(buf, r.start, r.end, level + 1);
       n++;
     }
     out.ascii(n === 0 ? "{}}" : "]}}");
@@ -790,5 +854,239 @@ class ReaderPool {
       this.readers[depth] = r;
     }
     return r.at(buf, start, end);
+  }
+}
+
+/** `a.b[0].c`, shortened in the middle when long. */
+function joinPath(where: string, segments: string[]): string {
+  const out = segments.length === 0 ? where : `${where}.${segments.join(".")}`;
+  return out.length > 240 ? `${out.slice(0, 160)}…${out.slice(-70)}` : out;
+}
+
+/**
+ * A message ValueCheck reads: the wire type of each known field (by field number; −1 or
+ * past the end: unknown, skipped), and its AnyValue and KeyValue fields (0: none).
+ */
+interface MessageShape {
+  wires: Int8Array;
+  body: number;
+  attributes: number;
+}
+
+function shape(wires: Record<number, number>, body: number, attributes: number): MessageShape {
+  const table = new Int8Array(16).fill(-1);
+  for (const [field, wire] of Object.entries(wires)) table[Number(field)] = wire;
+  return { wires: table, body, attributes };
+}
+
+const LOG_RECORD_SHAPE = shape(
+  {
+    [F_TIME]: WIRE_I64,
+    [F_SEVERITY_NUMBER]: WIRE_VARINT,
+    [F_SEVERITY_TEXT]: WIRE_LEN,
+    [F_BODY]: WIRE_LEN,
+    [F_ATTRIBUTES]: WIRE_LEN,
+    [F_DROPPED]: WIRE_VARINT,
+    [F_FLAGS]: WIRE_I32,
+    [F_TRACE_ID]: WIRE_LEN,
+    [F_SPAN_ID]: WIRE_LEN,
+    [F_OBSERVED_TIME]: WIRE_I64,
+    [F_EVENT_NAME]: WIRE_LEN,
+  },
+  F_BODY,
+  F_ATTRIBUTES,
+);
+const RESOURCE_SHAPE = shape({ 1: WIRE_LEN, 2: WIRE_VARINT, 3: WIRE_LEN }, 0, 1);
+const SCOPE_SHAPE = shape({ 1: WIRE_LEN, 2: WIRE_LEN, 3: WIRE_LEN, 4: WIRE_VARINT }, 0, 3);
+/** AnyValue: string, bool, int, double, array, kvlist, bytes. */
+const ANY_VALUE_WIRES = [
+  -1,
+  WIRE_LEN,
+  WIRE_VARINT,
+  WIRE_VARINT,
+  WIRE_I64,
+  WIRE_LEN,
+  WIRE_LEN,
+  WIRE_LEN,
+];
+
+/**
+ * Checks the rules every transport applies to AnyValues (nesting at most
+ * MAX_ANY_VALUE_DEPTH levels, one oneof member) straight on the wire, for the values that
+ * protobufjs decodes (resources, scopes, composite values the audit filter reads, and whole
+ * requests on the pass-through path) and to name a refused record value's path. Recursion
+ * stops at the limit, so no body can exhaust the stack. It also refuses (WireError) a known
+ * field with the wrong wire type, as the fast path does: protobufjs would read it by its
+ * declared type and could then see bytes that were never checked. Without `path` it
+ * allocates nothing; with one, it leaves there the segments leading to the value it refuses.
+ */
+class ValueCheck {
+  private readonly values = new ReaderPool();
+  private readonly lists = new ReaderPool();
+  private readonly keyValues = new ReaderPool();
+  private readonly fields = new Reader();
+
+  /** The problem (VALUE_*) of the AnyValue in buf[start, end) at nesting `level`. */
+  anyValue(
+    buf: Uint8Array,
+    start: number,
+    end: number,
+    level: number,
+    path: string[] | null,
+  ): number {
+    if (level > MAX_ANY_VALUE_DEPTH) return VALUE_TOO_DEEP;
+    const r = this.values.at(level, buf, start, end);
+    let kind = 0;
+    while (r.next()) {
+      if (r.field > 7) continue;
+      r.expect(ANY_VALUE_WIRES[r.field] as number);
+      if (kind !== 0 && kind !== r.field) return VALUE_TWO_MEMBERS;
+      kind = r.field;
+      if (kind !== 5 && kind !== 6) continue;
+      const list = this.lists.at(level, buf, r.start, r.end);
+      for (let i = 0; list.next();) {
+        if (list.field !== 1) continue;
+        list.expect(WIRE_LEN);
+        path?.push(kind === 5 ? `arrayValue.values[${i}]` : `kvlistValue.values[${i}].value`);
+        const problem =
+          kind === 5
+            ? this.anyValue(buf, list.start, list.end, level + 1, path)
+            : this.keyValue(buf, list.start, list.end, level + 1, path);
+        if (problem !== VALUE_OK) return problem;
+        path?.pop();
+        i++;
+      }
+    }
+    return VALUE_OK;
+  }
+
+  /** The problem of the value of the KeyValue in buf[start, end), at nesting `level`. */
+  keyValue(
+    buf: Uint8Array,
+    start: number,
+    end: number,
+    level: number,
+    path: string[] | null,
+  ): number {
+    const r = this.keyValues.at(level, buf, start, end);
+    while (r.next()) {
+      if (r.field !== 1 && r.field !== 2) continue;
+      r.expect(WIRE_LEN);
+      if (r.field === 1) continue;
+      const problem = this.anyValue(buf, r.start, r.end, level, path);
+      if (problem !== VALUE_OK) return problem;
+    }
+    return VALUE_OK;
+  }
+
+  /** The problem of the values of a LogRecord, Resource or InstrumentationScope. */
+  message(
+    buf: Uint8Array,
+    start: number,
+    end: number,
+    of: MessageShape,
+    path: string[] | null,
+  ): number {
+    const r = this.fields.at(buf, start, end);
+    let attribute = 0;
+    while (r.next()) {
+      const wire = of.wires[r.field] ?? -1;
+      if (wire < 0) continue;
+      r.expect(wire);
+      let problem = VALUE_OK;
+      if (r.field === of.attributes) {
+        path?.push(`attributes[${attribute++}].value`);
+        problem = this.keyValue(buf, r.start, r.end, 1, path);
+      } else if (r.field === of.body) {
+        path?.push("body");
+        problem = this.anyValue(buf, r.start, r.end, 1, path);
+      } else continue;
+      if (problem !== VALUE_OK) return problem;
+      path?.pop();
+    }
+    return VALUE_OK;
+  }
+
+  /**
+   * The refusal of a message (at `where`) holding a value that breaks a rule, with its path;
+   * `found`: the problem already found there, if the walk does not find it again.
+   */
+  refusal(
+    buf: Uint8Array,
+    start: number,
+    end: number,
+    of: MessageShape,
+    where: string,
+    found = VALUE_OK,
+  ): AgentError {
+    const path: string[] = [];
+    let problem: number;
+    try {
+      problem = this.message(buf, start, end, of, path) || found;
+    } catch (err) {
+      // A malformed field met before the value: that is the refusal, as the request's.
+      const why = err instanceof Error ? err.message : String(err);
+      return new AgentError(
+        "OTLP_BAD_PROTOBUF",
+        `request body is not a valid protobuf ExportLogsServiceRequest: ${why}`,
+      );
+    }
+    return new AgentError(
+      "OTLP_BAD_PROTOBUF",
+      `request is not a valid protobuf ExportLogsServiceRequest: ${joinPath(where, path)}: ${VALUE_PROBLEMS[problem]}`,
+    );
+  }
+
+  /** Throws the refusal of the message at `where` when its values break a rule. */
+  check(buf: Uint8Array, start: number, end: number, of: MessageShape, where: () => string) {
+    if (this.message(buf, start, end, of, null) === VALUE_OK) return;
+    throw this.refusal(buf, start, end, of, where());
+  }
+}
+
+const requestCheck = new ValueCheck();
+
+/**
+ * Checks every AnyValue of a whole request (every record's, audit or not, and every
+ * resource's and scope's) against the rules of every transport, and the wire types of the
+ * fields around them, as the general path needs before protobufjs decodes the request.
+ * Throws AgentError OTLP_BAD_PROTOBUF naming the value's path, or for a malformed request.
+ */
+export function checkProtobufNesting(body: Uint8Array): void {
+  const check = requestCheck;
+  try {
+    const top = new Reader().at(body, 0, body.length);
+    const rl = new Reader();
+    const sl = new Reader();
+    for (let r = 0; top.next(); r++) {
+      if (top.field !== 1) continue;
+      top.expect(WIRE_LEN);
+      rl.at(body, top.start, top.end);
+      for (let s = 0; rl.next();) {
+        if (rl.field > 3) continue;
+        rl.expect(WIRE_LEN);
+        if (rl.field === 1)
+          check.check(body, rl.start, rl.end, RESOURCE_SHAPE, () => `resourceLogs[${r}].resource`);
+        if (rl.field !== 2) continue;
+        sl.at(body, rl.start, rl.end);
+        for (let i = 0; sl.next();) {
+          if (sl.field > 3) continue;
+          sl.expect(WIRE_LEN);
+          const at = `resourceLogs[${r}].scopeLogs[${s}]`;
+          if (sl.field === 1) check.check(body, sl.start, sl.end, SCOPE_SHAPE, () => `${at}.scope`);
+          if (sl.field !== 2) continue;
+          check.check(body, sl.start, sl.end, LOG_RECORD_SHAPE, () => `${at}.logRecords[${i}]`);
+          i++;
+        }
+        s++;
+      }
+    }
+  } catch (err) {
+    if (err instanceof AgentError) throw err;
+    const why = err instanceof Error ? err.message : String(err);
+    throw new AgentError(
+      "OTLP_BAD_PROTOBUF",
+      `request body is not a valid protobuf ExportLogsServiceRequest: ${why}`,
+    );
   }
 }

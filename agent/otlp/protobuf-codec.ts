@@ -3,7 +3,7 @@ import { join } from "node:path";
 import protobuf from "protobufjs";
 import { AgentError } from "../common/errors.js";
 import { packageRoot } from "../common/package-root.js";
-import type { ExportLogsServiceRequest } from "./model.js";
+import { type ExportLogsServiceRequest, MAX_ANY_VALUE_DEPTH } from "./model.js";
 
 /** The protobuf half of the OTLP codec: request decoding and response/status encoding. */
 
@@ -24,6 +24,37 @@ function strictString<R extends protobuf.Reader>(read: (this: R) => string) {
 }
 protobuf.Reader.prototype.string = strictString(protobuf.Reader.prototype.string);
 protobuf.BufferReader.prototype.string = strictString(protobuf.BufferReader.prototype.string);
+
+/**
+ * A bool is a varint, true when it is not 0 — all of it: protobufjs looks at its low 32 bits
+ * only, so 2^32 read false here and true on the fast path (protobuf-canonical.ts), and one
+ * request would be stored differently depending on which path decoded it.
+ */
+function wholeVarintBool(this: protobuf.Reader): boolean {
+  let nonzero = false;
+  for (let i = 0; i < 10; i++) {
+    if (this.pos >= this.len)
+      throw new RangeError(`index out of range: ${this.pos} + 1 > ${this.len}`);
+    const byte = this.buf[this.pos++] as number;
+    if ((byte & 0x7f) !== 0) nonzero = true;
+    if (byte < 0x80) return nonzero;
+  }
+  throw new Error("invalid varint encoding");
+}
+protobuf.Reader.prototype.bool = wholeVarintBool;
+protobuf.BufferReader.prototype.bool = wholeVarintBool;
+
+/**
+ * protobufjs stops at 100 nested messages (protoc's default), fewer than an AnyValue at the
+ * nesting limit of every transport takes (MAX_ANY_VALUE_DEPTH levels: three messages per
+ * kvlistValue level, under four of envelope). Values deeper than that limit are refused
+ * before protobufjs reads them (protobuf-canonical.ts ValueCheck, the JSON decoder), so
+ * protobufjs gets the room an accepted value needs: decoding it on the pass-through path
+ * and encoding a stored record for an OTLP exporter must not fail on it.
+ */
+const MESSAGE_DEPTH_LIMIT = 3 * MAX_ANY_VALUE_DEPTH + 16;
+protobuf.util.recursionLimit = MESSAGE_DEPTH_LIMIT;
+protobuf.Reader.recursionLimit = MESSAGE_DEPTH_LIMIT;
 
 const root = protobuf.loadSync([
   join(packageRoot(), "proto", "otlp_logs.proto"),

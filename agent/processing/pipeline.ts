@@ -2,8 +2,9 @@ import { type ChainLog, WalFullError } from "../store/chain-log.js";
 import { contextSuffix, recordJson } from "../otlp/canonical-record.js";
 import { AgentError } from "../common/errors.js";
 import { type AuditPredicate, modelRecordView } from "../otlp/record-view.js";
+import type { RefusedRecords } from "../otlp/json-codec.js";
 import type { ExportLogsServiceRequest, LogRecord, ResourceLogs } from "../otlp/model.js";
-import { ProtobufCanonicalizer } from "../otlp/protobuf-canonical.js";
+import { checkProtobufNesting, ProtobufCanonicalizer } from "../otlp/protobuf-canonical.js";
 import { decodeLogsRequest, otlpTypes } from "../otlp/protobuf-codec.js";
 import { type NonAuditForwarder, QueueFullError } from "./api.js";
 import type { AgentCounters } from "../telemetry/counters.js";
@@ -23,7 +24,15 @@ export interface ConsumeResult {
 }
 
 export interface LogsConsumer {
-  consume(request: ExportLogsServiceRequest, receivedUnixNano: string): Promise<ConsumeResult>;
+  /**
+   * `refused`: records the decoder already left out of `request` (a value that cannot be
+   * stored exactly); they are reported with the result's rejected records.
+   */
+  consume(
+    request: ExportLogsServiceRequest,
+    receivedUnixNano: string,
+    refused?: RefusedRecords | null,
+  ): Promise<ConsumeResult>;
   /** The same for an OTLP/protobuf request body; throws OTLP_BAD_PROTOBUF when malformed. */
   consumeProtobuf(body: Uint8Array, receivedUnixNano: string): Promise<ConsumeResult>;
 }
@@ -47,8 +56,13 @@ export class LogsPipeline implements LogsConsumer {
   }
 
   async consumeProtobuf(body: Uint8Array, receivedUnixNano: string): Promise<ConsumeResult> {
-    // Forwarding non-audit records needs them decoded, so that case takes the general path.
-    if (this.forwarders.length > 0) return this.consume(decodeLogsRequest(body), receivedUnixNano);
+    // Forwarding non-audit records needs them decoded, so that case takes the general path;
+    // the rules every transport applies to values are checked first, on the wire, as the
+    // fast path checks them (docs/integrity-format.md §3.11).
+    if (this.forwarders.length > 0) {
+      checkProtobufNesting(body);
+      return this.consume(decodeLogsRequest(body), receivedUnixNano);
+    }
     const { records, filtered, rejected, firstRejectedBytes } =
       this.canonicalizer.canonicalize(body);
     this.counters.filtered += filtered;
@@ -79,6 +93,7 @@ export class LogsPipeline implements LogsConsumer {
   async consume(
     request: ExportLogsServiceRequest,
     receivedUnixNano: string,
+    refused: RefusedRecords | null = null,
   ): Promise<ConsumeResult> {
     const records: string[] = [];
     // Refuse before storing anything, so the client's retry cannot duplicate audit records.
@@ -145,6 +160,7 @@ export class LogsPipeline implements LogsConsumer {
     }
     this.counters.filtered += filtered;
     this.counters.refused("too_large", rejected);
+    if (refused) this.counters.refused("unrepresentable_value", refused.count);
     await this.store(records, receivedUnixNano);
     if (passThrough.length > 0) {
       const body = otlpTypes.RequestType.encode({ resourceLogs: passThrough } as unknown as Record<
@@ -153,9 +169,16 @@ export class LogsPipeline implements LogsConsumer {
       >).finish();
       for (const f of this.forwarders) f.offer(body, filtered);
     }
-    const rejectMessage =
-      rejected > 0 ? `${rejected} audit record(s) refused: ${firstRejection}` : "";
-    return { accepted: records.length, filtered, rejected, rejectMessage };
+    const reasons = [
+      refused ? `${refused.count} log record(s) refused: ${refused.message}` : "",
+      rejected > 0 ? `${rejected} audit record(s) refused: ${firstRejection}` : "",
+    ];
+    return {
+      accepted: records.length,
+      filtered,
+      rejected: rejected + (refused?.count ?? 0),
+      rejectMessage: reasons.filter((r) => r !== "").join("; "),
+    };
   }
 }
 

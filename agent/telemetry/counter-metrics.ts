@@ -16,7 +16,7 @@ export function registerCounterMetrics(
   registry.collected(
     "counter",
     "otelcol_receiver_refused_log_records",
-    "Log records refused, by reason (buffer_full, unavailable, too_large, passthrough_*).",
+    "Log records refused, by reason (buffer_full, unavailable, too_large, unrepresentable_value, passthrough_*).",
     (set) => {
       for (const [reason, n] of counters.receiverRefused) set({ receiver, reason }, n);
     },

@@ -19,8 +19,11 @@ import { gunzipSync } from "node:zlib";
  * - near-real-time search: documents become searchable at a refresh (POST /_refresh or
  *   every `refreshIntervalMs`); GET /<index>/_doc/<id> is real-time;
  * - point in time (POST /<target>/_pit, DELETE /_pit) and `_search` with `query`
- *   (match_all, term, bool.filter/must), `sort` (fields, `_index`, `_shard_doc` with a
- *   point in time only; `missing`), `search_after`, `size`;
+ *   (match_all, term, exists, numeric range, bool filter/must/must_not/should with
+ *   minimum_should_match), `sort` (fields, `_index`, `_shard_doc` with a point in time
+ *   only; `missing`), `search_after`, `size`, and composite `terms` aggregations (`size`,
+ *   `after`, `missing_bucket`; refused on a `text` field, as Elasticsearch refuses it;
+ *   a multi-field such as `x.keyword` reads `x`);
  * - security: basic and ApiKey credentials, 401 with Elasticsearch's error shape and
  *   WWW-Authenticate, 403 for template installs when not permitted.
  *
@@ -779,6 +782,8 @@ export class FakeElasticsearch {
       query?: unknown;
       pit?: { id: string; keep_alive?: string };
       track_total_hits?: boolean;
+      aggs?: Record<string, unknown>;
+      aggregations?: Record<string, unknown>;
     };
     let docs: StoredDoc[];
     let pit: Pit | undefined;
@@ -824,7 +829,9 @@ export class FakeElasticsearch {
         "illegal_argument_exception",
         "Fielddata access on the _id field is disallowed, you can re-enable it by updating the dynamic cluster setting: indices.id_field_data.enabled",
       );
-    const matching = docs.filter((d) => matches(d.source, req.query));
+    const matching = docs.filter((d) => matches((path) => this.valueOf(d, path), req.query));
+    const aggs = req.aggs ?? req.aggregations;
+    const aggregations = aggs === undefined ? undefined : this.aggregate(aggs, matching);
     const position = new Map(docs.map((d, i) => [d, i]));
     const keyed = matching.map((d) => ({
       d,
@@ -863,9 +870,140 @@ export class FakeElasticsearch {
             sort: key,
           })),
         },
+        ...(aggregations !== undefined ? { aggregations } : {}),
       },
     };
   }
+
+  /**
+   * A document's value of `path` as a search reads it: a multi-field such as
+   * `audit.chain_id.keyword` (declared under the parent's `fields`) reads its parent's value.
+   */
+  private valueOf(d: StoredDoc, path: string): unknown {
+    const mappings = this.indices.get(d.index)?.mappings;
+    const dot = path.lastIndexOf(".");
+    if (mappings && dot > 0) {
+      const parent = mappingAt(mappings, path.slice(0, dot));
+      const fields = parent?.fields as Record<string, unknown> | undefined;
+      if (fields && path.slice(dot + 1) in fields) return valueAt(d.source, path.slice(0, dot));
+    }
+    return valueAt(d.source, path);
+  }
+
+  /** `aggs`: composite aggregations of `terms` sources (what the reader lists chains with). */
+  private aggregate(aggs: Record<string, unknown>, docs: StoredDoc[]): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const [name, spec] of Object.entries(aggs)) {
+      const [type, def] = Object.entries(spec as Record<string, unknown>)[0] ?? [];
+      if (type !== "composite")
+        throw esError(
+          400,
+          "x_content_parse_exception",
+          `[1:1] unknown aggregation type [${type}] (the fake Elasticsearch knows composite only)`,
+        );
+      out[name] = this.composite(def as CompositeSpec, docs);
+    }
+    return out;
+  }
+
+  private composite(spec: CompositeSpec, docs: StoredDoc[]): unknown {
+    const sources = (spec.sources ?? []).map((entry) => {
+      const [name, def] = Object.entries(entry)[0] as [string, { terms?: TermsSource }];
+      if (!def?.terms?.field)
+        throw esError(
+          400,
+          "x_content_parse_exception",
+          `[1:1] [composite] source [${name}] needs terms.field`,
+        );
+      return { name, ...def.terms, field: def.terms.field };
+    });
+    for (const d of docs)
+      for (const s of sources) {
+        const mapping = this.indices.get(d.index)?.mappings;
+        const field = mapping ? mappingAt(mapping, s.field) : undefined;
+        if (field?.type === "text" && field.fielddata !== true)
+          throw esError(400, "search_phase_execution_exception", "all shards failed", {
+            caused_by: {
+              type: "illegal_argument_exception",
+              reason: `Fielddata is disabled on [${s.field}] in [${d.index}]. Text fields are not optimised for operations that require per-document field data like aggregations and sorting, so these operations are disabled by default. Please use a keyword field instead. Alternatively, set fielddata=true on [${s.field}] in order to load field data by uninverting the inverted index. Note that this can use significant memory.`,
+            },
+          });
+      }
+    const buckets = new Map<string, { key: unknown[]; count: number }>();
+    for (const d of docs) {
+      let combos: unknown[][] = [[]];
+      for (const s of sources) {
+        const v = this.valueOf(d, s.field);
+        const values = [...new Set((Array.isArray(v) ? v : [v]).filter((x) => x != null))];
+        if (values.length === 0) {
+          if (s.missing_bucket !== true) {
+            combos = [];
+            break;
+          }
+          values.push(null);
+        }
+        combos = combos.flatMap((c) => values.map((x) => [...c, x]));
+      }
+      for (const key of combos) {
+        const id = JSON.stringify(key);
+        const b = buckets.get(id);
+        if (b) b.count++;
+        else buckets.set(id, { key, count: 1 });
+      }
+    }
+    // Missing values first when ascending, last when descending (the default missing_order).
+    const compare = (a: unknown[], b: unknown[]) => {
+      for (const [i, s] of sources.entries()) {
+        const x = a[i] ?? null;
+        const y = b[i] ?? null;
+        const desc = s.order === "desc";
+        if (x === null || y === null) {
+          if (x !== y) return (x === null ? -1 : 1) * (desc ? -1 : 1);
+          continue;
+        }
+        const c =
+          typeof x === "number" && typeof y === "number"
+            ? x - y
+            : Buffer.compare(Buffer.from(String(x)), Buffer.from(String(y)));
+        if (c !== 0) return desc ? -c : c;
+      }
+      return 0;
+    };
+    const sorted = [...buckets.values()].sort((x, y) => compare(x.key, y.key));
+    let from = 0;
+    if (spec.after) {
+      const after = sources.map((s) => (spec.after as Record<string, unknown>)[s.name] ?? null);
+      from = sorted.findIndex((b) => compare(b.key, after) > 0);
+      if (from < 0) from = sorted.length;
+    }
+    const page = sorted.slice(from, from + (spec.size ?? 10));
+    const keyOf = (key: unknown[]) => Object.fromEntries(sources.map((s, i) => [s.name, key[i]]));
+    return {
+      ...(page.length > 0
+        ? { after_key: keyOf((page[page.length - 1] as { key: unknown[] }).key) }
+        : {}),
+      buckets: page.map((b) => ({ key: keyOf(b.key), doc_count: b.count })),
+    };
+  }
+}
+
+interface TermsSource {
+  field?: string;
+  missing_bucket?: boolean;
+  order?: "asc" | "desc";
+}
+
+interface CompositeSpec {
+  size?: number;
+  sources?: Record<string, { terms?: TermsSource }>[];
+  after?: Record<string, unknown>;
+}
+
+/** The mapping of a dotted field path (through object properties), if it is mapped. */
+function mappingAt(mapping: Mapping, path: string): Mapping | undefined {
+  let m: Mapping | undefined = mapping;
+  for (const part of path.split(".")) m = m?.properties?.[part];
+  return m;
 }
 
 function itemError(index: string, id: string | undefined, e: ItemError): Record<string, unknown> {
@@ -939,23 +1077,67 @@ function valueAt(source: unknown, path: string): unknown {
   return undefined;
 }
 
-function matches(source: Record<string, unknown>, query: unknown): boolean {
+/**
+ * Whether a document matches a query: match_all, term, exists, range (numeric) and bool
+ * (filter, must, must_not, should with minimum_should_match: by default 1 when the bool has
+ * no filter or must clause, else 0). `read` gives the document's value of a field.
+ */
+function matches(read: (path: string) => unknown, query: unknown): boolean {
   if (query === undefined || query === null) return true;
   const q = query as Record<string, unknown>;
+  const values = (field: string) => {
+    const v = read(field);
+    return (Array.isArray(v) ? v : [v]).filter((x) => x !== undefined && x !== null);
+  };
   if ("match_all" in q) return true;
   if ("term" in q) {
     const [field, spec] = Object.entries(q.term as Record<string, unknown>)[0] as [string, unknown];
     const want =
       typeof spec === "object" && spec !== null ? (spec as { value: unknown }).value : spec;
-    const have = valueAt(source, field);
-    return Array.isArray(have)
-      ? have.some((h) => String(h) === String(want))
-      : have !== undefined && String(have) === String(want);
+    return values(field).some((h) => String(h) === String(want));
+  }
+  if ("exists" in q) {
+    const field = (q.exists as { field?: unknown }).field;
+    if (typeof field !== "string")
+      throw esError(400, "parsing_exception", "[exists] must be provided with a [field]");
+    return values(field).length > 0;
+  }
+  if ("range" in q) {
+    const [field, spec] = Object.entries(q.range as Record<string, unknown>)[0] as [
+      string,
+      { gte?: unknown; gt?: unknown; lte?: unknown; lt?: unknown },
+    ];
+    return values(field).some((x) => {
+      const n = Number(x);
+      if (typeof x === "boolean" || !Number.isFinite(n)) return false;
+      return (
+        (spec.gte === undefined || n >= Number(spec.gte)) &&
+        (spec.gt === undefined || n > Number(spec.gt)) &&
+        (spec.lte === undefined || n <= Number(spec.lte)) &&
+        (spec.lt === undefined || n < Number(spec.lt))
+      );
+    });
   }
   if ("bool" in q) {
-    const b = q.bool as { filter?: unknown; must?: unknown };
+    const b = q.bool as {
+      filter?: unknown;
+      must?: unknown;
+      must_not?: unknown;
+      should?: unknown;
+      minimum_should_match?: number | string;
+    };
     const list = (v: unknown) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
-    return [...list(b.filter), ...list(b.must)].every((sub) => matches(source, sub));
+    const required = [...list(b.filter), ...list(b.must)];
+    if (!required.every((sub) => matches(read, sub))) return false;
+    if (list(b.must_not).some((sub) => matches(read, sub))) return false;
+    const should = list(b.should);
+    const minimum =
+      b.minimum_should_match !== undefined
+        ? Number(b.minimum_should_match)
+        : required.length === 0 && should.length > 0
+          ? 1
+          : 0;
+    return should.filter((sub) => matches(read, sub)).length >= minimum;
   }
   throw esError(400, "parsing_exception", `unknown query [${Object.keys(q)[0]}]`);
 }

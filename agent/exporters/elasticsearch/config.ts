@@ -86,12 +86,19 @@ const templateSchema = z
 
 const readSchema = z
   .object({
-    /** Hits per search page (Elasticsearch allows at most 10000). */
+    /**
+     * Hits per search page, and buckets per page of the chain listing. search_after pages
+     * past index.max_result_window, but one page's `size` is still capped by it (10000 by
+     * default); the reader holds about two pages of documents at a time.
+     */
     page_size: z
       .number()
       .int({ message: "read.page_size must be a whole number, like 1000" })
-      .min(1)
-      .max(10_000, { message: "read.page_size must be at most 10000 (index.max_result_window)" })
+      .min(1, { message: "read.page_size must be at least 1" })
+      .max(10_000, {
+        message:
+          "read.page_size must be at most 10000 (one search page holds at most index.max_result_window hits, 10000 by default)",
+      })
       .default(1000),
     /** Keep-alive of the point in time, renewed by every page. */
     keep_alive: durationSchema.default(60_000),

@@ -24,6 +24,24 @@ export const objectLockSchema = z
   })
   .strict();
 
+/** ListObjectVersions / ListObjectsV2 answer at most 1000 keys a page. */
+export const S3_MAX_PAGE_SIZE = 1000;
+
+/** `read`: how `verify` and continuous verification read the bucket back. */
+export const s3ReadSchema = z
+  .object({
+    /** Keys per listing page (MaxKeys); objects are then read one at a time (a few in flight). */
+    page_size: z
+      .number()
+      .int({ message: "read.page_size must be a whole number, like 1000" })
+      .min(1, { message: "read.page_size must be at least 1" })
+      .max(S3_MAX_PAGE_SIZE, {
+        message: `read.page_size must be at most ${S3_MAX_PAGE_SIZE} (S3 lists at most 1000 keys a page)`,
+      })
+      .default(S3_MAX_PAGE_SIZE),
+  })
+  .strict();
+
 export const s3ExporterConfigSchema = z
   .object({
     bucket: z.string().regex(BUCKET, {
@@ -63,6 +81,7 @@ export const s3ExporterConfigSchema = z
     /** Per-request timeout. */
     timeout: durationSchema.default(30_000),
     retry_on_failure: retryOnFailureSchema.default(retryOnFailureSchema.parse({})),
+    read: s3ReadSchema.default(s3ReadSchema.parse({})),
   })
   .strict()
   .refine((c) => (c.access_key_id === undefined) === (c.secret_access_key === undefined), {
@@ -75,3 +94,4 @@ export const s3ExporterConfigSchema = z
 
 export type S3ExporterConfig = z.infer<typeof s3ExporterConfigSchema>;
 export type ObjectLockConfig = z.infer<typeof objectLockSchema>;
+export type S3ReadConfig = z.infer<typeof s3ReadSchema>;

@@ -17,15 +17,16 @@ export const s3ExporterFactory = implementExporter(s3Exporter, {
       delivery: { retry: config.retry_on_failure },
     };
   },
-  reader: (config) => new S3Source(connectionFromConfig(config)),
+  reader: (config) => new S3Source(connectionFromConfig(config), config.read),
 });
 
 /**
- * `verify --source s3://BUCKET/PREFIX`: endpoint from AWS_ENDPOINT_URL_S3 or
+ * `verify --source s3://BUCKET/PREFIX[?page_size=N]`: endpoint from AWS_ENDPOINT_URL_S3 or
  * AWS_ENDPOINT_URL (path-style when set), region from AWS_REGION, credentials from the
- * AWS default chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY first).
+ * AWS default chain (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY first); `page_size` as the
+ * config's `read.page_size`.
  */
 export function s3SourceFromSpec(spec: string): AuditSource {
-  const { bucket, prefix } = parseS3Url(spec);
-  return new S3Source(connectionFromUrl(bucket, prefix));
+  const { bucket, prefix, read } = parseS3Url(spec);
+  return new S3Source(connectionFromUrl(bucket, prefix), read);
 }

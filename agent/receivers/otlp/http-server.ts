@@ -9,7 +9,7 @@ import { type LogsConsumer, receiveTimeUnixNano } from "../../processing/pipelin
 import type { AgentCounters } from "../../telemetry/counters.js";
 import type { Logger } from "../../telemetry/logger.js";
 import type { OtlpHttpConfig, TlsServerConfig } from "./config.js";
-import { decodeLogsRequestJson } from "../../otlp/json-codec.js";
+import { decodeLogsRequestJsonPartial } from "../../otlp/json-codec.js";
 import { type Refusal, refusalFor } from "./outcome.js";
 import { encodeLogsResponse, encodeStatus } from "../../otlp/protobuf-codec.js";
 import { BearerAuth, RateLimitedError, type TokenBucket } from "./security.js";
@@ -204,7 +204,7 @@ export class OtlpHttpReceiver {
       const result =
         format === "protobuf"
           ? await this.consumer.consumeProtobuf(body, receivedAt)
-          : await this.consumer.consume(decodeLogsRequestJson(body), receivedAt);
+          : await this.consumeJson(body, receivedAt);
       this.counters.request("http", result.rejected > 0 ? "partial" : "ok");
       const partial =
         result.rejected > 0
@@ -219,6 +219,16 @@ export class OtlpHttpReceiver {
     } catch (err) {
       this.refuse(req, res, format, err);
     }
+  }
+
+  /**
+   * A malformed JSON request is refused whole (400); records holding a value that cannot be
+   * stored exactly are refused on their own and reported as partial success
+   * (docs/integrity-format.md §3.11).
+   */
+  private consumeJson(body: Buffer, receivedAt: string) {
+    const { request, refused } = decodeLogsRequestJsonPartial(body);
+    return this.consumer.consume(request, receivedAt, refused);
   }
 
   private readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
