@@ -19,11 +19,25 @@ import { gunzipSync, inflateSync } from "node:zlib";
  * - Multi-tenancy (auth_enabled): X-Scope-OrgID required (401 "no org id"), data kept per
  *   tenant; without it every request is tenant "fake". Optional gateway auth (basic or
  *   bearer) in front, as a reverse proxy would add.
- * - GET /loki/api/v1/query_range (stream selectors with =, !=, =~, !~; start inclusive,
+ * - Stream sharding (Loki 3 `shard_streams`, opt-in here: most tests check exact stream
+ *   sets): once a stream's push rate plus the push exceeds `desiredRateBytes`, the
+ *   distributor splits each push of it round-robin over ceil((rate + push) / desired)
+ *   streams labelled `__stream_shard__="<n>"`; the first push of a stream is never split.
+ * - GET /loki/api/v1/query_range (stream selectors with =, !=, =~, !~, optionally followed
+ *   by `| line_format "…"` with `{{ __line__ }}` and `{{ len __line__ }}`; start inclusive,
  *   end exclusive, ns / s / RFC 3339; direction; limit default 100, above
  *   max_entries_limit_per_query a 400; range above max_query_length a 400), with the
  *   categorize-labels encoding flag or structured metadata merged into stream labels.
- * - GET /loki/api/v1/label/<name>/values (start/end default the last 6 h, optional query).
+ *   The limit works as in Loki: each stream (and query shard) yields its own first
+ *   `limit` entries, and the frontend merges the per-shard answers in shard order,
+ *   stopping once it holds `limit` (mergeOrderedNonOverlappingStreams), so a query over
+ *   several streams that returns `limit` entries need not return the first `limit` in
+ *   time. Entries equal in timestamp and (processed) line within a stream are returned
+ *   once. An answer larger than `maxResponseBytes` (Loki: the 4 MiB gRPC message limit
+ *   between querier and frontend) fails with a 500 naming the sizes, as Loki's querier
+ *   does (real Loki then leaves the client waiting; the fake answers).
+ * - GET /loki/api/v1/series (match[], start, end) and GET /loki/api/v1/label/<name>/values
+ *   (start/end default the last 6 h, optional query).
  *
  * Test hooks: injected failures (status with or without Retry-After, destroyed sockets),
  * delays, going down (connections refused) and up again, and direct access to the stored
@@ -44,6 +58,16 @@ export interface FakeLokiOptions {
   multiTenant?: boolean;
   /** A gateway in front of Loki that requires this Authorization. */
   auth?: { basic?: { username: string; password: string }; bearer?: string };
+  /**
+   * Stream sharding: `desiredRateBytes` is shard_streams.desired_rate (Loki 3: 1536KB);
+   * the rate is the bytes (lines and metadata) pushed to the stream in the last
+   * `rateWindowMs` (default 1000, i.e. per second; longer makes a test timing-proof).
+   */
+  shardStreams?: { desiredRateBytes: number; rateWindowMs?: number };
+  /** Largest query_range answer (Loki: grpc_server_max_send_msg_size, 4 MiB). */
+  maxResponseBytes?: number;
+  /** Whether queries may carry a pipeline (`| line_format …`); false: a 400, as a gateway might. */
+  pipelines?: boolean;
 }
 
 export interface StoredEntry {
@@ -57,6 +81,12 @@ interface Stream {
   key: string;
   entries: StoredEntry[];
   highest: bigint;
+}
+
+/** What the distributor knows of a stream before sharding: its recent pushes. */
+interface StreamRate {
+  pushes: Array<{ at: number; bytes: number }>;
+  nextShard: number;
 }
 
 export interface Injected {
@@ -88,12 +118,14 @@ const NS_PER_MS = 1_000_000n;
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
 
 export class FakeLoki {
-  readonly options: Required<Omit<FakeLokiOptions, "port" | "auth">> & {
+  readonly options: Required<Omit<FakeLokiOptions, "port" | "auth" | "shardStreams">> & {
     auth?: FakeLokiOptions["auth"];
+    shardStreams?: FakeLokiOptions["shardStreams"];
   };
   private server: Server;
   private readonly sockets = new Set<Socket>();
   private readonly tenants = new Map<string, Map<string, Stream>>();
+  private readonly rates = new Map<string, StreamRate>();
   private readonly injected: Injected[] = [];
   port = 0;
   isDown = false;
@@ -115,6 +147,9 @@ export class FakeLoki {
       allowStructuredMetadata: options.allowStructuredMetadata ?? true,
       multiTenant: options.multiTenant ?? false,
       auth: options.auth,
+      shardStreams: options.shardStreams,
+      maxResponseBytes: options.maxResponseBytes ?? 4 * 1024 * 1024,
+      pipelines: options.pipelines ?? true,
     };
     this.port = options.port ?? 0;
     this.server = this.makeServer();
@@ -314,6 +349,8 @@ export class FakeLoki {
     }
     if (req.method === "GET" && url.pathname === "/loki/api/v1/query_range")
       return this.queryRange(req, res, url, tenant);
+    if (req.method === "GET" && url.pathname === "/loki/api/v1/series")
+      return this.series(req, res, url, tenant);
     const lv = /^\/loki\/api\/v1\/label\/([^/]+)\/values$/.exec(url.pathname);
     if (req.method === "GET" && lv) return this.labelValues(req, res, url, tenant, lv[1] as string);
     if (req.method === "GET" && url.pathname === "/ready")
@@ -431,7 +468,7 @@ export class FakeLoki {
     }
 
     // Ingester: per stream, unordered writes within max_chunk_age/2 of the newest entry.
-    for (const { labels, entries } of valid) {
+    for (const { labels, entries } of valid.flatMap((v) => this.shard(tenant, v))) {
       const stream = this.streamFor(tenant, labels);
       const window = BigInt(this.options.outOfOrderWindowMs) * NS_PER_MS;
       const ignored: string[] = [];
@@ -458,6 +495,38 @@ export class FakeLoki {
     return { status: 204, message: "", body: text };
   }
 
+  /**
+   * The distributor's stream sharding: the push's entries of one stream spread round-robin
+   * over ceil((rate + push) / desired_rate) shards once that is above one (Loki's
+   * calculateShards; never on a stream's first push, never more shards than entries).
+   */
+  private shard(
+    tenant: string,
+    push: { labels: Record<string, string>; entries: StoredEntry[] },
+  ): Array<{ labels: Record<string, string>; entries: StoredEntry[] }> {
+    const config = this.options.shardStreams;
+    if (!config) return [push];
+    const id = `${tenant}\n${labelString(push.labels)}`;
+    const rate = this.rates.get(id) ?? { pushes: [], nextShard: 0 };
+    this.rates.set(id, rate);
+    const now = Date.now();
+    rate.pushes = rate.pushes.filter((p) => p.at > now - (config.rateWindowMs ?? 1000));
+    const bytes = push.entries.reduce((n, e) => n + entryBytes(e), 0);
+    const recent = rate.pushes.reduce((n, p) => n + p.bytes, 0);
+    const first = rate.pushes.length === 0;
+    rate.pushes.push({ at: now, bytes });
+    const wanted = Math.ceil((recent + bytes) / config.desiredRateBytes);
+    const shards = first || wanted <= 1 ? 1 : Math.min(wanted, push.entries.length);
+    if (shards === 1) return [push];
+    const out = Array.from({ length: shards }, (_, i) => ({
+      labels: { ...push.labels, __stream_shard__: String((rate.nextShard + i) % shards) },
+      entries: [] as StoredEntry[],
+    }));
+    push.entries.forEach((e, i) => out[i % shards]!.entries.push(e));
+    rate.nextShard = (rate.nextShard + push.entries.length) % shards;
+    return out.filter((o) => o.entries.length > 0);
+  }
+
   private streamFor(tenant: string, labels: Record<string, string>): Stream {
     let streams = this.tenants.get(tenant);
     if (!streams) {
@@ -477,9 +546,9 @@ export class FakeLoki {
 
   private queryRange(req: IncomingMessage, res: ServerResponse, url: URL, tenant: string): void {
     const p = url.searchParams;
-    let matchers: Matcher[];
+    let query: { matchers: Matcher[]; format: ((line: string) => string) | null };
     try {
-      matchers = parseSelector(p.get("query") ?? "");
+      query = parseQuery(p.get("query") ?? "", this.options.pipelines);
     } catch (err) {
       return this.reply(req, res, 400, `parse error : ${(err as Error).message}\n`);
     }
@@ -516,22 +585,21 @@ export class FakeLoki {
         `the query time range exceeds the limit (query length: ${goDuration(length)}, limit: ${goDuration(BigInt(this.options.maxQueryLengthMs) * NS_PER_MS)})\n`,
       );
 
-    const picked: Array<{ stream: Stream; e: StoredEntry }> = [];
-    for (const stream of this.tenants.get(tenant)?.values() ?? []) {
-      if (!matches(matchers, stream.labels)) continue;
-      for (const e of stream.entries) if (e.ts >= start && e.ts < end) picked.push({ stream, e });
-    }
-    const sign = direction === "forward" ? 1 : -1;
-    picked.sort((a, b) =>
-      a.e.ts !== b.e.ts
-        ? (a.e.ts < b.e.ts ? -1 : 1) * sign
-        : a.stream.key < b.stream.key
-          ? -1
-          : a.stream.key > b.stream.key
-            ? 1
-            : 0,
+    const streams = [...(this.tenants.get(tenant)?.values() ?? [])].filter((st) =>
+      matches(query.matchers, st.labels),
     );
-    const chosen = picked.slice(0, limit);
+    const chosen = selectEntries(streams, start, end, limit, direction, query.format);
+    const size = chosen.reduce(
+      (n, { e }) => n + entryBytes(e),
+      new Set(chosen.map((c) => c.stream)).size * 64,
+    );
+    if (size > this.options.maxResponseBytes)
+      return this.reply(
+        req,
+        res,
+        500,
+        `rpc error: code = ResourceExhausted desc = trying to send message larger than max (${size} vs. ${this.options.maxResponseBytes})\n`,
+      );
     const categorize = (req.headers["x-loki-response-encoding-flags"] ?? "")
       .toString()
       .split(",")
@@ -559,6 +627,36 @@ export class FakeLoki {
       stats: { summary: { totalEntriesReturned: chosen.length } },
     };
     if (categorize) data.encodingFlags = ["categorize-labels"];
+    this.reply(req, res, 200, { status: "success", data });
+  }
+
+  private series(req: IncomingMessage, res: ServerResponse, url: URL, tenant: string): void {
+    const p = url.searchParams;
+    const now = BigInt(Date.now()) * NS_PER_MS;
+    let start: bigint;
+    let end: bigint;
+    let selectors: Matcher[][];
+    try {
+      end = p.has("end") ? parseTime(p.get("end") as string) : now;
+      start = p.has("start") ? parseTime(p.get("start") as string) : end - 3_600_000n * NS_PER_MS;
+      selectors = p.getAll("match[]").map(parseSelector);
+    } catch (err) {
+      return this.reply(req, res, 400, `${(err as Error).message}\n`);
+    }
+    if (selectors.length === 0)
+      return this.reply(req, res, 400, "at least one match[] argument must be provided\n");
+    if (end - start > BigInt(this.options.maxQueryLengthMs) * NS_PER_MS)
+      return this.reply(
+        req,
+        res,
+        400,
+        `the query time range exceeds the limit (query length: ${goDuration(end - start)}, limit: ${goDuration(BigInt(this.options.maxQueryLengthMs) * NS_PER_MS)})\n`,
+      );
+    const data: Record<string, string>[] = [];
+    for (const stream of this.tenants.get(tenant)?.values() ?? []) {
+      if (!selectors.some((m) => matches(m, stream.labels))) continue;
+      if (countIn(stream.entries, start, end) > 0) data.push({ ...stream.labels });
+    }
     this.reply(req, res, 200, { status: "success", data });
   }
 
@@ -616,6 +714,144 @@ function decoded(req: IncomingMessage, raw: Buffer): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Bytes an entry weighs in an answer or a push rate: line, metadata, some framing. */
+function entryBytes(e: StoredEntry): number {
+  let n = Buffer.byteLength(e.line, "utf8") + 16;
+  for (const [k, v] of Object.entries(e.metadata)) n += k.length + v.length + 4;
+  return n;
+}
+
+/** Index of the first entry of `list` (sorted by ts) at or after `ts`. */
+function firstAtOrAfter(list: readonly StoredEntry[], ts: bigint): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if ((list[mid] as StoredEntry).ts < ts) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function countIn(list: readonly StoredEntry[], start: bigint, end: bigint): number {
+  return firstAtOrAfter(list, end) - firstAtOrAfter(list, start);
+}
+
+/** Query shards of the fake's "TSDB": a stream's shard is a hash of its labels. */
+const QUERY_SHARDS = 16;
+
+function queryShard(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193) >>> 0;
+  return h % QUERY_SHARDS;
+}
+
+type Picked = { stream: Stream; e: StoredEntry };
+
+/**
+ * The entries a query_range answer holds, as Loki picks them: per stream its first `limit`
+ * entries in [start, end) in the query's direction (the pipeline applied, entries equal in
+ * timestamp and line returned once), per query shard the first `limit` of its streams,
+ * then the frontend's merge of the shard answers in shard order, which stops taking
+ * answers once it holds `limit` entries and keeps the first `limit` of those by time.
+ */
+function selectEntries(
+  streams: readonly Stream[],
+  start: bigint,
+  end: bigint,
+  limit: number,
+  direction: "forward" | "backward",
+  format: ((line: string) => string) | null,
+): Picked[] {
+  const sign = direction === "forward" ? 1 : -1;
+  const order = (a: Picked, b: Picked) =>
+    a.e.ts !== b.e.ts
+      ? (a.e.ts < b.e.ts ? -1 : 1) * sign
+      : a.stream.key < b.stream.key
+        ? -1
+        : a.stream.key > b.stream.key
+          ? 1
+          : 0;
+  const shards = new Map<number, Picked[][]>();
+  for (const stream of streams) {
+    let list = stream.entries.slice(
+      firstAtOrAfter(stream.entries, start),
+      firstAtOrAfter(stream.entries, end),
+    );
+    if (direction === "backward") list = list.reverse();
+    const picked: Picked[] = [];
+    let linesAt = { ts: -1n, lines: new Set<string>() };
+    for (const e of list) {
+      if (picked.length >= limit) break;
+      const line = format ? format(e.line) : e.line;
+      if (e.ts !== linesAt.ts) linesAt = { ts: e.ts, lines: new Set() };
+      if (linesAt.lines.has(line)) continue; // Loki's iterators drop an equal (ts, line)
+      linesAt.lines.add(line);
+      picked.push({ stream, e: format ? { ...e, line } : e });
+    }
+    const shard = queryShard(stream.key);
+    shards.set(shard, [...(shards.get(shard) ?? []), picked]);
+  }
+  // Each list is in order already: merge only where several streams meet.
+  const merged = (lists: Picked[][]) =>
+    lists.length === 1 ? (lists[0] as Picked[]) : lists.flat().sort(order);
+  const collected: Picked[][] = [];
+  let total = 0;
+  for (const shard of [...shards.keys()].sort((a, b) => a - b)) {
+    const answer = merged(shards.get(shard) as Picked[][]).slice(0, limit);
+    collected.push(answer);
+    total += answer.length;
+    if (total >= limit) break;
+  }
+  return merged(collected).slice(0, limit);
+}
+
+/** A query: a stream selector, optionally `| line_format "<template>"`. */
+function parseQuery(
+  text: string,
+  pipelines: boolean,
+): { matchers: Matcher[]; format: ((line: string) => string) | null } {
+  const t = text.trim();
+  let close = -1;
+  for (let i = 0, quoted = false; i < t.length; i++) {
+    if (t[i] === "\\" && quoted) i++;
+    else if (t[i] === '"') quoted = !quoted;
+    else if (t[i] === "}" && !quoted) {
+      close = i;
+      break;
+    }
+  }
+  const matchers = parseSelector(close < 0 ? t : t.slice(0, close + 1));
+  const rest = close < 0 ? "" : t.slice(close + 1).trim();
+  if (rest === "") return { matchers, format: null };
+  const m = /^\|\s*line_format\s+("(?:[^"\\]|\\.)*"|`[^`]*`)$/.exec(rest);
+  if (!m) throw new Error(`syntax error: unexpected ${JSON.stringify(rest.slice(0, 40))}`);
+  if (!pipelines) throw new Error("pipelines are not allowed here");
+  const raw = m[1] as string;
+  const template = raw.startsWith("`") ? raw.slice(1, -1) : (JSON.parse(raw) as string);
+  return { matchers, format: lineFormat(template) };
+}
+
+/** Go text/template, the part the reader uses: text, `{{ __line__ }}`, `{{ len __line__ }}`. */
+function lineFormat(template: string): (line: string) => string {
+  const parts: Array<(line: string) => string> = [];
+  const re = /\{\{-?\s*(.*?)\s*-?\}\}/g;
+  let at = 0;
+  for (let m = re.exec(template); m; m = re.exec(template)) {
+    const text = template.slice(at, m.index);
+    parts.push(() => text);
+    const action = (m[1] as string).replace(/\s+/g, " ");
+    if (action === "__line__") parts.push((line) => line);
+    else if (action === "len __line__" || action === "__line__ | len")
+      parts.push((line) => String(Buffer.byteLength(line, "utf8")));
+    else throw new Error(`template: line:1: function "${action.split(" ")[0]}" not defined`);
+    at = re.lastIndex;
+  }
+  const tail = template.slice(at);
+  parts.push(() => tail);
+  return (line) => parts.map((part) => part(line)).join("");
 }
 
 /** Whether `list` (sorted by ts) holds an entry with e's timestamp and line. */

@@ -4,6 +4,7 @@ import { OTLPLogExporter } from "@opentelemetry/exporter-logs-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { BatchLogRecordProcessor, LoggerProvider } from "@opentelemetry/sdk-logs";
 import { expect } from "vitest";
+import { leafHash } from "../../agent/integrity/format.js";
 import { readTrustedKeys } from "../../agent/integrity/key-files.js";
 import { parseConfig } from "../../agent/config/load.js";
 import { type RunningAgent, startAgent } from "../../agent/service/agent.js";
@@ -115,4 +116,45 @@ export function expectExactlyOnce(loki: FakeLoki, count: number, tenant = "fake"
   const entries = loki.entries(RECORDS, tenant);
   const seqs = entries.map((e) => Number((JSON.parse(e.line) as RecordLine).seq));
   expect(seqs).toEqual(Array.from({ length: count }, (_, i) => i));
+}
+
+/** A record-shaped line (envelope members in RFC 8785 order) and its entry metadata. */
+export function recordEntry(
+  chainId: string,
+  seq: number,
+  body: string,
+): { line: string; metadata: Record<string, string> } {
+  const line = JSON.stringify({
+    chainId,
+    prev: "0".repeat(64),
+    record: { logRecord: { body: { stringValue: body } } },
+    seq: String(seq),
+    v: 1,
+  });
+  return {
+    line,
+    metadata: { seq: String(seq), hash: leafHash(Buffer.from(line)).toString("hex") },
+  };
+}
+
+export interface PushStream {
+  labels: Record<string, string>;
+  /** [timestamp ns, line, structured metadata] */
+  values: Array<[bigint, string, Record<string, string>]>;
+}
+
+/** One POST /loki/api/v1/push of these streams, as the exporter sends it (JSON); 204 expected. */
+export async function pushToLoki(url: string, streams: readonly PushStream[]): Promise<void> {
+  const body = JSON.stringify({
+    streams: streams.map((s) => ({
+      stream: s.labels,
+      values: s.values.map(([ts, line, md]) => [String(ts), line, md]),
+    })),
+  });
+  const res = await fetch(`${url}/loki/api/v1/push`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body,
+  });
+  if (res.status !== 204) throw new Error(`push: HTTP ${res.status}: ${await res.text()}`);
 }

@@ -87,12 +87,22 @@ const readSchema = z
       }),
     /** Width of each query's time range; at most Loki's max_query_length (721h by default). */
     query_window: durationSchema.default(720 * 3_600_000),
-    /** Entries per query_range call; at most Loki's max_entries_limit_per_query (5000 by default). */
+    /**
+     * The `limit` of each query_range call: a window of a stream counts as read once a query
+     * for it returns fewer entries. Loki's max_entries_limit_per_query (5000 by default)
+     * caps it. It does not set a page's bytes: the reader asks for the entries' lengths
+     * first (a probe answer of some 150 bytes an entry, 1.5 MB at 10000) and fetches lines
+     * in pages of at most PAGE_BYTES (windows.ts), well under Loki's 4 MiB gRPC message
+     * limit even for records of wal.max_record_size_kib (1 MiB by default).
+     */
     page_size: z
       .number()
       .int({ message: "read.page_size must be a whole number, like 5000" })
       .min(1)
-      .max(100_000)
+      .max(10_000, {
+        message:
+          "read.page_size must be at most 10000 (Loki's default max_entries_limit_per_query is 5000)",
+      })
       .default(5000),
   })
   .strict();

@@ -43,8 +43,9 @@ function httpConfig(config: LokiExporterConfig): HttpClientConfig {
 /**
  * `verify --source loki:URL`: URL is Loki's base URL, e.g. `http://loki:3100`, with optional
  * `user:password@` (basic auth) and query parameters `tenant` (X-Scope-OrgID), `chain`
- * (one chain id), `since` (how far back: "8760h" or an RFC 3339 time) and `window`
- * (query range width, e.g. "24h"). A bearer token comes from LOKI_BEARER_TOKEN.
+ * (one chain id), `since` (how far back: "8760h" or an RFC 3339 time), `window` (query
+ * range width, e.g. "24h") and `page_size` (the limit of each query, as read.page_size).
+ * A bearer token comes from LOKI_BEARER_TOKEN.
  */
 export function lokiSourceFromSpec(spec: string): AuditSource {
   let url: URL;
@@ -57,14 +58,21 @@ export function lokiSourceFromSpec(spec: string): AuditSource {
       `loki source "${spec}" is not a URL: write loki:http://HOST:3100 (optionally ?tenant=ID)`,
     );
   }
-  const params = url.searchParams;
-  const known = new Set(["tenant", "chain", "since", "window"]);
+  // A copy: url.searchParams is live, and the URL's query is cleared below.
+  const params = new URLSearchParams(url.searchParams);
+  const known = new Set(["tenant", "chain", "since", "window", "page_size"]);
   for (const key of params.keys())
     if (!known.has(key))
       throw new AgentError(
         "VERIFY_BAD_SOURCE",
-        `loki source: unknown parameter "${key}" (use tenant, chain, since or window)`,
+        `loki source: unknown parameter "${key}" (use tenant, chain, since, window or page_size)`,
       );
+  const pageSize = params.get("page_size");
+  if (pageSize !== null && !/^\d+$/.test(pageSize))
+    throw new AgentError(
+      "VERIFY_BAD_SOURCE",
+      `loki source: page_size "${pageSize}" is not a whole number of entries (for example page_size=1000)`,
+    );
   const username = decodeURIComponent(url.username);
   const password = decodeURIComponent(url.password);
   const bearer = process.env.LOKI_BEARER_TOKEN;
@@ -83,6 +91,7 @@ export function lokiSourceFromSpec(spec: string): AuditSource {
       chain_id: params.get("chain") ?? undefined,
       since: params.get("since") ?? undefined,
       query_window: params.get("window") ?? undefined,
+      page_size: pageSize === null ? undefined : Number(pageSize),
     },
   });
   if (!parsed.success) {
