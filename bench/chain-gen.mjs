@@ -60,7 +60,10 @@ export async function writeChain({
   const chainId = randomBytes(16).toString("hex");
   const origin = `otel-audit-agent/${chainId}`;
   const pool = recordPool();
-  const perCall = Math.max(1, Math.floor(CHAIN_BYTES / (Math.max(...pool.map((r) => r.length)) + 300)));
+  const perCall = Math.max(
+    1,
+    Math.floor(CHAIN_BYTES / (Math.max(...pool.map((r) => r.length)) + 300)),
+  );
   const sink = new FileSink(
     fileExporterConfigSchema.parse({ directory, rotation: { max_megabytes: segmentMiB } }),
     pino({ level: "silent" }),
@@ -73,6 +76,8 @@ export async function writeChain({
   let seq = 0;
   let bytes = 0;
   let pending = [];
+  // One group of batches is written (and fsync'd) while the next is chained and signed.
+  let writing = Promise.resolve();
   const t0 = BigInt(Date.now()) * 1_000_000n;
   while (seq < records) {
     const count = Math.min(batch, records - seq);
@@ -95,11 +100,13 @@ export async function writeChain({
     pending.push(sealBatch(batchRecords));
     seq += count;
     if (pending.length >= WRITE_BATCHES || seq >= records) {
-      await sink.writeAll(pending);
+      await writing;
+      const [group, through] = [pending, seq];
       pending = [];
-      onProgress(seq);
+      writing = sink.writeAll(group).then(() => onProgress(through));
     }
   }
+  await writing;
   await sink.close();
   return { chainId, key, bytes };
 

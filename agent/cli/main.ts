@@ -14,7 +14,7 @@
 //   freed space it keeps: about 20 MiB more RSS at 10,000 records/s, 60 MiB at saturation.
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Command, CommanderError, Option } from "commander";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { AgentError } from "../common/errors.js";
 import { packageRoot } from "../common/package-root.js";
 import { ConfigError, loadConfigFile } from "../config/load.js";
@@ -24,7 +24,8 @@ import { createLogger } from "../telemetry/logger.js";
 import type { VerifyOptions } from "./verify.js";
 
 /**
- * The `audit-agent` command. Exit codes: 0 ok, 1 runtime failure, 2 invalid usage or config.
+ * The `audit-agent` command. Exit codes: 0 ok, 1 runtime failure (for verify: findings),
+ * 2 invalid usage or config, 3 (verify) a source could not be read (VERIFY_EXIT_CODES).
  * Each subcommand imports what it runs when it runs, so the long-running `run` keeps no
  * verify, prove or keygen code in memory.
  */
@@ -131,10 +132,26 @@ const integer = (value: string) => {
   return Number(value);
 };
 
+/** What `verify` exits with, for --help (docs/verify.md, README). */
+const VERIFY_EXIT_CODES = `
+Exit status:
+  0  clean: every chain verified, no findings
+  1  findings: the report lists what does not match the signed chain (tampering, loss or
+     damage); also when the verifier fails on its input (stderr says "internal error")
+  2  usage: bad arguments, an unreadable or invalid --trust/--checkpoint file, a bad --config
+  3  a source could not be read (SOURCE_UNREADABLE: network, permissions, I/O): nothing was
+     judged and nothing is printed on stdout; try again, and find out why if it persists
+
+Output: a summary per chain, then findings grouped by category and range
+("missing  seq 1,200–1,899 (700 records), batches 12–13"); --verbose prints one line per
+finding, --json the whole report with every finding (schema: docs/verify.md). On a terminal
+a progress line is drawn on stderr while reading (not with --quiet, never in a pipe).
+`;
+
 program
   .command("verify")
   .description(
-    "prove from a backend's contents and public keys alone that no audit record was altered, removed, reordered or inserted (exit 0 clean, 1 findings, 2 usage)",
+    "prove from a backend's contents and public keys alone that no audit record was altered, removed, reordered or inserted (exit 0 clean, 1 findings, 2 usage, 3 source unreadable)",
   )
   .option(
     "-s, --source <spec>",
@@ -160,8 +177,24 @@ program
     "a signed checkpoint seen earlier: detects a truncated tail (repeatable)",
     collect,
   )
+  .option(
+    "--state <file>",
+    "incremental: verify only what came after the clean run that wrote this file, and update it (docs/verify.md; keep it off the agent's host)",
+  )
+  .option(
+    "--spot-check <n>",
+    "with --state: also read again N signed batches verified before, at random (0: none)",
+    (v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError("a whole number ≥ 0");
+      return n;
+    },
+  )
   .option("--cross-check", "with two sources: also compare them record by record")
-  .option("--json", "print the report as JSON")
+  .option("--json", "print the report as JSON, every finding included (docs/verify.md)")
+  .option("--verbose", "print one line per finding instead of grouping them by range")
+  .option("-q, --quiet", "no progress line on stderr (it is only drawn on a terminal)")
+  .addHelpText("after", VERIFY_EXIT_CODES)
   .action(async (opts: VerifyOptions) => {
     const { verifyCommand } = await import("./verify.js");
     process.exitCode = await verifyCommand(opts);
@@ -236,6 +269,11 @@ program.parseAsync(process.argv).catch((err: unknown) => {
     process.stderr.write(`${err.message}\n`);
     process.exit(2);
   }
+  // A source that could not be read is not a finding: verify exits 3 (VERIFY_EXIT_CODES).
+  if (err instanceof AgentError && err.code === "SOURCE_UNREADABLE") {
+    process.stderr.write(`audit-agent: ${err.code}: ${err.message}\n`);
+    process.exit(3);
+  }
   // Bad arguments (unreadable key files, unknown sources…) are usage errors: exit 2.
   if (
     err instanceof AgentError &&
@@ -244,12 +282,15 @@ program.parseAsync(process.argv).catch((err: unknown) => {
     process.stderr.write(`audit-agent: ${err.message}\n`);
     process.exit(2);
   }
+  // Anything else is a failure the command did not expect: its message, and the stack trace
+  // only when asked for (AUDIT_AGENT_DEBUG=1). For verify it exits 1, never 0 or 3: a
+  // verifier that fails on its input has not shown it clean.
   const message =
     err instanceof AgentError
       ? `${err.code}: ${err.message}`
       : err instanceof Error
-        ? (err.stack ?? err.message)
-        : String(err);
+        ? `internal error: ${process.env.AUDIT_AGENT_DEBUG ? (err.stack ?? err.message) : `${err.message} (AUDIT_AGENT_DEBUG=1 shows where)`}`
+        : `internal error: ${String(err)}`;
   process.stderr.write(`audit-agent: ${message}\n`);
   process.exit(1);
 });

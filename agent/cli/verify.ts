@@ -4,14 +4,22 @@ import { publicKeyPath, readTrustedKeys } from "../integrity/key-files.js";
 import { loadConfigFile } from "../config/load.js";
 import { crossCheck } from "../verify/cross-check.js";
 import { sourceFromSpec } from "../config/sources.js";
+import { ProgressLine } from "../verify/progress.js";
+import { formatFindings, formatReport } from "../verify/report-text.js";
 import type { AuditSource, VerifyReport } from "../verify/types.js";
-import { formatReport, verifySource } from "../verify/verify.js";
+import { readState, writeState } from "../verify/state.js";
+import { verifySource } from "../verify/verify.js";
 
 /**
  * `audit-agent verify`: from --source SPEC (repeatable) and/or --config FILE --exporter ID
  * (repeatable; reads the backend exactly as that exporter writes it: endpoint, path style,
  * credentials, TLS). With --cross-check and two sources, the two are also compared record
- * by record. Exit 0 when clean, 1 when there are findings, 2 on usage errors.
+ * by record.
+ *
+ * Exit status (docs/verify.md), so that a monitor can tell tampering from a failure to read:
+ * 0 clean; 1 findings (or the verifier failed on its input: never taken for clean);
+ * 2 usage (bad arguments, unreadable key or checkpoint files, a bad config); 3 a source
+ * could not be read (SOURCE_UNREADABLE: network, permissions, I/O), nothing was judged.
  */
 export interface VerifyOptions {
   source?: string[];
@@ -21,6 +29,14 @@ export interface VerifyOptions {
   checkpoint?: string[];
   crossCheck?: boolean;
   json?: boolean;
+  /** One line per finding instead of grouped ranges. */
+  verbose?: boolean;
+  /** No progress line on a terminal. */
+  quiet?: boolean;
+  /** Incremental verification: the state file to resume from and to update. */
+  state?: string;
+  /** With state: earlier signed batches read again at random. */
+  spotCheck?: number;
 }
 
 async function sourcesFrom(
@@ -82,10 +98,33 @@ export async function verifyCommand(opts: VerifyOptions): Promise<number> {
       );
     }
   });
+  if (opts.spotCheck !== undefined && !opts.state)
+    throw new AgentError(
+      "VERIFY_BAD_USAGE",
+      "--spot-check checks what a --state file vouches for: give --state FILE",
+    );
+  const state = opts.state ? readState(opts.state) : undefined;
   const reports: VerifyReport[] = [];
-  for (const source of sources) reports.push(await verifySource(source, trusted, known));
+  // A line for a person at a terminal; never in a pipe or a log, nor with --quiet.
+  const progress = !opts.quiet && process.stderr.isTTY ? new ProgressLine(process.stderr) : null;
+  try {
+    for (const source of sources) {
+      progress?.startSource(source.description);
+      const onRecords = progress
+        ? (chainId: string, n: number) => progress.records(chainId, n)
+        : undefined;
+      reports.push(
+        await reading(source.description, () =>
+          verifySource(source, trusted, known, { onRecords, state, spotCheck: opts.spotCheck }),
+        ),
+      );
+    }
+  } finally {
+    progress?.done();
+  }
   if (opts.crossCheck) {
-    const findings = await crossCheck(sources[0] as AuditSource, sources[1] as AuditSource);
+    const [a, b] = sources as [AuditSource, AuditSource];
+    const findings = await reading(`${a.description} and ${b.description}`, () => crossCheck(a, b));
     reports.push({
       source: `cross-check ${sources[0]?.description} ↔ ${sources[1]?.description}`,
       chains: [],
@@ -93,6 +132,8 @@ export async function verifyCommand(opts: VerifyOptions): Promise<number> {
       ok: findings.length === 0,
     });
   }
+  // The state advances only for chains that verified clean (verifySource keeps the rest).
+  if (opts.state && state) writeState(opts.state, state);
   if (opts.json) {
     process.stdout.write(
       `${JSON.stringify(reports.length === 1 ? reports[0] : reports, null, 2)}\n`,
@@ -102,8 +143,8 @@ export async function verifyCommand(opts: VerifyOptions): Promise<number> {
       reports
         .map((r) =>
           r.chains.length === 0 && r.source.startsWith("cross-check")
-            ? formatCross(r)
-            : formatReport(r),
+            ? formatCross(r, opts.verbose)
+            : formatReport(r, { verbose: opts.verbose }),
         )
         .join("\n"),
     );
@@ -111,11 +152,49 @@ export async function verifyCommand(opts: VerifyOptions): Promise<number> {
   return reports.every((r) => r.ok) ? 0 : 1;
 }
 
-function formatCross(r: VerifyReport): string {
+function formatCross(r: VerifyReport, verbose = false): string {
   const lines = [
     r.source,
     r.ok ? "OK: both hold the same records" : `FAILED: ${r.findings.length} differences`,
+    ...formatFindings(r.findings, { verbose }),
   ];
-  for (const f of r.findings) lines.push(`  ${f.category.padEnd(13)} ${f.location}: ${f.detail}`);
   return `${lines.join("\n")}\n`;
+}
+
+/**
+ * Runs `read`, which reads `what`: a failure to read it (the network, permissions, an I/O
+ * error), as opposed to something wrong in what was read, becomes SOURCE_UNREADABLE, which
+ * exits 3. Other errors pass unchanged.
+ */
+async function reading<T>(what: string, read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (err) {
+    if (err instanceof AgentError || !isReadFailure(err)) throw err;
+    throw new AgentError("SOURCE_UNREADABLE", `cannot read ${what}: ${causes(err)}`, {
+      cause: err,
+    });
+  }
+}
+
+/** A system or network error (ECONNREFUSED, EACCES, EIO, undici's UND_ERR_…), or its cause. */
+function isReadFailure(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (
+      typeof code === "string" &&
+      /^(E[A-Z0-9]+|UND_ERR_[A-Z_]+|ERR_STREAM_PREMATURE_CLOSE)$/.test(code)
+    )
+      return true;
+    if (e instanceof TypeError && e.message === "fetch failed") return true;
+  }
+  return false;
+}
+
+/** An error's message with those of its causes. */
+function causes(err: unknown): string {
+  const parts: string[] = [];
+  for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++)
+    parts.push(e.message);
+  return parts.join(": ");
 }

@@ -1,3 +1,5 @@
+import { jsonStructureProblem } from "../integrity/json-structure.js";
+
 /**
  * The reading half of the exporter plugin API: what a backend reader hands the verifier.
  * Readers (one per exporter plugin) only fetch; every judgement is made by the verifier
@@ -149,6 +151,11 @@ export function parseManifestLine(
   line: string,
   location: string,
 ): StoredManifest | Finding {
+  // JSON.parse keeps the last of a repeated member, where other readers keep the first: a
+  // line with one, or nested deeper than the agent writes, is not used.
+  const problem = jsonStructureProblem(line);
+  if (problem !== null)
+    return { category: "malformed", chainId, location, detail: `manifest entry: ${problem}` };
   let parsed: { manifest?: unknown; checkpoint?: unknown };
   try {
     parsed = JSON.parse(line) as typeof parsed;

@@ -15,21 +15,24 @@
  */
 
 /**
- * How deep the receivers let OTLP AnyValues nest: the protobuf path's limit (MAX_DEPTH in
- * agent/otlp/protobuf-canonical.ts, which this layer cannot import). A value at depth d
- * holds values at depth d + 1 (arrays) and KeyValues at d + 1 whose values are at d + 2
- * (kvlists); the body is at depth 0, attribute values at depth 1.
+ * How deep the receivers let OTLP AnyValues nest, on every transport (MAX_ANY_VALUE_DEPTH in
+ * agent/otlp/model.ts, which this layer cannot import): a body or a top-level attribute value
+ * is level 1, a value inside an `arrayValue`, or in a KeyValue of a `kvlistValue`, one level
+ * below the value holding it. test/integration/verify-hardening.test.ts checks that the
+ * deepest record the agent stores is exactly MAX_LINE_DEPTH deep.
  */
 export const MAX_VALUE_DEPTH = 64;
 
 /**
  * The deepest nesting of objects and arrays in a line the agent writes, counting the line's
- * own object as 1. The body is an AnyValue at level 4 (envelope, `record`, `logRecord`,
- * `body`); each level of AnyValue nesting adds at most 3 (`{"arrayValue":{"values":[…]}}`),
- * and the deepest value may still open one empty object (`{"arrayValue":{}}`):
- * 4 + 3 × 64 + 1 = 197. Manifest lines are 3 deep.
+ * own object as 1. A top-level attribute value is at level 6 (envelope, `record`,
+ * `logRecord`, `attributes`, the KeyValue, its value; the body is at 4); each level of
+ * AnyValue nesting adds at most 4 (`{"kvlistValue":{"values":[{"key":…,"value":…}]}}`, an
+ * `arrayValue` adds 3), and the deepest value may still open three more without a value
+ * deeper (`{"kvlistValue":{"values":[{"key":"k"}]}}`, a KeyValue with no value):
+ * 6 + 4 × 63 + 3 = 261. Manifest lines are 2 deep.
  */
-export const MAX_LINE_DEPTH = 4 + 3 * MAX_VALUE_DEPTH + 1;
+export const MAX_LINE_DEPTH = 6 + 4 * (MAX_VALUE_DEPTH - 1) + 3;
 
 /** Set by stringEnd: whether the string just scanned holds an escape. */
 let lastStringEscaped = false;

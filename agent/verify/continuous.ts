@@ -136,7 +136,7 @@ export class ContinuousVerifier {
     // Lines past what the exporter had confirmed when the read began may be mid-write.
     // Only this agent's chain: another agent may share the backend (a Loki tenant, a bucket).
     const findings = report.findings
-      .filter((f) => f.chainId === this.chainId)
+      .filter((f) => f.chainId === this.chainId || f.chainId === "") // "": the source holds no chain
       .filter((f) => !(f.category === "inserted" && (f.seq ?? -1) > deliveredThrough));
     this.status.lastFindings[t.exporterId] = findings;
     const treeSize = state.chains[this.chainId]?.treeSize ?? 0;

@@ -12,7 +12,7 @@ import type { AuditSource, Finding } from "./types.js";
  */
 
 /** How far one side may run ahead of the other before a record it lacks is reported. */
-const WINDOW = 65_536;
+const WINDOW = 16_384;
 
 interface Line {
   seq: number;

@@ -37,6 +37,11 @@ export type KeptRecordSink = (rec: WindowRecord) => void;
 /** Copies of one seq compared in the window; more are judged as they come. */
 const MAX_COPIES = 16;
 
+/**
+ * The window is 16,384 records: copies and reorders that happen in practice (a re-sent batch,
+ * a retried write, records of concurrent writers) are far closer than that, and it holds
+ * the window in about 10 MiB.
+ */
 export class RecordWindow {
   private readonly pending = new Map<number, WindowRecord[]>();
   private readonly order = new MinHeap();
@@ -55,7 +60,7 @@ export class RecordWindow {
     private readonly committed: ReadonlyMap<number, string>,
     private readonly report: WindowReports,
     private readonly keep: KeptRecordSink,
-    private readonly size = 65_536,
+    private readonly size = 16_384,
     /** The last record verified by an earlier run: judging starts after it. */
     resumeAfter?: { seq: number; leaf: Buffer },
   ) {

@@ -25,7 +25,7 @@ import type { ChainState } from "./state.js";
 export type OnRecords = (chainId: string, records: number) => void;
 
 export interface StreamVerifyOptions extends VerifyOptions {
-  /** Records judged together (see RecordWindow); default 65,536. */
+  /** Records judged together (see RecordWindow); default 16,384. */
   window?: number;
   onRecords?: OnRecords;
   /** What an earlier clean run established: only what came after it is verified. */
@@ -298,7 +298,9 @@ class KeptRecords {
       leaf: oneShotHash("sha256", bytes, "buffer") as unknown as Buffer,
       prev: Buffer.from(env.prev, "hex"),
       location: line.location,
-      time: env.timeReceivedUnixNano,
+      // A copy: the string read from the line is a slice that would keep the whole line
+      // alive for as long as the record sits in the window.
+      time: Buffer.from(env.timeReceivedUnixNano, "latin1").toString("latin1"),
     };
   }
 

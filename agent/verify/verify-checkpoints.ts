@@ -3,7 +3,7 @@ import { type Checkpoint, parseCheckpointText, parseNote, verifyNote } from "../
 import type { PublicKey } from "../integrity/signing.js";
 import type { ChainData } from "./types.js";
 import type { AddFinding } from "./verify-findings.js";
-import type { RetiredKeys } from "./verify-manifests.js";
+import type { RetiredKeys } from "./retired-keys.js";
 
 /**
  * Step 6 of verifyChain (verify-chain.ts): checkpoints, those stored with the manifests and
@@ -147,8 +147,8 @@ function retiredSigner(
   let why: string | null = null;
   for (const key of signers) {
     const id = manifestKeyId(key);
-    const r = retired.get(id);
-    if (r === undefined || size <= r.treeSize) return null;
+    const r = retired.atSize(id, size);
+    if (r === undefined) return null;
     why ??= `checkpoint for ${size} records is signed by ${id}, which was retired at entry ${r.entry} (a key-rotation entry, after ${r.treeSize} records): a retired key no longer vouches for a larger tree`;
   }
   return why;

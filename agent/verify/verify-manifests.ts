@@ -3,12 +3,14 @@ import { canonicalize, type JsonValue } from "../integrity/jcs.js";
 import {
   checkManifestSignature,
   manifestHash,
+  manifestKeyId,
   type ManifestSignatureCheck,
   manifestProblem,
   type SignedManifest,
 } from "../integrity/manifest.js";
 import { nestedDeeperThan } from "../integrity/json-structure.js";
-import type { PublicKey } from "../integrity/signing.js";
+import { parseVerifierKey, type PublicKey } from "../integrity/signing.js";
+import { RetiredKeys, type Rotation } from "./retired-keys.js";
 import type { ChainData, StoredManifest } from "./types.js";
 import { type AddFinding, type FindingAt, range } from "./verify-findings.js";
 
@@ -17,10 +19,8 @@ import { type AddFinding, type FindingAt, range } from "./verify-findings.js";
  * signatures and their own hash chain. Only the batches of verified manifests count in the
  * later steps.
  *
- * A key-rotation entry signed by the outgoing key retires that key (§13): no manifest after
- * the entry, and no checkpoint of a tree larger than the entry's `treeSize`, counts when it
- * is signed by the retired key only. Otherwise whoever holds an old key, kept on some old
- * host or backup, could rewrite everything after the rotation and re-sign it.
+ * A verified key-rotation entry retires the key that signed it (retired-keys.ts): a later
+ * manifest signed by that key does not verify.
  */
 
 type SignedManifestBatch = Extract<SignedManifest, { type: "batch" }>;
@@ -29,17 +29,6 @@ type SignedManifestBatch = Extract<SignedManifest, { type: "batch" }>;
 export interface BatchInfo extends SignedManifestBatch {
   location: string;
 }
-
-/** A key that a verified key-rotation entry retired. */
-export interface RetiredKey {
-  /** The index of the key-rotation entry that retired it. */
-  entry: number;
-  /** The records sealed before the rotation: the largest tree the key may still sign. */
-  treeSize: number;
-}
-
-/** Retired keys by their manifest key id, `<name>+<8 hex key id>`. */
-export type RetiredKeys = ReadonlyMap<string, RetiredKey>;
 
 export function checkManifests(
   data: ChainData,
@@ -119,25 +108,31 @@ function structureProblem(manifest: unknown): string | null {
   return manifestProblem(manifest);
 }
 
-/**
- * The keys retired by key-rotation entries whose signature verifies, taken in index order: a
- * key retires at its first such entry, and a later entry signed by a retired key retires
- * nothing (it is itself reported, as any manifest signed by a retired key).
- */
-function retiredKeys(data: ChainData, trusted: readonly PublicKey[]): Map<string, RetiredKey> {
-  const rotations: (RetiredKey & { keyId: string })[] = [];
+/** The keys retired by this chain's key-rotation entries whose signature verifies. */
+function retiredKeys(data: ChainData, trusted: readonly PublicKey[]): RetiredKeys {
+  const rotations: Rotation[] = [];
   for (const stored of data.manifests) {
     if (structureProblem(stored.manifest) !== null) continue;
     const m = stored.manifest as SignedManifest;
     if (m.type !== "key-rotation" || m.chainId !== data.chainId) continue;
     if (checkManifestSignature(m, trusted) !== "valid" || !isCanonicalBase64(m.signature)) continue;
-    rotations.push({ keyId: m.keyId, entry: Number(m.index), treeSize: Number(m.treeSize) });
+    rotations.push({
+      entry: Number(m.index),
+      treeSize: Number(m.treeSize),
+      keyId: m.keyId,
+      newKeyId: keyIdOf(m.newKey),
+    });
   }
-  rotations.sort((a, b) => a.entry - b.entry);
-  const retired = new Map<string, RetiredKey>();
-  for (const { keyId, entry, treeSize } of rotations)
-    if (!retired.has(keyId)) retired.set(keyId, { entry, treeSize });
-  return retired;
+  return RetiredKeys.of(rotations);
+}
+
+/** `<name>+<key id>` of a verifier key, or null when it is not one. */
+function keyIdOf(verifierKey: string): string | null {
+  try {
+    return manifestKeyId(parseVerifierKey(verifierKey));
+  } catch {
+    return null;
+  }
 }
 
 /** Checks a manifest's signature, reporting a bad or untrusted one; says which it is. */
@@ -151,8 +146,8 @@ function manifestSignature(
 ): ManifestSignatureCheck {
   const index = Number(m.index);
   let sig = checkManifestSignature(m, trusted);
-  const retiredBy = retired.get(m.keyId);
-  if (sig === "valid" && retiredBy !== undefined && index > retiredBy.entry) {
+  const retiredBy = sig === "valid" ? retired.atEntry(m.keyId, index) : undefined;
+  if (retiredBy !== undefined) {
     add(
       "bad-signature",
       stored.location,

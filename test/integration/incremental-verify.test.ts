@@ -133,3 +133,42 @@ describe("incremental verification (verify --state)", () => {
     expect(gone.findings.map((f) => [f.category, f.chainId])).toEqual([["truncated", chainId]]);
   });
 });
+
+describe("verify --state on the command line", () => {
+  it("writes the state on a clean run, reads only what is new the next time, and spot-checks", async () => {
+    const { spawnSync } = await import("node:child_process");
+    const { CLI } = await import("../helpers/agent.js");
+    const tmp = makeTempDir("incremental-cli-");
+    cleanups.push(tmp.cleanup);
+    const out = await produce(tmp.path, 0, 60);
+    const statePath = join(tmp.path, "state.json");
+    const pub = join(tmp.path, "keys", "signing.pub");
+    const run = (...extra: string[]) =>
+      spawnSync(
+        process.execPath,
+        [CLI, "verify", "--source", `file:${out}`, "--trust", pub, "--json", ...extra],
+        { encoding: "utf8" },
+      );
+    const first = run("--state", statePath);
+    expect(first.status, first.stderr).toBe(0);
+    const chainId = Object.keys(readState(statePath).chains)[0] as string;
+    expect(readState(statePath).chains[chainId]?.treeSize).toBe(60);
+
+    await produce(tmp.path, 60, 40);
+    // An old record altered: an incremental run does not read it again, a spot check does.
+    const chainDir = join(out, chainId);
+    const segment = readdirSync(chainDir).find((n) => n.startsWith("records-")) as string;
+    const text = readFileSync(join(chainDir, segment), "utf8");
+    writeFileSync(join(chainDir, segment), text.replace('"record 5"', '"record S"'));
+    const unseen = run("--state", statePath);
+    expect(unseen.status, unseen.stderr).toBe(0);
+    expect(readState(statePath).chains[chainId]?.treeSize).toBe(100);
+    const spotted = run("--state", statePath, "--spot-check", "1000");
+    expect(spotted.status).toBe(1);
+    const report = JSON.parse(spotted.stdout) as { findings: { category: string; seq?: number }[] };
+    expect(report.findings.map((f) => [f.category, f.seq])).toContainEqual(["modified", 5]);
+    // A full run (no state) finds it too; --spot-check without --state is a usage error.
+    expect(run().status).toBe(1);
+    expect(run("--spot-check", "3").status).toBe(2);
+  });
+});

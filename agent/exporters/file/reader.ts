@@ -10,10 +10,11 @@ import {
   type ChainReader,
   type Finding,
   parseManifestLine,
+  type ReadProblems,
   readChains,
   type StoredText,
 } from "../source.js";
-import { listSegments } from "./segments.js";
+import { type SegmentKind, segmentEntries } from "./segments.js";
 
 /**
  * A quick reader of the file exporter's record lines for tests and tools: an identical
@@ -103,7 +104,8 @@ function fileChain(chainDir: string): ChainReader {
     chainId,
     async *records(problems, fromSeq = 0) {
       let page: StoredText[] = [];
-      for (const segment of segmentsFrom(await listSegments(chainDir, "records"), fromSeq)) {
+      const segments = await readableSegments(chainDir, "records", problems);
+      for (const segment of segmentsFrom(segments, fromSeq)) {
         for await (const { line, location, terminated } of segmentLines(segment)) {
           if (!terminated) {
             problems.finding(unterminated(location, ""));
@@ -120,7 +122,7 @@ function fileChain(chainDir: string): ChainReader {
       if (page.length > 0) yield page;
     },
     async *manifests(problems) {
-      for (const segment of await listSegments(chainDir, "manifests")) {
+      for (const segment of await readableSegments(chainDir, "manifests", problems)) {
         for await (const { line, location, terminated } of segmentLines(segment)) {
           if (!terminated) {
             problems.finding({
@@ -172,8 +174,43 @@ function firstSeqOf(path: string): number | null {
 }
 
 /**
+ * The segment files of one kind in a chain directory, in seq order. An entry named like a
+ * segment that is not a file (a directory, a dangling link, a pipe) holds no lines the agent
+ * wrote: it is reported `malformed` where it is, and the rest is read.
+ */
+async function readableSegments(
+  chainDir: string,
+  kind: SegmentKind,
+  problems: ReadProblems,
+): Promise<string[]> {
+  let entries;
+  try {
+    entries = await segmentEntries(chainDir, kind);
+  } catch (err) {
+    throw new AgentError(
+      "SOURCE_UNREADABLE",
+      `cannot read ${chainDir}: ${(err as Error).message}`,
+      { cause: err },
+    );
+  }
+  const paths: string[] = [];
+  for (const e of entries) {
+    if (e.problem === null) paths.push(e.path);
+    else
+      problems.finding({
+        category: "malformed",
+        chainId: basename(chainDir),
+        location: e.name,
+        detail: `named like a ${kind} segment but ${e.problem}: not read`,
+      });
+  }
+  return paths;
+}
+
+/**
  * The lines of one segment file with their locations, read as a stream. A final line
  * without a newline is reported as not terminated (it was cut, or is still being written).
+ * A file that cannot be read (permissions, an I/O error) makes the source unreadable.
  */
 async function* segmentLines(
   path: string,
@@ -182,14 +219,30 @@ async function* segmentLines(
   const decoder = new StringDecoder("utf8");
   let rest = "";
   let n = 0;
-  for await (const chunk of createReadStream(path)) {
-    rest += decoder.write(chunk as Buffer);
-    let from = 0;
-    for (let nl = rest.indexOf("\n"); nl >= 0; nl = rest.indexOf("\n", from)) {
-      yield { line: rest.slice(from, nl), location: `${name}:${++n}`, terminated: true };
-      from = nl + 1;
+  const chunks = createReadStream(path)[Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      let next: IteratorResult<unknown>;
+      try {
+        next = await chunks.next();
+      } catch (err) {
+        throw new AgentError(
+          "SOURCE_UNREADABLE",
+          `cannot read ${path}: ${(err as Error).message}`,
+          { cause: err },
+        );
+      }
+      if (next.done) break;
+      rest += decoder.write(next.value as Buffer);
+      let from = 0;
+      for (let nl = rest.indexOf("\n"); nl >= 0; nl = rest.indexOf("\n", from)) {
+        yield { line: rest.slice(from, nl), location: `${name}:${++n}`, terminated: true };
+        from = nl + 1;
+      }
+      rest = rest.slice(from);
     }
-    rest = rest.slice(from);
+  } finally {
+    await chunks.return?.(); // closes the file when the reader stops early
   }
   rest += decoder.end();
   if (rest !== "") yield { line: rest, location: `${name}:${n + 1}`, terminated: false };
