@@ -65,7 +65,7 @@ async function* lines(chain: ChainReader | null): AsyncGenerator<Line> {
 /** One side of the comparison: records read and not yet matched, and those matched lately. */
 class Side {
   readonly pending = new Map<number, Line>();
-  readonly matched = new Map<number, true>();
+  readonly matched = new Float64Array(WINDOW).fill(-1);
   max = -1;
   done = false;
 
@@ -75,8 +75,8 @@ class Side {
   ) {}
 
   remember(seq: number): void {
-    this.matched.set(seq, true);
-    if (this.matched.size > WINDOW) this.matched.delete(this.matched.keys().next().value as number);
+    // A ring indexed by seq: a Map evicted from the front slows with every eviction.
+    this.matched[seq % WINDOW] = seq;
   }
 }
 
@@ -99,7 +99,7 @@ async function compareChain(
       detail: `seq ${line.seq} is in ${from.name} (${line.location}) but not in ${to.name}`,
     });
   const take = (side: Side, other: Side, line: Line) => {
-    if (side.pending.has(line.seq) || side.matched.has(line.seq)) return; // a copy: judged per source
+    if (side.pending.has(line.seq) || side.matched[line.seq % WINDOW] === line.seq) return; // a copy: judged per source
     side.max = Math.max(side.max, line.seq);
     const twin = other.pending.get(line.seq);
     if (twin === undefined) {

@@ -48,8 +48,12 @@ export class RecordWindow {
   private maxSeq = -1;
   /** Seqs below this are judged. */
   private judgedBelow = 0;
-  /** What was kept for the most recently judged seqs: leaf hash and location of its first copy. */
-  private readonly recent = new Map<number, { leaf: Buffer; first: string; kept: string }>();
+  /**
+   * What was kept for the most recently judged seqs (leaf hash, location of the first copy
+   * and of the kept one), in a ring indexed by seq: a Map evicted from the front costs more
+   * with each eviction, as its iteration steps over every deleted entry.
+   */
+  private readonly recent: RecentRing;
   private expectedSeq = 0;
   private last: WindowRecord | null = null;
   private readonly genesis: Buffer;
@@ -65,6 +69,7 @@ export class RecordWindow {
     resumeAfter?: { seq: number; leaf: Buffer },
   ) {
     this.genesis = genesisHash(chainId);
+    this.recent = new RecentRing(size);
     if (resumeAfter) {
       const { seq, leaf } = resumeAfter;
       this.maxSeq = seq;
@@ -180,11 +185,7 @@ export class RecordWindow {
   }
 
   private remember(seq: number, leaf: Buffer, first: string, kept: string): void {
-    this.recent.set(seq, { leaf, first, kept });
-    if (this.recent.size > this.size) {
-      const oldest = this.recent.keys().next().value as number;
-      this.recent.delete(oldest);
-    }
+    this.recent.set(seq, leaf, first, kept);
   }
 
   /** Step 4 for the next kept record: a gap before it, and its link to the one before. */
@@ -213,6 +214,39 @@ export class RecordWindow {
     this.expectedSeq = seq + 1;
     this.last = rec;
     this.keep(rec);
+  }
+}
+
+/** The last `size` judged seqs' leaf hashes and locations, each at seq modulo size. */
+class RecentRing {
+  private readonly seqs: Float64Array;
+  private readonly leaves: (Buffer | undefined)[];
+  private readonly firsts: string[];
+  private readonly kepts: string[];
+
+  constructor(private readonly size: number) {
+    this.seqs = new Float64Array(size).fill(-1);
+    this.leaves = new Array<Buffer | undefined>(size);
+    this.firsts = new Array<string>(size);
+    this.kepts = new Array<string>(size);
+  }
+
+  set(seq: number, leaf: Buffer, first: string, kept: string): void {
+    const i = seq % this.size;
+    this.seqs[i] = seq;
+    this.leaves[i] = leaf;
+    this.firsts[i] = first;
+    this.kepts[i] = kept;
+  }
+
+  get(seq: number): { leaf: Buffer; first: string; kept: string } | undefined {
+    const i = seq % this.size;
+    if (this.seqs[i] !== seq) return undefined;
+    return {
+      leaf: this.leaves[i] as Buffer,
+      first: this.firsts[i] as string,
+      kept: this.kepts[i] as string,
+    };
   }
 }
 

@@ -664,14 +664,16 @@ describe(`streaming verification (seed ${SEED.hex})`, () => {
     const seconds = (performance.now() - t0) / 1000;
     const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
     console.log(
-      `[stream-verify] ${RECORDS} records, ${mib(diskBytes)} on disk (written in ${madeIn.toFixed(1)} s): verified in ${seconds.toFixed(1)} s with ${pages >> 4} memory samples; live heap grew at most ${mib(peak.heap)}, heap + array buffers ${mib(peak.total)} (limit ${mib(diskBytes / 4)})`,
+      `[stream-verify] ${RECORDS} records, ${mib(diskBytes)} on disk (written in ${madeIn.toFixed(1)} s): verified in ${seconds.toFixed(1)} s with ${pages >> 4} memory samples; live heap grew at most ${mib(peak.heap)}, heap + array buffers ${mib(peak.total)} (limit ${mib(diskBytes / 2)})`,
     );
     expect(results).toHaveLength(1);
     expect(results[0]?.findings).toEqual([]);
     expect(results[0]?.summary.records).toBe(RECORDS);
     expect(results[0]?.summary.batches).toBe(RECORDS / 1000);
     expect(pages >> 4).toBeGreaterThanOrEqual(10);
-    expect(peak.heap).toBeLessThan(diskBytes / 4);
-    expect(peak.total).toBeLessThan(diskBytes / 4);
+    // Holding the chain would take more than its bytes on disk (the whole-chain verifier
+    // takes several times them); half leaves room for what a collection has not freed yet.
+    expect(peak.heap).toBeLessThan(diskBytes / 2);
+    expect(peak.total).toBeLessThan(diskBytes / 2);
   });
 });
