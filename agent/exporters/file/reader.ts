@@ -90,7 +90,7 @@ export function fileSource(directory: string): AuditSource {
 }
 
 /** Record lines handed on at a time. */
-const PAGE_LINES = 1000;
+const PAGE_LINES = 128;
 
 function fileChain(chainDir: string): ChainReader {
   const chainId = basename(chainDir);
