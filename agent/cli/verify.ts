@@ -1,4 +1,9 @@
 import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Worker } from "node:worker_threads";
+import type { ErrorCode } from "../common/error-codes.js";
+import { packageRoot } from "../common/package-root.js";
 import { AgentError } from "../common/errors.js";
 import { publicKeyPath, readTrustedKeys } from "../integrity/key-files.js";
 import { loadConfigFile } from "../config/load.js";
@@ -82,7 +87,21 @@ async function sourcesFrom(
   return { sources, defaultTrust };
 }
 
-export async function verifyCommand(opts: VerifyOptions): Promise<number> {
+/** Where a run says how far it is (the progress line). */
+export interface VerifyProgress {
+  startSource(description: string): void;
+  records(chainId: string, n: number): void;
+}
+
+/**
+ * Reads and verifies what `opts` names; advances and writes the state file when given.
+ * Runs on a worker thread (verify-worker.ts) under a heap cap, so that verification keeps
+ * to the memory it needs rather than what V8 would let it grow to.
+ */
+export async function collectReports(
+  opts: VerifyOptions,
+  progress: VerifyProgress | null,
+): Promise<VerifyReport[]> {
   const { sources, defaultTrust } = await sourcesFrom(opts);
   const trustFiles = opts.trust?.length ? opts.trust : defaultTrust;
   if (trustFiles.length === 0)
@@ -105,9 +124,7 @@ export async function verifyCommand(opts: VerifyOptions): Promise<number> {
     );
   const state = opts.state ? readState(opts.state) : undefined;
   const reports: VerifyReport[] = [];
-  // A line for a person at a terminal; never in a pipe or a log, nor with --quiet.
-  const progress = !opts.quiet && process.stderr.isTTY ? new ProgressLine(process.stderr) : null;
-  try {
+  {
     for (const source of sources) {
       progress?.startSource(source.description);
       const onRecords = progress
@@ -119,8 +136,6 @@ export async function verifyCommand(opts: VerifyOptions): Promise<number> {
         ),
       );
     }
-  } finally {
-    progress?.done();
   }
   if (opts.crossCheck) {
     const [a, b] = sources as [AuditSource, AuditSource];
@@ -134,6 +149,18 @@ export async function verifyCommand(opts: VerifyOptions): Promise<number> {
   }
   // The state advances only for chains that verified clean (verifySource keeps the rest).
   if (opts.state && state) writeState(opts.state, state);
+  return reports;
+}
+
+export async function verifyCommand(opts: VerifyOptions): Promise<number> {
+  // A line for a person at a terminal; never in a pipe or a log, nor with --quiet.
+  const line = !opts.quiet && process.stderr.isTTY ? new ProgressLine(process.stderr) : null;
+  let reports: VerifyReport[];
+  try {
+    reports = await collectOnWorker(opts, line);
+  } finally {
+    line?.done();
+  }
   if (opts.json) {
     process.stdout.write(
       `${JSON.stringify(reports.length === 1 ? reports[0] : reports, null, 2)}\n`,
@@ -197,4 +224,49 @@ function causes(err: unknown): string {
   for (let e = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++)
     parts.push(e.message);
   return parts.join(": ");
+}
+
+/** The heap verification may use: its window, the manifests and the findings fit well in it. */
+const VERIFY_HEAP_MIB = 160;
+
+/** Runs collectReports on a worker thread under VERIFY_HEAP_MIB; errors come back as thrown. */
+function collectOnWorker(opts: VerifyOptions, line: ProgressLine | null): Promise<VerifyReport[]> {
+  const worker = new Worker(verifyWorkerFile(), {
+    workerData: opts,
+    resourceLimits: { maxOldGenerationSizeMb: VERIFY_HEAP_MIB },
+  });
+  return new Promise((resolve, reject) => {
+    worker.on("message", (m: VerifyWorkerMessage) => {
+      if (m.type === "source") line?.startSource(m.description);
+      else if (m.type === "records") line?.records(m.chainId, m.n);
+      else if (m.type === "done") resolve(m.reports);
+      else
+        reject(
+          m.code
+            ? new AgentError(m.code as ErrorCode, m.message)
+            : new Error(m.message, { cause: m.stack }),
+        );
+    });
+    worker.once("error", (err) =>
+      reject(
+        (err as { code?: string }).code === "ERR_WORKER_OUT_OF_MEMORY"
+          ? new Error(`verification needed more than ${VERIFY_HEAP_MIB} MiB of heap`)
+          : err,
+      ),
+    );
+    worker.once("exit", (code) => reject(new Error(`verification stopped (exit code ${code})`)));
+  });
+}
+
+/** What the verification worker (verify-worker.ts) sends. */
+export type VerifyWorkerMessage =
+  | { type: "source"; description: string }
+  | { type: "records"; chainId: string; n: number }
+  | { type: "done"; reports: VerifyReport[] }
+  | { type: "error"; code?: string; message: string; stack?: string };
+
+/** The built worker: beside this module in dist/, or under dist/ when running from sources. */
+function verifyWorkerFile(): string {
+  const here = fileURLToPath(new URL("./verify-worker.js", import.meta.url));
+  return existsSync(here) ? here : join(packageRoot(), "dist/agent/cli/verify-worker.js");
 }
