@@ -33,16 +33,22 @@ export class Frontier {
     return { hashes: this.hashes.map((h) => h.toString("hex")), widths: [...this.widths] };
   }
 
+  /**
+   * Appends one leaf hash. A Buffer is kept as it is, not copied (a leaf hash is never
+   * written to once computed); the caller must not modify it afterwards.
+   */
   append(leaf: Uint8Array): void {
-    let hash: Buffer = Buffer.from(leaf);
+    let hash: Buffer = Buffer.isBuffer(leaf) ? leaf : Buffer.from(leaf);
+    const hashes = this.hashes;
+    const widths = this.widths;
     let width = 1;
-    while (this.widths.length > 0 && this.widths[this.widths.length - 1] === width) {
-      hash = nodeHash(this.hashes.pop() as Buffer, hash);
-      this.widths.pop();
+    while (widths.length > 0 && widths[widths.length - 1] === width) {
+      hash = nodeHash(hashes.pop() as Buffer, hash);
+      widths.pop();
       width *= 2;
     }
-    this.hashes.push(hash);
-    this.widths.push(width);
+    hashes.push(hash);
+    widths.push(width);
     this.count++;
   }
 

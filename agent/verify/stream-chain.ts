@@ -50,7 +50,82 @@ interface OpenBatch {
   first: number;
   last: number;
   held: number;
-  tree: Frontier;
+  tree: BatchLeaves;
+}
+
+/** Batches up to this many records collect their leaf hashes in one buffer (2 MiB). */
+const MAX_BUFFERED_BATCH = 1 << 16;
+
+/**
+ * The leaf hashes of one signed batch, in seq order, for its root: collected into one buffer
+ * sized by the batch's count and folded once at its end (merkleRootOf), rather than into a
+ * Frontier with its node hashes and Buffers at every append. A batch whose manifest claims
+ * more than MAX_BUFFERED_BATCH records falls back to a Frontier.
+ */
+class BatchLeaves {
+  private readonly leaves: Buffer | null;
+  private frontier: Frontier | null;
+  private count = 0;
+  private folded: Buffer | undefined;
+
+  constructor(size: number) {
+    const buffered = size > 0 && size <= MAX_BUFFERED_BATCH;
+    this.leaves = buffered ? Buffer.allocUnsafe(32 * size) : null;
+    this.frontier = buffered ? null : new Frontier();
+  }
+
+  /** A batch holds at most its count of records (one per seq in its range), each 32 bytes. */
+  append(leaf: Buffer): void {
+    const leaves = this.leaves;
+    if (
+      this.frontier === null &&
+      leaves !== null &&
+      leaf.length === 32 &&
+      32 * this.count < leaves.length
+    ) {
+      leaf.copy(leaves, 32 * this.count++);
+      return;
+    }
+    // Never taken by a batch of kept records; kept correct all the same.
+    if (this.frontier === null) {
+      this.frontier = new Frontier();
+      for (let i = 0; i < this.count; i++)
+        this.frontier.append(Buffer.from((leaves as Buffer).subarray(32 * i, 32 * i + 32)));
+    }
+    this.frontier.append(leaf);
+  }
+
+  /** The batch's root, once all its leaves are in (the buffered leaves are folded in place). */
+  root(): Buffer {
+    if (this.frontier !== null) return this.frontier.root();
+    this.folded ??= merkleRootOf(this.leaves as Buffer, this.count);
+    return this.folded;
+  }
+}
+
+/** 0x01 ‖ left ‖ right: the input of every node hash merkleRootOf computes. */
+const nodeScratch = Buffer.alloc(65, 1);
+
+/**
+ * RFC 6962 MTH of the first `count` 32-byte leaf hashes in `leaves`, computed in place
+ * (`leaves` is overwritten). Pairing each level left to right, the last node of an odd
+ * level carried up as it is, gives the RFC's tree: it splits at the largest power of two
+ * below the size, so every left subtree is perfect.
+ */
+export function merkleRootOf(leaves: Buffer, count: number): Buffer {
+  if (count === 0) return EMPTY_TREE_HASH;
+  let n = count;
+  while (n > 1) {
+    const pairs = n >>> 1;
+    for (let i = 0; i < pairs; i++) {
+      leaves.copy(nodeScratch, 1, 64 * i, 64 * i + 64);
+      const node = oneShotHash("sha256", nodeScratch, "buffer") as unknown as Buffer;
+      node.copy(leaves, 32 * i);
+    }
+    if ((n & 1) === 1) leaves.copy(leaves, 32 * pairs, 32 * (n - 1), 32 * n);
+    n = pairs + (n & 1);
+  }
+  return Buffer.from(leaves.subarray(0, 32));
 }
 
 /** The findings of each step, concatenated in the steps' order at the end. */
@@ -336,7 +411,14 @@ class KeptRecords {
       };
       const first = Number(info.firstSeq);
       const last = Number(info.lastSeq);
-      this.open.push({ info, order, first, last, held: 0, tree: new Frontier() });
+      this.open.push({
+        info,
+        order,
+        first,
+        last,
+        held: 0,
+        tree: new BatchLeaves(last - first + 1),
+      });
     }
     for (const b of this.open) {
       if (seq < b.first || seq > b.last) continue;
@@ -379,7 +461,7 @@ class KeptRecords {
         first,
         last: Number(info.lastSeq),
         held: 0,
-        tree: new Frontier(),
+        tree: new BatchLeaves(0),
       });
     }
     if (next <= this.sealedThrough) {
