@@ -178,6 +178,14 @@ export async function verifyChainStream(
     add(steps.manifests),
   );
   const kept = new KeptRecords(chainId, batches, claimedThrough, manifests, options, steps);
+  // From here on only each entry's checkpoint and location are read (step 6): the parsed
+  // manifests are let go while the records stream.
+  data.manifests = manifests.map((m) => ({
+    manifest: null,
+    checkpoint: m.checkpoint,
+    location: m.location,
+  }));
+  manifests.length = 0;
   await kept.read(reader, { finding: (f) => steps.reader.push(f), note: (n) => notes.push(n) });
   kept.finish();
 
