@@ -7,7 +7,13 @@ import type { ChainData, ChainSummary, Finding } from "./types.js";
 import { RecordWindow, type WindowRecord } from "./record-window.js";
 import { type CheckpointTally, checkCheckpoints, checkpointSize } from "./verify-checkpoints.js";
 import type { VerifyOptions } from "./verify-chain.js";
-import { type AddFinding, findingAdder, range } from "./verify-findings.js";
+import {
+  type AddFinding,
+  batchRootMismatch,
+  findingAdder,
+  nanosToIso,
+  range,
+} from "./verify-findings.js";
 import { type BatchInfo, checkManifests } from "./verify-manifests.js";
 import { ReceiveTimes } from "./verify-records.js";
 import { spotCheck } from "./spot-check.js";
@@ -505,13 +511,7 @@ class KeptRecords {
       this.steps.reader.some(
         (f) => f.category === "modified" && f.seq !== undefined && f.seq >= first && f.seq <= last,
       );
-    if (!linked)
-      add(
-        "modified",
-        info.location,
-        `records ${range(first, last)} do not match the Merkle root signed in batch ${info.index}: they were altered and re-chained`,
-        { seq: first, lastSeq: last, manifest: Number(info.index) },
-      );
+    if (!linked) batchRootMismatch(add, info.location, first, last, info.index);
   }
 
   /** The root of the kept records [from, to) by position, for step 6 (from is 0). */
@@ -572,8 +572,3 @@ function firstAtOrAfter(seqs: readonly number[], seq: number): number {
 
 /** Byte 0 is the leaf-hash prefix 0x00, never written; the line's bytes follow it. */
 let leafInput = Buffer.alloc(64 * 1024);
-
-function nanosToIso(nanos: bigint): string {
-  const date = new Date(Number(nanos / 1000000n));
-  return Number.isNaN(date.getTime()) ? `${nanos} ns` : date.toISOString();
-}

@@ -4,7 +4,13 @@ import type { PublicKey } from "../integrity/signing.js";
 import { treeRoots } from "./leaf-hashes.js";
 import type { ChainData, ChainSummary, Finding } from "./types.js";
 import { type CheckpointTally, checkCheckpoints, checkpointSize } from "./verify-checkpoints.js";
-import { type AddFinding, findingAdder, range } from "./verify-findings.js";
+import {
+  type AddFinding,
+  batchRootMismatch,
+  findingAdder,
+  nanosToIso,
+  range,
+} from "./verify-findings.js";
 import { type BatchInfo, checkManifests } from "./verify-manifests.js";
 import {
   checkLinks,
@@ -210,13 +216,7 @@ function checkBatches(
       const linked = findings.some(
         (f) => f.category === "modified" && f.seq !== undefined && f.seq >= first && f.seq <= last,
       );
-      if (!linked)
-        add(
-          "modified",
-          b.location,
-          `records ${range(first, last)} do not match the Merkle root signed in batch ${b.index}: they were altered and re-chained`,
-          { seq: first, lastSeq: last, manifest: Number(b.index) },
-        );
+      if (!linked) batchRootMismatch(add, b.location, first, last, b.index);
     }
   }
   return sealedThrough;
@@ -294,9 +294,4 @@ function batchSpan(ordered: readonly Rec[], b: BatchInfo) {
   const from = firstAtOrAfter(ordered, first);
   const held = firstAtOrAfter(ordered, last + 1) - from;
   return { first, last, from, held, absent: last - first + 1 - held };
-}
-
-function nanosToIso(nanos: bigint): string {
-  const date = new Date(Number(nanos / 1000000n));
-  return Number.isNaN(date.getTime()) ? `${nanos} ns` : date.toISOString();
 }

@@ -35,3 +35,25 @@ export function findingAdder(list: Finding[], chainId: string): AddFinding {
 export function range(a: number, b: number): string {
   return a === b ? String(a) : `${a}..${b}`;
 }
+
+/** A receive time (unix nanoseconds) as an ISO date, or as nanoseconds when out of range. */
+export function nanosToIso(nanos: bigint): string {
+  const date = new Date(Number(nanos / 1000000n));
+  return Number.isNaN(date.getTime()) ? `${nanos} ns` : date.toISOString();
+}
+
+/** Step 5's finding for a batch whose records do not reproduce its signed Merkle root. */
+export function batchRootMismatch(
+  add: AddFinding,
+  location: string,
+  first: number,
+  last: number,
+  index: string,
+): void {
+  add(
+    "modified",
+    location,
+    `records ${range(first, last)} do not match the Merkle root signed in batch ${index}: they were altered and re-chained`,
+    { seq: first, lastSeq: last, manifest: Number(index) },
+  );
+}
