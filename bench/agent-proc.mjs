@@ -9,7 +9,11 @@ import { createInterface } from "node:readline";
 const CLK_TCK = Number(execSync("getconf CLK_TCK").toString().trim()) || 100;
 const ROOT = new URL("..", import.meta.url).pathname;
 
-export function configYaml(dir) {
+/**
+ * The agent's config: defaults, a file exporter and the WAL under `dir`. With
+ * `verification` (a duration such as "30s"), extensions.verification at that interval.
+ */
+export function configYaml(dir, { verification } = {}) {
   return `receivers:
   otlp:
     protocols:
@@ -27,7 +31,7 @@ extensions:
     max_size_mib: 1024
   signing:
     key_file: ${join(dir, "keys", "signing.key")}
-service:
+${verification ? `  verification:\n    interval: ${verification}\n` : ""}service:
   pipelines:
     logs:
       receivers: [otlp]
@@ -59,10 +63,18 @@ function shebang(main) {
   return { env, args: words.slice(at + 1) };
 }
 
-export async function startAgent() {
-  const dir = mkdtempSync(join(tmpdir(), "audit-bench-"));
+/**
+ * Starts the agent. Options: `dir`, a data dir an agent used before (its WAL, key and
+ * output are kept; default a new one); `verification`, see configYaml; `onLog`, called with
+ * each JSON log line the agent writes after it started.
+ */
+export async function startAgent({
+  dir = mkdtempSync(join(tmpdir(), "audit-bench-")),
+  verification,
+  onLog,
+} = {}) {
   const config = join(dir, "agent.yaml");
-  writeFileSync(config, configYaml(dir).replace("level: warn", "level: info"));
+  writeFileSync(config, configYaml(dir, { verification }).replace("level: warn", "level: info"));
   const main = join(ROOT, "dist/agent/cli/main.js");
   const { env, args } = shebang(main);
   const child = spawn(process.execPath, [...args, ...nodeArgs(), main, "run", "--config", config], {
@@ -71,11 +83,15 @@ export async function startAgent() {
   });
   const addresses = await new Promise((resolve, reject) => {
     const rl = createInterface({ input: child.stderr });
+    let started = false;
     rl.on("line", (line) => {
       try {
         const e = JSON.parse(line);
-        if (e.msg === "audit agent started")
+        if (started) onLog?.(e);
+        else if (e.msg === "audit agent started") {
+          started = true;
           resolve({ ...e.addresses.otlp, metrics: e.addresses.metrics?.http });
+        }
       } catch {
         // not a JSON log line
       }

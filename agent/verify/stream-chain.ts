@@ -230,7 +230,9 @@ export async function verifyChainStream(
     findings,
     usedCheckpoints,
     summary: kept.summary(tally, notes),
-    state: findings.length === 0 ? kept.state() : null,
+    // Records no signed batch covers yet (a backend read while the agent writes) come after
+    // everything the state vouches for: they do not stop it advancing; any other finding does.
+    state: findings.length === steps.sealed.length ? kept.state() : null,
   };
 }
 

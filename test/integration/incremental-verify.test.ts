@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -99,6 +100,36 @@ describe("incremental verification (verify --state)", () => {
     const tampered = await verifySource(fileSource(out), trusted, [], { state: after });
     expect(tampered.findings.map((f) => f.category)).toContain("modified");
     expect(after.chains[chainId]?.treeSize).toBe(160);
+  });
+
+  it("advances past records no batch covers yet (read while the agent writes), reporting them", async () => {
+    const tmp = makeTempDir("incremental-");
+    cleanups.push(tmp.cleanup);
+    const out = await produce(tmp.path, 0, 100);
+    const trusted = readTrustedKeys([join(tmp.path, "keys", "signing.pub")]);
+    const state = emptyState();
+    expect((await verifySource(fileSource(out), trusted, [], { state })).findings).toEqual([]);
+    await produce(tmp.path, 100, 60);
+    const chainId = Object.keys(state.chains)[0] as string;
+    const chainDir = join(out, chainId);
+    const last = readdirSync(chainDir)
+      .filter((n) => n.startsWith("records-"))
+      .sort()
+      .pop() as string;
+    const lines = readFileSync(join(chainDir, last), "utf8").split("\n").filter(Boolean);
+    // A genuine-looking next record (linked to seq 159) that no signed batch covers yet.
+    const newest = lines[lines.length - 1] as string;
+    const link = createHash("sha256")
+      .update(Buffer.from([0]))
+      .update(newest)
+      .digest("hex");
+    const tail = newest
+      .replace(/"prev":"[0-9a-f]{64}"/, `"prev":"${link}"`)
+      .replace(/"seq":"159"/, '"seq":"160"');
+    writeFileSync(join(chainDir, last), [...lines, tail].map((l) => `${l}\n`).join(""));
+    const report = await verifySource(fileSource(out), trusted, [], { state });
+    expect(report.findings.map((f) => [f.category, f.seq])).toEqual([["inserted", 160]]);
+    expect(state.chains[chainId]?.treeSize).toBe(160);
   });
 
   it("reports a tail removed below what the state vouches for, and a removed chain", async () => {
