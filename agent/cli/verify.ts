@@ -1,9 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import type { ErrorCode } from "../common/error-codes.js";
-import { packageRoot } from "../common/package-root.js";
+import { builtModule } from "../common/package-root.js";
 import { AgentError } from "../common/errors.js";
 import { publicKeyPath, readTrustedKeys } from "../integrity/key-files.js";
 import { loadConfigFile } from "../config/load.js";
@@ -231,7 +229,7 @@ const VERIFY_HEAP_MIB = 160;
 
 /** Runs collectReports on a worker thread under VERIFY_HEAP_MIB; errors come back as thrown. */
 function collectOnWorker(opts: VerifyOptions, line: ProgressLine | null): Promise<VerifyReport[]> {
-  const worker = new Worker(verifyWorkerFile(), {
+  const worker = new Worker(builtModule(new URL("./verify-worker.js", import.meta.url)), {
     workerData: opts,
     resourceLimits: { maxOldGenerationSizeMb: VERIFY_HEAP_MIB },
   });
@@ -264,9 +262,3 @@ export type VerifyWorkerMessage =
   | { type: "records"; chainId: string; n: number }
   | { type: "done"; reports: VerifyReport[] }
   | { type: "error"; code?: string; message: string; stack?: string };
-
-/** The built worker: beside this module in dist/, or under dist/ when running from sources. */
-function verifyWorkerFile(): string {
-  const here = fileURLToPath(new URL("./verify-worker.js", import.meta.url));
-  return existsSync(here) ? here : join(packageRoot(), "dist/agent/cli/verify-worker.js");
-}

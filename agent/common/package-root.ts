@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /**
@@ -15,4 +15,16 @@ export function packageRoot(): string {
     if (parent === dir) throw new Error("cannot locate the otel-audit-agent package root");
     dir = parent;
   }
+}
+
+/**
+ * The built JavaScript file of the module at `url` (a worker's entry, given as
+ * `new URL("./x.js", import.meta.url)`): that file when running from dist/, its twin under
+ * dist/ when running from the TypeScript sources (tests), where no .js file sits beside it.
+ */
+export function builtModule(url: URL): string {
+  const here = fileURLToPath(url);
+  if (existsSync(here)) return here;
+  const root = packageRoot();
+  return join(root, "dist", relative(root, here));
 }

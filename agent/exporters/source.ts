@@ -104,47 +104,6 @@ export async function readChains(source: AuditSource): Promise<ChainData[]> {
   return out;
 }
 
-/**
- * A chain already read whole, as a ChainReader: for readers whose backend query returns
- * a chain at once. Its findings and notes are reported with its records.
- */
-export function chainReaderOf(data: ChainData): ChainReader {
-  return {
-    chainId: data.chainId,
-    async *records(problems) {
-      for (const f of data.findings) problems.finding(f);
-      for (const n of data.notes) problems.note(n);
-      yield data.records;
-    },
-    async *manifests() {
-      yield* data.manifests;
-    },
-  };
-}
-
-/** A source whose chains are read whole (see chainReaderOf). */
-export function wholeChainsSource(
-  description: string,
-  load: () => Promise<ChainData[]>,
-): AuditSource {
-  return {
-    description,
-    async *chains() {
-      for (const data of await load()) yield chainReaderOf(data);
-    },
-  };
-}
-
-/**
- * Reads one stored sealed-log entry line, `{"checkpoint":…,"manifest":…}` (the form every
- * backend stores), into `data`: a StoredManifest, or a `malformed` finding.
- */
-export function addManifestLine(data: ChainData, line: string, location: string): void {
-  const parsed = parseManifestLine(data.chainId, line, location);
-  if ("category" in parsed) data.findings.push(parsed);
-  else data.manifests.push(parsed);
-}
-
 /** One stored sealed-log entry line as a StoredManifest, or the `malformed` finding it is. */
 export function parseManifestLine(
   chainId: string,

@@ -1,8 +1,5 @@
-import { existsSync } from "node:fs";
-import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import { packageRoot } from "../common/package-root.js";
+import { builtModule } from "../common/package-root.js";
 import type { PublicKey } from "../integrity/signing.js";
 import type { VerificationResult, VerificationRun } from "../verify/continuous.js";
 import type { WorkerInput } from "./verification-worker.js";
@@ -32,7 +29,7 @@ export class VerificationRunner {
   }
 
   private run(input: WorkerInput, run: VerificationRun): Promise<VerificationResult> {
-    const worker = new Worker(workerFile(), {
+    const worker = new Worker(builtModule(new URL("./verification-worker.js", import.meta.url)), {
       workerData: input,
       resourceLimits: { maxOldGenerationSizeMb: this.maxMemoryMib },
     });
@@ -65,10 +62,4 @@ function describe(err: Error, maxMemoryMib: number): Error {
         `verification needed more than extensions.verification.max_memory_mib (${maxMemoryMib} MiB); raise it`,
       )
     : err;
-}
-
-/** The built worker: beside this module in dist/, or under dist/ when running from sources. */
-function workerFile(): string {
-  const here = fileURLToPath(new URL("./verification-worker.js", import.meta.url));
-  return existsSync(here) ? here : join(packageRoot(), "dist/agent/service/verification-worker.js");
 }
