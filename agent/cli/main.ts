@@ -190,6 +190,16 @@ program
       return n;
     },
   )
+  .option(
+    "--threads <n>",
+    "threads that check and hash record lines beside the one judging the chain (default: one per core but one, at least 1; 0: none)",
+    (v: string) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0 || n > 64)
+        throw new InvalidArgumentError("a whole number from 0 to 64");
+      return n;
+    },
+  )
   .option("--cross-check", "with two sources: also compare them record by record")
   .option("--json", "print the report as JSON, every finding included (docs/verify.md)")
   .option("--verbose", "print one line per finding instead of grouping them by range")

@@ -33,6 +33,21 @@ export interface StoredText {
   location: string;
 }
 
+/**
+ * Record lines as their stored bytes, a page at a time: what a reader that holds bytes hands
+ * over instead of StoredText pages, so the verifier hashes the bytes as stored, with no
+ * decoding and re-encoding, and can check them on another thread.
+ */
+export interface RecordBytes {
+  /**
+   * Whole lines, each ending in "\n", exactly as stored. Its ArrayBuffer is the page's own:
+   * the verifier may move it to another thread, so a reader never reuses it.
+   */
+  bytes: Uint8Array;
+  /** Where the page's line `i` (from 0) is stored: file and line, object key and line… */
+  locate(i: number): string;
+}
+
 export interface StoredManifest {
   /** The signed manifest as a JSON value (re-canonicalized for signature checks). */
   manifest: unknown;
@@ -74,6 +89,11 @@ export interface ChainReader {
    * ignores those anyway); it may also hand them over.
    */
   records(problems: ReadProblems, fromSeq?: number): AsyncIterable<readonly StoredText[]>;
+  /**
+   * The same lines as `records` (same problems reported), as their stored bytes: for readers
+   * that hold bytes. The verifier uses it when a reader has it.
+   */
+  recordBytes?(problems: ReadProblems, fromSeq?: number): AsyncIterable<RecordBytes>;
 }
 
 /** Where a reader reports what it found wrong, or worth saying, while it read. */

@@ -12,13 +12,51 @@ import { range } from "./verify-findings.js";
  * what was kept for its seq while that is remembered (another `size` seqs).
  */
 
-/** One record line, parsed and hashed. */
+/**
+ * One record line, parsed and hashed. Its leaf hash and `prev` are 64 bytes of a buffer
+ * shared by a page of records (line-check.ts): read in place, not copied out per record.
+ */
 export interface WindowRecord {
   seq: number;
-  leaf: Buffer;
-  prev: Buffer;
-  location: string;
+  /** Bytes `at` to `at + 32` are the leaf hash, the next 32 the `prev` link. */
+  hashes: Buffer;
+  at: number;
+  /** Where it is stored; may be worked out when read (only findings read it). */
+  readonly location: string;
   time: string;
+}
+
+/** A record's leaf hash (a view, not a copy). */
+export function leafOf(rec: WindowRecord): Buffer {
+  return rec.hashes.subarray(rec.at, rec.at + 32);
+}
+
+/** A record's `prev` (a view, not a copy). */
+export function prevOf(rec: WindowRecord): Buffer {
+  return rec.hashes.subarray(rec.at + 32, rec.at + 64);
+}
+
+/** Whether two records have the same leaf hash (the same bytes). */
+function sameLeaf(a: WindowRecord, b: WindowRecord): boolean {
+  return a.hashes.compare(b.hashes, b.at, b.at + 32, a.at, a.at + 32) === 0;
+}
+
+/** Whether `rec`'s prev is the leaf hash of `before`: the link between them holds. */
+function linksTo(rec: WindowRecord, before: WindowRecord): boolean {
+  return (
+    rec.hashes.compare(before.hashes, before.at, before.at + 32, rec.at + 32, rec.at + 64) === 0
+  );
+}
+
+/** A record built from its parts, for records not read from a page. */
+export function windowRecord(
+  seq: number,
+  leaf: Buffer,
+  prev: Buffer,
+  location: string,
+  time: string,
+): WindowRecord {
+  return { seq, hashes: Buffer.concat([leaf, prev]), at: 0, location, time };
 }
 
 /** Where each step reports, so the report keeps the order of the steps. */
@@ -43,7 +81,8 @@ const MAX_COPIES = 16;
  * the window in about 10 MiB.
  */
 export class RecordWindow {
-  private readonly pending = new Map<number, WindowRecord[]>();
+  /** The records held, not yet judged: see Held. */
+  private readonly pending: Held;
   private readonly order = new MinHeap();
   private maxSeq = -1;
   /** Seqs below this are judged. */
@@ -70,11 +109,12 @@ export class RecordWindow {
   ) {
     this.genesis = genesisHash(chainId);
     this.recent = new RecentRing(size);
+    this.pending = new Held(size);
     if (resumeAfter) {
       const { seq, leaf } = resumeAfter;
       this.maxSeq = seq;
       this.judgedBelow = this.expectedSeq = seq + 1;
-      this.last = { seq, leaf, prev: leaf, location: "(verified earlier)", time: "" };
+      this.last = windowRecord(seq, leaf, leaf, "(verified earlier)", "");
     }
   }
 
@@ -86,9 +126,10 @@ export class RecordWindow {
   add(rec: WindowRecord): void {
     const { seq } = rec;
     if (seq > this.maxSeq) {
-      this.hold(rec);
       this.maxSeq = seq;
+      // Judged first: what is held then lies within `size` seqs of this one (see Held).
       this.judgeUpTo(seq - this.size);
+      this.hold(rec);
     } else if (seq >= this.judgedBelow) {
       const copies = this.pending.get(seq);
       if (copies === undefined) {
@@ -101,7 +142,8 @@ export class RecordWindow {
           },
         );
         this.hold(rec);
-      } else if (copies.length < MAX_COPIES) copies.push(rec);
+      } else if (!Array.isArray(copies)) this.pending.set(seq, [copies, rec]);
+      else if (copies.length < MAX_COPIES) copies.push(rec);
       else this.judgeLateCopy(rec);
     } else this.judgeLateCopy(rec);
   }
@@ -113,7 +155,7 @@ export class RecordWindow {
   }
 
   private hold(rec: WindowRecord): void {
-    this.pending.set(rec.seq, [rec]);
+    this.pending.set(rec.seq, rec);
     this.order.push(rec.seq);
   }
 
@@ -123,13 +165,14 @@ export class RecordWindow {
 
   /** Step 3 for one seq: keeps the copy the chain commits to and reports the others. */
   private judge(seq: number): void {
-    const copies = this.pending.get(seq) as WindowRecord[];
+    const held = this.pending.get(seq) as WindowRecord | WindowRecord[];
     this.pending.delete(seq);
     this.judgedBelow = seq + 1;
-    const first = copies[0] as WindowRecord;
+    const first = Array.isArray(held) ? (held[0] as WindowRecord) : held;
     let kept = first;
-    if (copies.length > 1) {
-      const distinct = copies.some((c) => !c.leaf.equals(first.leaf));
+    if (Array.isArray(held)) {
+      const copies = held;
+      const distinct = copies.some((c) => !sameLeaf(c, first));
       if (!distinct) {
         for (const extra of copies.slice(1))
           this.report.copies(
@@ -139,11 +182,12 @@ export class RecordWindow {
             { seq },
           );
       } else {
-        const next = this.pending.get(seq + 1)?.[0];
-        const expected = this.committed.get(seq) ?? next?.prev.toString("hex");
-        kept = copies.find((c) => c.leaf.toString("hex") === expected) ?? first;
+        const after = this.pending.get(seq + 1);
+        const next = Array.isArray(after) ? after[0] : after;
+        const expected = this.committed.get(seq) ?? (next && prevOf(next).toString("hex"));
+        kept = copies.find((c) => leafOf(c).toString("hex") === expected) ?? first;
         for (const c of copies) {
-          if (c === kept || c.leaf.equals(kept.leaf)) continue;
+          if (c === kept || sameLeaf(c, kept)) continue;
           this.report.copies(
             "inserted",
             c.location,
@@ -153,7 +197,7 @@ export class RecordWindow {
         }
       }
     }
-    this.remember(seq, kept.leaf, first.location, kept.location);
+    this.recent.set(seq, first, kept);
     this.link(kept);
   }
 
@@ -167,25 +211,21 @@ export class RecordWindow {
         `seq ${rec.seq} is stored after seq ${this.maxSeq}, more than ${this.size} records from its place`,
         { seq: rec.seq },
       );
-    } else if (known.leaf.equals(rec.leaf)) {
+    } else if (sameLeaf(known.kept, rec)) {
       this.report.copies(
         "duplicate",
         rec.location,
-        `a second identical copy of seq ${rec.seq} (first at ${known.first})`,
+        `a second identical copy of seq ${rec.seq} (first at ${known.first.location})`,
         { seq: rec.seq },
       );
     } else {
       this.report.copies(
         "inserted",
         rec.location,
-        `a different record claiming seq ${rec.seq}; the chain commits to the one at ${known.kept}`,
+        `a different record claiming seq ${rec.seq}; the chain commits to the one at ${known.kept.location}`,
         { seq: rec.seq },
       );
     }
-  }
-
-  private remember(seq: number, leaf: Buffer, first: string, kept: string): void {
-    this.recent.set(seq, leaf, first, kept);
   }
 
   /** Step 4 for the next kept record: a gap before it, and its link to the one before. */
@@ -200,14 +240,14 @@ export class RecordWindow {
       );
     const before = this.last?.seq === seq - 1 ? this.last : null;
     const linked =
-      seq === 0 ? this.genesis.equals(rec.prev) : before === null || before.leaf.equals(rec.prev);
+      seq === 0 ? this.genesis.equals(prevOf(rec)) : before === null || linksTo(rec, before);
     if (!linked) {
       const culprit = seq === 0 ? rec : (before as WindowRecord);
-      const computed = seq === 0 ? this.genesis : culprit.leaf;
+      const computed = seq === 0 ? this.genesis : leafOf(culprit);
       this.report.links(
         "modified",
         culprit.location,
-        `seq ${culprit.seq} does not match the link stored in seq ${seq} (prev ${rec.prev.toString("hex", 0, 8)}…, computed ${computed.toString("hex", 0, 8)}…)`,
+        `seq ${culprit.seq} does not match the link stored in seq ${seq} (prev ${prevOf(rec).toString("hex", 0, 8)}…, computed ${computed.toString("hex", 0, 8)}…)`,
         { seq: culprit.seq },
       );
     }
@@ -217,36 +257,72 @@ export class RecordWindow {
   }
 }
 
-/** The last `size` judged seqs' leaf hashes and locations, each at seq modulo size. */
-class RecentRing {
+/**
+ * The records held in the window, by seq: one record, or its copies in storage order. Seqs
+ * held lie, but for a record stored far out of place, within `size` seqs below the highest
+ * seen (RecordWindow judges the rest before it holds a higher one): a ring indexed by seq
+ * modulo size holds them without a Map's cost per record, and a Map the rare one whose slot
+ * is taken.
+ */
+class Held {
   private readonly seqs: Float64Array;
-  private readonly leaves: (Buffer | undefined)[];
-  private readonly firsts: string[];
-  private readonly kepts: string[];
+  private readonly records: (WindowRecord | WindowRecord[] | undefined)[];
+  private readonly displaced = new Map<number, WindowRecord | WindowRecord[]>();
 
   constructor(private readonly size: number) {
     this.seqs = new Float64Array(size).fill(-1);
-    this.leaves = new Array<Buffer | undefined>(size);
-    this.firsts = new Array<string>(size);
-    this.kepts = new Array<string>(size);
+    this.records = new Array<WindowRecord | WindowRecord[] | undefined>(size);
   }
 
-  set(seq: number, leaf: Buffer, first: string, kept: string): void {
+  get(seq: number): WindowRecord | WindowRecord[] | undefined {
+    const i = seq % this.size;
+    if (this.seqs[i] === seq) return this.records[i];
+    return this.displaced.size === 0 ? undefined : this.displaced.get(seq);
+  }
+
+  set(seq: number, held: WindowRecord | WindowRecord[]): void {
+    const i = seq % this.size;
+    if (this.seqs[i] === -1 || this.seqs[i] === seq) {
+      this.seqs[i] = seq;
+      this.records[i] = held;
+    } else this.displaced.set(seq, held);
+  }
+
+  delete(seq: number): void {
+    const i = seq % this.size;
+    if (this.seqs[i] === seq) {
+      this.seqs[i] = -1;
+      this.records[i] = undefined;
+    } else this.displaced.delete(seq);
+  }
+}
+
+/**
+ * The last `size` judged seqs' first and kept copies, each at seq modulo size. The records
+ * are kept rather than their locations: a location is only worked out for a finding.
+ */
+class RecentRing {
+  private readonly seqs: Float64Array;
+  private readonly firsts: (WindowRecord | undefined)[];
+  private readonly kepts: (WindowRecord | undefined)[];
+
+  constructor(private readonly size: number) {
+    this.seqs = new Float64Array(size).fill(-1);
+    this.firsts = new Array<WindowRecord | undefined>(size);
+    this.kepts = new Array<WindowRecord | undefined>(size);
+  }
+
+  set(seq: number, first: WindowRecord, kept: WindowRecord): void {
     const i = seq % this.size;
     this.seqs[i] = seq;
-    this.leaves[i] = leaf;
     this.firsts[i] = first;
     this.kepts[i] = kept;
   }
 
-  get(seq: number): { leaf: Buffer; first: string; kept: string } | undefined {
+  get(seq: number): { first: WindowRecord; kept: WindowRecord } | undefined {
     const i = seq % this.size;
     if (this.seqs[i] !== seq) return undefined;
-    return {
-      leaf: this.leaves[i] as Buffer,
-      first: this.firsts[i] as string,
-      kept: this.kepts[i] as string,
-    };
+    return { first: this.firsts[i] as WindowRecord, kept: this.kepts[i] as WindowRecord };
   }
 }
 

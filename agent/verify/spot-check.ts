@@ -6,7 +6,7 @@ import type { ChainReader, ReadProblems } from "../exporters/source.js";
 import type { Finding } from "./types.js";
 import { findingAdder, range } from "./verify-findings.js";
 import type { BatchInfo } from "./verify-manifests.js";
-import { RecordWindow, type WindowRecord } from "./record-window.js";
+import { leafOf, RecordWindow, windowRecord } from "./record-window.js";
 
 /**
  * Spot checks for incremental runs (`verify --state … --spot-check N`): records an earlier
@@ -52,7 +52,7 @@ async function checkBatch(reader: ChainReader, batch: BatchInfo, findings: Findi
     (rec) => {
       if (rec.seq > last) return;
       held++;
-      tree.append(rec.leaf);
+      tree.append(leafOf(rec));
     },
     undefined,
     first > 0 ? { seq: first - 1, leaf: Buffer.from(batch.prevLeaf, "hex") } : undefined,
@@ -70,13 +70,13 @@ async function checkBatch(reader: ChainReader, batch: BatchInfo, findings: Findi
         done = true;
         break;
       }
-      const rec: WindowRecord = {
+      const rec = windowRecord(
         seq,
-        leaf: leafHash(Buffer.from(line.text, "utf8")),
-        prev: Buffer.from(env.prev, "hex"),
-        location: line.location,
-        time: env.timeReceivedUnixNano,
-      };
+        leafHash(Buffer.from(line.text, "utf8")),
+        Buffer.from(env.prev, "hex"),
+        line.location,
+        env.timeReceivedUnixNano,
+      );
       window.add(rec);
     }
     if (done) break;

@@ -1,10 +1,11 @@
 import { hash as oneShotHash } from "node:crypto";
-import { checkEnvelope } from "../integrity/chain-check.js";
 import { Frontier } from "../integrity/frontier.js";
 import { EMPTY_TREE_HASH } from "../integrity/merkle.js";
 import type { ChainReader, ReadProblems, StoredManifest, StoredText } from "../exporters/source.js";
 import type { ChainData, ChainSummary, Finding } from "./types.js";
-import { RecordWindow, type WindowRecord } from "./record-window.js";
+import { leafOf, RecordWindow, type WindowRecord } from "./record-window.js";
+import { type CheckedLines, checkLineTexts } from "./line-check.js";
+import { LineCheckers } from "./line-checkers.js";
 import { type CheckpointTally, checkCheckpoints, checkpointSize } from "./verify-checkpoints.js";
 import type { VerifyOptions } from "./verify-chain.js";
 import {
@@ -38,6 +39,8 @@ export interface StreamVerifyOptions extends VerifyOptions {
   resume?: ChainState;
   /** With `resume`: signed batches before it read again and checked (spot-check.ts). */
   spotCheck?: number;
+  /** Where lines are checked and hashed; by default on the judging thread. */
+  lineCheckers?: LineCheckers;
 }
 
 export interface ChainResult {
@@ -80,18 +83,17 @@ class BatchLeaves {
     this.frontier = buffered ? null : new Frontier();
   }
 
-  /** A batch holds at most its count of records (one per seq in its range), each 32 bytes. */
-  append(leaf: Buffer): void {
+  /**
+   * Appends the leaf hash at bytes `at` to `at + 32` of `from`. A batch holds at most its
+   * count of records (one per seq in its range).
+   */
+  append(from: Buffer, at: number): void {
     const leaves = this.leaves;
-    if (
-      this.frontier === null &&
-      leaves !== null &&
-      leaf.length === 32 &&
-      32 * this.count < leaves.length
-    ) {
-      leaf.copy(leaves, 32 * this.count++);
+    if (this.frontier === null && leaves !== null && 32 * this.count < leaves.length) {
+      from.copy(leaves, 32 * this.count++, at, at + 32);
       return;
     }
+    const leaf = Buffer.from(from.subarray(at, at + 32));
     // Never taken by a batch of kept records; kept correct all the same.
     if (this.frontier === null) {
       this.frontier = new Frontier();
@@ -255,6 +257,8 @@ class KeptRecords {
   contiguous = 0;
   private gapSeen = false;
   private count = 0;
+  /** Lines read so far, for progress. */
+  private linesRead = 0;
   private firstSeq: number | null = null;
   private lastSeq: number | null = null;
   private readonly times = new ReceiveTimes();
@@ -352,48 +356,53 @@ class KeptRecords {
       this.nextBatch++;
   }
 
-  /** Step 1: parses and hashes each line, in storage order, into the window. */
+  /**
+   * Step 1: each line checked and hashed (line-check.ts), on the checker threads when the
+   * reader hands over bytes, and put into the window in storage order.
+   */
   async read(reader: ChainReader, problems: ReadProblems): Promise<void> {
-    let read = 0;
-    for await (const page of reader.records(problems, this.resumeFrom)) {
-      for (const line of page) {
-        const rec = this.parse(line);
-        // A source may hand over records an earlier run verified: they are not judged again.
-        if (rec !== null && rec.seq >= this.resumeFrom) this.window.add(rec);
+    const checkers = this.options.lineCheckers ?? INLINE;
+    const chainId = this.chainId;
+    if (reader.recordBytes === undefined) {
+      for await (const page of reader.records(problems, this.resumeFrom)) {
+        const texts = page.map((line) => line.text);
+        this.take(checkLineTexts(texts, chainId), (i) => (page[i] as StoredText).location);
       }
-      read += page.length;
-      this.options.onRecords?.(this.chainId, read);
+      return;
     }
+    // Pages are checked ahead of judging, up to the checkers' depth, in storage order.
+    const ahead: { result: Promise<CheckedLines>; locate: (i: number) => string }[] = [];
+    for await (const page of reader.recordBytes(problems, this.resumeFrom)) {
+      const result = checkers.check(page.bytes, chainId);
+      result.catch(() => {}); // awaited in turn below; a failure is thrown there
+      ahead.push({ result, locate: page.locate });
+      if (ahead.length >= checkers.depth) await this.takeNext(ahead);
+    }
+    while (ahead.length > 0) await this.takeNext(ahead);
   }
 
-  private parse(line: StoredText): WindowRecord | null {
-    const env = checkEnvelope(line.text);
-    if (typeof env === "string") {
-      this.addMalformed("malformed", line.location, env);
-      return null;
+  private async takeNext(
+    ahead: { result: Promise<CheckedLines>; locate: (i: number) => string }[],
+  ): Promise<void> {
+    const next = ahead.shift() as (typeof ahead)[number];
+    this.take(await next.result, next.locate);
+  }
+
+  /** A checked page into the window; its invalid lines are `malformed`. */
+  private take(page: CheckedLines, locate: (i: number) => string): void {
+    const { seqs, hashes, times, problems } = page;
+    for (let i = 0; i < page.count; i++) {
+      const seq = seqs[i] as number;
+      if (Number.isNaN(seq)) {
+        this.addMalformed("malformed", locate(i), problems.get(i) as string);
+        continue;
+      }
+      // A source may hand over records an earlier run verified: they are not judged again.
+      if (seq < this.resumeFrom) continue;
+      this.window.add(new PageRecord(seq, hashes, 64 * i, times[i] as string, locate, i));
     }
-    if (env.chainId !== this.chainId) {
-      this.addMalformed(
-        "malformed",
-        line.location,
-        `record of chain ${env.chainId} stored with chain ${this.chainId}`,
-      );
-      return null;
-    }
-    // RFC 6962 leaf hash: SHA-256 of 0x00 and the line's UTF-8 bytes, in one call, written
-    // into one buffer reused for every line (a buffer per line was most of the garbage).
-    const most = 1 + line.text.length * 3;
-    if (leafInput.length < most) leafInput = Buffer.alloc(Math.max(most, 2 * leafInput.length));
-    const n = leafInput.write(line.text, 1, "utf8");
-    return {
-      seq: Number(env.seq),
-      leaf: oneShotHash("sha256", leafInput.subarray(0, 1 + n), "buffer") as unknown as Buffer,
-      prev: Buffer.from(env.prev, "hex"),
-      location: line.location,
-      // A copy: the string read from the line is a slice that would keep the whole line
-      // alive for as long as the record sits in the window.
-      time: Buffer.from(env.timeReceivedUnixNano, "latin1").toString("latin1"),
-    };
+    this.linesRead += page.count;
+    this.options.onRecords?.(this.chainId, this.linesRead);
   }
 
   /** Steps 4 (continued) and 5 for each kept record, in ascending seq. */
@@ -401,14 +410,14 @@ class KeptRecords {
     const { seq } = rec;
     if (!this.gapSeen && seq === this.count) {
       this.contiguous++;
-      this.tree.append(rec.leaf);
+      this.tree.append(leafOf(rec));
       if (this.checkpointSizes.has(this.tree.size))
         this.roots.set(this.tree.size, this.tree.root().toString("hex"));
       if (this.batchEnds.has(this.tree.size))
         this.sealedPoint = {
           size: this.tree.size,
           frontier: Frontier.restore(this.tree.save()),
-          lastLeaf: rec.leaf,
+          lastLeaf: leafOf(rec),
         };
     } else this.gapSeen = true;
     this.count++;
@@ -439,7 +448,7 @@ class KeptRecords {
     for (const b of this.open) {
       if (seq < b.first || seq > b.last) continue;
       b.held++;
-      b.tree.append(rec.leaf);
+      b.tree.append(rec.hashes, rec.at);
     }
     if (seq > Math.max(this.sealedThrough, this.claimedThrough))
       this.addSealed(
@@ -572,5 +581,21 @@ function firstAtOrAfter(seqs: readonly number[], seq: number): number {
   return lo < seqs.length ? (seqs[lo] as number) : Number.POSITIVE_INFINITY;
 }
 
-/** Byte 0 is the leaf-hash prefix 0x00, never written; the line's bytes follow it. */
-let leafInput = Buffer.alloc(64 * 1024);
+/** Checking on the judging thread, for readers that hand over text and when none is given. */
+const INLINE = new LineCheckers(0);
+
+/** A record of a checked page: its location is only worked out if a finding needs it. */
+class PageRecord implements WindowRecord {
+  constructor(
+    readonly seq: number,
+    readonly hashes: Buffer,
+    readonly at: number,
+    readonly time: string,
+    private readonly locate: (i: number) => string,
+    private readonly index: number,
+  ) {}
+
+  get location(): string {
+    return this.locate(this.index);
+  }
+}

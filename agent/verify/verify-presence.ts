@@ -18,6 +18,17 @@ export function countingManifests(chain: ChainReader): {
   const reader: ChainReader = {
     chainId: chain.chainId,
     records: (problems, fromSeq) => chain.records(problems, fromSeq),
+    // Every optional method is passed on: a wrapper that dropped one would slow the reader.
+    ...(chain.recordBytes
+      ? {
+          recordBytes: (problems, fromSeq) =>
+            (chain.recordBytes as NonNullable<ChainReader["recordBytes"]>).call(
+              chain,
+              problems,
+              fromSeq,
+            ),
+        }
+      : {}),
     async *manifests(problems) {
       for await (const m of chain.manifests(problems)) {
         manifests++;

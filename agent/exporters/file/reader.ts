@@ -12,8 +12,10 @@ import {
   parseManifestLine,
   type ReadProblems,
   readChains,
+  type RecordBytes,
   type StoredText,
 } from "../source.js";
+import { segmentPieces, skipBefore, withoutInvalidUtf8 } from "./segment-pages.js";
 import { type SegmentKind, segmentEntries } from "./segments.js";
 
 /**
@@ -89,9 +91,6 @@ export function fileSource(directory: string): AuditSource {
   };
 }
 
-/** Record lines handed on at a time. */
-const PAGE_LINES = 128;
-
 function fileChain(chainDir: string): ChainReader {
   const chainId = basename(chainDir);
   const unterminated = (location: string, what: string): Finding => ({
@@ -100,26 +99,48 @@ function fileChain(chainDir: string): ChainReader {
     location,
     detail: `${what}unterminated final line (an interrupted write, or a cut file)`,
   });
+  async function* recordBytes(problems: ReadProblems, fromSeq = 0): AsyncIterable<RecordBytes> {
+    let skipping = fromSeq > 0;
+    const segments = await readableSegments(chainDir, "records", problems);
+    for (const segment of segmentsFrom(segments, fromSeq)) {
+      for await (const piece of segmentPieces(segment)) {
+        if (piece.kind === "unterminated") {
+          problems.finding(unterminated(piece.location, ""));
+          continue;
+        }
+        const { page: valid, invalid } = withoutInvalidUtf8(piece.page);
+        for (const location of invalid)
+          problems.finding({
+            category: "malformed",
+            chainId,
+            location,
+            detail: "not valid UTF-8 (the agent writes only UTF-8)",
+          });
+        if (valid === null) continue;
+        if (!skipping) {
+          yield valid;
+          continue;
+        }
+        const { page, reached } = skipBefore(valid, fromSeq);
+        skipping = !reached;
+        if (page !== null) yield page;
+      }
+    }
+  }
   return {
     chainId,
+    recordBytes,
     async *records(problems, fromSeq = 0) {
-      let page: StoredText[] = [];
-      const segments = await readableSegments(chainDir, "records", problems);
-      for (const segment of segmentsFrom(segments, fromSeq)) {
-        for await (const { line, location, terminated } of segmentLines(segment)) {
-          if (!terminated) {
-            problems.finding(unterminated(location, ""));
-            continue;
-          }
-          if (fromSeq > 0 && envelopeSeq(line) < fromSeq) continue;
-          page.push({ text: line, location });
-          if (page.length >= PAGE_LINES) {
-            yield page;
-            page = [];
-          }
+      for await (const { bytes, locate } of recordBytes(problems, fromSeq)) {
+        const page: StoredText[] = [];
+        const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+        for (let start = 0, i = 0; start < buf.length; i++) {
+          const end = buf.indexOf(0x0a, start);
+          page.push({ text: buf.toString("utf8", start, end), location: locate(i) });
+          start = end + 1;
         }
+        yield page;
       }
-      if (page.length > 0) yield page;
     },
     async *manifests(problems) {
       for (const segment of await readableSegments(chainDir, "manifests", problems)) {
@@ -152,19 +173,6 @@ function segmentsFrom(paths: readonly string[], fromSeq: number): readonly strin
     if (first !== null && first <= fromSeq) start = i;
   }
   return paths.slice(start);
-}
-
-/**
- * The seq a record line's envelope gives, read without parsing the line: `seq` is the
- * envelope's last member but two (RFC 8785 orders members), after the record, so its last
- * occurrence is the envelope's own. A line without one gives Infinity: it is handed over.
- */
-function envelopeSeq(line: string): number {
-  const at = line.lastIndexOf(',"seq":"');
-  if (at < 0) return Number.POSITIVE_INFINITY;
-  const end = line.indexOf('"', at + 8);
-  const seq = Number(line.slice(at + 8, end));
-  return Number.isSafeInteger(seq) ? seq : Number.POSITIVE_INFINITY;
 }
 
 /** The first seq in a segment's name (records-<20 digits>.ndjson), or null. */

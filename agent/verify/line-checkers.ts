@@ -1,0 +1,80 @@
+import { Worker } from "node:worker_threads";
+import { builtModule } from "../common/package-root.js";
+import { type CheckedLines, checkLineBytes } from "./line-check.js";
+
+/**
+ * Where pages of record lines are checked and hashed (line-check.ts): on this thread, or on
+ * `threads` worker threads, pages dealt to them in turn. Checking is most of a verification's
+ * work and needs nothing but the page, so the thread that judges the chain (record-window.ts,
+ * the trees) keeps pace with one checker per spare core.
+ */
+export class LineCheckers {
+  private readonly workers: Worker[] = [];
+  private readonly waiting = new Map<number, Waiter>();
+  private nextId = 0;
+  private failure: Error | null = null;
+
+  constructor(private readonly threads = 0) {}
+
+  /** Pages worth checking at once: one per thread being checked and one more being read. */
+  get depth(): number {
+    return this.threads === 0 ? 1 : 2 * this.threads + 1;
+  }
+
+  /** Checks a page; on a thread, `bytes` is moved there (it is unusable here afterwards). */
+  check(bytes: Uint8Array, chainId: string): Promise<CheckedLines> {
+    if (this.threads === 0) return Promise.resolve(checkLineBytes(bytes, chainId));
+    if (this.failure) return Promise.reject(this.failure);
+    const id = this.nextId++;
+    const worker = this.worker(id % this.threads);
+    // A page's buffer is the page's (RecordBytes): moved, not copied. A small one may be a
+    // slice of Node's shared pool, which must stay here: that one is copied.
+    const page = bytes.buffer.byteLength > POOLED_BELOW ? bytes : new Uint8Array(bytes);
+    const done = new Promise<CheckedLines>((resolve, reject) =>
+      this.waiting.set(id, { resolve, reject }),
+    );
+    worker.postMessage({ id, bytes: page, chainId }, [page.buffer as ArrayBuffer]);
+    return done;
+  }
+
+  async close(): Promise<void> {
+    const workers = this.workers.splice(0);
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+
+  private worker(i: number): Worker {
+    const existing = this.workers[i];
+    if (existing) return existing;
+    const worker = new Worker(builtModule(new URL("./line-check-worker.js", import.meta.url)), {
+      resourceLimits: { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 4 },
+    });
+    worker.unref();
+    worker.on("message", (m: { id: number; result: CheckedLines }) => {
+      const waiter = this.waiting.get(m.id);
+      this.waiting.delete(m.id);
+      const r = m.result;
+      // Structured cloning hands a Buffer over as a plain Uint8Array.
+      r.hashes = Buffer.from(r.hashes.buffer, r.hashes.byteOffset, r.hashes.byteLength);
+      waiter?.resolve(r);
+    });
+    const fail = (err: Error) => {
+      this.failure ??= err;
+      for (const w of this.waiting.values()) w.reject(err);
+      this.waiting.clear();
+    };
+    worker.on("error", fail);
+    worker.on("exit", (code) => {
+      if (code !== 0) fail(new Error(`a line-checking thread stopped (exit code ${code})`));
+    });
+    this.workers[i] = worker;
+    return worker;
+  }
+}
+
+/** Buffers this small may be slices of Node's Buffer pool (Buffer.poolSize, 8 KiB). */
+const POOLED_BELOW = 64 * 1024;
+
+interface Waiter {
+  resolve(r: CheckedLines): void;
+  reject(err: Error): void;
+}
