@@ -1,6 +1,7 @@
 import { isUtf8 } from "node:buffer";
 import { hash as oneShotHash } from "node:crypto";
 import { checkEnvelope } from "../integrity/chain-check.js";
+import { writeTime } from "./receive-times.js";
 
 /**
  * Step 1 of verification (docs/integrity-format.md §7) for a page of record lines: each
@@ -14,8 +15,13 @@ export interface CheckedLines {
   seqs: Float64Array;
   /** 64 bytes a line: its leaf hash, then its `prev` (its own ArrayBuffer, to transfer). */
   hashes: Buffer;
-  /** Each valid line's `timeReceivedUnixNano`. */
-  times: string[];
+  /**
+   * Each valid line's `timeReceivedUnixNano` as whole seconds and nanoseconds, two numbers a
+   * line (receive-times.ts writeTime); NaN for one that is not digits or is too long.
+   */
+  times: Float64Array;
+  /** The times of more than 24 digits, by line, as text. */
+  longTimes: Map<number, string>;
   /** Why each invalid line is `malformed`, by line. */
   problems: Map<number, string>;
 }
@@ -47,7 +53,7 @@ export function checkLineBytes(view: Uint8Array, chainId: string): CheckedLines 
       // one's newline) is the prefix for the moment; the first line is copied.
       const leaf =
         start === 0 ? hashCopied(bytes.subarray(0, end)) : hashInPlace(bytes, start, end);
-      out.hashes.set(leaf, 64 * i);
+      out.hashes.write(leaf, 64 * i, 32, "latin1");
     }
     start = end + 1;
   }
@@ -63,7 +69,7 @@ export function checkLineTexts(texts: readonly string[], chainId: string): Check
     const most = 1 + text.length * 3;
     if (scratch.length < most) scratch = Buffer.alloc(Math.max(most, 2 * scratch.length));
     const n = scratch.write(text, 1, "utf8");
-    out.hashes.set(leafHashOf(scratch, 0, 1 + n), 64 * i);
+    out.hashes.write(leafHashOf(scratch, 0, 1 + n), 64 * i, 32, "latin1");
   }
   return out;
 }
@@ -73,7 +79,8 @@ function emptyResult(count: number): CheckedLines {
     count,
     seqs: new Float64Array(count),
     hashes: Buffer.from(new ArrayBuffer(64 * count)),
-    times: new Array<string>(count).fill(""),
+    times: new Float64Array(2 * count),
+    longTimes: new Map(),
     problems: new Map(),
   };
 }
@@ -86,7 +93,8 @@ function readEnvelope(out: CheckedLines, i: number, text: string, chainId: strin
     return fail(out, i, `record of chain ${env.chainId} stored with chain ${chainId}`);
   out.seqs[i] = Number(env.seq);
   out.hashes.write(env.prev, 64 * i + 32, 32, "hex");
-  out.times[i] = env.timeReceivedUnixNano;
+  const long = writeTime(env.timeReceivedUnixNano, out.times, 2 * i);
+  if (long !== null) out.longTimes.set(i, long);
   return true;
 }
 
@@ -96,7 +104,7 @@ function fail(out: CheckedLines, i: number, problem: string): false {
   return false;
 }
 
-function hashInPlace(bytes: Buffer, start: number, end: number): Buffer {
+function hashInPlace(bytes: Buffer, start: number, end: number): string {
   const before = bytes[start - 1] as number;
   bytes[start - 1] = 0;
   try {
@@ -106,13 +114,14 @@ function hashInPlace(bytes: Buffer, start: number, end: number): Buffer {
   }
 }
 
-function hashCopied(line: Buffer): Buffer {
+function hashCopied(line: Buffer): string {
   if (scratch.length < line.length + 1)
     scratch = Buffer.alloc(Math.max(line.length + 1, 2 * scratch.length));
   line.copy(scratch, 1);
   return leafHashOf(scratch, 0, line.length + 1);
 }
 
-function leafHashOf(input: Buffer, from: number, to: number): Buffer {
-  return oneShotHash("sha256", input.subarray(from, to), "buffer") as unknown as Buffer;
+/** The leaf hash as a latin1 string: it costs less to make than a Buffer (frontier.ts). */
+function leafHashOf(input: Buffer, from: number, to: number): string {
+  return oneShotHash("sha256", input.subarray(from, to), "binary");
 }

@@ -1,5 +1,6 @@
 import { Worker } from "node:worker_threads";
 import { builtModule } from "../common/package-root.js";
+import type { RecordBytes } from "../exporters/source.js";
 import { type CheckedLines, checkLineBytes } from "./line-check.js";
 
 /**
@@ -14,7 +15,7 @@ export class LineCheckers {
   private nextId = 0;
   private failure: Error | null = null;
 
-  constructor(private readonly threads = 0) {}
+  constructor(readonly threads = 0) {}
 
   /** Pages worth checking at once: one per thread being checked and one more being read. */
   get depth(): number {
@@ -35,6 +36,20 @@ export class LineCheckers {
     );
     worker.postMessage({ id, bytes: page, chainId }, [page.buffer as ArrayBuffer]);
     return done;
+  }
+
+  /** A page sent to a thread, as an AheadPage (stream-chain.ts) that says when it is back. */
+  dispatch(page: RecordBytes, chainId: string): AheadPage {
+    const ahead: AheadPage = {
+      result: this.check(page.bytes, chainId),
+      locate: page.locate,
+      settled: false,
+    };
+    ahead.result.then(
+      () => (ahead.settled = true),
+      () => (ahead.settled = true), // thrown where it is awaited, in turn
+    );
+    return ahead;
   }
 
   async close(): Promise<void> {
@@ -73,6 +88,14 @@ export class LineCheckers {
 
 /** Buffers this small may be slices of Node's Buffer pool (Buffer.poolSize, 8 KiB). */
 const POOLED_BELOW = 64 * 1024;
+
+/** A page checked, or being checked, ahead of judging. */
+export interface AheadPage {
+  result: Promise<CheckedLines>;
+  locate: (i: number) => string;
+  /** Whether `result` is in. */
+  settled: boolean;
+}
 
 interface Waiter {
   resolve(r: CheckedLines): void;

@@ -1,11 +1,17 @@
 import { hash as oneShotHash } from "node:crypto";
 import { Frontier } from "../integrity/frontier.js";
 import { EMPTY_TREE_HASH } from "../integrity/merkle.js";
-import type { ChainReader, ReadProblems, StoredManifest, StoredText } from "../exporters/source.js";
+import type {
+  ChainReader,
+  ReadProblems,
+  RecordBytes,
+  StoredManifest,
+  StoredText,
+} from "../exporters/source.js";
 import type { ChainData, ChainSummary, Finding } from "./types.js";
 import { leafOf, RecordWindow, type WindowRecord } from "./record-window.js";
-import { type CheckedLines, checkLineTexts } from "./line-check.js";
-import { LineCheckers } from "./line-checkers.js";
+import { type CheckedLines, checkLineBytes, checkLineTexts } from "./line-check.js";
+import { type AheadPage, LineCheckers } from "./line-checkers.js";
 import { type CheckpointTally, checkCheckpoints, checkpointSize } from "./verify-checkpoints.js";
 import type { VerifyOptions } from "./verify-chain.js";
 import {
@@ -16,7 +22,7 @@ import {
   range,
 } from "./verify-findings.js";
 import { type BatchInfo, checkManifests } from "./verify-manifests.js";
-import { ReceiveTimes } from "./verify-records.js";
+import { ReceiveTimes } from "./receive-times.js";
 import { spotCheck } from "./spot-check.js";
 import type { ChainState } from "./state.js";
 
@@ -118,7 +124,8 @@ const nodeScratch = Buffer.alloc(65, 1);
  * RFC 6962 MTH of the first `count` 32-byte leaf hashes in `leaves`, computed in place
  * (`leaves` is overwritten). Pairing each level left to right, the last node of an odd
  * level carried up as it is, gives the RFC's tree: it splits at the largest power of two
- * below the size, so every left subtree is perfect.
+ * below the size, so every left subtree is perfect. Each node hash is made as a latin1
+ * string, not a Buffer: half the cost (frontier.ts).
  */
 export function merkleRootOf(leaves: Buffer, count: number): Buffer {
   if (count === 0) return EMPTY_TREE_HASH;
@@ -127,8 +134,7 @@ export function merkleRootOf(leaves: Buffer, count: number): Buffer {
     const pairs = n >>> 1;
     for (let i = 0; i < pairs; i++) {
       leaves.copy(nodeScratch, 1, 64 * i, 64 * i + 64);
-      const node = oneShotHash("sha256", nodeScratch, "buffer") as unknown as Buffer;
-      node.copy(leaves, 32 * i);
+      leaves.write(oneShotHash("sha256", nodeScratch, "binary"), 32 * i, 32, "latin1");
     }
     if ((n & 1) === 1) leaves.copy(leaves, 32 * pairs, 32 * (n - 1), 32 * n);
     n = pairs + (n & 1);
@@ -370,36 +376,42 @@ class KeptRecords {
       }
       return;
     }
-    // Pages are checked ahead of judging, up to the checkers' depth, in storage order.
-    const ahead: { result: Promise<CheckedLines>; locate: (i: number) => string }[] = [];
+    // Pages are checked ahead of judging, in storage order, on the checker threads. While
+    // the oldest is not back and the threads have their fill, this thread checks the next
+    // page itself rather than wait: the work is shared however fast each side is.
+    const ahead: AheadPage[] = [];
+    const depth = checkers.depth;
     for await (const page of reader.recordBytes(problems, this.resumeFrom)) {
-      const result = checkers.check(page.bytes, chainId);
-      result.catch(() => {}); // awaited in turn below; a failure is thrown there
-      ahead.push({ result, locate: page.locate });
-      if (ahead.length >= checkers.depth) await this.takeNext(ahead);
+      const waiting = ahead.length >= depth && !(ahead[0] as AheadPage).settled;
+      ahead.push(
+        waiting || checkers.threads === 0
+          ? checkedHere(page, chainId)
+          : checkers.dispatch(page, chainId),
+      );
+      while (ahead.length > 0 && (ahead[0] as AheadPage).settled) await this.takeNext(ahead);
+      while (ahead.length >= 2 * depth) await this.takeNext(ahead);
     }
     while (ahead.length > 0) await this.takeNext(ahead);
   }
 
-  private async takeNext(
-    ahead: { result: Promise<CheckedLines>; locate: (i: number) => string }[],
-  ): Promise<void> {
-    const next = ahead.shift() as (typeof ahead)[number];
+  private async takeNext(ahead: AheadPage[]): Promise<void> {
+    const next = ahead.shift() as AheadPage;
     this.take(await next.result, next.locate);
   }
 
   /** A checked page into the window; its invalid lines are `malformed`. */
-  private take(page: CheckedLines, locate: (i: number) => string): void {
-    const { seqs, hashes, times, problems } = page;
+  private take(checked: CheckedLines, locate: (i: number) => string): void {
+    const page: CheckedPage = Object.assign(checked, { locate });
+    const seqs = page.seqs;
     for (let i = 0; i < page.count; i++) {
       const seq = seqs[i] as number;
       if (Number.isNaN(seq)) {
-        this.addMalformed("malformed", locate(i), problems.get(i) as string);
+        this.addMalformed("malformed", locate(i), page.problems.get(i) as string);
         continue;
       }
       // A source may hand over records an earlier run verified: they are not judged again.
       if (seq < this.resumeFrom) continue;
-      this.window.add(new PageRecord(seq, hashes, 64 * i, times[i] as string, locate, i));
+      this.window.add(new PageRecord(seq, page, i));
     }
     this.linesRead += page.count;
     this.options.onRecords?.(this.chainId, this.linesRead);
@@ -410,7 +422,7 @@ class KeptRecords {
     const { seq } = rec;
     if (!this.gapSeen && seq === this.count) {
       this.contiguous++;
-      this.tree.append(leafOf(rec));
+      this.tree.appendFrom(rec.hashes, rec.at);
       if (this.checkpointSizes.has(this.tree.size))
         this.roots.set(this.tree.size, this.tree.root().toString("hex"));
       if (this.batchEnds.has(this.tree.size))
@@ -423,7 +435,8 @@ class KeptRecords {
     this.count++;
     this.firstSeq ??= seq;
     this.lastSeq = seq;
-    this.times.add(rec.time);
+    if (rec instanceof PageRecord) rec.addTimeTo(this.times);
+    else this.times.add(rec.time);
     // A batch is judged once its records' links are (the record after it checks its last).
     this.closeBatchesBefore(seq);
     while (
@@ -584,18 +597,53 @@ function firstAtOrAfter(seqs: readonly number[], seq: number): number {
 /** Checking on the judging thread, for readers that hand over text and when none is given. */
 const INLINE = new LineCheckers(0);
 
-/** A record of a checked page: its location is only worked out if a finding needs it. */
+function checkedHere(page: RecordBytes, chainId: string): AheadPage {
+  return {
+    result: Promise.resolve(checkLineBytes(page.bytes, chainId)),
+    locate: page.locate,
+    settled: true,
+  };
+}
+
+/** A checked page and where its lines are stored. */
+type CheckedPage = CheckedLines & { locate: (i: number) => string };
+
+/**
+ * A record of a checked page: its seq, and where it is in the page. Everything else is read
+ * from the page when needed, so a record held in the window is one small object.
+ */
 class PageRecord implements WindowRecord {
   constructor(
     readonly seq: number,
-    readonly hashes: Buffer,
-    readonly at: number,
-    readonly time: string,
-    private readonly locate: (i: number) => string,
+    private readonly page: CheckedPage,
     private readonly index: number,
   ) {}
 
+  get hashes(): Buffer {
+    return this.page.hashes;
+  }
+
+  get at(): number {
+    return 64 * this.index;
+  }
+
   get location(): string {
-    return this.locate(this.index);
+    return this.page.locate(this.index);
+  }
+
+  get time(): string {
+    const times = new ReceiveTimes();
+    this.addTimeTo(times);
+    return times.earliest ?? "";
+  }
+
+  addTimeTo(times: ReceiveTimes): void {
+    const i = this.index;
+    if (this.page.longTimes.size > 0) {
+      const long = this.page.longTimes.get(i);
+      if (long !== undefined) times.add(long);
+    }
+    const sec = this.page.times[2 * i] as number;
+    if (!Number.isNaN(sec)) times.addParts(sec, this.page.times[2 * i + 1] as number);
   }
 }

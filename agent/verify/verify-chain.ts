@@ -12,11 +12,11 @@ import {
   range,
 } from "./verify-findings.js";
 import { type BatchInfo, checkManifests } from "./verify-manifests.js";
+import { ReceiveTimes } from "./receive-times.js";
 import {
   checkLinks,
   keepFirstCopies,
   pickGenuineCopies,
-  ReceiveTimes,
   type Rec,
   type ScannedLines,
   scanLines,

@@ -1,6 +1,7 @@
 import { checkEnvelope } from "../integrity/chain-check.js";
 import { genesisHash } from "../integrity/format.js";
 import { hashLines } from "./leaf-hashes.js";
+import { ReceiveTimes } from "./receive-times.js";
 import type { Finding, StoredText } from "./types.js";
 import { type AddFinding, range } from "./verify-findings.js";
 import type { BatchInfo } from "./verify-manifests.js";
@@ -243,22 +244,4 @@ export function checkLinks(
       { seq: expectedSeq, lastSeq: signedThrough },
     );
   }
-}
-
-/** The earliest and latest of receive times (decimal nanoseconds) by value; others are ignored. */
-export class ReceiveTimes {
-  earliest: string | null = null;
-  latest: string | null = null;
-
-  add(time: string): void {
-    if (!/^\d+$/.test(time)) return;
-    const t = time.replace(/^0+(?=\d)/, "");
-    if (this.earliest === null || compareDigits(t, this.earliest) < 0) this.earliest = t;
-    if (this.latest === null || compareDigits(t, this.latest) > 0) this.latest = t;
-  }
-}
-
-/** Compares decimal digit strings without leading zeros by value. */
-function compareDigits(a: string, b: string): number {
-  return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
 }
