@@ -17,10 +17,8 @@ import { join } from "node:path";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { AgentError } from "../common/errors.js";
 import { packageRoot } from "../common/package-root.js";
-import { ConfigError, loadConfigFile } from "../config/load.js";
-import { unsafeSettings } from "../config/safety.js";
 import type { RunningAgent } from "../service/agent.js";
-import { createLogger } from "../telemetry/logger.js";
+import type { Logger } from "../telemetry/logger.js";
 import type { VerifyOptions } from "./verify.js";
 
 /**
@@ -69,7 +67,7 @@ program
     // Signals first: a container's PID 1 must not ignore SIGTERM while it is starting.
     let agent: RunningAgent | null = null;
     let stopSignal: string | null = null;
-    let logger: ReturnType<typeof createLogger> | null = null;
+    let logger: Logger | null = null;
     const stop = (signal: string) => {
       stopSignal = signal;
       if (!agent) return; // stops as soon as start-up completes
@@ -84,6 +82,8 @@ program
     };
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
+    // Loaded here, not at the top: `verify` and `prove` start without the agent's modules.
+    const { loadConfigFile, unsafeSettings, createLogger } = await agentConfigModules();
     const config = loadConfigFile(file);
     logger = createLogger(config.logLevel);
     for (const w of config.warnings) logger.warn({ config: file }, w);
@@ -101,7 +101,8 @@ program
   .command("validate")
   .description("check a config file and exit: 0 valid, 2 invalid")
   .requiredOption("-c, --config <file>", "config file")
-  .action((opts: { config: string }) => {
+  .action(async (opts: { config: string }) => {
+    const { loadConfigFile, unsafeSettings } = await agentConfigModules();
     const config = loadConfigFile(opts.config);
     for (const w of config.warnings) process.stderr.write(`warning: ${w}\n`);
     for (const w of unsafeSettings(config)) process.stderr.write(`warning (unsafe): ${w}\n`);
@@ -269,13 +270,23 @@ program
     },
   );
 
+/** What `run` and `validate` need to read a config, loaded when one of them runs. */
+async function agentConfigModules() {
+  const [{ loadConfigFile }, { unsafeSettings }, { createLogger }] = await Promise.all([
+    import("../config/load.js"),
+    import("../config/safety.js"),
+    import("../telemetry/logger.js"),
+  ]);
+  return { loadConfigFile, unsafeSettings, createLogger };
+}
+
 program.parseAsync(process.argv).catch((err: unknown) => {
   // Commander has already printed its message (or the help/version text).
   if (err instanceof CommanderError) {
     if (err.code.startsWith("audit-agent.")) process.stderr.write(`audit-agent: ${err.message}\n`);
     process.exit(err.exitCode === 0 ? 0 : 2);
   }
-  if (err instanceof ConfigError) {
+  if (err instanceof AgentError && err.code === "CONFIG_INVALID") {
     process.stderr.write(`${err.message}\n`);
     process.exit(2);
   }

@@ -1,6 +1,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { AgentError } from "../common/errors.js";
-import { collectReports, type VerifyOptions, type VerifyWorkerMessage } from "./verify.js";
+import type { VerifyOptions, VerifyWorkerMessage } from "./verify.js";
+import { collectReports } from "./verify-run.js";
 
 /**
  * `audit-agent verify`'s reading and judging, on a worker thread under a heap cap

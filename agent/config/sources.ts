@@ -1,6 +1,6 @@
 import { AgentError } from "../common/errors.js";
 import type { AuditSource } from "../exporters/source.js";
-import { exporterDescriptors, oneOf } from "./registry.js";
+import { exporterDescriptors, oneOf } from "./exporter-registry.js";
 
 /**
  * `verify --source` specs, one form per readable exporter plugin (its descriptor's

@@ -13,7 +13,7 @@ export type { ExporterState, SealedEntry };
 /**
  * The exporter plugin API. A plugin is one folder with a descriptor (descriptor.ts: type,
  * config schema, capabilities, its factory loaded on first use, and optionally a
- * `verify --source` scheme) and one line in config/registry.ts. Its sink writes sealed
+ * `verify --source` scheme) and one line in config/exporter-registry.ts. Its sink writes sealed
  * batches, in order; the delivery engine (delivery.ts) owns cursors, retries and WAL
  * release. Its reader (source.ts) fetches what the sink wrote for the verifier.
  * docs/exporters.md describes the contract.

@@ -9,7 +9,7 @@ import type { AuditSource } from "./source.js";
 
 /**
  * What the agent knows of an exporter plugin without loading its code: each plugin folder
- * has a descriptor.ts exporting one of these, and config/registry.ts lists them, one line
+ * has a descriptor.ts exporting one of these, and config/exporter-registry.ts lists them, one line
  * each. The registry, config validation, the safety warnings and `verify --source` are
  * all derived from the descriptors; a plugin's sink, reader and client are imported only
  * when an agent or the verifier first uses them.

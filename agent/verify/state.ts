@@ -1,5 +1,6 @@
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { AgentError } from "../common/errors.js";
+import type { ManifestsVerified } from "./verify-manifests.js";
 
 /**
  * What a clean verification established about each chain, so the next run checks only
@@ -21,6 +22,25 @@ export interface ChainState {
   firstReceived: string | null;
   lastReceived: string | null;
   verifiedAt: string;
+  /**
+   * The chain of manifests as the run left it, so the next run reads on from `next` (state
+   * files written before this field: the next run checks every manifest again).
+   */
+  manifests?: EarlierManifests;
+}
+
+/** Where the chain of manifests was left, and the summary of the entries before it. */
+export interface EarlierManifests extends ManifestsVerified {
+  /** Verified batch entries before `next`, and the keys that signed them. */
+  batches: number;
+  keys: string[];
+  /** The last seq sealed by those batches (-1: none). */
+  sealedThrough: number;
+  /** Checkpoints stored with those entries that verified, and the largest of them (hex). */
+  checkpoints: number;
+  latestCheckpoint: { size: number; rootHash: string; origin: string } | null;
+  /** The origin line of the chain's checkpoints, for checkpoints seen elsewhere. */
+  origin: string | null;
 }
 
 export interface VerifierState {

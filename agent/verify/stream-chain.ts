@@ -21,7 +21,14 @@ import {
   nanosToIso,
   range,
 } from "./verify-findings.js";
-import { type BatchInfo, checkManifests } from "./verify-manifests.js";
+import {
+  type BatchInfo,
+  type CheckedManifests,
+  checkEarlierEnd,
+  checkManifests,
+  type ManifestsVerified,
+  storedIndex,
+} from "./verify-manifests.js";
 import { ReceiveTimes } from "./receive-times.js";
 import { spotCheck } from "./spot-check.js";
 import type { ChainState } from "./state.js";
@@ -180,18 +187,21 @@ export async function verifyChainStream(
   const steps = new StepFindings();
   const add = (list: Finding[]): AddFinding => findingAdder(list, chainId);
   const notes: string[] = [];
-  const manifests = await readManifests(reader, {
+  // With --spot-check, the earlier batches are read again: every manifest is checked.
+  const earlier = options.spotCheck ? undefined : options.resume?.manifests;
+  const read = await readManifests(reader, {
     finding: (f) => steps.readerManifests.push(f),
     note: (n) => notes.push(n),
   });
+  // An incremental run takes the entries an earlier run verified as verified: neither their
+  // signatures nor their checkpoints are checked again (--spot-check reads some batches).
+  if (earlier) checkEarlierEnd(read, earlier, chainId, add(steps.manifests));
+  const manifests = earlier ? read.filter((m) => !(storedIndex(m) < earlier.next)) : read;
   // Step 2 first: the verified batches say what the records must match.
   const data: ChainData = { chainId, records: [], manifests, findings: [], notes };
-  const { batches, claimedThrough, retired } = checkManifests(
-    data,
-    options.trusted,
-    add(steps.manifests),
-  );
-  const kept = new KeptRecords(chainId, batches, claimedThrough, manifests, options, steps);
+  const checked = checkManifests(data, options.trusted, add(steps.manifests), earlier);
+  const { batches, retired } = checked;
+  const kept = new KeptRecords(chainId, checked, earlier, manifests, options, steps);
   // From here on only each entry's checkpoint and location are read (step 6): the parsed
   // manifests are let go while the records stream.
   data.manifests = manifests.map((m) => ({
@@ -215,13 +225,17 @@ export async function verifyChainStream(
     );
     return false;
   });
-  const tally = await checkCheckpoints(
-    data,
-    { trusted: options.trusted, retired },
-    known,
-    { contiguous: kept.contiguous, sealedThrough: kept.sealedThrough, rootHex: kept.rootHex },
-    add(steps.checkpoints),
-    usedCheckpoints,
+  const tally = withEarlier(
+    await checkCheckpoints(
+      data,
+      { trusted: options.trusted, retired },
+      known,
+      { contiguous: kept.contiguous, sealedThrough: kept.sealedThrough, rootHex: kept.rootHex },
+      add(steps.checkpoints),
+      usedCheckpoints,
+      earlier?.origin,
+    ),
+    earlier,
   );
   const resumedAt = options.resume?.treeSize ?? 0;
   if (kept.sealedThrough + 1 < resumedAt)
@@ -240,7 +254,22 @@ export async function verifyChainStream(
     summary: kept.summary(tally, notes),
     // Records no signed batch covers yet (a backend read while the agent writes) come after
     // everything the state vouches for: they do not stop it advancing; any other finding does.
-    state: findings.length === steps.sealed.length ? kept.state() : null,
+    state: findings.length === steps.sealed.length ? kept.state(checked.verified, tally) : null,
+  };
+}
+
+/** This run's checkpoint tally with what the earlier run counted in the entries it skipped. */
+function withEarlier(tally: CheckpointTally, earlier: ChainState["manifests"]): CheckpointTally {
+  if (!earlier) return tally;
+  const prior = earlier.latestCheckpoint;
+  const latest =
+    prior && (!tally.latest || tally.latest.size < prior.size)
+      ? { ...prior, rootHash: Buffer.from(prior.rootHash, "hex"), extensions: [] }
+      : tally.latest;
+  return {
+    checkpoints: earlier.checkpoints + tally.checkpoints,
+    latest,
+    origin: tally.origin ?? earlier.origin,
   };
 }
 
@@ -286,15 +315,28 @@ class KeptRecords {
   private sealedPoint: { size: number; frontier: Frontier; lastLeaf: Buffer } | null = null;
   private readonly batchEnds: Set<number>;
 
+  private readonly batches: readonly BatchInfo[];
+  private readonly claimedThrough: number;
+  /** Verified batches and their keys in the entries an earlier run verified (resume). */
+  private readonly earlier: { batches: number; keys: readonly string[] };
+
   constructor(
     private readonly chainId: string,
-    private readonly batches: readonly BatchInfo[],
-    private readonly claimedThrough: number,
+    checked: CheckedManifests,
+    /** The entries an earlier run verified and this one skips (resume without spot checks). */
+    skipped: ChainState["manifests"],
     manifests: readonly StoredManifest[],
     private readonly options: StreamVerifyOptions,
     private readonly steps: StepFindings,
   ) {
-    this.sealedThrough = batches.reduce((max, b) => Math.max(max, Number(b.lastSeq)), -1);
+    const { batches, claimedThrough } = checked;
+    this.batches = batches;
+    this.claimedThrough = claimedThrough;
+    this.earlier = { batches: skipped?.batches ?? 0, keys: skipped?.keys ?? [] };
+    this.sealedThrough = batches.reduce(
+      (max, b) => Math.max(max, Number(b.lastSeq)),
+      skipped?.sealedThrough ?? -1,
+    );
     this.checkpointSizes = new Set(
       [
         ...manifests.map((m) => m.checkpoint),
@@ -543,7 +585,7 @@ class KeptRecords {
     from === to ? EMPTY_TREE_HASH.toString("hex") : (this.roots.get(to) as string);
 
   /** What this clean run establishes: the tree through the last batch held whole from seq 0. */
-  state(): ChainState | null {
+  state(verified: ManifestsVerified, tally: CheckpointTally): ChainState | null {
     const point = this.sealedPoint;
     if (point === null) return null;
     const checkpointRoots: Record<string, string> = {};
@@ -558,7 +600,25 @@ class KeptRecords {
       firstReceived: this.times.earliest,
       lastReceived: this.times.latest,
       verifiedAt: new Date().toISOString(),
+      manifests: {
+        ...verified,
+        batches: this.earlier.batches + this.batches.length,
+        keys: this.keys(),
+        sealedThrough: this.sealedThrough,
+        checkpoints: tally.checkpoints,
+        latestCheckpoint: tally.latest && {
+          size: tally.latest.size,
+          rootHash: tally.latest.rootHash.toString("hex"),
+          origin: tally.latest.origin,
+        },
+        origin: tally.origin,
+      },
     };
+  }
+
+  /** The keys that signed the verified batches, earlier runs' included. */
+  private keys(): string[] {
+    return [...new Set([...this.earlier.keys, ...this.batches.map((b) => b.keyId)])];
   }
 
   summary(tally: CheckpointTally, notes: readonly string[]): ChainSummary {
@@ -570,9 +630,9 @@ class KeptRecords {
       lastSeq: this.lastSeq,
       firstReceived: this.times.earliest === null ? null : nanosToIso(BigInt(this.times.earliest)),
       lastReceived: this.times.latest === null ? null : nanosToIso(BigInt(this.times.latest)),
-      batches: this.batches.length,
+      batches: this.earlier.batches + this.batches.length,
       sealedThrough: this.sealedThrough,
-      keys: [...new Set(this.batches.map((b) => b.keyId))],
+      keys: this.keys(),
       checkpoints: tally.checkpoints,
       latestCheckpoint: latest
         ? { size: latest.size, rootHash: latest.rootHash.toString("hex") }

@@ -27,6 +27,8 @@ export interface CheckpointTally {
   checkpoints: number;
   /** The one of the largest size. */
   latest: Checkpoint | null;
+  /** The origin line of the chain's own checkpoints, when it has any. */
+  origin: string | null;
 }
 
 export async function checkCheckpoints(
@@ -36,9 +38,11 @@ export async function checkCheckpoints(
   tree: KeptTree,
   add: AddFinding,
   usedCheckpoints: Set<number>,
+  /** The origin of the chain's checkpoints, when an earlier run read them (resume). */
+  knownOrigin?: string | null,
 ): Promise<CheckpointTally> {
   const { contiguous, sealedThrough, rootHex } = tree;
-  const tally: CheckpointTally = { checkpoints: 0, latest: null };
+  const tally: CheckpointTally = { checkpoints: 0, latest: null, origin: null };
   const checkNote = async (note: string, location: string, external: boolean) => {
     const cp = readCheckpoint(note, location, keys, add);
     if (cp === null) return;
@@ -68,7 +72,11 @@ export async function checkCheckpoints(
     if (m.checkpoint) await checkNote(m.checkpoint, m.location, false);
   // A checkpoint seen earlier applies to the chain with its origin (the origin of this
   // chain's own checkpoints, or by default otel-audit-agent/<chain id>).
-  const ownOrigin = data.manifests.map((m) => m.checkpoint && originOf(m.checkpoint)).find(Boolean);
+  const ownOrigin =
+    data.manifests.map((m) => m.checkpoint && originOf(m.checkpoint)).find(Boolean) ||
+    knownOrigin ||
+    null;
+  tally.origin = ownOrigin;
   for (const [i, k] of knownCheckpoints.entries()) {
     const origin = originOf(k.note);
     const matches =

@@ -30,19 +30,46 @@ export interface BatchInfo extends SignedManifestBatch {
   location: string;
 }
 
+/**
+ * Where an earlier clean run left the chain of manifests (state.ts): the entries before
+ * `next` verified and linked, the last of them hashing to `lastHash`, and the key rotations
+ * among them. A run that resumes from it checks only the entries from `next` on.
+ */
+export interface ManifestsVerified {
+  next: number;
+  lastHash: string;
+  rotations: Rotation[];
+  claimedThrough: number;
+}
+
+/** What step 2 found: the verified batches, and where the chain of manifests now ends. */
+export interface CheckedManifests {
+  batches: BatchInfo[];
+  claimedThrough: number;
+  retired: RetiredKeys;
+  /** Where a later run may resume (meaningful when this run had no findings). */
+  verified: ManifestsVerified;
+}
+
+/**
+ * Step 2 over `data.manifests`, or with `resume` over the entries after what an earlier run
+ * verified (entries before `resume.next` are taken as verified and not read again).
+ */
 export function checkManifests(
   data: ChainData,
   trusted: readonly PublicKey[],
   add: AddFinding,
-): { batches: BatchInfo[]; claimedThrough: number; retired: RetiredKeys } {
-  const retired = retiredKeys(data, trusted);
+  resume?: ManifestsVerified,
+): CheckedManifests {
+  const rotations = [...(resume?.rotations ?? []), ...rotationsOf(data, trusted)];
+  const retired = RetiredKeys.of(rotations);
   const batches: BatchInfo[] = [];
   // Highest seq any manifest claims, verified or not: records below it are not "inserted",
   // they are covered by a manifest whose own finding (unknown-key, bad-signature) says why
   // it does not count.
-  let claimedThrough = -1;
-  let expectedIndex = 0;
-  let prevHash = genesisHash(data.chainId).toString("hex");
+  let claimedThrough = resume?.claimedThrough ?? -1;
+  let expectedIndex = resume?.next ?? 0;
+  let prevHash = resume?.lastHash ?? genesisHash(data.chainId).toString("hex");
   // A link is judged only from a verified manifest: after a forged or untrusted one, the
   // next manifest's mismatch is a consequence, already reported.
   let prevVerified = true;
@@ -96,7 +123,59 @@ export function checkManifests(
     if (sig !== "valid") continue; // an unverified manifest commits to nothing
     if (m.type === "batch") batches.push({ ...m, location: stored.location });
   }
-  return { batches, claimedThrough, retired };
+  return {
+    batches,
+    claimedThrough,
+    retired,
+    verified: { next: expectedIndex, lastHash: prevHash, rotations, claimedThrough },
+  };
+}
+
+/**
+ * An incremental run's check that the chain of manifests it resumes is still there: the
+ * entry before `earlier.next` must be stored, and hash to what the earlier run saw. Else the
+ * tail was cut (`truncated`), or history rewritten below the state (`modified`).
+ */
+export function checkEarlierEnd(
+  stored: readonly StoredManifest[],
+  earlier: ManifestsVerified,
+  chainId: string,
+  add: AddFinding,
+): void {
+  const last = earlier.next - 1;
+  if (last < 0) return;
+  const copies = stored.filter((m) => storedIndex(m) === last);
+  const hashes = copies.map((m) => {
+    try {
+      return manifestHash(canonicalize(m.manifest as JsonValue));
+    } catch {
+      return null;
+    }
+  });
+  if (hashes.includes(earlier.lastHash)) return;
+  if (copies.length === 0) {
+    const held = stored.map(storedIndex).filter((i) => !Number.isNaN(i));
+    add(
+      "truncated",
+      chainId,
+      `the state file vouches for manifests 0–${last}, but ${held.length === 0 ? "no manifest is stored any more" : `the stored manifests end at ${Math.max(...held)}`}: the tail was removed`,
+      { manifest: last },
+    );
+  } else
+    add(
+      "modified",
+      (copies[0] as StoredManifest).location,
+      `manifest ${last} is not the one the state file vouches for: history was rewritten`,
+      { manifest: last },
+    );
+}
+
+/** The index a stored manifest gives, read without checking it; NaN when it gives none. */
+export function storedIndex(stored: StoredManifest): number {
+  const index = (stored.manifest as { index?: unknown } | null)?.index;
+  return typeof index === "string" && /^(0|[1-9]\d{0,15})$/.test(index)
+    ? Number(index)
+    : Number.NaN;
 }
 
 /**
@@ -108,8 +187,8 @@ function structureProblem(manifest: unknown): string | null {
   return manifestProblem(manifest);
 }
 
-/** The keys retired by this chain's key-rotation entries whose signature verifies. */
-function retiredKeys(data: ChainData, trusted: readonly PublicKey[]): RetiredKeys {
+/** This chain's key-rotation entries whose signature verifies. */
+function rotationsOf(data: ChainData, trusted: readonly PublicKey[]): Rotation[] {
   const rotations: Rotation[] = [];
   for (const stored of data.manifests) {
     if (structureProblem(stored.manifest) !== null) continue;
@@ -123,7 +202,7 @@ function retiredKeys(data: ChainData, trusted: readonly PublicKey[]): RetiredKey
       newKeyId: keyIdOf(m.newKey),
     });
   }
-  return RetiredKeys.of(rotations);
+  return rotations;
 }
 
 /** `<name>+<key id>` of a verifier key, or null when it is not one. */

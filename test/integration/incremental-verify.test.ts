@@ -165,6 +165,85 @@ describe("incremental verification (verify --state)", () => {
   });
 });
 
+describe("incremental verification of the manifests", () => {
+  it("resumes the chain of manifests where the state left it, with the same summary as a full run", async () => {
+    const tmp = makeTempDir("incremental-manifests-");
+    cleanups.push(tmp.cleanup);
+    const out = await produce(tmp.path, 0, 60);
+    const trusted = readTrustedKeys([join(tmp.path, "keys", "signing.pub")]);
+    const state = emptyState();
+    expect((await verifySource(fileSource(out), trusted, [], { state })).findings).toEqual([]);
+    const chainId = Object.keys(state.chains)[0] as string;
+    const earlier = state.chains[chainId]?.manifests;
+    expect(earlier).toMatchObject({ next: 3, batches: 3, sealedThrough: 59, checkpoints: 3 });
+    expect(earlier?.lastHash).toMatch(/^[0-9a-f]{64}$/);
+
+    await produce(tmp.path, 60, 40);
+    const incremental = await verifySource(fileSource(out), trusted, [], { state });
+    const full = await verifySource(fileSource(out), trusted);
+    expect(incremental.findings).toEqual([]);
+    // What the summary says of batches, keys and checkpoints does not depend on the state.
+    const pick = (r: typeof full) =>
+      r.chains.map(({ batches, keys, checkpoints, latestCheckpoint, sealedThrough }) => ({
+        batches,
+        keys,
+        checkpoints,
+        latestCheckpoint,
+        sealedThrough,
+      }));
+    expect(pick(incremental)).toEqual(pick(full));
+    expect(state.chains[chainId]?.manifests).toMatchObject({ next: 5, batches: 5 });
+  });
+
+  it("does not check again the manifests the state vouches for, but the last of them must still be there", async () => {
+    const tmp = makeTempDir("incremental-manifests-");
+    cleanups.push(tmp.cleanup);
+    const out = await produce(tmp.path, 0, 60);
+    const trusted = readTrustedKeys([join(tmp.path, "keys", "signing.pub")]);
+    const state = emptyState();
+    expect((await verifySource(fileSource(out), trusted, [], { state })).findings).toEqual([]);
+    const chainId = Object.keys(state.chains)[0] as string;
+    const chainDir = join(out, chainId);
+    const segment = readdirSync(chainDir).find((n) => n.startsWith("manifests-")) as string;
+    const original = readFileSync(join(chainDir, segment), "utf8");
+    const lines = original.split("\n").filter(Boolean);
+
+    // Entry 0's signature altered on a backend that is not write-once: an incremental run
+    // does not read it again (the state vouches for it); a full run and a spot check do.
+    const resigned = lines.map((l, i) =>
+      i === 0
+        ? l.replace(/"signature":"(.)/, (_m, c: string) => `"signature":"${c === "A" ? "B" : "A"}`)
+        : l,
+    );
+    writeFileSync(join(chainDir, segment), resigned.map((l) => `${l}\n`).join(""));
+    expect(
+      (await verifySource(fileSource(out), trusted, [], { state: structuredClone(state) }))
+        .findings,
+    ).toEqual([]);
+    const full = await verifySource(fileSource(out), trusted);
+    expect(full.findings.map((f) => f.category)).toContain("bad-signature");
+    const spotted = await verifySource(fileSource(out), trusted, [], {
+      state: structuredClone(state),
+      spotCheck: 10,
+    });
+    expect(spotted.findings.map((f) => f.category)).toContain("bad-signature");
+
+    // The last entry the state vouches for rewritten: history below the state changed.
+    const rewritten = lines.map((l, i) =>
+      i === lines.length - 1
+        ? l.replace(/"createdAt":"[^"]*"/, '"createdAt":"2020-01-01T00:00:00.000Z"')
+        : l,
+    );
+    expect(rewritten).not.toEqual(lines);
+    writeFileSync(join(chainDir, segment), rewritten.map((l) => `${l}\n`).join(""));
+    const modified = await verifySource(fileSource(out), trusted, [], {
+      state: structuredClone(state),
+    });
+    expect(modified.findings.map((f) => [f.category, f.manifest])).toContainEqual(["modified", 2]);
+    expect(modified.ok).toBe(false);
+  });
+});
+
 describe("verify --state on the command line", () => {
   it("writes the state on a clean run, reads only what is new the next time, and spot-checks", async () => {
     const { spawnSync } = await import("node:child_process");

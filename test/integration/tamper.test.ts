@@ -628,6 +628,45 @@ describe("tampering with real agent output", () => {
       expect(report.findings.map((f) => [f.category, f.seq])).toEqual([["reordered", k]]);
     });
 
+    it("one byte of a record made ill-formed UTF-8 → malformed at that line, the same with any --threads", async () => {
+      const work = makeTempDir("audit-agent-tamper-cli-");
+      cleanups.push(work.cleanup);
+      cpSync(pristineOut, work.path, { recursive: true });
+      const o = readOutput(work.path);
+      const path = join(o.chainDir, o.recordsName);
+      const bytes = readFileSync(path);
+      // Line k + 1's first "a" becomes 0xff: never valid in UTF-8 (as text it would read U+FFFD).
+      let at = 0;
+      for (let i = 0; i < k; i++) at = bytes.indexOf(0x0a, at) + 1;
+      bytes[bytes.indexOf(0x61, at)] = 0xff;
+      writeFileSync(path, bytes);
+      const reports = ["0", "1", "3"].map((threads) => {
+        const r = run([
+          "--source",
+          `file:${work.path}`,
+          "--trust",
+          trustFile,
+          "--json",
+          "--threads",
+          threads,
+        ]);
+        expect(r.status, r.stdout + r.stderr).toBe(1);
+        return JSON.parse(r.stdout) as VerifyReport;
+      });
+      expect(reports[1]).toStrictEqual(reports[0]);
+      expect(reports[2]).toStrictEqual(reports[0]);
+      const report = reports[0] as VerifyReport;
+      expect(report.findings[0]).toMatchObject({
+        category: "malformed",
+        location: `${o.recordsName}:${k + 1}`,
+        detail: "not valid UTF-8 (the agent writes only UTF-8)",
+      });
+      expect(report.findings.map((f) => [f.category, f.seq])).toContainEqual(["missing", k]);
+      expect(
+        run(["--source", `file:${work.path}`, "--trust", trustFile, "--threads", "x"]).status,
+      ).toBe(2);
+    });
+
     it("detects truncation with --checkpoint", async () => {
       const work = makeTempDir("audit-agent-tamper-cli-");
       cleanups.push(work.cleanup);

@@ -10,7 +10,8 @@ import type { SealedBatch } from "../../agent/exporters/api.js";
 import { fileExporterConfigSchema } from "../../agent/exporters/file/config.js";
 import { FileSink } from "../../agent/exporters/file/file-sink.js";
 import { fileSource } from "../../agent/exporters/file/reader.js";
-import { readChains } from "../../agent/exporters/source.js";
+import { type ChainReader, readChains } from "../../agent/exporters/source.js";
+import { LineCheckers } from "../../agent/verify/line-checkers.js";
 import { canonicalize, type JsonValue } from "../../agent/integrity/jcs.js";
 import {
   type PublicKey,
@@ -203,16 +204,34 @@ async function verifyWhole(
   return results;
 }
 
+/**
+ * How the lines reach the verifier: as bytes checked on the judging thread (the default), as
+ * bytes checked on worker threads, or as text (the path of readers that hold text).
+ */
+type LinePath = "bytes" | "threads" | "text";
+const threaded = new LineCheckers(2);
+afterAll(() => threaded.close());
+
 /** verifyChainStream over each chain as the file reader streams it. */
 async function verifyStreamed(
   out: string,
   trusted: PublicKey[],
   known: Known,
   window?: number,
+  path: LinePath = "bytes",
 ): Promise<ChainOutcome[]> {
   const results: ChainOutcome[] = [];
-  for await (const reader of fileSource(out).chains()) {
-    const r = await verifyChainStream(reader, { trusted, knownCheckpoints: known, window });
+  for await (const chain of fileSource(out).chains()) {
+    const reader: ChainReader =
+      path === "text"
+        ? { chainId: chain.chainId, records: chain.records, manifests: chain.manifests }
+        : chain;
+    const r = await verifyChainStream(reader, {
+      trusted,
+      knownCheckpoints: known,
+      window,
+      ...(path === "threads" ? { lineCheckers: threaded } : {}),
+    });
     results.push({
       findings: r.findings,
       summary: r.summary,
@@ -485,6 +504,8 @@ describe(`streaming verification (seed ${SEED.hex})`, () => {
       expect(whole[0]?.summary.records).toBe(280);
       expect(await verifyStreamed(work, trusted, k)).toStrictEqual(whole);
       expect(await verifyStreamed(work, trusted, k, 8)).toStrictEqual(whole);
+      expect(await verifyStreamed(work, trusted, k, undefined, "threads")).toStrictEqual(whole);
+      expect(await verifyStreamed(work, trusted, k, undefined, "text")).toStrictEqual(whole);
     }
     const report = await verifySource(fileSource(work), trusted, known);
     expect(report.findings).toEqual([]);
@@ -510,10 +531,12 @@ describe(`streaming verification (seed ${SEED.hex})`, () => {
         const t0 = performance.now();
         const whole = await verifyWhole(work, trusted, k);
         const t1 = performance.now();
-        const streamed = await verifyStreamed(work, trusted, k);
+        // Every third tampering through each way lines reach the verifier.
+        const path = (["bytes", "threads", "text"] as const)[n % 3];
+        const streamed = await verifyStreamed(work, trusted, k, undefined, path);
         times.whole += t1 - t0;
         times.stream += performance.now() - t1;
-        const label = `#${n} ${what}${withKnown ? " (with a checkpoint seen earlier)" : ""}`;
+        const label = `#${n} ${what}${withKnown ? " (with a checkpoint seen earlier)" : ""} (lines as ${path})`;
         const diff = firstDifference(whole, streamed);
         if (diff !== null) mismatches.push(`${label}: ${diff}`);
         const findings = whole.flatMap((c) => c.findings);
