@@ -31,7 +31,9 @@ export class VerificationRunner {
   private run(input: WorkerInput, run: VerificationRun): Promise<VerificationResult> {
     const worker = new Worker(builtModule(new URL("./verification-worker.js", import.meta.url)), {
       workerData: input,
-      resourceLimits: { maxOldGenerationSizeMb: this.maxMemoryMib },
+      // A small young generation: the verifier's records outlive it anyway, and the worker's
+      // RSS is the sidecar's (bench/RESULTS.md, in-agent verification).
+      resourceLimits: { maxOldGenerationSizeMb: this.maxMemoryMib, maxYoungGenerationSizeMb: 8 },
     });
     this.running.add(worker);
     return new Promise<VerificationResult>((resolve, reject) => {

@@ -1,5 +1,5 @@
 import { parentPort, workerData } from "node:worker_threads";
-import { exporterDescriptors } from "../config/registry.js";
+import { exporterDescriptors } from "../config/exporter-registry.js";
 import { parseVerifierKey } from "../integrity/signing.js";
 import type { VerificationRun } from "../verify/continuous.js";
 import { verifySource } from "../verify/verify.js";

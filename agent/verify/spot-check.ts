@@ -23,11 +23,21 @@ export async function spotCheck(
   findings: Finding[],
 ): Promise<void> {
   const eligible = batches.filter((b) => Number(b.lastSeq) < before);
-  const picked = pick(eligible, count).sort((a, b) => Number(a.firstSeq) - Number(b.firstSeq));
-  for (const batch of picked) await checkBatch(reader, batch, findings);
+  await checkBatches(reader, pick(eligible, count), findings);
 }
 
-function pick<T>(items: readonly T[], count: number): T[] {
+/** Reads again each of `batches` (verified batch entries) and checks its records. */
+export async function checkBatches(
+  reader: ChainReader,
+  batches: readonly BatchInfo[],
+  findings: Finding[],
+): Promise<void> {
+  const ordered = [...batches].sort((a, b) => Number(a.firstSeq) - Number(b.firstSeq));
+  for (const batch of ordered) await checkBatch(reader, batch, findings);
+}
+
+/** `count` of `items` at random (all of them when there are no more). */
+export function pick<T>(items: readonly T[], count: number): T[] {
   if (count >= items.length) return [...items];
   const pool = [...items];
   for (let i = 0; i < count; i++) {

@@ -25,12 +25,13 @@ import {
   type BatchInfo,
   type CheckedManifests,
   checkEarlierEnd,
+  checkEntryAlone,
   checkManifests,
   type ManifestsVerified,
   storedIndex,
 } from "./verify-manifests.js";
 import { ReceiveTimes } from "./receive-times.js";
-import { spotCheck } from "./spot-check.js";
+import { checkBatches, pick, spotCheck } from "./spot-check.js";
 import type { ChainState } from "./state.js";
 
 /**
@@ -187,8 +188,7 @@ export async function verifyChainStream(
   const steps = new StepFindings();
   const add = (list: Finding[]): AddFinding => findingAdder(list, chainId);
   const notes: string[] = [];
-  // With --spot-check, the earlier batches are read again: every manifest is checked.
-  const earlier = options.spotCheck ? undefined : options.resume?.manifests;
+  const earlier = options.resume?.manifests;
   const read = await readManifests(reader, {
     finding: (f) => steps.readerManifests.push(f),
     note: (n) => notes.push(n),
@@ -197,6 +197,12 @@ export async function verifyChainStream(
   // signatures nor their checkpoints are checked again (--spot-check reads some batches).
   if (earlier) checkEarlierEnd(read, earlier, chainId, add(steps.manifests));
   const manifests = earlier ? read.filter((m) => !(storedIndex(m) < earlier.next)) : read;
+  // Batch entries an earlier run verified, for spot checks; the rest is let go.
+  const skippedBatches =
+    earlier && (options.spotCheck ?? 0) > 0
+      ? read.filter((m) => storedIndex(m) < earlier.next && isBatchEntry(m))
+      : [];
+  if (earlier) read.length = 0; // (without a state, `manifests` is this array)
   // Step 2 first: the verified batches say what the records must match.
   const data: ChainData = { chainId, records: [], manifests, findings: [], notes };
   const checked = checkManifests(data, options.trusted, add(steps.manifests), earlier);
@@ -245,8 +251,17 @@ export async function verifyChainStream(
       `the state file vouches for ${resumedAt} records, but the signed batches now end at seq ${kept.sealedThrough}: the tail was removed`,
       { seq: kept.sealedThrough + 1 },
     );
-  if (options.resume && (options.spotCheck ?? 0) > 0)
-    await spotCheck(reader, batches, resumedAt, options.spotCheck ?? 0, steps.checkpoints);
+  const spotChecks = options.resume ? (options.spotCheck ?? 0) : 0;
+  if (spotChecks > 0 && !earlier)
+    await spotCheck(reader, batches, resumedAt, spotChecks, steps.checkpoints);
+  else if (spotChecks > 0 && earlier) {
+    // The picked entries are checked alone (structure, signature), then their records.
+    const picked = pick(skippedBatches, spotChecks).flatMap((m) => {
+      const batch = checkEntryAlone(m, chainId, options.trusted, retired, add(steps.checkpoints));
+      return batch ? [batch] : [];
+    });
+    await checkBatches(reader, picked, steps.checkpoints);
+  }
   const findings = steps.all();
   return {
     findings,
@@ -256,6 +271,11 @@ export async function verifyChainStream(
     // everything the state vouches for: they do not stop it advancing; any other finding does.
     state: findings.length === steps.sealed.length ? kept.state(checked.verified, tally) : null,
   };
+}
+
+/** Whether a stored entry says it is a batch (read without checking it). */
+function isBatchEntry(m: StoredManifest): boolean {
+  return (m.manifest as { type?: unknown } | null)?.type === "batch";
 }
 
 /** This run's checkpoint tally with what the earlier run counted in the entries it skipped. */

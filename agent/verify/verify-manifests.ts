@@ -170,6 +170,39 @@ export function checkEarlierEnd(
     );
 }
 
+/**
+ * One stored entry checked alone, as a spot check does for an entry an earlier run verified
+ * (its place in the chain of manifests is what the state vouches for): its structure, chain
+ * and signature (with the keys retired by the verified rotations). The batch it is, or null,
+ * with the finding reported.
+ */
+export function checkEntryAlone(
+  stored: StoredManifest,
+  chainId: string,
+  trusted: readonly PublicKey[],
+  retired: RetiredKeys,
+  add: AddFinding,
+): BatchInfo | null {
+  const problem = structureProblem(stored.manifest);
+  if (problem) {
+    add("malformed", stored.location, `manifest: ${problem}`);
+    return null;
+  }
+  const m = stored.manifest as SignedManifest;
+  const at = { manifest: Number(m.index) };
+  if (m.chainId !== chainId) {
+    add(
+      "malformed",
+      stored.location,
+      `manifest of chain ${m.chainId} stored with chain ${chainId}`,
+      at,
+    );
+    return null;
+  }
+  const sig = manifestSignature(m, stored, trusted, retired, add, at);
+  return sig === "valid" && m.type === "batch" ? { ...m, location: stored.location } : null;
+}
+
 /** The index a stored manifest gives, read without checking it; NaN when it gives none. */
 export function storedIndex(stored: StoredManifest): number {
   const index = (stored.manifest as { index?: unknown } | null)?.index;
