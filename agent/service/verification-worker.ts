@@ -34,6 +34,8 @@ async function main(): Promise<void> {
     verifySource(source, trusted, run.known, {
       state: run.state,
       spotCheck: input.spotCheck,
+      // The agent logs and reports findings; it needs the first of them, not a million.
+      maxFindings: 1_000,
       onRecords: (_, n) => (checked = n),
     }).then(
       (report) => port.postMessage({ report, state: run.state, checked }),

@@ -55,7 +55,16 @@ export interface StreamVerifyOptions extends VerifyOptions {
   spotCheck?: number;
   /** Where lines are checked and hashed; by default on the judging thread. */
   lineCheckers?: LineCheckers;
+  /** Findings listed per chain, the rest counted (default MAX_FINDINGS). */
+  maxFindings?: number;
 }
+
+/**
+ * Findings listed per chain: a damaged or emptied backend can make one per record (every
+ * record `inserted` once the manifests are gone), and a report must not take the memory the
+ * log would. The rest are counted in a note; the chain still fails.
+ */
+export const MAX_FINDINGS = 100_000;
 
 export interface ChainResult {
   summary: ChainSummary;
@@ -152,6 +161,35 @@ export function merkleRootOf(leaves: Buffer, count: number): Buffer {
 
 /** The findings of each step, concatenated in the steps' order at the end. */
 class StepFindings {
+  /** Findings not listed once `limit` were (counted), and those of them before the seal. */
+  dropped = 0;
+  droppedUnsealed = 0;
+  private listed = 0;
+
+  constructor(
+    private readonly chainId: string,
+    private readonly limit: number,
+  ) {}
+
+  /** Adds to `list`, or counts once the chain has `limit` findings listed. */
+  adder(list: Finding[]): AddFinding {
+    const add = findingAdder(list, this.chainId);
+    return (category, location, detail, at) => {
+      if (this.listed < this.limit) {
+        this.listed++;
+        add(category, location, detail, at);
+        return;
+      }
+      this.dropped++;
+      if (list === this.sealed) this.droppedUnsealed++;
+    };
+  }
+
+  /** A finding a reader made, into `list` within the limit. */
+  push(list: Finding[], f: Finding): void {
+    this.adder(list)(f.category, f.location, f.detail, f);
+  }
+
   readonly reader: Finding[] = [];
   readonly readerManifests: Finding[] = [];
   readonly malformed: Finding[] = [];
@@ -185,12 +223,12 @@ export async function verifyChainStream(
   options: StreamVerifyOptions,
 ): Promise<ChainResult> {
   const { chainId } = reader;
-  const steps = new StepFindings();
-  const add = (list: Finding[]): AddFinding => findingAdder(list, chainId);
+  const steps = new StepFindings(chainId, options.maxFindings ?? MAX_FINDINGS);
+  const add = (list: Finding[]): AddFinding => steps.adder(list);
   const notes: string[] = [];
   const earlier = options.resume?.manifests;
   const read = await readManifests(reader, {
-    finding: (f) => steps.readerManifests.push(f),
+    finding: (f) => steps.push(steps.readerManifests, f),
     note: (n) => notes.push(n),
   });
   // An incremental run takes the entries an earlier run verified as verified: neither their
@@ -216,7 +254,10 @@ export async function verifyChainStream(
     location: m.location,
   }));
   manifests.length = 0;
-  await kept.read(reader, { finding: (f) => steps.reader.push(f), note: (n) => notes.push(n) });
+  await kept.read(reader, {
+    finding: (f) => steps.push(steps.reader, f),
+    note: (n) => notes.push(n),
+  });
   kept.finish();
 
   // Step 6: checkpoints, stored and seen earlier, against the rebuilt tree. After a resume,
@@ -263,13 +304,20 @@ export async function verifyChainStream(
     await checkBatches(reader, picked, steps.checkpoints);
   }
   const findings = steps.all();
+  if (steps.dropped > 0)
+    notes.push(
+      `${steps.dropped} more findings were not listed: a report lists the first ${findings.length} of a chain`,
+    );
   return {
     findings,
     usedCheckpoints,
     summary: kept.summary(tally, notes),
     // Records no signed batch covers yet (a backend read while the agent writes) come after
     // everything the state vouches for: they do not stop it advancing; any other finding does.
-    state: findings.length === steps.sealed.length ? kept.state(checked.verified, tally) : null,
+    state:
+      findings.length === steps.sealed.length && steps.dropped === steps.droppedUnsealed
+        ? kept.state(checked.verified, tally)
+        : null,
   };
 }
 
@@ -372,7 +420,7 @@ class KeptRecords {
       committed.set(Number(b.lastSeq), b.lastLeaf);
       if (Number(b.firstSeq) > 0) committed.set(Number(b.firstSeq) - 1, b.prevLeaf);
     }
-    const links = findingAdder(steps.links, chainId);
+    const links = steps.adder(steps.links);
     const resumeAfter =
       options.resume && options.resume.treeSize > 0
         ? { seq: options.resume.treeSize - 1, leaf: Buffer.from(options.resume.lastLeaf, "hex") }
@@ -381,8 +429,8 @@ class KeptRecords {
       chainId,
       committed,
       {
-        reordered: findingAdder(steps.reordered, chainId),
-        copies: findingAdder(steps.copies, chainId),
+        reordered: steps.adder(steps.reordered),
+        copies: steps.adder(steps.copies),
         links: (category, location, detail, at) => {
           if (category === "modified" && at?.seq !== undefined) this.modifiedSeqs.push(at.seq);
           links(category, location, detail, at);
@@ -392,8 +440,8 @@ class KeptRecords {
       options.window,
       resumeAfter,
     );
-    this.addSealed = findingAdder(steps.sealed, chainId);
-    this.addMalformed = findingAdder(steps.malformed, chainId);
+    this.addSealed = steps.adder(steps.sealed);
+    this.addMalformed = steps.adder(steps.malformed);
     this.batchEnds = new Set(batches.map((b) => Number(b.lastSeq) + 1));
     const resume = options.resume;
     this.resumeFrom = resume?.treeSize ?? 0;
@@ -566,7 +614,7 @@ class KeptRecords {
     }
     if (next <= this.sealedThrough) {
       const sealing = this.batches.find((b) => Number(b.lastSeq) >= next) as BatchInfo;
-      findingAdder(this.steps.links, this.chainId)(
+      this.steps.adder(this.steps.links)(
         "missing",
         sealing.location,
         `records ${range(next, this.sealedThrough)} are absent from the end of the chain, though signed batches seal them`,
@@ -578,7 +626,7 @@ class KeptRecords {
   /** Step 5 for one batch: it must match the kept records exactly. */
   private judgeBatch(b: OpenBatch): void {
     const { info, first, last, held } = b;
-    const add = findingAdder(this.steps.batches[b.order] as Finding[], this.chainId);
+    const add = this.steps.adder(this.steps.batches[b.order] as Finding[]);
     const absent = last - first + 1 - held;
     if (absent > 0) {
       if (held === 0)

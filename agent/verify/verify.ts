@@ -10,7 +10,10 @@ export async function verifySource(
   source: AuditSource,
   trusted: readonly PublicKey[],
   knownCheckpoints: readonly { note: string; location: string }[] = [],
-  streaming: Pick<StreamVerifyOptions, "window" | "onRecords" | "spotCheck" | "lineCheckers"> & {
+  streaming: Pick<
+    StreamVerifyOptions,
+    "window" | "onRecords" | "spotCheck" | "lineCheckers" | "maxFindings"
+  > & {
     /** Incremental: what earlier clean runs established; advanced for each clean chain. */
     state?: VerifierState;
   } = {},

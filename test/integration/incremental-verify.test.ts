@@ -244,6 +244,27 @@ describe("incremental verification of the manifests", () => {
   });
 });
 
+describe("a report of a backend damaged everywhere", () => {
+  it("lists the first findings of a chain and counts the rest, and fails", async () => {
+    const tmp = makeTempDir("findings-limit-");
+    cleanups.push(tmp.cleanup);
+    const out = await produce(tmp.path, 0, 60);
+    const trusted = readTrustedKeys([join(tmp.path, "keys", "signing.pub")]);
+    const chainDir = join(out, readdirSync(out)[0] as string);
+    // Every manifest gone: each record is one no signed batch covers.
+    for (const name of readdirSync(chainDir))
+      if (name.startsWith("manifests-")) writeFileSync(join(chainDir, name), "");
+    const all = await verifySource(fileSource(out), trusted);
+    expect(all.findings).toHaveLength(60);
+    const limited = await verifySource(fileSource(out), trusted, [], { maxFindings: 5 });
+    expect(limited.findings).toEqual(all.findings.slice(0, 5));
+    expect(limited.ok).toBe(false);
+    expect(limited.chains[0]?.notes).toContain(
+      "55 more findings were not listed: a report lists the first 5 of a chain",
+    );
+  });
+});
+
 describe("verify --state on the command line", () => {
   it("writes the state on a clean run, reads only what is new the next time, and spot-checks", async () => {
     const { spawnSync } = await import("node:child_process");
