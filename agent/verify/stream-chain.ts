@@ -1,4 +1,4 @@
-import { hash as oneShotHash } from "node:crypto";
+import { hash as oneShotHash, randomInt } from "node:crypto";
 import { Frontier } from "../integrity/frontier.js";
 import { EMPTY_TREE_HASH } from "../integrity/merkle.js";
 import type {
@@ -31,7 +31,7 @@ import {
   storedIndex,
 } from "./verify-manifests.js";
 import { ReceiveTimes } from "./receive-times.js";
-import { checkBatches, pick, spotCheck } from "./spot-check.js";
+import { checkBatches, spotCheck } from "./spot-check.js";
 import type { ChainState } from "./state.js";
 
 /**
@@ -227,20 +227,17 @@ export async function verifyChainStream(
   const add = (list: Finding[]): AddFinding => steps.adder(list);
   const notes: string[] = [];
   const earlier = options.resume?.manifests;
-  const read = await readManifests(reader, {
-    finding: (f) => steps.push(steps.readerManifests, f),
-    note: (n) => notes.push(n),
-  });
+  const spotChecks = options.resume ? (options.spotCheck ?? 0) : 0;
   // An incremental run takes the entries an earlier run verified as verified: neither their
-  // signatures nor their checkpoints are checked again (--spot-check reads some batches).
-  if (earlier) checkEarlierEnd(read, earlier, chainId, add(steps.manifests));
-  const manifests = earlier ? read.filter((m) => !(storedIndex(m) < earlier.next)) : read;
-  // Batch entries an earlier run verified, for spot checks; the rest is let go.
-  const skippedBatches =
-    earlier && (options.spotCheck ?? 0) > 0
-      ? read.filter((m) => storedIndex(m) < earlier.next && isBatchEntry(m))
-      : [];
-  if (earlier) read.length = 0; // (without a state, `manifests` is this array)
+  // signatures nor their checkpoints are checked again, nor are they held (--spot-check
+  // checks a random sample of their batches).
+  const { manifests, last, sample } = await readManifests(
+    reader,
+    { finding: (f) => steps.push(steps.readerManifests, f), note: (n) => notes.push(n) },
+    earlier,
+    spotChecks,
+  );
+  if (earlier) checkEarlierEnd(last, earlier, chainId, add(steps.manifests));
   // Step 2 first: the verified batches say what the records must match.
   const data: ChainData = { chainId, records: [], manifests, findings: [], notes };
   const checked = checkManifests(data, options.trusted, add(steps.manifests), earlier);
@@ -292,12 +289,11 @@ export async function verifyChainStream(
       `the state file vouches for ${resumedAt} records, but the signed batches now end at seq ${kept.sealedThrough}: the tail was removed`,
       { seq: kept.sealedThrough + 1 },
     );
-  const spotChecks = options.resume ? (options.spotCheck ?? 0) : 0;
   if (spotChecks > 0 && !earlier)
     await spotCheck(reader, batches, resumedAt, spotChecks, steps.checkpoints);
   else if (spotChecks > 0 && earlier) {
     // The picked entries are checked alone (structure, signature), then their records.
-    const picked = pick(skippedBatches, spotChecks).flatMap((m) => {
+    const picked = sample.flatMap((m) => {
       const batch = checkEntryAlone(m, chainId, options.trusted, retired, add(steps.checkpoints));
       return batch ? [batch] : [];
     });
@@ -341,13 +337,43 @@ function withEarlier(tally: CheckpointTally, earlier: ChainState["manifests"]): 
   };
 }
 
+/**
+ * The stored manifests, in storage order. After an earlier run (`earlier`), the entries it
+ * verified are not kept: only the copies of the last of them (checkEarlierEnd) and, for spot
+ * checks, `sampleSize` of their batch entries drawn uniformly (a reservoir), so that memory
+ * follows what is new, not the log's length.
+ */
 async function readManifests(
   reader: ChainReader,
   problems: ReadProblems,
-): Promise<StoredManifest[]> {
+  earlier: ManifestsVerified | undefined,
+  sampleSize: number,
+): Promise<{
+  manifests: StoredManifest[];
+  last: { copies: StoredManifest[]; highest: number };
+  sample: StoredManifest[];
+}> {
   const manifests: StoredManifest[] = [];
-  for await (const m of reader.manifests(problems)) manifests.push(m);
-  return manifests;
+  const last = { copies: [] as StoredManifest[], highest: -1 };
+  const sample: StoredManifest[] = [];
+  let batchesSeen = 0;
+  for await (const m of reader.manifests(problems)) {
+    const index = storedIndex(m);
+    if (index > last.highest) last.highest = index;
+    if (!earlier || !(index < earlier.next)) {
+      manifests.push(m);
+      continue;
+    }
+    if (index === earlier.next - 1) last.copies.push(m);
+    if (sampleSize === 0 || !isBatchEntry(m)) continue;
+    batchesSeen++;
+    if (sample.length < sampleSize) sample.push(m);
+    else {
+      const j = randomInt(batchesSeen);
+      if (j < sampleSize) sample[j] = m;
+    }
+  }
+  return { manifests, last, sample };
 }
 
 /**

@@ -137,15 +137,15 @@ export function checkManifests(
  * tail was cut (`truncated`), or history rewritten below the state (`modified`).
  */
 export function checkEarlierEnd(
-  stored: readonly StoredManifest[],
+  /** The stored copies of entry `earlier.next − 1`, and the highest index stored. */
+  last: { copies: readonly StoredManifest[]; highest: number },
   earlier: ManifestsVerified,
   chainId: string,
   add: AddFinding,
 ): void {
-  const last = earlier.next - 1;
-  if (last < 0) return;
-  const copies = stored.filter((m) => storedIndex(m) === last);
-  const hashes = copies.map((m) => {
+  const index = earlier.next - 1;
+  if (index < 0) return;
+  const hashes = last.copies.map((m) => {
     try {
       return manifestHash(canonicalize(m.manifest as JsonValue));
     } catch {
@@ -153,20 +153,20 @@ export function checkEarlierEnd(
     }
   });
   if (hashes.includes(earlier.lastHash)) return;
-  if (copies.length === 0) {
-    const held = stored.map(storedIndex).filter((i) => !Number.isNaN(i));
+  const first = last.copies[0];
+  if (first === undefined)
     add(
       "truncated",
       chainId,
-      `the state file vouches for manifests 0–${last}, but ${held.length === 0 ? "no manifest is stored any more" : `the stored manifests end at ${Math.max(...held)}`}: the tail was removed`,
-      { manifest: last },
+      `the state file vouches for manifests 0–${index}, but ${last.highest < 0 ? "no manifest is stored any more" : `the stored manifests end at ${last.highest}`}: the tail was removed`,
+      { manifest: index },
     );
-  } else
+  else
     add(
       "modified",
-      (copies[0] as StoredManifest).location,
-      `manifest ${last} is not the one the state file vouches for: history was rewritten`,
-      { manifest: last },
+      first.location,
+      `manifest ${index} is not the one the state file vouches for: history was rewritten`,
+      { manifest: index },
     );
 }
 

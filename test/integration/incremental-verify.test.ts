@@ -54,6 +54,21 @@ async function produce(dir: string, from: number, count: number): Promise<string
   return a.outDir;
 }
 
+/**
+ * An agent's output of `count` records in a temp dir, verified clean once with a new state:
+ * what most cases start from.
+ */
+async function cleanRun(prefix: string, count: number) {
+  const tmp = makeTempDir(prefix);
+  cleanups.push(tmp.cleanup);
+  const out = await produce(tmp.path, 0, count);
+  const trusted = readTrustedKeys([join(tmp.path, "keys", "signing.pub")]);
+  const state = emptyState();
+  expect((await verifySource(fileSource(out), trusted, [], { state })).findings).toEqual([]);
+  const chainId = Object.keys(state.chains)[0] as string;
+  return { tmp, out, trusted, state, chainId, chainDir: join(out, chainId) };
+}
+
 describe("incremental verification (verify --state)", () => {
   it("checks only what came after a clean run, and catches a rewrite after it", async () => {
     const tmp = makeTempDir("incremental-");
@@ -133,13 +148,7 @@ describe("incremental verification (verify --state)", () => {
   });
 
   it("reports a tail removed below what the state vouches for, and a removed chain", async () => {
-    const tmp = makeTempDir("incremental-");
-    cleanups.push(tmp.cleanup);
-    const out = await produce(tmp.path, 0, 100);
-    const trusted = readTrustedKeys([join(tmp.path, "keys", "signing.pub")]);
-    const state = emptyState();
-    expect((await verifySource(fileSource(out), trusted, [], { state })).findings).toEqual([]);
-    const chainId = Object.keys(state.chains)[0] as string;
+    const { out, trusted, state, chainId } = await cleanRun("incremental-", 100);
     const chainDir = join(out, chainId);
     // Cut the last batches: records and manifests (a consistent-looking, shorter chain).
     for (const name of readdirSync(chainDir)) {
@@ -167,13 +176,7 @@ describe("incremental verification (verify --state)", () => {
 
 describe("incremental verification of the manifests", () => {
   it("resumes the chain of manifests where the state left it, with the same summary as a full run", async () => {
-    const tmp = makeTempDir("incremental-manifests-");
-    cleanups.push(tmp.cleanup);
-    const out = await produce(tmp.path, 0, 60);
-    const trusted = readTrustedKeys([join(tmp.path, "keys", "signing.pub")]);
-    const state = emptyState();
-    expect((await verifySource(fileSource(out), trusted, [], { state })).findings).toEqual([]);
-    const chainId = Object.keys(state.chains)[0] as string;
+    const { tmp, out, trusted, state, chainId } = await cleanRun("incremental-manifests-", 60);
     const earlier = state.chains[chainId]?.manifests;
     expect(earlier).toMatchObject({ next: 3, batches: 3, sealedThrough: 59, checkpoints: 3 });
     expect(earlier?.lastHash).toMatch(/^[0-9a-f]{64}$/);
@@ -196,13 +199,7 @@ describe("incremental verification of the manifests", () => {
   });
 
   it("does not check again the manifests the state vouches for, but the last of them must still be there", async () => {
-    const tmp = makeTempDir("incremental-manifests-");
-    cleanups.push(tmp.cleanup);
-    const out = await produce(tmp.path, 0, 60);
-    const trusted = readTrustedKeys([join(tmp.path, "keys", "signing.pub")]);
-    const state = emptyState();
-    expect((await verifySource(fileSource(out), trusted, [], { state })).findings).toEqual([]);
-    const chainId = Object.keys(state.chains)[0] as string;
+    const { out, trusted, state, chainId } = await cleanRun("incremental-manifests-", 60);
     const chainDir = join(out, chainId);
     const segment = readdirSync(chainDir).find((n) => n.startsWith("manifests-")) as string;
     const original = readFileSync(join(chainDir, segment), "utf8");
