@@ -43,7 +43,7 @@ export function registerDeliveryMetrics(
   );
   gauge(
     "audit_agent_exporter_lag_seconds",
-    "Age of the oldest record an exporter has not delivered yet (0 when caught up).",
+    "Age of the oldest record an exporter has not delivered yet, from its receive time, across restarts (0 when caught up).",
     (set) => {
       for (const d of deliveries) {
         const at = d.deliveredThrough < log.headSeq ? log.writtenAt(d.deliveredThrough + 1) : null;

@@ -12,7 +12,11 @@ export interface ChunkEntry {
   /** Bytes of the chunk itself (uncompressed): what it costs in the cache and to read. */
   chunkBytes: number;
   cached: Buffer | null;
-  /** When the chunk was written (epoch ms; at open for chunks found on disk). */
+  /**
+   * When its first record was received (epoch ms). NaN for a chunk found on disk at open
+   * until it is read (receivedTimeOf): an agent restarted on a backlog must not report it
+   * as new.
+   */
   writtenAt: number;
 }
 
@@ -49,11 +53,18 @@ export class ChunkIndex {
         bytes: key.length + value.length,
         chunkBytes: storedChunkLength(value),
         cached: null,
-        writtenAt: Date.now(),
+        writtenAt: Number.NaN,
       });
     }
-    return new ChunkIndex(store, chunks, cacheBytes);
+    const index = new ChunkIndex(store, chunks, cacheBytes);
+    const oldest = chunks[0];
+    if (oldest) await index.resolveWrittenAt(oldest);
+    return index;
   }
+
+  /** When the store was opened: chunks found then were written before it. */
+  private readonly openedAt = Date.now();
+  private readonly resolving = new Set<ChunkEntry>();
 
   /** Seq of the oldest record held, or null when none is. */
   get firstSeq(): number | null {
@@ -142,10 +153,34 @@ export class ChunkIndex {
     return stored === undefined ? undefined : chunkOf(stored);
   }
 
-  /** When the record `seq` was written (epoch ms), or null when it is not held. */
+  /**
+   * When the record `seq` was received (epoch ms; its chunk's first record's), or null when
+   * it is not held. For a chunk found at open and not read yet, the open time (it is at least
+   * that old) while its receive time is read, for the next call.
+   */
   writtenAt(seq: number): number | null {
     const c = this.chunks[this.indexOf(seq)];
-    return c && c.firstSeq <= seq ? c.writtenAt : null;
+    if (!c || c.firstSeq > seq) return null;
+    if (!Number.isNaN(c.writtenAt)) return c.writtenAt;
+    void this.resolveWrittenAt(c);
+    return this.openedAt;
+  }
+
+  /** Reads a chunk found at open for its first record's receive time. */
+  private async resolveWrittenAt(c: ChunkEntry): Promise<void> {
+    if (this.resolving.has(c)) return;
+    this.resolving.add(c);
+    try {
+      const chunk = await this.readChunk(c);
+      const first: StoredRecord[] = [];
+      if (chunk) appendChunkRecords(first, c.firstSeq, chunk, c.firstSeq, 1, Infinity, 0);
+      const received = first[0] ? receivedAtMs(first[0].canonicalText()) : null;
+      c.writtenAt = received ?? this.openedAt;
+    } catch {
+      c.writtenAt = this.openedAt; // unreadable here: the reader that needs it will say so
+    } finally {
+      this.resolving.delete(c);
+    }
   }
 
   /** Index of the chunk holding `seq` (or the first one after it). */
@@ -170,4 +205,16 @@ export class ChunkIndex {
       }
     }
   }
+}
+
+const RECEIVED = '"timeReceivedUnixNano":"';
+
+/** The receive time (epoch ms) in a record envelope's text, or null. */
+function receivedAtMs(text: string): number | null {
+  const at = text.lastIndexOf(RECEIVED);
+  if (at < 0) return null;
+  const from = at + RECEIVED.length;
+  const digits = text.slice(from, text.indexOf('"', from));
+  if (!/^\d{7,25}$/.test(digits)) return null;
+  return Number(digits.slice(0, -6));
 }

@@ -276,3 +276,28 @@ describe("write-ahead log chunk storage", () => {
     );
   });
 });
+
+describe("the age of held records across a restart", () => {
+  it("is their receive time, not the time the WAL was opened again", async () => {
+    const dir = tmp();
+    const hourAgo = Date.now() - 3_600_000;
+    const minuteAgo = Date.now() - 60_000;
+    const nanos = (ms: number) => String(BigInt(ms) * 1_000_000n);
+    const before = await openWal(dir);
+    await before.log.append([rec(0), rec(1)], nanos(hourAgo));
+    await before.log.append([rec(2)], nanos(minuteAgo));
+    expect(before.log.writtenAt(0)).toBeGreaterThan(Date.now() - 10_000); // written just now
+    await before.close();
+
+    const after = await openWal(dir);
+    // The oldest chunk is read at open: its first record was received an hour ago.
+    expect(after.log.writtenAt(1)).toBe(hourAgo);
+    // A later chunk is at least as old as the open until it is read, then its own age.
+    const provisional = after.log.writtenAt(2) as number;
+    expect(provisional).toBeLessThanOrEqual(Date.now());
+    expect(provisional).toBeGreaterThan(minuteAgo);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(after.log.writtenAt(2)).toBe(minuteAgo);
+    expect(after.log.writtenAt(3)).toBeNull();
+  });
+});
