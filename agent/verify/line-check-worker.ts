@@ -9,3 +9,5 @@ parentPort?.on("message", (m: { id: number; bytes: Uint8Array; chainId: string }
     result.hashes.buffer as ArrayBuffer,
   ]);
 });
+// Code loaded: pages may come (line-checkers.ts deals them only to threads that said so).
+parentPort?.postMessage("ready");

@@ -11,6 +11,8 @@ import { type CheckedLines, checkLineBytes } from "./line-check.js";
  */
 export class LineCheckers {
   private readonly workers: Worker[] = [];
+  /** The threads that have loaded their code and answered: only those are dealt pages. */
+  private readonly ready = new Set<Worker>();
   private readonly waiting = new Map<number, Waiter>();
   private nextId = 0;
   private failure: Error | null = null;
@@ -36,6 +38,20 @@ export class LineCheckers {
     );
     worker.postMessage({ id, bytes: page, chainId }, [page.buffer as ArrayBuffer]);
     return done;
+  }
+
+  /**
+   * Starts the threads without waiting for them. Until one has loaded its code, pages are
+   * checked on the calling thread (dispatch): a run with little to read never waits for a
+   * thread to start.
+   */
+  prewarm(): void {
+    for (let i = 0; i < this.threads; i++) this.worker(i);
+  }
+
+  /** Whether a thread is ready for a page (prewarm). */
+  get anyReady(): boolean {
+    return this.ready.size > 0;
   }
 
   /** A page sent to a thread, as an AheadPage (stream-chain.ts) that says when it is back. */
@@ -64,7 +80,11 @@ export class LineCheckers {
       resourceLimits: { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 4 },
     });
     worker.unref();
-    worker.on("message", (m: { id: number; result: CheckedLines }) => {
+    worker.on("message", (m: { id: number; result: CheckedLines } | "ready") => {
+      if (m === "ready") {
+        this.ready.add(worker);
+        return;
+      }
       const waiter = this.waiting.get(m.id);
       this.waiting.delete(m.id);
       const r = m.result;

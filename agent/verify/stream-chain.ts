@@ -517,10 +517,11 @@ class KeptRecords {
     // page itself rather than wait: the work is shared however fast each side is.
     const ahead: AheadPage[] = [];
     const depth = checkers.depth;
+    checkers.prewarm();
     for await (const page of reader.recordBytes(problems, this.resumeFrom)) {
       const waiting = ahead.length >= depth && !(ahead[0] as AheadPage).settled;
       ahead.push(
-        waiting || checkers.threads === 0
+        waiting || !checkers.anyReady
           ? checkedHere(page, chainId)
           : checkers.dispatch(page, chainId),
       );

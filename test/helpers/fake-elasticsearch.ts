@@ -41,6 +41,11 @@ export interface FakeEsOptions {
   refreshIntervalMs?: number;
   /** Creating a missing index or data stream on first write (action.auto_create_index). */
   autoCreate?: boolean;
+  /**
+   * Bulk `_id`s are ignored and each document gets a new one, as some servers with an
+   * "Elasticsearch-compatible" bulk endpoint do (VictoriaLogs): `create` no longer dedups.
+   */
+  ignoresIds?: boolean;
 }
 
 export interface StoredDoc {
@@ -622,7 +627,8 @@ export class FakeElasticsearch {
           "illegal_argument_exception",
           "The bulk request must be terminated by a newline [\\n]",
         );
-      const result = this.bulkItem(op as string, target, meta._id, sourceText);
+      const id = this.options.ignoresIds ? undefined : meta._id;
+      const result = this.bulkItem(op as string, target, id, sourceText);
       if (typeof result.status === "number" && result.status >= 300) errors = true;
       items.push({ [op as string]: result });
     }

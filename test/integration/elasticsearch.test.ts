@@ -715,6 +715,18 @@ describe("elasticsearch exporter: per-item results", () => {
     );
   });
 
+  it("stops at the first write on a server that does not keep the _id of a create", async () => {
+    const { fake, s } = await setup({}, { ignoresIds: true });
+    await sendWithSdk(s.httpUrl, 3, "ignored-ids");
+    const d = delivery(s.agent);
+    await waitFor(() => d.state === "failed", 10_000, "the exporter to stop");
+    expect(d.lastError).toMatch(
+      /record seq 0 was sent with _id [0-9a-f]{64} and stored as "[^"]+": this server does not keep the _id of a create.*Supported servers/,
+    );
+    // One write, not retried: nothing else is stored twice.
+    expect(fake.requests.filter((r) => r.path.includes("/_bulk"))).toHaveLength(1);
+  });
+
   it("stops clearly when templates may not be installed (403), and writes without installing them when told", async () => {
     const fake = new FakeElasticsearch({ forbidTemplates: true });
     fakes.push(fake);

@@ -70,8 +70,13 @@ describe("Loki exporter: crash during delivery", () => {
     const rng = SEED.rng;
     const tmp = makeTempDir("audit-agent-loki-crash-");
     // Loki's out-of-order window shrunk to 1 s: a re-sent batch keeps its first stamps, so
-    // it is never "too far behind" however long the agent was down.
-    const loki = await startFakeLoki({ outOfOrderWindowMs: 1000 });
+    // it is never "too far behind" however long the agent was down. Streams are sharded as
+    // Loki 3 does by default (a low desired rate, so nearly every push is): a batch re-sent
+    // after a kill would land in other shards, where Loki's dedup does not see it.
+    const loki = await startFakeLoki({
+      outOfOrderWindowMs: 1000,
+      shardStreams: { desiredRateBytes: 4096 },
+    });
     const acked = new Set<string>();
     let child: ChildAgent | null = null;
     const yaml = lokiYaml({ dir: tmp.path, url: loki.url, maxRecords: 40 }).replace(
@@ -139,6 +144,7 @@ describe("Loki exporter: crash during delivery", () => {
       expect(acked.size).toBeGreaterThan(100);
       const stored = ids(lines());
       expect(new Set(stored).size).toBe(stored.length); // no record twice
+      expect(loki.streams().some((st) => st.__stream_shard__ !== undefined)).toBe(true);
       for (const id of acked) expect(stored).toContain(id);
       const seqs = loki.entries(RECORDS).map((e) => Number((JSON.parse(e.line) as RecordLine).seq));
       expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => i));

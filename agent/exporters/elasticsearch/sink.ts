@@ -46,6 +46,7 @@ interface BulkItem {
 
 interface ItemResult {
   status: number;
+  _id?: unknown;
   error?: unknown;
 }
 
@@ -205,6 +206,15 @@ export class ElasticsearchSink implements RecordSink {
     if (results.length !== items.length || results.some((r) => typeof r?.status !== "number"))
       throw new RetryableExportError(
         `POST ${url} (${what}): the response holds ${results.length} item results for ${items.length} documents`,
+      );
+    // `create` with our `_id` is what makes a re-sent batch add nothing: a server that stores
+    // a document under another id would store every re-send again, unseen until a verify.
+    const moved = (results as ItemResult[]).findIndex(
+      (r, i) => r.status < 300 && r._id !== (items[i] as BulkItem).id,
+    );
+    if (moved >= 0)
+      throw new PermanentExportError(
+        `POST ${url} (${what}): ${(items[moved] as BulkItem).what} was sent with _id ${(items[moved] as BulkItem).id} and stored as ${JSON.stringify((results[moved] as ItemResult)._id ?? null)}: this server does not keep the _id of a create, so a re-sent batch would be stored twice. Use Elasticsearch 7.10 or later, or OpenSearch 1.x or 2.x (docs/exporter-elasticsearch.md, Supported servers)`,
       );
     return results as ItemResult[];
   }

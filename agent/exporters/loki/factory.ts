@@ -5,6 +5,7 @@ import { HttpClient } from "../http/client.js";
 import type { HttpClientConfig } from "../http/config.js";
 import { type LokiExporterConfig, lokiExporterConfigSchema } from "./config.js";
 import { lokiExporter } from "./descriptor.js";
+import { LokiQuery, type LokiReaderOptions } from "./query.js";
 import { LokiSource } from "./reader.js";
 import { LokiSink } from "./sink.js";
 
@@ -16,18 +17,23 @@ export const lokiExporterFactory = implementExporter(lokiExporter, {
         config,
         settings.state,
         settings.logger.child({ exporter: settings.id }),
+        undefined,
+        new LokiQuery(readerOptions(config)),
       ),
       delivery: { retry: config.retry_on_failure },
     };
   },
-  reader: (config) =>
-    new LokiSource({
-      http: httpConfig(config),
-      tenantId: config.tenant_id,
-      match: config.labels.static,
-      read: config.read,
-    }),
+  reader: (config) => new LokiSource(readerOptions(config)),
 });
+
+function readerOptions(config: LokiExporterConfig): LokiReaderOptions {
+  return {
+    http: httpConfig(config),
+    tenantId: config.tenant_id,
+    match: config.labels.static,
+    read: config.read,
+  };
+}
 
 function httpConfig(config: LokiExporterConfig): HttpClientConfig {
   return {

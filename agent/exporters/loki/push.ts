@@ -32,17 +32,33 @@ export class PushBuilder {
     this.attributeLabels = Object.entries(config.labels.resource_attributes);
   }
 
+  /** The labels every stream of `chainId` carries (records and manifests, every shard). */
+  chainLabels(chainId: string): Record<string, string> {
+    const out: Record<string, string> = { chain_id: chainId };
+    for (const [name, value] of this.staticPairs) out[name] = value;
+    return out;
+  }
+
   /** The labels of the stream that manifests of `chainId` go to. */
   manifestLabels(chainId: string): Record<string, string> {
     return this.labels(chainId, "manifests", []);
   }
 
-  /** The push bodies of `batch`: its records (split to fit), then its manifest alone. */
-  build(chainId: string, batch: SealedBatch, base: bigint): PushBody[] {
+  /**
+   * The push bodies of `batch`: its records (split to fit), then its manifest alone. Entries
+   * whose timestamp is in `stored` (Loki holds them already: stored.ts) are left out.
+   */
+  build(
+    chainId: string,
+    batch: SealedBatch,
+    base: bigint,
+    stored?: ReadonlySet<bigint>,
+  ): PushBody[] {
     const limit = this.config.max_request_size_kib * 1024;
     const bodies: PushBody[] = [];
     let chunk = new Chunk();
     batch.records.forEach((record, i) => {
+      if (stored?.has(base + BigInt(i))) return;
       const text = record.canonicalText();
       const labels = JSON.stringify(this.labels(chainId, "records", this.resourceLabels(text)));
       const metadata = this.config.structured_metadata
@@ -58,6 +74,7 @@ export class PushBuilder {
     if (chunk.count > 0) bodies.push(chunk.body());
     const line = manifestLine(batch.manifest, batch.checkpoint);
     const ts = base + BigInt(batch.records.length);
+    if (stored?.has(ts)) return bodies;
     const metadata = this.config.structured_metadata ? `,{"batch":"${batch.index}"}` : "";
     bodies.push({
       body: `{"streams":[{"stream":${JSON.stringify(this.manifestLabels(chainId))},"values":[["${ts}",${JSON.stringify(line)}${metadata}]]}]}`,

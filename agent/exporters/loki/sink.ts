@@ -2,10 +2,13 @@ import type { Logger } from "../../telemetry/logger.js";
 import { failFor, type HttpClient, type HttpResponse } from "../http/client.js";
 import {
   type ExporterState,
+  manifestLine,
   PermanentExportError,
   type RecordSink,
   type SealedBatch,
 } from "../api.js";
+import type { LokiQuery } from "./query.js";
+import { storedStamps } from "./stored.js";
 import type { LokiExporterConfig } from "./config.js";
 import { type PushBody, PushBuilder } from "./push.js";
 
@@ -48,6 +51,13 @@ interface Stamp {
   reached: boolean;
   /** Leading push bodies Loki acknowledged in this process: a retry resumes after them. */
   done: number;
+  /**
+   * Whether Loki may hold entries of this stamp that no answer confirmed: the stamp was
+   * stored by an earlier process, or a request got no answer, or a 5xx, after it connected.
+   */
+  unsure: boolean;
+  /** Timestamps of the entries Loki was found to hold already (stored.ts), left out. */
+  stored?: Set<bigint>;
 }
 
 export class LokiSink implements RecordSink {
@@ -64,6 +74,8 @@ export class LokiSink implements RecordSink {
     private readonly state: ExporterState,
     private readonly logger: Logger,
     private readonly nowNs: () => bigint = () => BigInt(Date.now()) * 1_000_000n,
+    /** Asks Loki what it holds before a batch is sent again (null: never asks). */
+    private readonly query: LokiQuery | null = null,
   ) {
     this.builder = new PushBuilder(config);
     this.headers = { "content-type": "application/json" };
@@ -78,7 +90,27 @@ export class LokiSink implements RecordSink {
 
   async write(batch: SealedBatch): Promise<void> {
     const stamp = await this.stampFor(batch);
-    const bodies = this.builder.build(this.chainId, batch, stamp.base);
+    // Loki may hold entries of this stamp that no answer confirmed: sending them again, only
+    // Loki's dedup would keep them from being stored twice, which sharding defeats. What Loki
+    // holds is left out.
+    if (stamp.unsure && this.query) {
+      stamp.stored = await this.alreadyStored(batch, stamp.base).catch((err: unknown) => {
+        // Delivery does not wait for Loki's read path: the batch goes again whole.
+        this.logger.warn(
+          { batch: batch.index, err: (err as Error).message },
+          "could not ask Loki which entries of this batch it holds; sending it whole (where Loki shards the stream, verify may report copies as duplicate)",
+        );
+        return new Set<bigint>();
+      });
+      stamp.done = 0;
+      stamp.unsure = false;
+      if (stamp.stored.size > 0)
+        this.logger.info(
+          { batch: batch.index, stored: stamp.stored.size, entries: stamp.entries },
+          "Loki already holds part of this batch: sending the rest",
+        );
+    }
+    const bodies = this.builder.build(this.chainId, batch, stamp.base, stamp.stored);
     for (let i = stamp.done; i < bodies.length; i++) {
       const body = bodies[i] as PushBody;
       let res: HttpResponse;
@@ -90,10 +122,11 @@ export class LokiSink implements RecordSink {
           body: body.body,
         });
       } catch (err) {
-        if (!neverConnected(err)) stamp.reached = true;
+        if (!neverConnected(err)) stamp.reached = stamp.unsure = true;
         throw err;
       }
       stamp.reached = true;
+      if (res.status >= 500) stamp.unsure = true; // a 500 may come after the write
       if (res.status < 200 || res.status >= 300) this.refused(res, batch, body);
       stamp.done = i + 1;
     }
@@ -101,6 +134,23 @@ export class LokiSink implements RecordSink {
 
   async close(): Promise<void> {
     await this.client.close();
+  }
+
+  private alreadyStored(batch: SealedBatch, base: bigint): Promise<Set<bigint>> {
+    const records = batch.records.length;
+    const end = base + BigInt(records);
+    const manifest = manifestLine(batch.manifest, batch.checkpoint);
+    return storedStamps(
+      this.query as LokiQuery,
+      this.builder.chainLabels(this.chainId),
+      [base, end + 1n],
+      (ts) =>
+        ts === end
+          ? manifest
+          : ts >= base && ts < end
+            ? batch.records[Number(ts - base)]?.canonicalText()
+            : undefined,
+    );
   }
 
   /** The batch's stamp: the stored one, or a new one stored (synced) before first use. */
@@ -115,7 +165,14 @@ export class LokiSink implements RecordSink {
     if (stored && stored.entries === entries) {
       this.raiseHigh(stored.base + BigInt(entries - 1));
       // Stored by an earlier attempt, maybe an earlier process: it may have reached Loki.
-      this.stamp = { index: batch.index, base: stored.base, entries, reached: true, done: 0 };
+      this.stamp = {
+        index: batch.index,
+        base: stored.base,
+        entries,
+        reached: true,
+        done: 0,
+        unsure: true,
+      };
       return this.stamp;
     }
     if (stored)
@@ -135,7 +192,7 @@ export class LokiSink implements RecordSink {
     if (this.high !== null && base <= this.high) base = this.high + 1n;
     await this.state.put(`ts:${index}`, `${base} ${entries}`);
     this.raiseHigh(base + BigInt(entries - 1));
-    this.stamp = { index, base, entries, reached: false, done: 0 };
+    this.stamp = { index, base, entries, reached: false, done: 0, unsure: false };
     await this.pruneBefore(index);
     return this.stamp;
   }
