@@ -355,7 +355,34 @@ export class FakeLoki {
     if (req.method === "GET" && lv) return this.labelValues(req, res, url, tenant, lv[1] as string);
     if (req.method === "GET" && url.pathname === "/ready")
       return this.reply(req, res, 200, "ready\n");
+    if (req.method === "GET" && url.pathname === "/loki/api/v1/status/buildinfo")
+      return this.reply(req, res, 200, { version: "3.6.7", revision: "fake", branch: "fake" });
+    if (req.method === "GET" && url.pathname === "/config")
+      return this.reply(req, res, 200, this.runningConfig());
     return this.reply(req, res, 404, "404 page not found\n");
+  }
+
+  /** The running configuration as Loki's /config shows it (YAML; sizes as "256KB"). */
+  private runningConfig(): string {
+    const o = this.options;
+    const kb = (n: number) => `${Math.round(n / 1024)}KB`;
+    return [
+      "server:",
+      `  grpc_server_max_recv_msg_size: ${o.maxResponseBytes}`,
+      `  grpc_server_max_send_msg_size: ${o.maxResponseBytes}`,
+      "limits_config:",
+      "  ingestion_rate_mb: 4",
+      "  ingestion_burst_size_mb: 6",
+      `  max_line_size: ${kb(o.maxLineSize)}`,
+      "  reject_old_samples: true",
+      `  reject_old_samples_max_age: ${Math.round(o.rejectOldSamplesMaxAgeMs / 3_600_000)}h`,
+      `  allow_structured_metadata: ${o.allowStructuredMetadata}`,
+      `  max_entries_limit_per_query: ${o.maxEntriesLimitPerQuery}`,
+      "  shard_streams:",
+      `    enabled: ${o.shardStreams !== undefined}`,
+      `    desired_rate: ${kb(o.shardStreams?.desiredRateBytes ?? 1536 * 1024)}`,
+      "",
+    ].join("\n");
   }
 
   // ----- push -------------------------------------------------------------------------

@@ -35,7 +35,7 @@ function readerOptions(config: LokiExporterConfig): LokiReaderOptions {
   };
 }
 
-function httpConfig(config: LokiExporterConfig): HttpClientConfig {
+export function httpConfig(config: LokiExporterConfig): HttpClientConfig {
   return {
     endpoint: config.endpoint,
     headers: config.headers,

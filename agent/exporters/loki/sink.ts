@@ -8,6 +8,7 @@ import {
   type SealedBatch,
 } from "../api.js";
 import type { LokiQuery } from "./query.js";
+import { checkLokiServer } from "./server-check.js";
 import { storedStamps } from "./stored.js";
 import type { LokiExporterConfig } from "./config.js";
 import { type PushBody, PushBuilder } from "./push.js";
@@ -82,9 +83,18 @@ export class LokiSink implements RecordSink {
     if (config.tenant_id) this.headers["x-scope-orgid"] = config.tenant_id;
   }
 
-  /** Loki is not inspected: re-sending a batch it already holds is harmless (deduplicated). */
+  /**
+   * Checks what it can of the server (server-check.ts: version, limits that would stop the
+   * exporter later) and warns; delivery resumes from the exporter's own cursor.
+   */
   async open(chainId: string): Promise<number | null> {
     this.chainId = chainId;
+    const facts = await checkLokiServer(this.client, this.config, this.headers);
+    this.logger.info(
+      { endpoint: this.config.endpoint, lokiVersion: facts.version, chainId },
+      "loki exporter ready",
+    );
+    for (const w of facts.warnings) this.logger.warn({ endpoint: this.config.endpoint }, w);
     return null;
   }
 
