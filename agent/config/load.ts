@@ -386,6 +386,15 @@ function checkComponents(
         );
     }
   }
+  for (const h of [...defined.extensions.values()].filter((c) => c.factory.type === "health_check"))
+    for (const [i, id] of (
+      configFor(h, healthCheckExtensionFactory).required_exporters ?? []
+    ).entries())
+      if (!exporters.some((e) => e.id === id))
+        report.add(
+          ["extensions", h.id, "required_exporters", i],
+          `"${id}" is not an exporter of the logs pipeline (exporters: ${exporters.map((e) => e.id).join(", ")})`,
+        );
   const signers = [...defined.extensions.values()].filter((c) => c.factory.type === "signing");
   if (signers.length > 1)
     report.add(["extensions"], "configure one signing extension: one key signs the agent's chain");

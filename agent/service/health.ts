@@ -27,7 +27,8 @@ export class HealthCheck {
   ) {
     this.endpoint = new HttpEndpoint("health_check", config.endpoint, (path, _req, res) => {
       const base = config.path.endsWith("/") ? config.path : `${config.path}/`;
-      if (path === `${base}livez`) return this.reply(res, { ready: true, reasons: [] }, "alive");
+      if (path === `${base}livez`)
+        return this.reply(res, { ready: true, reasons: [], degraded: [] }, "alive");
       if (path === config.path || path === `${base}readyz`) return this.reply(res, this.status());
       res
         .writeHead(404, { "Content-Type": "application/json" })
@@ -37,9 +38,14 @@ export class HealthCheck {
     });
   }
 
-  /** Readiness with the reasons it is not ready. */
-  status(): { ready: boolean; reasons: string[] } {
+  /**
+   * Readiness with the reasons it is not ready, and what is degraded without making it not
+   * ready: a failed exporter that is not required (`required_exporters`; by default all but
+   * the first of the pipeline are not).
+   */
+  status(): { ready: boolean; reasons: string[]; degraded: string[] } {
     const reasons: string[] = [];
+    const degraded: string[] = [];
     const { wal } = this.sources;
     const percent = (wal.usedBytes / wal.maxBytes) * 100;
     // Hysteresis, so readiness does not flap at the threshold.
@@ -49,10 +55,16 @@ export class HealthCheck {
       reasons.push(
         `write-ahead log is ${percent.toFixed(0)}% full: exporters are behind, receivers are pushing back`,
       );
+    const required =
+      this.config.required_exporters ??
+      this.sources.deliveries.slice(0, 1).map((d) => d.exporterId);
     for (const d of this.sources.deliveries) {
-      if (d.state === "failed")
-        reasons.push(
-          `exporter ${d.exporterId} failed permanently: ${d.lastError ?? "unknown error"}; fix it and restart the agent`,
+      if (d.state !== "failed") continue;
+      const why = `exporter ${d.exporterId} failed permanently: ${d.lastError ?? "unknown error"}; fix it and restart the agent`;
+      if (required.includes(d.exporterId)) reasons.push(why);
+      else
+        degraded.push(
+          `${why} (not required for readiness: its records wait in the write-ahead log, which readiness follows)`,
         );
     }
     const v = this.sources.verifier();
@@ -67,12 +79,12 @@ export class HealthCheck {
     const phase = this.sources.phase();
     if (phase === "stopping") reasons.push("shutting down");
     else if (phase === "starting") reasons.push("starting");
-    return { ready: reasons.length === 0, reasons };
+    return { ready: reasons.length === 0, reasons, degraded };
   }
 
   private reply(
     res: import("node:http").ServerResponse,
-    s: { ready: boolean; reasons: string[] },
+    s: { ready: boolean; reasons: string[]; degraded?: string[] },
     kind = "ready",
   ): void {
     const uptime = (Date.now() - this.upSince.getTime()) / 1000;
@@ -80,7 +92,7 @@ export class HealthCheck {
       status: s.ready ? "Server available" : "Server not available",
       upSince: this.upSince.toISOString(),
       uptime: `${uptime.toFixed(3)}s`,
-      ...(kind === "ready" ? { reasons: s.reasons } : {}),
+      ...(kind === "ready" ? { reasons: s.reasons, degraded: s.degraded ?? [] } : {}),
     };
     res
       .writeHead(s.ready ? 200 : 503, { "Content-Type": "application/json" })

@@ -14,6 +14,12 @@ export const healthCheckConfigSchema = z
     path: z.string().startsWith("/").default("/"),
     /** Not ready once the WAL is this full; ready again below it minus 5 points. */
     wal_full_percent: z.number().min(1).max(100).default(95),
+    /**
+     * Exporters whose permanent failure makes the agent not ready. Default: the first
+     * exporter of the logs pipeline (the primary). Another that fails is listed as degraded
+     * while the agent stays ready; its backlog stays in the WAL, which readiness follows.
+     */
+    required_exporters: z.array(z.string().min(1)).optional(),
   })
   .strict();
 

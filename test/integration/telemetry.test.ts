@@ -139,4 +139,55 @@ describe("health", () => {
       tmp.cleanup();
     }
   });
+
+  it("stays ready when a secondary exporter fails, listing it as degraded, unless it is required", async () => {
+    for (const required of [false, true]) {
+      const tmp = makeTempDir();
+      const blocker = join(tmp.path, "blocker");
+      writeFileSync(blocker, "x");
+      const yaml = withHealth(
+        testConfigYaml({ dir: tmp.path }),
+        required ? "    required_exporters: [file, file/mirror]\n" : "",
+      )
+        .replace(
+          "      max_interval: 200ms\n",
+          `      max_interval: 200ms\n  file/mirror:\n    directory: ${join(blocker, "out")}\n    retry_on_failure:\n      initial_interval: 50ms\n      max_elapsed_time: 200ms\n`,
+        )
+        .replace("exporters: [file]", "exporters: [file, file/mirror]");
+      const agent = await startAgent(parseConfig(yaml, "t.yaml", {}), createLogger("error"));
+      try {
+        const mirror = agent.deliveries.find((d) => d.exporterId === "file/mirror");
+        await waitFor(() => mirror?.state === "failed", 5000, "the mirror to give up");
+        const res = await fetch(`http://${agent.addresses().health_check?.http}/readyz`);
+        const body = (await res.json()) as { reasons: string[]; degraded: string[] };
+        if (required) {
+          expect(res.status).toBe(503);
+          expect(body.reasons.join()).toMatch(/exporter file\/mirror failed permanently/);
+        } else {
+          // The primary (the first exporter of the pipeline) is fine: ingest goes on.
+          expect(res.status).toBe(200);
+          expect(body.reasons).toEqual([]);
+          expect(body.degraded.join()).toMatch(
+            /exporter file\/mirror failed permanently: cannot create output directory.*not required for readiness/,
+          );
+          expect(await send(agent, 3, 0)).toBe(200);
+        }
+      } finally {
+        await agent.shutdown(500);
+        tmp.cleanup();
+      }
+    }
+  });
+
+  it("refuses required_exporters that are not in the pipeline", () => {
+    const tmp = makeTempDir();
+    try {
+      const yaml = withHealth(testConfigYaml({ dir: tmp.path }), "    required_exporters: [s3]\n");
+      expect(() => parseConfig(yaml, "t.yaml", {})).toThrow(
+        /extensions\.health_check\.required_exporters\[0\].*"s3" is not an exporter of the logs pipeline \(exporters: file\)/,
+      );
+    } finally {
+      tmp.cleanup();
+    }
+  });
 });
