@@ -39,6 +39,14 @@ export function registerCounterMetrics(
   );
   registry.collected(
     "counter",
+    "audit_agent_exporter_squatted_keys_total",
+    "Keys an exporter found already taken by an object it did not write, and wrote beside (kept as evidence; verify reports the foreign object).",
+    (set) => {
+      for (const [exporter, n] of counters.squattedKeys) set({ exporter }, n);
+    },
+  );
+  registry.collected(
+    "counter",
     "audit_agent_records_filtered_total",
     "Non-audit records dropped (or passed through) by the audit filter.",
     (set) => set({}, counters.filtered),

@@ -16,6 +16,8 @@ export class AgentCounters {
   readonly exporterSent = new Map<string, number>();
   /** otelcol_exporter_send_failed_log_records, by exporter id. */
   readonly exporterFailed = new Map<string, number>();
+  /** Keys an exporter found taken by a foreign object and wrote beside, by exporter id. */
+  readonly squattedKeys = new Map<string, number>();
 
   refused(reason: string, records: number): void {
     if (records > 0)
@@ -29,6 +31,10 @@ export class AgentCounters {
 
   sent(exporterId: string, records: number): void {
     this.exporterSent.set(exporterId, (this.exporterSent.get(exporterId) ?? 0) + records);
+  }
+
+  squatted(exporterId: string): void {
+    this.squattedKeys.set(exporterId, (this.squattedKeys.get(exporterId) ?? 0) + 1);
   }
 
   sendFailed(exporterId: string, records: number): void {

@@ -103,12 +103,12 @@ async function sendWithSdk(url: string, count: number, tag: string): Promise<voi
 }
 
 /** A sink made by the exporter's own factory, as the agent makes it. */
-function makeSink(config: S3ExporterConfig): RecordSink {
+function makeSink(config: S3ExporterConfig, counters = new AgentCounters()): RecordSink {
   const component = s3ExporterFactory.create(
     {
       id: "s3",
       logger: createLogger("silent"),
-      counters: new AgentCounters(),
+      counters,
       state: {
         get: async () => undefined,
         put: async () => undefined,
@@ -320,22 +320,38 @@ describe.skipIf(!S3_AVAILABLE)("s3 exporter: Object Lock bucket (versioned)", ()
     expect(resent.filter((r) => r.method === "HEAD").length).toBeGreaterThan(0);
   });
 
-  it("refuses to write over a different object someone else put at a batch's key", async () => {
+  it("writes beside a key someone else took first, keeps their object, and verify names it", async () => {
     const { chainId, batches } = await batchesInBucket(client, bucket, PREFIX);
-    const batch = batches.find((b) => b.records.length > 0)!;
-    const key = `planted/${chainId}/records/${String(batch.firstSeq).padStart(20, "0")}-${String(batch.lastSeq).padStart(20, "0")}.ndjson`;
-    await client.send(
-      new PutObjectCommand({ Bucket: bucket, Key: key, Body: "not the agent's records\n" }),
-    );
-    const sink = makeSink(withConfig(started.config, { prefix: "planted" }));
-    await sink.open(chainId);
-    const err = await sink.write(batch).catch((e: unknown) => e);
-    await sink.close();
-    expect(err).toBeInstanceOf(PermanentExportError);
-    expect((err as Error).message).toContain(
-      `s3://${bucket}/${key} already holds a different object`,
-    );
-    onePerKey(await listVersions(client, bucket, "planted/"));
+    const batch = batches.find((b) => b.records.length > 0 && b.index > 0)!;
+    const pad = (n: number) => String(n).padStart(20, "0");
+    const recordsAt = `planted/${chainId}/records/${pad(batch.firstSeq)}-${pad(batch.lastSeq)}.ndjson`;
+    const manifestAt = `planted/${chainId}/manifests/${pad(batch.index)}.json`;
+    // Keys are predictable: whoever may PutObject on the prefix can take them first.
+    for (const Key of [recordsAt, manifestAt])
+      await client.send(new PutObjectCommand({ Bucket: bucket, Key, Body: "not the agent's\n" }));
+    const counters = new AgentCounters();
+    const config = withConfig(started.config, { prefix: "planted" });
+    await writeAll(makeSink(config, counters), chainId, batches);
+    expect(counters.squattedKeys.get("s3")).toBe(2);
+    const versions = await listVersions(client, bucket, "planted/");
+    onePerKey(versions); // nothing overwritten
+    expect(await getObject(client, bucket, recordsAt)).toEqual(Buffer.from("not the agent's\n"));
+    const beside = versions.map((v) => v.key).filter((k) => k.includes("~"));
+    expect(beside).toHaveLength(2);
+    expect(beside.every((k) => /~[0-9a-f]{16}\.(ndjson|json)$/.test(k))).toBe(true);
+    // A re-send finds its objects beside the taken keys: nothing new, no second version.
+    const counted = counters.squattedKeys.get("s3");
+    await writeAll(makeSink(config, counters), chainId, batches);
+    expect(await listVersions(client, bucket, "planted/")).toEqual(versions);
+    expect(counters.squattedKeys.get("s3")).toBe(counted);
+    // The chain verifies but for the two foreign objects, each reported where it is.
+    const trusted = readTrustedKeys([started.trustFile]);
+    const report = await verifySource(s3ExporterFactory.reader!(config), trusted);
+    expect(report.chains[0]).toMatchObject({ records: COUNT, lastSeq: COUNT - 1 });
+    const where = report.findings.map((f) => `${f.category} ${f.location}`).sort();
+    expect(where).toHaveLength(2);
+    expect(where[0]).toContain(`malformed s3://${bucket}/${manifestAt}`);
+    expect(where[1]).toContain(`malformed s3://${bucket}/${recordsAt}`);
   });
 
   it("verifies clean with the S3 reader, in-process and from the CLI", async () => {
@@ -466,17 +482,44 @@ describe.skipIf(!S3_AVAILABLE)("s3 exporter: plain bucket (no versioning)", () =
     expect(after).toEqual(before);
   });
 
-  it("refuses a different object at a batch's key (412, then compared)", async () => {
+  it("writes beside a different object at a batch's key (412, then compared); stops when the keys beside are taken too", async () => {
     const { chainId, batches } = await batchesInBucket(client, bucket, PREFIX);
     const batch = batches.find((b) => b.records.length > 0)!;
-    const key = `planted/${chainId}/records/${String(batch.firstSeq).padStart(20, "0")}-${String(batch.lastSeq).padStart(20, "0")}.ndjson.gz`;
+    const name = `${String(batch.firstSeq).padStart(20, "0")}-${String(batch.lastSeq).padStart(20, "0")}`;
+    const key = `planted/${chainId}/records/${name}.ndjson.gz`;
     await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: "something else" }));
-    const sink = makeSink(withConfig(started.config, { prefix: "planted" }));
+    const config = withConfig(started.config, { prefix: "planted" });
+    const sink = makeSink(config);
     await sink.open(chainId);
-    const err = await sink.write(batch).catch((e: unknown) => e);
+    await sink.write(batch);
     await sink.close();
+    expect(await getObject(client, bucket, key)).toEqual(Buffer.from("something else"));
+    const keys = (await listVersions(client, bucket, `planted/${chainId}/records/`)).map(
+      (v) => v.key,
+    );
+    const beside = keys.find((k) => k.includes("~")) as string;
+    expect(beside).toMatch(new RegExp(`/${name}~[0-9a-f]{16}\\.ndjson\\.gz$`));
+    // Someone takes every key beside the next batch's too: the exporter stops, naming it.
+    const next = batches.find((b) => b.records.length > 0 && b.firstSeq > batch.lastSeq)!;
+    const nextName = `${String(next.firstSeq).padStart(20, "0")}-${String(next.lastSeq).padStart(20, "0")}`;
+    const raw = Buffer.from(next.records.map((r) => `${r.canonicalText()}\n`).join(""));
+    const hash = createHash("sha256").update(raw).digest("hex").slice(0, 16);
+    const taken = [
+      `${nextName}.ndjson.gz`,
+      ...[0, 1, 2, 3].map((i) => `${nextName}~${hash}${i ? `-${i}` : ""}.ndjson.gz`),
+    ];
+    for (const n of taken)
+      await client.send(
+        new PutObjectCommand({ Bucket: bucket, Key: `planted/${chainId}/records/${n}`, Body: "x" }),
+      );
+    const again = makeSink(config);
+    await again.open(chainId);
+    const err = await again.write(next).catch((e: unknown) => e);
+    await again.close();
     expect(err).toBeInstanceOf(PermanentExportError);
-    expect((err as Error).message).toContain(`s3://${bucket}/${key}`);
+    expect((err as Error).message).toMatch(
+      /and the 4 keys beside it already hold objects this agent did not write/,
+    );
   });
 
   it("verifies clean, and falls back to ListObjectsV2 on a store without ListObjectVersions", async () => {

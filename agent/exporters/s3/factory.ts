@@ -13,6 +13,7 @@ export const s3ExporterFactory = implementExporter(s3Exporter, {
         config.compression,
         config.object_lock,
         settings.logger.child({ exporter: settings.id }),
+        () => settings.counters.squatted(settings.id),
       ),
       delivery: { retry: config.retry_on_failure },
     };

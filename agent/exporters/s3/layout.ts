@@ -6,11 +6,28 @@
  *
  * Numbers are zero-padded to 20 digits (any uint64), so S3's lexicographic listing order
  * is seq / index order. A key-rotation entry has a manifest object and no records object.
+ *
+ * Keys are predictable, so anyone who may PutObject on the prefix can take one first. The
+ * agent never overwrites: it writes beside a taken key, under the same name with
+ * `~<first 16 hex of the content's SHA-256>` before the extension (then `~<hash>-1`, `-2`…
+ * should that be taken too), and the verifier reads both (the foreign one is a finding).
  */
 
 const WIDTH = 20;
-const RECORDS_NAME = /^(\d{20})-(\d{20})\.ndjson(\.gz)?$/;
-const MANIFEST_NAME = /^(\d{20})\.json$/;
+const RECORDS_NAME = /^(\d{20})-(\d{20})(?:~[0-9a-f]{16}(?:-\d{1,2})?)?\.ndjson(\.gz)?$/;
+const MANIFEST_NAME = /^(\d{20})(?:~[0-9a-f]{16}(?:-\d{1,2})?)?\.json$/;
+
+/**
+ * Where to write `content` when `key` is taken by another object: the same name with
+ * `~<hash>` (attempt 0) or `~<hash>-<attempt>` before its extension.
+ */
+export function besideKey(key: string, contentSha256Hex: string, attempt: number): string {
+  const slash = key.lastIndexOf("/");
+  const name = key.slice(slash + 1);
+  const dot = name.indexOf(".");
+  const tag = `~${contentSha256Hex.slice(0, 16)}${attempt === 0 ? "" : `-${attempt}`}`;
+  return `${key.slice(0, slash + 1)}${name.slice(0, dot)}${tag}${name.slice(dot)}`;
+}
 
 export function pad(n: number): string {
   return String(n).padStart(WIDTH, "0");

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { gunzipSync, gzipSync } from "node:zlib";
 import type { HeadObjectCommandOutput, S3Client } from "@aws-sdk/client-s3";
 import type { Logger } from "../../telemetry/logger.js";
@@ -25,7 +26,7 @@ import {
   statusOf,
 } from "./client.js";
 import type { ObjectLockConfig } from "./config.js";
-import { manifestKey, recordsKey } from "./layout.js";
+import { besideKey, manifestKey, recordsKey } from "./layout.js";
 
 /**
  * Writes each sealed batch as one NDJSON object of its records' canonical lines
@@ -58,6 +59,8 @@ export class S3Sink implements RecordSink {
     private readonly compression: "none" | "gzip",
     private readonly objectLock: ObjectLockConfig | undefined,
     private readonly logger: Logger,
+    /** Counts a key found taken and written beside (audit_agent_exporter_squatted_keys_total). */
+    private readonly onKeyTaken: () => void = () => {},
   ) {}
 
   async open(chainId: string): Promise<number | null> {
@@ -129,18 +132,23 @@ export class S3Sink implements RecordSink {
       const key = recordsKey(prefix, this.chainId, batch.firstSeq, batch.lastSeq, gzip);
       const other = recordsKey(prefix, this.chainId, batch.firstSeq, batch.lastSeq, !gzip);
       if (!(this.resuming && (await this.holds(other, raw)))) {
-        if (await this.putOnce(key, gzip ? gzipSync(raw) : raw, raw)) this.resuming = false;
+        if (await this.putKept(key, gzip ? gzipSync(raw) : raw, raw)) this.resuming = false;
       }
     }
     const manifest = Buffer.from(manifestLine(batch.manifest, batch.checkpoint), "utf8");
-    await this.putOnce(manifestKey(prefix, this.chainId, batch.index), manifest, manifest);
+    await this.putKept(manifestKey(prefix, this.chainId, batch.index), manifest, manifest);
   }
 
   /** Whether `key` already holds `content` (stored before a change of compression). */
   private async holds(key: string, content: Buffer): Promise<boolean> {
     const head = await this.head(key);
     if (head === null) return false;
-    await this.confirmIdentical(key, head, content);
+    try {
+      await this.confirmIdentical(key, head, content);
+    } catch (err) {
+      if (err instanceof KeyTaken) return false; // not ours: written below as usual
+      throw err;
+    }
     this.logger.info({ key }, "batch already stored, with the other compression setting");
     return true;
   }
@@ -240,11 +248,40 @@ export class S3Sink implements RecordSink {
         // not gzip: certainly not what the agent wrote
       }
     }
-    if (!stored.equals(content)) {
-      throw new PermanentExportError(
-        `${this.url(key)} already holds a different object: something other than this agent wrote there (another agent with the same chain_id, or tampering). The agent never overwrites; keep that object as evidence, and point this exporter at another bucket or prefix`,
-      );
+    if (!stored.equals(content)) throw new KeyTaken(key);
+  }
+
+  /**
+   * putOnce, or when `key` holds an object this agent did not write (taken first by someone
+   * who may write the prefix), the same beside it (layout.ts besideKey): the foreign object
+   * stays as evidence, the verifier reports it, and delivery goes on.
+   */
+  private async putKept(key: string, body: Buffer, content: Buffer): Promise<boolean> {
+    try {
+      return await this.putOnce(key, body, content);
+    } catch (err) {
+      if (!(err instanceof KeyTaken)) throw err;
     }
+    const hash = createHash("sha256").update(content).digest("hex");
+    for (let attempt = 0; attempt < BESIDE_ATTEMPTS; attempt++) {
+      const beside = besideKey(key, hash, attempt);
+      try {
+        const created = await this.putOnce(beside, body, content);
+        if (created) {
+          this.onKeyTaken();
+          this.logger.warn(
+            { taken: this.url(key), writtenTo: this.url(beside) },
+            "an object this agent did not write already holds this key (someone with write access to the prefix, or another agent with the same chain_id): kept as evidence, written beside it; verify reports the foreign object",
+          );
+        }
+        return created;
+      } catch (err) {
+        if (!(err instanceof KeyTaken)) throw err;
+      }
+    }
+    throw new PermanentExportError(
+      `${this.url(key)} and the ${BESIDE_ATTEMPTS} keys beside it already hold objects this agent did not write: someone is taking the keys it writes. The agent never overwrites; keep those objects as evidence, restrict s3:PutObject on the prefix to the agent, and restart it`,
+    );
   }
 
   private url(key: string): string {
@@ -254,5 +291,15 @@ export class S3Sink implements RecordSink {
   async close(): Promise<void> {
     this.client?.destroy();
     this.client = null;
+  }
+}
+
+/** Keys tried beside a taken one before the exporter stops. */
+const BESIDE_ATTEMPTS = 4;
+
+/** The stored object at a key is not the one this agent writes there. */
+class KeyTaken extends Error {
+  constructor(readonly key: string) {
+    super(`${key} holds an object this agent did not write`);
   }
 }
