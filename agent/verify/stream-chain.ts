@@ -161,10 +161,8 @@ export function merkleRootOf(leaves: Buffer, count: number): Buffer {
 
 /** The findings of each step, concatenated in the steps' order at the end. */
 class StepFindings {
-  /** Findings not listed once `limit` were (counted), and those of them before the seal. */
-  dropped = 0;
-  droppedUnsealed = 0;
-  private listed = 0;
+  /** Findings listed so far, and those counted once the limit was reached. */
+  readonly budget = { listed: 0, dropped: 0, droppedUnsealed: 0 };
 
   constructor(
     private readonly chainId: string,
@@ -174,20 +172,16 @@ class StepFindings {
   /** Adds to `list`, or counts once the chain has `limit` findings listed. */
   adder(list: Finding[]): AddFinding {
     const add = findingAdder(list, this.chainId);
+    const budget = this.budget;
     return (category, location, detail, at) => {
-      if (this.listed < this.limit) {
-        this.listed++;
+      if (budget.listed < this.limit) {
+        budget.listed++;
         add(category, location, detail, at);
         return;
       }
-      this.dropped++;
-      if (list === this.sealed) this.droppedUnsealed++;
+      budget.dropped++;
+      if (list === this.sealed) budget.droppedUnsealed++;
     };
-  }
-
-  /** A finding a reader made, into `list` within the limit. */
-  push(list: Finding[], f: Finding): void {
-    this.adder(list)(f.category, f.location, f.detail, f);
   }
 
   readonly reader: Finding[] = [];
@@ -233,7 +227,7 @@ export async function verifyChainStream(
   // checks a random sample of their batches).
   const { manifests, last, sample } = await readManifests(
     reader,
-    { finding: (f) => steps.push(steps.readerManifests, f), note: (n) => notes.push(n) },
+    { finding: readerFinding(steps.adder(steps.readerManifests)), note: (n) => notes.push(n) },
     earlier,
     spotChecks,
   );
@@ -252,7 +246,7 @@ export async function verifyChainStream(
   }));
   manifests.length = 0;
   await kept.read(reader, {
-    finding: (f) => steps.push(steps.reader, f),
+    finding: readerFinding(steps.adder(steps.reader)),
     note: (n) => notes.push(n),
   });
   kept.finish();
@@ -300,9 +294,9 @@ export async function verifyChainStream(
     await checkBatches(reader, picked, steps.checkpoints);
   }
   const findings = steps.all();
-  if (steps.dropped > 0)
+  if (steps.budget.dropped > 0)
     notes.push(
-      `${steps.dropped} more findings were not listed: a report lists the first ${findings.length} of a chain`,
+      `${steps.budget.dropped} more findings were not listed: a report lists the first ${findings.length} of a chain`,
     );
   return {
     findings,
@@ -311,10 +305,16 @@ export async function verifyChainStream(
     // Records no signed batch covers yet (a backend read while the agent writes) come after
     // everything the state vouches for: they do not stop it advancing; any other finding does.
     state:
-      findings.length === steps.sealed.length && steps.dropped === steps.droppedUnsealed
+      findings.length === steps.sealed.length &&
+      steps.budget.dropped === steps.budget.droppedUnsealed
         ? kept.state(checked.verified, tally)
         : null,
   };
+}
+
+/** A reader's finding, within the chain's limit of listed findings. */
+function readerFinding(add: AddFinding): (f: Finding) => void {
+  return (f) => add(f.category, f.location, f.detail, f);
 }
 
 /** Whether a stored entry says it is a batch (read without checking it). */
