@@ -17,6 +17,11 @@ export const ERROR_CODES = {
     summary: "An OTLP receiver could not read the file named by `auth.bearer_token_file`.",
     fix: "Check the path and that the agent's user may read it, or set `auth.bearer_token` instead.",
   },
+  AUTH_TOKEN_UNSAFE: {
+    summary:
+      "The file named by `auth.bearer_token_file` is readable by every user of the host: anyone there could send records as a trusted client. The receiver refuses to start.",
+    fix: "Make it owner-only (`chmod 600`), or group-readable at most (on Kubernetes, `defaultMode: 0440` with fsGroup).",
+  },
   AUTH_TOKEN_WEAK: {
     summary: "The bearer token in `auth.bearer_token_file` is shorter than 16 characters.",
     fix: "Put a random token of 16 characters or more in the file (e.g. `openssl rand -hex 32`).",
@@ -202,6 +207,11 @@ export const ERROR_CODES = {
     summary:
       "The write-ahead log reached `extensions.wal.max_size_mib` because exporters are behind; requests are refused with HTTP 429 / gRPC RESOURCE_EXHAUSTED, not dropped.",
     fix: "Find why exporters lag (`audit_agent_exporter_lag_*` metrics, logs); raise `max_size_mib` if the backlog is expected.",
+  },
+  WAL_DAMAGED: {
+    summary:
+      "The WAL directory holds LevelDB data but no CURRENT file: opening it would start an empty database and delete the old tables. The agent refuses to start and changes nothing.",
+    fix: "Write the name of the newest MANIFEST-* file, followed by a newline, into CURRENT in that directory (the error gives the command), then start the agent.",
   },
   WAL_OPEN_FAILED: {
     summary:

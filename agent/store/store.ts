@@ -1,4 +1,4 @@
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync } from "node:fs";
 import { ClassicLevel } from "classic-level";
 import { AgentError } from "../common/errors.js";
 
@@ -21,7 +21,8 @@ export class Store {
   ) {}
 
   static async open(directory: string): Promise<Store> {
-    mkdirSync(directory, { recursive: true });
+    refuseWithoutCurrent(directory);
+    mkdirSync(directory, { recursive: true, mode: 0o700 });
     const db = new ClassicLevel<Buffer, Buffer>(directory, {
       keyEncoding: "buffer",
       valueEncoding: "buffer",
@@ -73,4 +74,35 @@ export class Store {
   async close(): Promise<void> {
     await this.db.close();
   }
+}
+
+/** LevelDB's table, log and manifest files: a database's data. */
+const LEVELDB_DATA = /^(\d+\.(log|ldb|sst)|MANIFEST-\d+)$/;
+
+/**
+ * Refuses a directory that holds LevelDB data but no CURRENT file. LevelDB would take it for
+ * a new database: create one over it and delete the old tables as obsolete, acknowledged
+ * records with them. CURRENT only names the newest manifest, so writing it back recovers
+ * everything; the error says how.
+ */
+function refuseWithoutCurrent(directory: string): void {
+  if (!existsSync(directory)) return;
+  const names = readdirSync(directory);
+  if (names.includes("CURRENT")) return;
+  const data = names.filter((n) => LEVELDB_DATA.test(n));
+  if (data.length === 0) return;
+  const manifests = data.filter((n) => n.startsWith("MANIFEST-")).sort(byNumber);
+  const newest = manifests.at(-1);
+  throw new AgentError(
+    "WAL_DAMAGED",
+    `the write-ahead log at ${directory} holds LevelDB data (${data.length} files) but no CURRENT file; opening it would start an empty database and delete those files, so the agent stops. Nothing was changed. ${
+      newest
+        ? `CURRENT names the newest manifest: restore it with \`printf '${newest}\\n' > ${directory}/CURRENT\`, then start the agent`
+        : "No MANIFEST file is left either: keep the directory as it is and recover it with LevelDB's repair (classic-level's ClassicLevel.repair) before starting the agent"
+    }`,
+  );
+}
+
+function byNumber(a: string, b: string): number {
+  return Number(a.slice(a.indexOf("-") + 1)) - Number(b.slice(b.indexOf("-") + 1));
 }

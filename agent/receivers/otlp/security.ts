@@ -1,5 +1,5 @@
 import { timingSafeEqual } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { type Clock, systemClock } from "../../common/clock.js";
 import { AgentError } from "../../common/errors.js";
 import type { ReceiverAuthConfig } from "./config.js";
@@ -14,6 +14,7 @@ export class BearerAuth {
   constructor(config: ReceiverAuthConfig) {
     let token = config.bearer_token;
     if (config.bearer_token_file) {
+      refuseWorldReadable(config.bearer_token_file);
       try {
         token = readFileSync(config.bearer_token_file, "utf8").trim();
       } catch (err) {
@@ -37,6 +38,24 @@ export class BearerAuth {
     const got = Buffer.from(authorization.trim(), "utf8");
     return got.length === this.expected.length && timingSafeEqual(got, this.expected);
   }
+}
+
+/**
+ * A token file that every user of the host can read is a credential anyone there may use:
+ * refused, as the signing key is. Group-readable is allowed (a Kubernetes fsGroup mount).
+ */
+function refuseWorldReadable(path: string): void {
+  let mode: number;
+  try {
+    mode = statSync(path).mode & 0o777;
+  } catch {
+    return; // the read below says why it cannot be read
+  }
+  if ((mode & 0o007) !== 0)
+    throw new AgentError(
+      "AUTH_TOKEN_UNSAFE",
+      `bearer_token_file ${path} is readable by every user of the host (mode ${mode.toString(8)}): run chmod 600 ${path} (on Kubernetes, mount the Secret with defaultMode: 0440 or tighter)`,
+    );
 }
 
 export class TokenBucket {

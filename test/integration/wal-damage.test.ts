@@ -1,0 +1,81 @@
+import {
+  existsSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { AgentError } from "../../agent/common/errors.js";
+import { makeTempDir, readOutput, startInProcessAgent, waitFor } from "../helpers/agent.js";
+
+/**
+ * A damaged write-ahead log is never opened destructively (issue 14): a WAL directory whose
+ * CURRENT file is gone holds every record still, and LevelDB, opening it, would start an empty
+ * database and delete the old tables. The agent refuses, changes nothing, and says how to
+ * recover; after that one step every record is there.
+ */
+
+const cleanups: Array<() => void | Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function send(url: string, count: number): Promise<void> {
+  const logRecords = Array.from({ length: count }, (_, i) => ({
+    body: { stringValue: `record ${i}` },
+    attributes: [{ key: "audit", value: { boolValue: true } }],
+  }));
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ resourceLogs: [{ scopeLogs: [{ logRecords }] }] }),
+  });
+  expect(res.status).toBe(200);
+}
+
+describe("a write-ahead log without its CURRENT file", () => {
+  it("is refused with WAL_DAMAGED and the command that recovers it; nothing is deleted", async () => {
+    const tmp = makeTempDir("wal-damage-");
+    cleanups.push(tmp.cleanup);
+    const first = await startInProcessAgent({ dir: tmp.path, grpc: false });
+    await send(first.httpUrl, 50);
+    await waitFor(() => first.agent.deliveries[0]?.deliveredThrough === 49, 10_000, "delivery");
+    const chainId = first.agent.chainId;
+    await first.stop();
+
+    const wal = join(tmp.path, "wal");
+    const current = readFileSync(join(wal, "CURRENT"), "utf8");
+    unlinkSync(join(wal, "CURRENT"));
+    const before = readdirSync(wal)
+      .filter((n) => !n.startsWith("LOG"))
+      .map((n) => [n, statSync(join(wal, n)).size] as const)
+      .sort();
+
+    const err = await startInProcessAgent({ dir: tmp.path, grpc: false }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AgentError);
+    expect((err as AgentError).code).toBe("WAL_DAMAGED");
+    expect((err as Error).message).toContain(`printf '${current.trim()}\\n' > ${wal}/CURRENT`);
+    // Nothing changed: the same files, the same sizes, still no CURRENT.
+    expect(existsSync(join(wal, "CURRENT"))).toBe(false);
+    expect(
+      readdirSync(wal)
+        .filter((n) => !n.startsWith("LOG"))
+        .map((n) => [n, statSync(join(wal, n)).size] as const)
+        .sort(),
+    ).toEqual(before);
+
+    // The one recovery step the error gives, and the chain goes on where it was.
+    writeFileSync(join(wal, "CURRENT"), `${current.trim()}\n`);
+    const again = await startInProcessAgent({ dir: tmp.path, grpc: false });
+    cleanups.push(() => again.stop());
+    expect(again.agent.chainId).toBe(chainId);
+    await send(again.httpUrl, 5);
+    await waitFor(() => again.agent.deliveries[0]?.deliveredThrough === 54, 10_000, "delivery");
+    const out = await readOutput(again.outDir);
+    expect(out.records).toHaveLength(55);
+    expect(out.findings).toEqual([]);
+  });
+});
