@@ -250,3 +250,24 @@ export async function killAgent(a: ChildAgent, signal: NodeJS.Signals = "SIGKILL
   if (a.child.exitCode === null && a.child.signalCode === null) a.child.kill(signal);
   return a.exited;
 }
+
+/**
+ * POSTs `count` audit records ("record <from>"…) as OTLP/JSON to `url` and returns the
+ * HTTP status.
+ */
+export async function postAuditRecords(url: string, from: number, count: number): Promise<number> {
+  const logRecords = Array.from({ length: count }, (_, k) => ({
+    timeUnixNano: "1700000000000000000",
+    severityNumber: 9,
+    eventName: "audit.test",
+    body: { stringValue: `record ${from + k}` },
+    attributes: [{ key: "audit", value: { boolValue: true } }],
+  }));
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ resourceLogs: [{ scopeLogs: [{ logRecords }] }] }),
+  });
+  await res.arrayBuffer();
+  return res.status;
+}

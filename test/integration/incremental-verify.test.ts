@@ -6,7 +6,7 @@ import { fileSource } from "../../agent/exporters/file/reader.js";
 import { readTrustedKeys } from "../../agent/integrity/key-files.js";
 import { emptyState, readState, writeState } from "../../agent/verify/state.js";
 import { verifySource } from "../../agent/verify/verify.js";
-import { makeTempDir, startInProcessAgent, waitFor } from "../helpers/agent.js";
+import { makeTempDir, postAuditRecords, startInProcessAgent, waitFor } from "../helpers/agent.js";
 
 /**
  * `verify --state`: a clean run records what it established; the next run reads and checks
@@ -20,27 +20,11 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function send(url: string, from: number, count: number): Promise<void> {
-  const logRecords = Array.from({ length: count }, (_, k) => ({
-    timeUnixNano: "1700000000000000000",
-    severityNumber: 9,
-    eventName: "audit.test",
-    body: { stringValue: `record ${from + k}` },
-    attributes: [{ key: "audit", value: { boolValue: true } }],
-  }));
-  const res = await fetch(url, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ resourceLogs: [{ scopeLogs: [{ logRecords }] }] }),
-  });
-  expect(res.status).toBe(200);
-}
-
 /** Runs an agent on `dir` (same WAL and output each time) and sends `count` records. */
 async function produce(dir: string, from: number, count: number): Promise<string> {
   const a = await startInProcessAgent({ dir, grpc: false, batchMaxRecords: BATCH });
   try {
-    await send(a.httpUrl, from, count);
+    expect(await postAuditRecords(a.httpUrl, from, count)).toBe(200);
     const last = from + count - 1;
     await waitFor(
       () =>

@@ -9,7 +9,13 @@ import {
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { AgentError } from "../../agent/common/errors.js";
-import { makeTempDir, readOutput, startInProcessAgent, waitFor } from "../helpers/agent.js";
+import {
+  makeTempDir,
+  postAuditRecords,
+  readOutput,
+  startInProcessAgent,
+  waitFor,
+} from "../helpers/agent.js";
 
 /**
  * A damaged write-ahead log is never opened destructively (issue 14): a WAL directory whose
@@ -23,25 +29,12 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function send(url: string, count: number): Promise<void> {
-  const logRecords = Array.from({ length: count }, (_, i) => ({
-    body: { stringValue: `record ${i}` },
-    attributes: [{ key: "audit", value: { boolValue: true } }],
-  }));
-  const res = await fetch(url, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ resourceLogs: [{ scopeLogs: [{ logRecords }] }] }),
-  });
-  expect(res.status).toBe(200);
-}
-
 describe("a write-ahead log without its CURRENT file", () => {
   it("is refused with WAL_DAMAGED and the command that recovers it; nothing is deleted", async () => {
     const tmp = makeTempDir("wal-damage-");
     cleanups.push(tmp.cleanup);
     const first = await startInProcessAgent({ dir: tmp.path, grpc: false });
-    await send(first.httpUrl, 50);
+    expect(await postAuditRecords(first.httpUrl, 0, 50)).toBe(200);
     await waitFor(() => first.agent.deliveries[0]?.deliveredThrough === 49, 10_000, "delivery");
     const chainId = first.agent.chainId;
     await first.stop();
@@ -72,7 +65,7 @@ describe("a write-ahead log without its CURRENT file", () => {
     const again = await startInProcessAgent({ dir: tmp.path, grpc: false });
     cleanups.push(() => again.stop());
     expect(again.agent.chainId).toBe(chainId);
-    await send(again.httpUrl, 5);
+    expect(await postAuditRecords(again.httpUrl, 50, 5)).toBe(200);
     await waitFor(() => again.agent.deliveries[0]?.deliveredThrough === 54, 10_000, "delivery");
     const out = await readOutput(again.outDir);
     expect(out.records).toHaveLength(55);
