@@ -218,6 +218,11 @@ export const ERROR_CODES = {
       "The write-ahead log could not be opened: another agent process holds it, or the directory is unwritable or damaged.",
     fix: "Give each agent its own `extensions.wal.directory`, writable by the agent's user, on a disk with free space.",
   },
+  WAL_RECORD_ALTERED: {
+    summary:
+      "A record read back from the WAL does not match its stored leaf hash or link (bit rot, or an edit). It is not exported; requests are refused (503) and the agent is not ready.",
+    fix: "Keep the WAL directory as evidence; replace the disk if it is failing. Restore the WAL from a backup, or start a new chain in a new directory.",
+  },
   WAL_WRITE_FAILED: {
     summary:
       "A write to the write-ahead log failed (disk full, I/O error); the request is answered HTTP 503 / gRPC UNAVAILABLE, not acknowledged.",

@@ -58,6 +58,11 @@ export class HealthCheck {
     const required =
       this.config.required_exporters ??
       this.sources.deliveries.slice(0, 1).map((d) => d.exporterId);
+    const damage = wal.damage;
+    if (damage)
+      reasons.push(
+        `write-ahead log record seq ${damage.seq} ${damage.detail}: nothing altered is exported and requests are refused; keep the WAL as evidence and restore it (WAL_RECORD_ALTERED)`,
+      );
     for (const d of this.sources.deliveries) {
       if (d.state !== "failed") continue;
       const why = `exporter ${d.exporterId} failed permanently: ${d.lastError ?? "unknown error"}; fix it and restart the agent`;

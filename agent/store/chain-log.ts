@@ -7,7 +7,7 @@ import {
   type ReceivedRecords,
   type RecordText,
 } from "./chaining.js";
-import { ChunkIndex } from "./chunk-index.js";
+import { ChunkIndex, RecordAlteredError, type RecordDamage } from "./chunk-index.js";
 import { CHAIN_KEY, HEAD_KEY, recordKey } from "./keyspace.js";
 import type { StoredRecord } from "./record.js";
 import type { Store, WriteOp } from "./store.js";
@@ -160,6 +160,9 @@ export class ChainLog {
     if (records.length === 0) return Promise.resolve({ firstSeq: this.nextSeq, count: 0 });
     if (this.closed)
       return Promise.reject(new AgentError("WAL_CLOSED", "the agent is shutting down"));
+    // Records read back altered: acknowledging more would promise what cannot be sealed
+    // and exported as it came.
+    if (this.index.damage) return Promise.reject(new RecordAlteredError(this.index.damage));
     let estimate = 0;
     for (let i = 0; i < records.length; i++)
       estimate += (records[i] as RecordText).length + PER_RECORD_OVERHEAD;
@@ -181,6 +184,11 @@ export class ChainLog {
   /** Up to `maxRecords` records with seq > afterSeq, stopping early once maxBytes is reached. */
   read(afterSeq: number, maxRecords: number, maxBytes: number): Promise<StoredRecord[]> {
     return this.index.read(afterSeq, maxRecords, maxBytes);
+  }
+
+  /** The first record found altered when read back, or null (see ChunkIndex.checked). */
+  get damage(): RecordDamage | null {
+    return this.index.damage;
   }
 
   /** When the record `seq` was written (epoch ms), or null when it is not held. */

@@ -1,3 +1,5 @@
+import { createHash } from "node:crypto";
+import { AgentError } from "../common/errors.js";
 import { appendChunkRecords, chunkOf, storedChunkLength, storedCount } from "./chunk.js";
 import { RECORD_RANGE, recordKey, seqOfRecordKey } from "./keyspace.js";
 import type { StoredRecord } from "./record.js";
@@ -113,7 +115,9 @@ export class ChunkIndex {
       // Locate by seq on every pass: releases splice the chunk index while we await a read.
       const entries = this.chunksToRead(next, maxRecords - out.length, maxBytes - bytes);
       if (entries.length === 0) return out;
-      const bufs = await Promise.all(entries.map((e) => e.cached ?? this.readChunk(e)));
+      const bufs = await Promise.all(
+        entries.map((e) => e.cached ?? this.readChunk(e).then((b) => b && this.checked(e, b))),
+      );
       for (let i = 0; i < entries.length; i++) {
         const entry = entries[i] as ChunkEntry;
         const buf = bufs[i];
@@ -131,6 +135,26 @@ export class ChunkIndex {
       }
     }
   }
+
+  /**
+   * A chunk read back from LevelDB, once each record in it is shown unaltered: its stored
+   * leaf hash is the hash of its text, and its `prev` the leaf hash of the record before it
+   * in the chunk. A chunk still in memory never left this process; one read from disk may
+   * have rotted there or been edited, and nothing altered may leave the WAL
+   * (docs/architecture.md). A mismatch is a RecordAlteredError, which stops ingest too.
+   */
+  private checked(entry: ChunkEntry, chunk: Buffer): Buffer {
+    const problem = alteredRecord(entry.firstSeq, chunk);
+    if (problem === null) return chunk;
+    this.damage ??= problem;
+    this.onDamage?.(problem);
+    throw new RecordAlteredError(problem);
+  }
+
+  /** The first altered record found (sticky: the log stays refused until it is repaired). */
+  damage: RecordDamage | null = null;
+  /** Called once with the first altered record found. */
+  onDamage?: (damage: RecordDamage) => void;
 
   /** The chunks from the one holding `seq` on that cover `records` or `bytes`. */
   private chunksToRead(seq: number, records: number, bytes: number): ChunkEntry[] {
@@ -217,4 +241,55 @@ function receivedAtMs(text: string): number | null {
   const digits = text.slice(from, text.indexOf('"', from));
   if (!/^\d{7,25}$/.test(digits)) return null;
   return Number(digits.slice(0, -6));
+}
+
+/** A record of the WAL that does not match its stored leaf hash or link. */
+export interface RecordDamage {
+  seq: number;
+  detail: string;
+}
+
+export class RecordAlteredError extends AgentError {
+  constructor(readonly damage: RecordDamage) {
+    super(
+      "WAL_RECORD_ALTERED",
+      `record seq ${damage.seq} in the write-ahead log ${damage.detail}: the disk altered it, or someone did. Nothing altered is exported, and no request is acknowledged until the log is repaired`,
+    );
+  }
+}
+
+const PREV_MEMBER = Buffer.from('"prev":"');
+
+/** The first record of `chunk` that is altered, or null: see ChunkIndex.checked. */
+function alteredRecord(firstSeq: number, chunk: Buffer): RecordDamage | null {
+  const records: StoredRecord[] = [];
+  appendChunkRecords(
+    records,
+    firstSeq,
+    chunk,
+    firstSeq,
+    Number.POSITIVE_INFINITY,
+    Number.POSITIVE_INFINITY,
+    0,
+  );
+  let before: StoredRecord | null = null;
+  for (const r of records) {
+    const v = r.value;
+    // value: leaf hash (32) | 0x00 | canonical text; the hash input starts at the 0x00.
+    const computed = createHash("sha256").update(v.subarray(32)).digest();
+    if (v[32] !== 0 || !computed.equals(v.subarray(0, 32)))
+      return { seq: r.seq, detail: "does not match its stored leaf hash" };
+    if (before !== null) {
+      const at = v.indexOf(PREV_MEMBER, 33);
+      const prev =
+        at < 0 ? "" : v.toString("latin1", at + PREV_MEMBER.length, at + PREV_MEMBER.length + 64);
+      if (prev !== before.value.toString("hex", 0, 32))
+        return {
+          seq: r.seq,
+          detail: `does not link to seq ${before.seq} (its prev is not that record's leaf hash)`,
+        };
+    }
+    before = r;
+  }
+  return null;
 }

@@ -21,6 +21,12 @@ export function registerChainLogMetrics(registry: Registry, log: ChainLog): void
     "Size limit of the write-ahead log; receivers push back when it is reached.",
     (set) => set({}, log.maxBytes),
   );
+  registry.collected(
+    "gauge",
+    "audit_agent_wal_record_altered",
+    "1 once a record read back from the write-ahead log did not match its stored hash or link (WAL_RECORD_ALTERED): nothing altered is exported, requests are refused.",
+    (set) => set({}, log.damage ? 1 : 0),
+  );
 }
 
 /** The histogram of synced group-commit writes: the one metric the hot path feeds. */

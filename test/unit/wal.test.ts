@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import { chunkOf, storedChunk, storedChunkLength, storedCount } from "../../agent/store/chunk.js";
+import { RECORD_RANGE } from "../../agent/store/keyspace.js";
+import { Store } from "../../agent/store/store.js";
 import { WalFullError } from "../../agent/store/chain-log.js";
-import type { Store } from "../../agent/store/store.js";
 import { openWal as openStore, type Wal, type WalOptions } from "../../agent/store/wal.js";
 import { genesisHash } from "../../agent/integrity/format.js";
 import { makeTempDir } from "../helpers/agent.js";
@@ -299,5 +300,78 @@ describe("the age of held records across a restart", () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(after.log.writtenAt(2)).toBe(minuteAgo);
     expect(after.log.writtenAt(3)).toBeNull();
+  });
+});
+
+describe("records read back from the disk", () => {
+  /** Rewrites the stored chunk holding seq 0 (uncompressed) after `edit` changed it. */
+  async function editChunk(dir: string, edit: (chunk: Buffer) => void): Promise<void> {
+    const store = await Store.open(dir);
+    try {
+      for await (const [key, value] of store.entries(RECORD_RANGE)) {
+        const chunk = Buffer.from(await chunkOf(value));
+        edit(chunk);
+        await store.write([{ type: "put", key, value: chunk }], { sync: true });
+        break;
+      }
+    } finally {
+      await store.close();
+    }
+  }
+
+  async function written(): Promise<string> {
+    const dir = tmp();
+    const wal = await openWal(dir);
+    await wal.log.append([rec(0), rec(1), rec(2)], "1");
+    await wal.close();
+    return dir;
+  }
+
+  it("are exported only as they were written: an altered text is refused, and so are new requests", async () => {
+    const dir = await written();
+    await editChunk(dir, (chunk) => {
+      const at = chunk.indexOf('"stringValue":"r1"');
+      chunk[at + 16] = "9".charCodeAt(0); // r1 → r9: the text changes, its stored hash not
+    });
+    const wal = await openWal(dir);
+    expect(wal.log.damage).toBeNull(); // nothing read yet
+    await expect(wal.log.read(-1, 10, 1 << 20)).rejects.toMatchObject({
+      code: "WAL_RECORD_ALTERED",
+      message: expect.stringContaining(
+        "record seq 1 in the write-ahead log does not match its stored leaf hash",
+      ),
+    });
+    expect(wal.log.damage).toMatchObject({ seq: 1 });
+    await expect(wal.log.append([rec(3)], "2")).rejects.toMatchObject({
+      code: "WAL_RECORD_ALTERED",
+    });
+  });
+
+  it("are refused when a record was replaced with its hash recomputed: the next one's link shows it", async () => {
+    const dir = await written();
+    await editChunk(dir, (chunk) => {
+      const at = chunk.indexOf('"stringValue":"r1"');
+      chunk[at + 16] = "9".charCodeAt(0);
+      // Recompute the altered record's stored leaf hash, as someone editing the file would.
+      // Its 0x00 prefix, right after its hash: the text holds no 0x00 byte.
+      const start = chunk.lastIndexOf(0x00, at);
+      const len = chunk.readUInt32BE(start - 32 - 4);
+      const value = chunk.subarray(start - 32, start - 32 + len);
+      createHash("sha256").update(value.subarray(32)).digest().copy(value, 0);
+    });
+    const wal = await openWal(dir);
+    await expect(wal.log.read(-1, 10, 1 << 20)).rejects.toMatchObject({
+      code: "WAL_RECORD_ALTERED",
+      message: expect.stringContaining(
+        "record seq 2 in the write-ahead log does not link to seq 1",
+      ),
+    });
+  });
+
+  it("in memory since they were written are not read from the disk, and pass", async () => {
+    const wal = await openWal(tmp());
+    await wal.log.append([rec(0), rec(1)], "1");
+    expect(await wal.log.read(-1, 10, 1 << 20)).toHaveLength(2);
+    expect(wal.log.damage).toBeNull();
   });
 });

@@ -34,6 +34,7 @@ const REFUSAL_BY_CODE: { readonly [C in ErrorCode]?: RefusalReason } = {
   OTLP_BAD_PROTOBUF: "malformed",
   OTLP_BAD_JSON: "malformed",
   WAL_WRITE_FAILED: "unavailable",
+  WAL_RECORD_ALTERED: "unavailable",
   WAL_CLOSED: "unavailable",
   FORWARD_QUEUE_FULL: "unavailable",
 };
