@@ -20,6 +20,9 @@ const GROUP_MAX_RECORDS = 32_768;
 
 export type DeliveryState = "starting" | "running" | "retrying" | "failed" | "stopped";
 
+/** A failing cursor commit is logged once, then at most this often. */
+const COMMIT_WARN_EVERY_MS = 30_000;
+
 export class DeliveryLoop {
   state: DeliveryState = "starting";
   lastError: string | null = null;
@@ -127,20 +130,40 @@ export class DeliveryLoop {
    * the newest position, so after a crash at most the batches delivered during one commit
    * are sent again (which every sink tolerates; see RecordSink.open).
    */
+  /** Failed cursor commits in a row, and when the last warning about them was logged. */
+  private commitFailures = 0;
+  private commitWarnedAt = 0;
+
   private requestCommit(): void {
     if (this.committing !== null || !this.cursors.unpersisted(this.exporterId)) return;
+    let failed = false;
     this.committing = this.cursors
       .persist(this.exporterId)
       .then(
-        () => undefined,
+        () => {
+          this.commitFailures = 0;
+        },
         (err: unknown) => {
           // The batches stay delivered; the next commit (or a restart's re-send) covers them.
-          this.logger.warn({ exporter: this.exporterId, err }, "could not persist the cursor");
+          failed = true;
+          this.commitFailures++;
+          const now = Date.now();
+          if (this.commitFailures === 1 || now - this.commitWarnedAt >= COMMIT_WARN_EVERY_MS) {
+            this.commitWarnedAt = now;
+            this.logger.warn(
+              { exporter: this.exporterId, err, failures: this.commitFailures },
+              "could not persist the cursor; retrying with backoff (logged at most every 30 s)",
+            );
+          }
         },
       )
       .finally(() => {
         this.committing = null;
-        if (!this.stopping || this.draining) this.requestCommit();
+        if (this.stopping && !this.draining) return;
+        if (!failed) return this.requestCommit();
+        // A failing store fails every write at once: back off rather than spin.
+        const wait = Math.min(100 * 2 ** Math.min(this.commitFailures, 6), 5000);
+        setTimeout(() => this.requestCommit(), wait).unref();
       });
   }
 

@@ -91,6 +91,15 @@ export async function startAgent(
     { chainId: log.chainId, wal: wal.directory, headSeq: log.headSeq },
     "write-ahead log open",
   );
+  // Once when writes start failing, once when they work again: never a line per request.
+  wal.onStorageFailing((failing) =>
+    failing
+      ? logger.error(
+          { wal: wal.directory, err: failing.message },
+          "write-ahead log writes fail: requests are refused (503 / UNAVAILABLE) and the store is reopened until a write works",
+        )
+      : logger.warn({ wal: wal.directory }, "write-ahead log writes work again: taking requests"),
+  );
   const parts: Parts = {
     config,
     logger,

@@ -58,7 +58,11 @@ export class HealthCheck {
     const required =
       this.config.required_exporters ??
       this.sources.deliveries.slice(0, 1).map((d) => d.exporterId);
-    const damage = wal.damage;
+    const { storage: failing, altered: damage } = wal.faults;
+    if (failing)
+      reasons.push(
+        `write-ahead log writes fail since ${new Date(failing.since).toISOString()} (${failing.message}): requests are refused; the store is reopened until a write works (check the disk's space and health)`,
+      );
     if (damage)
       reasons.push(
         `write-ahead log record seq ${damage.seq} ${damage.detail}: nothing altered is exported and requests are refused; keep the WAL as evidence and restore it (WAL_RECORD_ALTERED)`,

@@ -138,10 +138,6 @@ export class ChainLog {
     return this.nextSeq - 1;
   }
 
-  get headHash(): string {
-    return this.prevHex;
-  }
-
   /** Bytes of records held, plus bytes accepted but not yet written. */
   get usedBytes(): number {
     return this.index.storedBytes + this.pendingBytes;
@@ -160,6 +156,9 @@ export class ChainLog {
     if (records.length === 0) return Promise.resolve({ firstSeq: this.nextSeq, count: 0 });
     if (this.closed)
       return Promise.reject(new AgentError("WAL_CLOSED", "the agent is shutting down"));
+    // The disk refuses writes (full, failing): refused at once until the store recovers.
+    const failing = this.store.failing;
+    if (failing) return Promise.reject(new StorageError(new Error(failing.message)));
     // Records read back altered: acknowledging more would promise what cannot be sealed
     // and exported as it came.
     if (this.index.damage) return Promise.reject(new RecordAlteredError(this.index.damage));
@@ -186,9 +185,16 @@ export class ChainLog {
     return this.index.read(afterSeq, maxRecords, maxBytes);
   }
 
-  /** The first record found altered when read back, or null (see ChunkIndex.checked). */
-  get damage(): RecordDamage | null {
-    return this.index.damage;
+  /**
+   * What keeps the log from taking records: writes failing (disk full, I/O error; since
+   * when and why: Store.failing), and the first record found altered when read back
+   * (ChunkIndex.checked). Both null when it is sound.
+   */
+  get faults(): {
+    storage: { since: number; message: string } | null;
+    altered: RecordDamage | null;
+  } {
+    return { storage: this.store.failing, altered: this.index.damage };
   }
 
   /** When the record `seq` was written (epoch ms), or null when it is not held. */

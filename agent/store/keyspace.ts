@@ -24,6 +24,8 @@ export const CHAIN_KEY = Buffer.from("m:chain");
 export const HEAD_KEY = Buffer.from("m:head");
 export const SEAL_STATE_KEY = Buffer.from("m:seal");
 export const SIGNER_KEY = Buffer.from("m:signer");
+/** Written by Store.recover to show that a synced write works again after a failure. */
+export const PROBE_KEY = Buffer.from("m:probe");
 const CURSOR_PREFIX = "c:";
 /** The byte after ':' bounds the cursor range. */
 const CURSOR_END = "c;";

@@ -25,7 +25,7 @@ export function registerChainLogMetrics(registry: Registry, log: ChainLog): void
     "gauge",
     "audit_agent_wal_record_altered",
     "1 once a record read back from the write-ahead log did not match its stored hash or link (WAL_RECORD_ALTERED): nothing altered is exported, requests are refused.",
-    (set) => set({}, log.damage ? 1 : 0),
+    (set) => set({}, log.faults.altered ? 1 : 0),
   );
 }
 

@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readdirSync } from "node:fs";
 import { ClassicLevel } from "classic-level";
 import { AgentError } from "../common/errors.js";
+import { PROBE_KEY } from "./keyspace.js";
 
 /**
  * The one owner of the WAL directory's LevelDB database. The chain log, sealed log,
@@ -15,36 +16,30 @@ export interface KeyRange {
 export type WriteOp = { type: "put"; key: Buffer; value: Buffer } | { type: "del"; key: Buffer };
 
 export class Store {
+  /**
+   * Set while writes fail (disk full, I/O error): LevelDB keeps a failed write's error and
+   * refuses every later write until the database is opened again, so the store reopens it
+   * (recover) until a synced probe write succeeds. Meanwhile writes fail at once.
+   */
+  failing: { since: number; message: string } | null = null;
+  private recovering: Promise<void> | null = null;
+  private closed = false;
+  private readonly listeners: Array<(failing: Store["failing"]) => void> = [];
+
   private constructor(
     readonly directory: string,
-    private readonly db: ClassicLevel<Buffer, Buffer>,
+    private db: ClassicLevel<Buffer, Buffer>,
   ) {}
 
   static async open(directory: string): Promise<Store> {
     refuseWithoutCurrent(directory);
     mkdirSync(directory, { recursive: true, mode: 0o700 });
-    const db = new ClassicLevel<Buffer, Buffer>(directory, {
-      keyEncoding: "buffer",
-      valueEncoding: "buffer",
-      // Records usually leave the log seconds after they arrive: a larger memtable lets
-      // most of them be written and deleted before they are ever flushed and compacted.
-      writeBufferSize: 16 << 20,
-    });
-    try {
-      await db.open();
-    } catch (err) {
-      const cause = (err as { cause?: Error }).cause ?? err;
-      const why = cause instanceof Error ? cause.message : String(cause);
-      const hint = /lock/i.test(why)
-        ? " (another audit-agent process is using this WAL directory; give each agent its own)"
-        : "";
-      throw new AgentError(
-        "WAL_OPEN_FAILED",
-        `cannot open the write-ahead log at ${directory}: ${why}${hint}`,
-        { cause: err },
-      );
-    }
-    return new Store(directory, db);
+    return new Store(directory, await openLevel(directory));
+  }
+
+  /** Called when writes start failing (with why) and when they work again (null). */
+  onFailing(listener: (failing: Store["failing"]) => void): void {
+    this.listeners.push(listener);
   }
 
   get(key: Buffer): Promise<Buffer | undefined> {
@@ -56,7 +51,56 @@ export class Store {
    * writes still apply in order after any synced write made before them.
    */
   async write(ops: WriteOp[], options: { sync: boolean }): Promise<void> {
-    await this.db.batch(ops, options);
+    if (this.failing)
+      throw new Error(
+        `writes are failing since ${new Date(this.failing.since).toISOString()}: ${this.failing.message}`,
+      );
+    try {
+      await this.db.batch(ops, options);
+    } catch (err) {
+      this.failed(err);
+      throw err;
+    }
+  }
+
+  /** A write failed: writes fail at once from now until the store recovers. */
+  private failed(err: unknown): void {
+    if (this.closed || this.failing) return;
+    const cause = (err as { cause?: unknown }).cause ?? err;
+    this.failing = {
+      since: Date.now(),
+      message: cause instanceof Error ? cause.message : String(cause),
+    };
+    for (const l of this.listeners) l(this.failing);
+    this.recovering ??= this.recover().finally(() => {
+      this.recovering = null;
+    });
+  }
+
+  /**
+   * Opens the database again, then writes a synced probe, until that works: with backoff from
+   * 250 ms to 5 s, as long as the store is open. What was acknowledged was synced before.
+   */
+  private async recover(): Promise<void> {
+    for (let wait = 250; !this.closed; wait = Math.min(wait * 2, 5000)) {
+      await new Promise((r) => setTimeout(r, wait).unref());
+      if (this.closed) return;
+      try {
+        await this.db.close().catch(() => undefined);
+        this.db = await openLevel(this.directory);
+        await this.db.batch(
+          [{ type: "put", key: PROBE_KEY, value: Buffer.from(String(Date.now())) }],
+          { sync: true },
+        );
+        this.failing = null;
+        for (const l of this.listeners) l(null);
+        return;
+      } catch (err) {
+        const cause = (err as { cause?: unknown }).cause ?? err;
+        if (this.failing)
+          this.failing.message = cause instanceof Error ? cause.message : String(cause);
+      }
+    }
   }
 
   entries(range: KeyRange): AsyncIterable<[Buffer, Buffer]> {
@@ -72,8 +116,34 @@ export class Store {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     await this.db.close();
   }
+}
+
+async function openLevel(directory: string): Promise<ClassicLevel<Buffer, Buffer>> {
+  const db = new ClassicLevel<Buffer, Buffer>(directory, {
+    keyEncoding: "buffer",
+    valueEncoding: "buffer",
+    // Records usually leave the log seconds after they arrive: a larger memtable lets
+    // most of them be written and deleted before they are ever flushed and compacted.
+    writeBufferSize: 16 << 20,
+  });
+  try {
+    await db.open();
+  } catch (err) {
+    const cause = (err as { cause?: Error }).cause ?? err;
+    const why = cause instanceof Error ? cause.message : String(cause);
+    const hint = /lock/i.test(why)
+      ? " (another audit-agent process is using this WAL directory; give each agent its own)"
+      : "";
+    throw new AgentError(
+      "WAL_OPEN_FAILED",
+      `cannot open the write-ahead log at ${directory}: ${why}${hint}`,
+      { cause: err },
+    );
+  }
+  return db;
 }
 
 /** LevelDB's table, log and manifest files: a database's data. */

@@ -33,6 +33,8 @@ export interface Wal {
   readonly cursors: Cursors;
   exporterState(exporterId: string): ExporterState;
   readonly verification: VerificationStateStore;
+  /** Called when writes start failing (with since when and why) and when they work again. */
+  onStorageFailing(listener: (failing: { since: number; message: string } | null) => void): void;
   /** Writes what is queued, then closes the database. */
   close(): Promise<void>;
 }
@@ -58,6 +60,7 @@ export async function openWal(options: WalOptions): Promise<Wal> {
       cursors,
       exporterState: (id) => exporterState(store, id),
       verification: verificationStateStore(store),
+      onStorageFailing: (listener) => store.onFailing(listener),
       async close() {
         await log.close();
         await cursors.settled();

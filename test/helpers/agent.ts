@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -255,12 +256,20 @@ export async function killAgent(a: ChildAgent, signal: NodeJS.Signals = "SIGKILL
  * POSTs `count` audit records ("record <from>"…) as OTLP/JSON to `url` and returns the
  * HTTP status.
  */
-export async function postAuditRecords(url: string, from: number, count: number): Promise<number> {
+export async function postAuditRecords(
+  url: string,
+  from: number,
+  count: number,
+  /** Random characters of padding in each body (incompressible), for records of a real size. */
+  pad = 0,
+): Promise<number> {
   const logRecords = Array.from({ length: count }, (_, k) => ({
     timeUnixNano: "1700000000000000000",
     severityNumber: 9,
     eventName: "audit.test",
-    body: { stringValue: `record ${from + k}` },
+    body: {
+      stringValue: `record ${from + k}${pad > 0 ? ` ${randomBytes(pad).toString("base64").slice(0, pad)}` : ""}`,
+    },
     attributes: [{ key: "audit", value: { boolValue: true } }],
   }));
   const res = await fetch(url, {

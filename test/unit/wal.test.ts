@@ -68,14 +68,18 @@ describe("write-ahead log", () => {
       expect(r.value.subarray(0, 32).equals(hash)).toBe(true);
       prev = hash.toString("hex");
     }
-    expect(wal.log.headHash).toBe(prev);
+    // The head carries on from the last: the next record links to it.
+    await wal.log.append([rec(3)], "6");
+    const [next] = await wal.log.read(2, 1, 1 << 20);
+    expect(JSON.parse(next!.canonicalText()).prev).toBe(prev);
   });
 
   it("resumes the same chain after reopening, with no gap and no fork", async () => {
     const path = tmp();
     const first = await openWal(path);
     await first.log.append([rec(0), rec(1)], "1");
-    const { chainId, headHash } = first.log;
+    const { chainId } = first.log;
+    const headHash = (await first.log.read(0, 1, 1 << 20))[0]!.leafHashHex();
     await first.close();
     const second = await openWal(path);
     expect(second.log.chainId).toBe(chainId);
@@ -334,14 +338,14 @@ describe("records read back from the disk", () => {
       chunk[at + 16] = "9".charCodeAt(0); // r1 → r9: the text changes, its stored hash not
     });
     const wal = await openWal(dir);
-    expect(wal.log.damage).toBeNull(); // nothing read yet
+    expect(wal.log.faults.altered).toBeNull(); // nothing read yet
     await expect(wal.log.read(-1, 10, 1 << 20)).rejects.toMatchObject({
       code: "WAL_RECORD_ALTERED",
       message: expect.stringContaining(
         "record seq 1 in the write-ahead log does not match its stored leaf hash",
       ),
     });
-    expect(wal.log.damage).toMatchObject({ seq: 1 });
+    expect(wal.log.faults.altered).toMatchObject({ seq: 1 });
     await expect(wal.log.append([rec(3)], "2")).rejects.toMatchObject({
       code: "WAL_RECORD_ALTERED",
     });
@@ -372,6 +376,6 @@ describe("records read back from the disk", () => {
     const wal = await openWal(tmp());
     await wal.log.append([rec(0), rec(1)], "1");
     expect(await wal.log.read(-1, 10, 1 << 20)).toHaveLength(2);
-    expect(wal.log.damage).toBeNull();
+    expect(wal.log.faults.altered).toBeNull();
   });
 });
