@@ -12,7 +12,8 @@ import type { z } from "zod";
 /** Anything with a lifecycle the agent drives. */
 export interface Lifecycle {
   start(): Promise<void>;
-  shutdown(): Promise<void>;
+  /** Stops; work in progress that may take time ends by `deadline` (epoch ms) when given. */
+  shutdown(deadline?: number): Promise<void>;
 }
 
 export interface FactoryBase<S extends z.ZodType> {

@@ -36,6 +36,9 @@ import { type Stage, StageList } from "./stages.js";
  * first, the sealer seals what is stored, the exporters drain within the grace period,
  * and the WAL closes last.
  */
+/** At most this long for the receivers to finish the requests in flight at shutdown. */
+const RECEIVER_STOP_MS = 5_000;
+
 export interface RunningAgent {
   readonly chainId: string;
   readonly counters: AgentCounters;
@@ -408,8 +411,10 @@ function receiversStage(p: Parts): Stage {
         p.addresses[r.id] = component.addresses();
       }
     },
-    stop: async () => {
-      await Promise.all(receivers.map((r) => r.shutdown()));
+    stop: async (deadline) => {
+      // Requests in flight are short; what is left of the grace period is the exporters'.
+      const until = Math.min(deadline, Date.now() + RECEIVER_STOP_MS);
+      await Promise.all(receivers.map((r) => r.shutdown(until)));
     },
   };
 }

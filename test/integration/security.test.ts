@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { connect } from "node:http2";
 import { Agent as HttpsAgent } from "node:https";
 import * as grpc from "@grpc/grpc-js";
 import { OTLPLogExporter as GrpcExporter } from "@opentelemetry/exporter-logs-otlp-grpc";
@@ -183,6 +184,45 @@ describe.each([false, true])("receivers with TLS%s and a bearer token", (mtls) =
     expect(err?.code).toBe(grpc.status.UNAUTHENTICATED);
     expect(err?.details).toBe("unauthenticated");
     expect(await rawGrpc(grpcAddr, creds, TOKEN)).toBeNull();
+  });
+
+  it(`refuses a gRPC call without the token on its metadata, before its message is read${label}`, async () => {
+    // Raw HTTP/2: headers without a token, then the start of a 3 MiB message that never
+    // ends. The answer must come from the metadata alone: a server that waited for the
+    // message would let such calls pin up to max_recv_msg_size_mib each.
+    const session = connect(`https://${grpcAddr}`, {
+      ca: ca(),
+      servername: "localhost",
+      ...(mtls ? clientKeyPair() : {}),
+    });
+    try {
+      const stream = session.request({
+        ":method": "POST",
+        ":path": EXPORT,
+        "content-type": "application/grpc",
+        te: "trailers",
+      });
+      const prefix = Buffer.alloc(5);
+      prefix.writeUInt32BE(3 * 1024 * 1024, 1);
+      stream.write(Buffer.concat([prefix, Buffer.alloc(64 * 1024)]));
+      const status = await new Promise<string | undefined>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error("no answer before the message ended")),
+          3000,
+        );
+        const done = (h: Record<string, unknown>) => {
+          if (h["grpc-status"] === undefined) return;
+          clearTimeout(timer);
+          resolve(String(h["grpc-status"]));
+        };
+        stream.on("response", done);
+        stream.on("trailers", done);
+        stream.on("error", () => undefined);
+      });
+      expect(status).toBe(String(grpc.status.UNAUTHENTICATED));
+    } finally {
+      session.destroy();
+    }
   });
 
   it(`refuses plaintext clients and servers it cannot verify${label}`, async () => {

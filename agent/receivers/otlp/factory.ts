@@ -41,8 +41,9 @@ export const otlpReceiverFactory: ReceiverFactory<typeof otlpReceiverConfigSchem
           throw err;
         }
       },
-      async shutdown() {
-        await Promise.all([grpc?.shutdown(), http?.shutdown()]);
+      async shutdown(deadline?: number) {
+        const left = deadline === undefined ? undefined : Math.max(0, deadline - Date.now());
+        await Promise.all([grpc?.shutdown(left), http?.shutdown(left)]);
       },
       addresses() {
         const out: Record<string, string> = {};

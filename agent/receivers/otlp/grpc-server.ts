@@ -18,6 +18,9 @@ import { BearerAuth, RateLimitedError, type TokenBucket } from "./security.js";
  * (RESOURCE_EXHAUSTED without retry information: the client must send less).
  */
 
+/** Concurrent calls per connection (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS). */
+const MAX_CONCURRENT_STREAMS = 100;
+
 const identity = (b: Buffer): Buffer => b;
 
 const logsServiceDefinition: grpc.ServiceDefinition = {
@@ -63,6 +66,9 @@ export class OtlpGrpcReceiver {
     const server = new grpc.Server({
       "grpc.max_receive_message_length": maxBytes,
       "grpc.max_send_message_length": 4 * MiB,
+      // Streams in flight per connection: each may hold up to a message being read.
+      "grpc.max_concurrent_streams": MAX_CONCURRENT_STREAMS,
+      interceptors: this.auth ? [this.authenticateFirst] : [],
     });
     server.addService(logsServiceDefinition, { Export: this.export });
     const target = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
@@ -156,6 +162,26 @@ export class OtlpGrpcReceiver {
       });
     });
   }
+
+  /**
+   * The bearer token is checked on the call's metadata, before its message is read: grpc-js
+   * reads a whole message (up to max_recv_msg_size_mib) before the handler runs, so
+   * unauthenticated clients holding unfinished messages could pin that much memory each.
+   * Refused here, the call ends at once and its message is never buffered.
+   */
+  private readonly authenticateFirst: grpc.ServerInterceptor = (_method, call) =>
+    new grpc.ServerInterceptingCall(call, {
+      start: (next) => {
+        next({
+          onReceiveMetadata: (metadata, mdNext) => {
+            const auth = this.auth as BearerAuth;
+            if (auth.allows(metadata.get("authorization")[0]?.toString())) return mdNext(metadata);
+            this.counters.request("grpc", "UNAUTHENTICATED");
+            call.sendStatus({ code: grpc.status.UNAUTHENTICATED, details: "unauthenticated" });
+          },
+        });
+      },
+    });
 
   private readonly export = (
     call: grpc.ServerUnaryCall<Buffer, Uint8Array>,

@@ -142,14 +142,19 @@ export class OtlpHttpReceiver {
   }
 
   /** Stops accepting; resolves when requests already being handled have been answered. */
-  async shutdown(): Promise<void> {
+  /** Stops taking requests; waits for those in flight, for `timeoutMs` at most. */
+  async shutdown(timeoutMs = 30_000): Promise<void> {
     this.stopping = true;
     if (this.reloadTimer) clearInterval(this.reloadTimer);
     const server = this.server;
     if (!server) return;
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
-    if (this.inFlight > 0) await new Promise<void>((resolve) => this.idle.push(resolve));
+    if (this.inFlight > 0)
+      await Promise.race([
+        new Promise<void>((resolve) => this.idle.push(resolve)),
+        new Promise<void>((resolve) => setTimeout(resolve, timeoutMs).unref()),
+      ]);
     server.closeAllConnections();
     await closed;
   }
