@@ -64,6 +64,10 @@ program
   )
   .action(async (opts: { config?: string; grace: number }) => {
     const file = opts.config ?? defaultConfigPath();
+    // Everything the agent creates — the WAL, keys, exporter output — is its owner's alone,
+    // whatever umask it inherits (a file exporter with group_readable opens its output to
+    // the group explicitly).
+    process.umask(0o077);
     // Signals first: a container's PID 1 must not ignore SIGTERM while it is starting.
     let agent: RunningAgent | null = null;
     let stopSignal: string | null = null;

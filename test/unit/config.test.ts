@@ -569,6 +569,7 @@ describe("parseConfig: defaults", () => {
     expect(c.exporters.map((e) => e.id)).toEqual(["file"]);
     expect(c.exporters[0]?.config).toEqual({
       directory: "./data/out",
+      group_readable: false,
       rotation: { max_megabytes: 64 },
       retry_on_failure: {
         enabled: true,

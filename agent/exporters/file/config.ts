@@ -10,6 +10,11 @@ export const fileExporterConfigSchema = z
       .strict()
       .default({ max_megabytes: 64 }),
     retry_on_failure: retryOnFailureSchema.default(retryOnFailureSchema.parse({})),
+    /**
+     * Output directories 0750 and files 0640 (for a log shipper in the same group, e.g. a
+     * Kubernetes fsGroup), instead of 0700 and 0600.
+     */
+    group_readable: z.boolean().default(false),
   })
   .strict();
 

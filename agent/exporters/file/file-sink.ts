@@ -1,5 +1,5 @@
-import { constants, type FileHandle, mkdir, open } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { chmod, constants, type FileHandle, mkdir, open } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
 import type { Logger } from "../../telemetry/logger.js";
 import {
   manifestLine,
@@ -43,13 +43,21 @@ export class FileSink implements RecordSink {
     private readonly logger: Logger,
   ) {
     this.maxSegmentBytes = Math.floor(config.rotation.max_megabytes * 1024 * 1024);
+    this.modes = config.group_readable ? { dir: 0o750, file: 0o640 } : { dir: 0o700, file: 0o600 };
   }
+
+  /** Modes of what the sink creates: owner-only, or readable by the group (group_readable). */
+  private readonly modes: { dir: number; file: number };
 
   async open(chainId: string): Promise<number | null> {
     this.chainId = chainId;
     this.chainDir = join(this.config.directory, chainId);
     try {
-      await mkdir(this.chainDir, { recursive: true });
+      const created = await mkdir(this.chainDir, { recursive: true, mode: this.modes.dir });
+      // mkdir's mode is masked by the umask: set what was created explicitly.
+      if (created !== undefined)
+        for (let d = this.chainDir; d.startsWith(created); d = dirname(d))
+          await chmod(d, this.modes.dir);
     } catch (err) {
       throw new RetryableExportError(
         `cannot create output directory ${this.chainDir}: ${(err as Error).message}`,
@@ -190,8 +198,14 @@ export class FileSink implements RecordSink {
 
   private async openPair(firstSeq: number): Promise<void> {
     const openOne = async (kind: SegmentKind): Promise<OpenFile> => {
-      const handle = await open(join(this.chainDir, segmentName(firstSeq, kind)), "a");
-      return { handle, bytes: (await handle.stat()).size };
+      const handle = await open(
+        join(this.chainDir, segmentName(firstSeq, kind)),
+        "a",
+        this.modes.file,
+      );
+      const bytes = (await handle.stat()).size;
+      if (bytes === 0) await handle.chmod(this.modes.file); // new: its mode whatever the umask
+      return { handle, bytes };
     };
     this.records = await openOne("records");
     this.manifests = await openOne("manifests");
