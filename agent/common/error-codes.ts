@@ -218,6 +218,11 @@ export const ERROR_CODES = {
       "The write-ahead log could not be opened: another agent process holds it, or the directory is unwritable or damaged.",
     fix: "Give each agent its own `extensions.wal.directory`, writable by the agent's user, on a disk with free space.",
   },
+  WAL_RECORDS_LOST: {
+    summary:
+      "The WAL's LevelDB files lost acknowledged records (its head is below the one journaled in AUDIT-HEAD). The agent refuses to start rather than reuse their seq numbers.",
+    fix: "Keep the directory as evidence; move it aside and start on a new, empty directory (a new chain). What was exported is still in the backends.",
+  },
   WAL_RECORD_ALTERED: {
     summary:
       "A record read back from the WAL does not match its stored leaf hash or link (bit rot, or an edit). It is not exported; requests are refused (503) and the agent is not ready.",

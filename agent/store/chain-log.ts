@@ -34,6 +34,8 @@ export interface ChainLogOptions {
   admission?: WriteAdmission;
   /** Told of each synced group-commit write (a metric). */
   observer?: WriteObserver;
+  /** Told of each new durable head, seq and leaf hash (the head journal). */
+  onCommitted?: (seq: number, hash: string) => void;
 }
 
 /**
@@ -349,6 +351,7 @@ export class ChainLog {
     this.nextSeq = chained.endSeq;
     this.prevHex = chained.endPrev;
     this.index.add(chained.chunks, Date.now());
+    this.options.onCommitted?.(chained.endSeq - 1, chained.endPrev);
     for (const p of group.appends) {
       p.resolve({ firstSeq: first, count: p.records.length });
       first += p.records.length;

@@ -1,5 +1,8 @@
+import { AgentError } from "../common/errors.js";
 import { ChainLog, loadChainId, type WriteAdmission, type WriteObserver } from "./chain-log.js";
 import { Cursors } from "./cursors.js";
+import { HeadJournal, JOURNAL_FILE, type JournaledHead, readJournal } from "./head-journal.js";
+import { CHAIN_KEY, HEAD_KEY } from "./keyspace.js";
 import { type ExporterState, exporterState } from "./exporter-state.js";
 import { SealedLog } from "./sealed-log.js";
 import { Store } from "./store.js";
@@ -41,18 +44,32 @@ export interface Wal {
 
 export async function openWal(options: WalOptions): Promise<Wal> {
   const store = await Store.open(options.directory);
+  let journal: HeadJournal | null = null;
   try {
+    const journaled = readJournal(options.directory);
+    if (journaled) await refuseWithoutJournaledChain(store, options.directory, journaled);
     const chainId = await loadChainId(store, options.chainId);
     // The sealed log first: the chain log's admission reads its progress.
     const sealed = await SealedLog.open(store, chainId);
+    journal = await HeadJournal.open(options.directory);
+    const recordHead = (seq: number, hash: string) => journal?.record({ chainId, seq, hash });
     const log = await ChainLog.open(store, chainId, {
       maxBytes: options.maxBytes,
       maxGroupBytes: options.maxGroupBytes,
       cacheBytes: options.cacheBytes,
       observer: options.observer,
       admission: options.admission?.(sealed),
+      onCommitted: recordHead,
     });
+    if (journaled && log.headSeq < journaled.seq)
+      throw recordsLost(options.directory, journaled, log.headSeq + 1);
+    const head = await store.get(HEAD_KEY);
+    if (head) {
+      const h = JSON.parse(head.toString("utf8")) as { seq: number; hash: string };
+      recordHead(h.seq, h.hash);
+    }
     const cursors = new Cursors(store, log);
+    const opened = journal;
     return {
       directory: options.directory,
       log,
@@ -65,11 +82,34 @@ export async function openWal(options: WalOptions): Promise<Wal> {
         await log.close();
         await cursors.settled();
         sealed.wake();
+        await opened.close();
         await store.close();
       },
     };
   } catch (err) {
+    await journal?.close();
     await store.close();
     throw err;
   }
+}
+
+/**
+ * The journal names a chain the store no longer holds (its LevelDB files were deleted or
+ * lost the records that named it): refused before anything writes a new chain over it.
+ */
+async function refuseWithoutJournaledChain(
+  store: Store,
+  directory: string,
+  journaled: JournaledHead,
+): Promise<void> {
+  const raw = await store.get(CHAIN_KEY);
+  const stored = raw ? (JSON.parse(raw.toString("utf8")) as { chainId?: string }).chainId : null;
+  if (stored !== journaled.chainId) throw recordsLost(directory, journaled, 0);
+}
+
+function recordsLost(directory: string, journaled: JournaledHead, from: number): AgentError {
+  return new AgentError(
+    "WAL_RECORDS_LOST",
+    `the write-ahead log at ${directory} lost acknowledged records: chain ${journaled.chainId} was acknowledged through seq ${journaled.seq} (${JOURNAL_FILE}), but the log ${from === 0 ? "holds none of that chain" : `ends at seq ${from - 1}`}, so seq ${from}..${journaled.seq} are gone (deleted or damaged LevelDB files). The agent stops rather than reuse those seq numbers; nothing was changed. Keep the directory as evidence (what was exported before is still in the backends); to go on, move it aside and start the agent on a new, empty directory: a new chain begins`,
+  );
 }

@@ -29,17 +29,21 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
+/** An agent's WAL in a temp dir holding 50 acknowledged, delivered records; the agent stopped. */
+async function walWith50(prefix: string) {
+  const tmp = makeTempDir(prefix);
+  cleanups.push(tmp.cleanup);
+  const first = await startInProcessAgent({ dir: tmp.path, grpc: false });
+  expect(await postAuditRecords(first.httpUrl, 0, 50)).toBe(200);
+  await waitFor(() => first.agent.deliveries[0]?.deliveredThrough === 49, 10_000, "delivery");
+  const chainId = first.agent.chainId;
+  await first.stop();
+  return { tmp, chainId, wal: join(tmp.path, "wal") };
+}
+
 describe("a write-ahead log without its CURRENT file", () => {
   it("is refused with WAL_DAMAGED and the command that recovers it; nothing is deleted", async () => {
-    const tmp = makeTempDir("wal-damage-");
-    cleanups.push(tmp.cleanup);
-    const first = await startInProcessAgent({ dir: tmp.path, grpc: false });
-    expect(await postAuditRecords(first.httpUrl, 0, 50)).toBe(200);
-    await waitFor(() => first.agent.deliveries[0]?.deliveredThrough === 49, 10_000, "delivery");
-    const chainId = first.agent.chainId;
-    await first.stop();
-
-    const wal = join(tmp.path, "wal");
+    const { tmp, chainId, wal } = await walWith50("wal-damage-");
     const current = readFileSync(join(wal, "CURRENT"), "utf8");
     unlinkSync(join(wal, "CURRENT"));
     const before = readdirSync(wal)
@@ -70,5 +74,26 @@ describe("a write-ahead log without its CURRENT file", () => {
     const out = await readOutput(again.outDir);
     expect(out.records).toHaveLength(55);
     expect(out.findings).toEqual([]);
+  });
+});
+
+describe("a write-ahead log that lost acknowledged records", () => {
+  it("is refused with WAL_RECORDS_LOST naming the lost range, instead of reusing their seqs", async () => {
+    const { tmp, chainId, wal } = await walWith50("wal-lost-");
+    // The records (and the keys naming the chain) were only in LevelDB's log: delete it.
+    expect(readdirSync(wal)).toContain("AUDIT-HEAD");
+    for (const n of readdirSync(wal)) if (n.endsWith(".log")) unlinkSync(join(wal, n));
+
+    const err = await startInProcessAgent({ dir: tmp.path, grpc: false }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AgentError);
+    expect((err as AgentError).code).toBe("WAL_RECORDS_LOST");
+    expect((err as Error).message).toContain(
+      `chain ${chainId} was acknowledged through seq 49 (AUDIT-HEAD), but the log holds none of that chain, so seq 0..49 are gone`,
+    );
+    // Refused again on the next start: no new chain was written over the old one.
+    const again = await startInProcessAgent({ dir: tmp.path, grpc: false }).catch(
+      (e: unknown) => e,
+    );
+    expect((again as AgentError).code).toBe("WAL_RECORDS_LOST");
   });
 });
