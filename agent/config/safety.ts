@@ -13,7 +13,7 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|::1)$/;
 
 interface ProtocolSettings {
   endpoint: string;
-  tls?: unknown;
+  tls?: { client_ca_file?: string };
   auth?: unknown;
 }
 
@@ -35,6 +35,10 @@ export function unsafeSettings(config: AgentConfig): string[] {
       } else if (!p.tls) {
         warnings.push(
           `receivers.${r.id}.protocols.${name} sends its bearer token in clear text over ${p.endpoint}: set tls too`,
+        );
+      } else if (!p.auth && !p.tls.client_ca_file) {
+        warnings.push(
+          `receivers.${r.id}.protocols.${name}.endpoint ${p.endpoint} is reachable from other hosts with tls but no client authentication: TLS hides the records, it does not say who may write them. Set tls.client_ca_file (mTLS) or auth.bearer_token`,
         );
       }
     }

@@ -31,6 +31,21 @@ describe("unsafe settings", () => {
     expect(warn(yaml).join()).toMatch(/protocols\.http sends its bearer token in clear text/);
   });
 
+  it("warns about tls without client authentication on a receiver reachable from other hosts", () => {
+    const tls = (extra: string) =>
+      base.replace(
+        "        endpoint: ${env:AUDIT_AGENT_HTTP_ENDPOINT:-127.0.0.1:4318}",
+        `        endpoint: 0.0.0.0:4318\n        tls:\n          cert_file: /x/cert.pem\n          key_file: /x/key.pem\n${extra}`,
+      );
+    expect(warn(tls("")).join()).toMatch(
+      /protocols\.http\.endpoint 0\.0\.0\.0:4318 is reachable from other hosts with tls but no client authentication/,
+    );
+    expect(warn(tls("          client_ca_file: /x/ca.pem\n"))).toEqual([]);
+    expect(
+      warn(tls("        auth:\n          bearer_token: abcdefghijklmnopqrstuvwxyz\n")),
+    ).toEqual([]);
+  });
+
   it("warns about retry settings that would stop delivering audit data", () => {
     const yaml = base.replace(
       "      max_megabytes: 64\n",
