@@ -216,6 +216,24 @@ program
   });
 
 program
+  .command("wal")
+  .description("inspect a write-ahead log (with the agent stopped)")
+  .command("check")
+  .description(
+    "what a write-ahead log holds and whether it is sound (every record read back and checked): exit 0 sound, 1 damaged or lost records, 2 usage",
+  )
+  .requiredOption("-d, --dir <directory>", "the WAL directory (extensions.wal.directory)")
+  .option("--json", "print the report as JSON")
+  .action(async (opts: { dir: string; json?: boolean }) => {
+    const { walCheck, formatWalReport } = await import("./wal-check.js");
+    const report = await walCheck(opts.dir);
+    process.stdout.write(
+      opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatWalReport(report),
+    );
+    process.exitCode = report.problems.length === 0 ? 0 : 1;
+  });
+
+program
   .command("prove")
   .description(
     "print an RFC 6962 inclusion proof (--seq N) or consistency proof (--consistency OLD NEW)",

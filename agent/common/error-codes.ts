@@ -221,7 +221,7 @@ export const ERROR_CODES = {
   WAL_RECORDS_LOST: {
     summary:
       "The WAL's LevelDB files lost acknowledged records (its head is below the one journaled in AUDIT-HEAD). The agent refuses to start rather than reuse their seq numbers.",
-    fix: "Keep the directory as evidence; move it aside and start on a new, empty directory (a new chain). What was exported is still in the backends.",
+    fix: "Keep the directory as evidence (`audit-agent wal check --dir DIR` says what it holds); move it aside and start on a new, empty directory (a new chain).",
   },
   WAL_RECORD_ALTERED: {
     summary:

@@ -8,8 +8,11 @@ import {
 } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { spawnSync } from "node:child_process";
+import type { WalReport } from "../../agent/cli/wal-check.js";
 import { AgentError } from "../../agent/common/errors.js";
 import {
+  CLI,
   makeTempDir,
   postAuditRecords,
   readOutput,
@@ -95,5 +98,37 @@ describe("a write-ahead log that lost acknowledged records", () => {
       (e: unknown) => e,
     );
     expect((again as AgentError).code).toBe("WAL_RECORDS_LOST");
+  });
+});
+
+describe("audit-agent wal check", () => {
+  const check = (wal: string) =>
+    spawnSync(process.execPath, [CLI, "wal", "check", "--dir", wal, "--json"], {
+      encoding: "utf8",
+    });
+
+  it("says what a sound WAL holds (exit 0), and names the lost range of one that lost records (exit 1)", async () => {
+    const { chainId, wal } = await walWith50("wal-check-");
+    const sound = check(wal);
+    expect(sound.status, sound.stderr).toBe(0);
+    const report = JSON.parse(sound.stdout) as WalReport;
+    expect(report).toMatchObject({
+      chainId,
+      head: { seq: 49 },
+      journaled: { chainId, seq: 49 },
+      problems: [],
+    });
+    expect(report.sealed.sealedThrough).toBe(49);
+    expect(Object.keys(report.cursors)).toEqual(["file"]);
+
+    // Another WAL whose records were only in LevelDB's log (opening one, as the check just
+    // did, moves them into a table): the log deleted.
+    const other = await walWith50("wal-check-lost-");
+    for (const n of readdirSync(other.wal)) if (n.endsWith(".log")) unlinkSync(join(other.wal, n));
+    const lost = check(other.wal);
+    expect(lost.status).toBe(1);
+    expect((JSON.parse(lost.stdout) as WalReport).problems).toEqual([
+      `AUDIT-HEAD names chain ${other.chainId}, which the log no longer holds`,
+    ]);
   });
 });
