@@ -13,13 +13,13 @@ const ROOT = new URL("..", import.meta.url).pathname;
  * The agent's config: defaults, a file exporter and the WAL under `dir`. With
  * `verification` (a duration such as "30s"), extensions.verification at that interval.
  */
-export function configYaml(dir, { verification } = {}) {
+export function configYaml(dir, { verification, grpcToken } = {}) {
   return `receivers:
   otlp:
     protocols:
       grpc:
         endpoint: 127.0.0.1:0
-      http:
+${grpcToken ? `        auth:\n          bearer_token: ${grpcToken}\n` : ""}      http:
         endpoint: 127.0.0.1:0
         max_request_body_size: 16777216
 exporters:
@@ -71,10 +71,14 @@ function shebang(main) {
 export async function startAgent({
   dir = mkdtempSync(join(tmpdir(), "audit-bench-")),
   verification,
+  grpcToken,
   onLog,
 } = {}) {
   const config = join(dir, "agent.yaml");
-  writeFileSync(config, configYaml(dir, { verification }).replace("level: warn", "level: info"));
+  writeFileSync(
+    config,
+    configYaml(dir, { verification, grpcToken }).replace("level: warn", "level: info"),
+  );
   const main = join(ROOT, "dist/agent/cli/main.js");
   const { env, args } = shebang(main);
   const child = spawn(process.execPath, [...args, ...nodeArgs(), main, "run", "--config", config], {

@@ -1,0 +1,79 @@
+// `node bench/grpc-flood.mjs [--streams 400] [--mib 3.9]`: what unauthenticated gRPC clients
+// that start a large message and never finish it cost the agent (issue 14: they must stay
+// within 64 MiB of extra RSS). The agent (the built CLI, its shebang's flags) requires a
+// bearer token on gRPC; the flood opens raw HTTP/2 calls without one, each writing the
+// start of a message of the given size, never ending it (one connection each, or
+// --per-connection N). Prints
+// the agent's RSS before, during (peak over 5 s) and after, and whether the calls were
+// answered UNAUTHENTICATED.
+import { connect } from "node:http2";
+import { startAgent } from "./agent-proc.mjs";
+
+const arg = (name, dflt) => {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const STREAMS = arg("--streams", 400);
+const MIB = arg("--mib", 3.9);
+const PER_CONNECTION = arg("--per-connection", 1);
+
+const agent = await startAgent({ grpcToken: "bench-token-0123456789abcdef" });
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+try {
+  await sleep(1000);
+  const before = agent.sample().rssMiB;
+  const sessions = [];
+  let answered = 0;
+  let unauthenticated = 0;
+  for (let i = 0; i < STREAMS; i++) {
+    if (i % PER_CONNECTION === 0) sessions.push(connect(`http://${agent.grpc}`));
+    const session = sessions[sessions.length - 1];
+    session.on("error", () => undefined);
+    const stream = session.request({
+      ":method": "POST",
+      ":path": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+      "content-type": "application/grpc",
+      te: "trailers",
+    });
+    stream.on("error", () => undefined);
+    const onHeaders = (h) => {
+      if (h["grpc-status"] === undefined) return;
+      answered++;
+      if (h["grpc-status"] === "16") unauthenticated++;
+    };
+    stream.on("response", onHeaders);
+    stream.on("trailers", onHeaders);
+    const size = Math.floor(MIB * 1024 * 1024);
+    const prefix = Buffer.alloc(5);
+    prefix.writeUInt32BE(size, 1);
+    stream.write(prefix);
+    stream.write(Buffer.alloc(size - 1024)); // all but the end: the message never completes
+  }
+  let peak = before;
+  for (let t = 0; t < 20; t++) {
+    await sleep(250);
+    peak = Math.max(peak, agent.sample().rssMiB);
+  }
+  for (const s of sessions) s.destroy();
+  await sleep(1000);
+  const after = agent.sample().rssMiB;
+  const extra = peak - before;
+  console.log(
+    JSON.stringify({
+      streams: STREAMS,
+      mib: MIB,
+      before,
+      peak,
+      after,
+      extra,
+      answered,
+      unauthenticated,
+    }),
+  );
+  console.log(
+    `${STREAMS} unauthenticated gRPC calls of ${MIB} MiB never finished: RSS ${before.toFixed(0)} → peak ${peak.toFixed(0)} MiB (+${extra.toFixed(0)} MiB; target ≤ 64), ${unauthenticated} of them answered UNAUTHENTICATED, ${answered} answered in all`,
+  );
+} finally {
+  await agent.stop();
+  agent.cleanup();
+}
