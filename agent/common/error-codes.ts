@@ -210,8 +210,8 @@ export const ERROR_CODES = {
   },
   WAL_DAMAGED: {
     summary:
-      "The WAL directory holds LevelDB data but no CURRENT file: opening it would start an empty database and delete the old tables. The agent refuses to start and changes nothing.",
-    fix: "Write the name of the newest MANIFEST-* file, followed by a newline, into CURRENT in that directory (the error gives the command), then start the agent.",
+      "The WAL's LevelDB files are damaged: no CURRENT file (opening would start an empty database over the tables), or a corrupt table. The agent refuses to start and changes nothing.",
+    fix: "No CURRENT: run the command the error gives, then start. A corrupt table: keep the directory, inspect it with `audit-agent wal check`, restore it or start anew.",
   },
   WAL_OPEN_FAILED: {
     summary:

@@ -144,11 +144,18 @@ export class ChunkIndex {
    * (docs/architecture.md). A mismatch is a RecordAlteredError, which stops ingest too.
    */
   private checked(entry: ChunkEntry, chunk: Buffer): Buffer {
-    const problem = alteredRecord(entry.firstSeq, chunk);
+    let problem: RecordDamage | null;
+    try {
+      problem = alteredRecord(entry.firstSeq, chunk, entry.lastSeq - entry.firstSeq + 1);
+    } catch (err) {
+      // Its framing (record lengths) was altered: it cannot even be split into records.
+      problem = {
+        seq: entry.firstSeq,
+        detail: `cannot be read back (its chunk is malformed: ${(err as Error).message})`,
+      };
+    }
     if (problem === null) return chunk;
-    this.damage ??= problem;
-    this.onDamage?.(problem);
-    throw new RecordAlteredError(problem);
+    throw this.damaged(problem);
   }
 
   /** The first altered record found (sticky: the log stays refused until it is repaired). */
@@ -173,8 +180,31 @@ export class ChunkIndex {
 
   /** A chunk read back from LevelDB (undefined when it was released meanwhile). */
   private async readChunk(entry: ChunkEntry): Promise<Buffer | undefined> {
-    const stored = await this.store.get(recordKey(entry.firstSeq));
-    return stored === undefined ? undefined : chunkOf(stored);
+    let stored: Buffer | undefined;
+    try {
+      stored = await this.store.get(recordKey(entry.firstSeq));
+    } catch (err) {
+      // LevelDB found a damaged block (a checksum): the records in it are altered too.
+      if (!/corrupt/i.test(String((err as { cause?: unknown }).cause ?? err))) throw err;
+      throw this.damaged({ seq: entry.firstSeq, detail: `cannot be read back: ${String(err)}` });
+    }
+    if (stored === undefined) return undefined;
+    try {
+      return await chunkOf(stored);
+    } catch (err) {
+      // The chunk's compressed bytes were altered: nothing in it can be trusted.
+      throw this.damaged({
+        seq: entry.firstSeq,
+        detail: `cannot be read back (its chunk does not decompress: ${(err as Error).message})`,
+      });
+    }
+  }
+
+  /** Records the first damage found and makes the error that reports it. */
+  private damaged(problem: RecordDamage): RecordAlteredError {
+    this.damage ??= problem;
+    this.onDamage?.(problem);
+    return new RecordAlteredError(problem);
   }
 
   /**
@@ -261,7 +291,7 @@ export class RecordAlteredError extends AgentError {
 const PREV_MEMBER = Buffer.from('"prev":"');
 
 /** The first record of `chunk` that is altered, or null: see ChunkIndex.checked. */
-function alteredRecord(firstSeq: number, chunk: Buffer): RecordDamage | null {
+function alteredRecord(firstSeq: number, chunk: Buffer, count: number): RecordDamage | null {
   const records: StoredRecord[] = [];
   appendChunkRecords(
     records,
@@ -272,6 +302,11 @@ function alteredRecord(firstSeq: number, chunk: Buffer): RecordDamage | null {
     Number.POSITIVE_INFINITY,
     0,
   );
+  if (records.length !== count)
+    return {
+      seq: firstSeq,
+      detail: `cannot be read back (its chunk holds ${records.length} records, its key and header say ${count})`,
+    };
   let before: StoredRecord | null = null;
   for (const r of records) {
     const v = r.value;

@@ -89,8 +89,19 @@ export async function openWal(options: WalOptions): Promise<Wal> {
   } catch (err) {
     await journal?.close();
     await store.close();
-    throw err;
+    throw corruptionToDamage(err, options.directory);
   }
+}
+
+/** LevelDB's "Corruption" (a checksum or a damaged block) as WAL_DAMAGED: it says what to do. */
+function corruptionToDamage(err: unknown, directory: string): unknown {
+  const text = String((err as { cause?: unknown }).cause ?? err);
+  if (err instanceof AgentError || !/corrupt/i.test(text)) return err;
+  return new AgentError(
+    "WAL_DAMAGED",
+    `the write-ahead log at ${directory} is damaged (LevelDB: ${text}); the agent stops rather than export or acknowledge on top of it, and changed nothing. Keep the directory as evidence and see what it still holds with \`audit-agent wal check --dir ${directory}\`; restore it from a backup, or move it aside and start on a new, empty directory (a new chain)`,
+    { cause: err },
+  );
 }
 
 /**
