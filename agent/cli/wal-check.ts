@@ -2,7 +2,8 @@ import { existsSync } from "node:fs";
 import { AgentError } from "../common/errors.js";
 import { ChunkIndex, RecordAlteredError } from "../store/chunk-index.js";
 import { readJournal } from "../store/head-journal.js";
-import { CHAIN_KEY, CURSOR_RANGE, exporterOfCursorKey, HEAD_KEY } from "../store/keyspace.js";
+import { storedChainId, storedHead } from "../store/chain-log.js";
+import { CURSOR_RANGE, exporterOfCursorKey } from "../store/keyspace.js";
 import { SealedLog } from "../store/sealed-log.js";
 import { Store } from "../store/store.js";
 
@@ -28,12 +29,8 @@ export async function walCheck(directory: string): Promise<WalReport> {
     throw new AgentError("WAL_OPEN_FAILED", `no write-ahead log at ${directory}`);
   const store = await Store.open(directory);
   try {
-    const json = async (key: Buffer) => {
-      const raw = await store.get(key);
-      return raw ? (JSON.parse(raw.toString("utf8")) as Record<string, unknown>) : null;
-    };
-    const chainId = ((await json(CHAIN_KEY))?.chainId as string | undefined) ?? null;
-    const head = (await json(HEAD_KEY)) as { seq: number; hash: string } | null;
+    const chainId = await storedChainId(store);
+    const head = await storedHead(store);
     const journal = readJournal(directory);
     const problems: string[] = [];
     if (journal && journal.chainId !== chainId)

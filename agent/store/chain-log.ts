@@ -70,7 +70,7 @@ interface PreparedGroup {
   failure: unknown;
 }
 
-interface HeadState {
+export interface HeadState {
   seq: number;
   hash: string;
 }
@@ -123,10 +123,10 @@ export class ChainLog {
 
   /** Opens the log of chain `chainId` (see loadChainId). */
   static async open(store: Store, chainId: string, options: ChainLogOptions): Promise<ChainLog> {
-    const headRaw = await store.get(HEAD_KEY);
-    const head: HeadState = headRaw
-      ? (JSON.parse(headRaw.toString("utf8")) as HeadState)
-      : { seq: -1, hash: genesisHash(chainId).toString("hex") };
+    const head = (await storedHead(store)) ?? {
+      seq: -1,
+      hash: genesisHash(chainId).toString("hex"),
+    };
     const index = await ChunkIndex.scan(store, options.cacheBytes);
     return new ChainLog(store, chainId, head, index, options);
   }
@@ -378,9 +378,8 @@ export class ChainLog {
 
   private async reloadHead(): Promise<void> {
     try {
-      const raw = await this.store.get(HEAD_KEY);
-      if (!raw) return;
-      const head = JSON.parse(raw.toString("utf8")) as HeadState;
+      const head = await storedHead(this.store);
+      if (!head) return;
       this.nextSeq = head.seq + 1;
       this.prevHex = head.hash;
     } catch {
@@ -394,9 +393,8 @@ export class ChainLog {
  * `configured` is the config's chain_id, if any.
  */
 export async function loadChainId(store: Store, configured: string | undefined): Promise<string> {
-  const raw = await store.get(CHAIN_KEY);
-  if (raw) {
-    const stored = (JSON.parse(raw.toString("utf8")) as { chainId: string }).chainId;
+  const stored = await storedChainId(store);
+  if (stored !== null) {
     if (configured && configured !== stored) {
       throw new AgentError(
         "WAL_CHAIN_MISMATCH",
@@ -417,4 +415,16 @@ export async function loadChainId(store: Store, configured: string | undefined):
     sync: true,
   });
   return chainId;
+}
+
+/** The durable head the store holds (the last group commit's), or null before the first. */
+export async function storedHead(store: Store): Promise<HeadState | null> {
+  const raw = await store.get(HEAD_KEY);
+  return raw ? (JSON.parse(raw.toString("utf8")) as HeadState) : null;
+}
+
+/** The chain id the store holds, or null when it holds none (new, or its records lost). */
+export async function storedChainId(store: Store): Promise<string | null> {
+  const raw = await store.get(CHAIN_KEY);
+  return raw ? ((JSON.parse(raw.toString("utf8")) as { chainId?: string }).chainId ?? null) : null;
 }

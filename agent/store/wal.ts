@@ -1,8 +1,14 @@
 import { AgentError } from "../common/errors.js";
-import { ChainLog, loadChainId, type WriteAdmission, type WriteObserver } from "./chain-log.js";
+import {
+  ChainLog,
+  loadChainId,
+  storedChainId,
+  storedHead,
+  type WriteAdmission,
+  type WriteObserver,
+} from "./chain-log.js";
 import { Cursors } from "./cursors.js";
 import { HeadJournal, JOURNAL_FILE, type JournaledHead, readJournal } from "./head-journal.js";
-import { CHAIN_KEY, HEAD_KEY } from "./keyspace.js";
 import { type ExporterState, exporterState } from "./exporter-state.js";
 import { SealedLog } from "./sealed-log.js";
 import { Store } from "./store.js";
@@ -63,11 +69,9 @@ export async function openWal(options: WalOptions): Promise<Wal> {
     });
     if (journaled && log.headSeq < journaled.seq)
       throw recordsLost(options.directory, journaled, log.headSeq + 1);
-    const head = await store.get(HEAD_KEY);
-    if (head) {
-      const h = JSON.parse(head.toString("utf8")) as { seq: number; hash: string };
-      recordHead(h.seq, h.hash);
-    }
+    // Journaled only now, once the check above passed: the journal never goes back.
+    const head = await storedHead(store);
+    if (head) recordHead(head.seq, head.hash);
     const cursors = new Cursors(store, log);
     const opened = journal;
     return {
@@ -113,9 +117,8 @@ async function refuseWithoutJournaledChain(
   directory: string,
   journaled: JournaledHead,
 ): Promise<void> {
-  const raw = await store.get(CHAIN_KEY);
-  const stored = raw ? (JSON.parse(raw.toString("utf8")) as { chainId?: string }).chainId : null;
-  if (stored !== journaled.chainId) throw recordsLost(directory, journaled, 0);
+  if ((await storedChainId(store)) !== journaled.chainId)
+    throw recordsLost(directory, journaled, 0);
 }
 
 function recordsLost(directory: string, journaled: JournaledHead, from: number): AgentError {

@@ -15,7 +15,7 @@ const READ_BYTES = 1 << 20;
 
 /** A piece of a segment: whole lines, or the final line when it has no newline. */
 export type SegmentPiece =
-  { kind: "lines"; page: RecordBytes; lines: number } | { kind: "unterminated"; location: string };
+  { kind: "lines"; page: RecordBytes } | { kind: "unterminated"; location: string };
 
 const NEWLINE = 0x0a;
 
@@ -52,9 +52,8 @@ export async function* segmentPieces(path: string): AsyncIterable<SegmentPiece> 
       if (end === 0) continue;
       const bytes = buf.subarray(0, end);
       const first = nextLine;
-      const lines = countLines(bytes);
-      nextLine += lines;
-      yield { kind: "lines", page: { bytes, locate: (i) => `${name}:${first + i}` }, lines };
+      nextLine += countLines(bytes);
+      yield { kind: "lines", page: { bytes, locate: (i) => `${name}:${first + i}` } };
     }
   } finally {
     await file.close();
