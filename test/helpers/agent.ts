@@ -280,3 +280,38 @@ export async function postAuditRecords(
   await res.arrayBuffer();
   return res.status;
 }
+
+/**
+ * Sends `count` audit records ("record i: user u-i changed a setting", attribute rec.idx = i)
+ * to a running agent, three per request, and waits until its first exporter delivered them
+ * all (`what` names that exporter in a timeout). With `timed`, record i carries its own
+ * timeUnixNano, a millisecond after record i − 1's.
+ */
+export async function deliverRecords(
+  agent: RunningAgent,
+  count: number,
+  what: string,
+  timed = false,
+): Promise<void> {
+  const url = `http://${agent.addresses().otlp?.http}/v1/logs`;
+  for (let i = 0; i < count; i += 3) {
+    const logRecords = Array.from({ length: Math.min(3, count - i) }, (_, k) => ({
+      ...(timed
+        ? { timeUnixNano: String(1_700_000_000_000_000_000n + BigInt(i + k) * 1_000_000n) }
+        : {}),
+      body: { stringValue: `record ${i + k}: user u-${i + k} changed a setting` },
+      attributes: [
+        { key: "audit", value: { boolValue: true } },
+        { key: "rec.idx", value: { intValue: String(i + k) } },
+      ],
+    }));
+    const res = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ resourceLogs: [{ scopeLogs: [{ logRecords }] }] }),
+    });
+    await res.arrayBuffer();
+    if (res.status !== 200) throw new Error(`POST ${url} answered ${res.status}, not 200`);
+  }
+  await waitFor(() => agent.deliveries[0]?.deliveredThrough === count - 1, 20_000, what);
+}

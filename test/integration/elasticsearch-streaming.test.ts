@@ -19,7 +19,7 @@ import type { PublicKey } from "../../agent/integrity/signing.js";
 import { type RunningAgent, startAgent } from "../../agent/service/agent.js";
 import { createLogger } from "../../agent/telemetry/logger.js";
 import { verifySource } from "../../agent/verify/verify.js";
-import { backendAgentYaml, makeTempDir, waitFor } from "../helpers/agent.js";
+import { backendAgentYaml, deliverRecords, makeTempDir } from "../helpers/agent.js";
 import { FakeElasticsearch, type StoredDoc } from "../helpers/fake-elasticsearch.js";
 
 /**
@@ -59,29 +59,7 @@ async function runAgent(
   const parsed = parseConfig(yaml, join(dir, "agent.yaml"), {});
   const agent: RunningAgent = await startAgent(parsed, createLogger("silent"));
   try {
-    const url = `http://${agent.addresses().otlp?.http}/v1/logs`;
-    for (let i = 0; i < count; i += 3) {
-      const logRecords = Array.from({ length: Math.min(3, count - i) }, (_, k) => ({
-        timeUnixNano: String(1_700_000_000_000_000_000n + BigInt(i + k) * 1_000_000n),
-        body: { stringValue: `record ${i + k}: user u-${i + k} changed a setting` },
-        attributes: [
-          { key: "audit", value: { boolValue: true } },
-          { key: "rec.idx", value: { intValue: String(i + k) } },
-        ],
-      }));
-      const res = await fetch(url, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ resourceLogs: [{ scopeLogs: [{ logRecords }] }] }),
-      });
-      expect(res.status).toBe(200);
-      await res.arrayBuffer();
-    }
-    await waitFor(
-      () => agent.deliveries[0]?.deliveredThrough === count - 1,
-      20_000,
-      "delivery to Elasticsearch",
-    );
+    await deliverRecords(agent, count, "delivery to Elasticsearch", true);
     return {
       chainId: agent.chainId,
       config: parsed.exporters[0]?.config as ElasticsearchExporterConfig,

@@ -180,6 +180,29 @@ function protobufBody(marker: string, value: Buffer): Buffer {
   return nest([...recordLayers(marker), { tag: 0x2a }], value);
 }
 
+/**
+ * An in-process agent for the tests of one describe block, started before them and stopped
+ * after, and with `grpcToo` a raw gRPC client to it.
+ */
+function agentForBlock(
+  grpcToo: boolean,
+  use: (a: InProcessAgent, client: grpc.Client | null) => void,
+): void {
+  const tmp = makeTempDir();
+  let a: InProcessAgent | undefined;
+  let client: grpc.Client | null = null;
+  beforeAll(async () => {
+    a = await startInProcessAgent({ dir: tmp.path, ...(grpcToo ? {} : { grpc: false }) });
+    if (grpcToo) client = new grpc.Client(a.grpcAddress, grpc.credentials.createInsecure());
+    use(a, client);
+  });
+  afterAll(async () => {
+    client?.close();
+    await a?.stop();
+    tmp.cleanup();
+  });
+}
+
 interface GrpcReply {
   err: grpc.ServiceError | null;
   value: Buffer | undefined;
@@ -225,19 +248,11 @@ async function storedRecords(a: InProcessAgent): Promise<Map<string, string>> {
 }
 
 describe("one nesting limit on every transport (item 3)", () => {
-  const tmp = makeTempDir();
   let a: InProcessAgent;
   let client: grpc.Client;
-
-  beforeAll(async () => {
-    a = await startInProcessAgent({ dir: tmp.path });
-    client = new grpc.Client(a.grpcAddress, grpc.credentials.createInsecure());
-  });
-
-  afterAll(async () => {
-    client?.close();
-    await a?.stop();
-    tmp.cleanup();
+  agentForBlock(true, (started, c) => {
+    a = started;
+    client = c as grpc.Client;
   });
 
   const ARRAY_PATH = "resourceLogs[0].scopeLogs[0].logRecords[0].body.arrayValue.values[0]";
@@ -350,16 +365,9 @@ describe("one nesting limit on every transport (item 3)", () => {
 });
 
 describe("OTLP/JSON values that used to be altered refuse the request (item 6)", () => {
-  const tmp = makeTempDir();
   let a: InProcessAgent;
-
-  beforeAll(async () => {
-    a = await startInProcessAgent({ dir: tmp.path, grpc: false });
-  });
-
-  afterAll(async () => {
-    await a?.stop();
-    tmp.cleanup();
+  agentForBlock(false, (started) => {
+    a = started;
   });
 
   const V = "resourceLogs[0].scopeLogs[0].logRecords[0].attributes[1].value";
@@ -478,16 +486,9 @@ describe("OTLP/JSON values that used to be altered refuse the request (item 6)",
 });
 
 describe("OTLP/JSON numbers that cannot be stored exactly refuse only their records (item 7)", () => {
-  const tmp = makeTempDir();
   let a: InProcessAgent;
-
-  beforeAll(async () => {
-    a = await startInProcessAgent({ dir: tmp.path, grpc: false });
-  });
-
-  afterAll(async () => {
-    await a?.stop();
-    tmp.cleanup();
+  agentForBlock(false, (started) => {
+    a = started;
   });
 
   it("each such record is refused through partial success, naming the path; the others are stored", async () => {
@@ -592,19 +593,11 @@ describe("OTLP/JSON numbers that cannot be stored exactly refuse only their reco
 });
 
 describe("protobuf: an AnyValue with two value fields is refused, as in JSON", () => {
-  const tmp = makeTempDir();
   let a: InProcessAgent;
   let client: grpc.Client;
-
-  beforeAll(async () => {
-    a = await startInProcessAgent({ dir: tmp.path });
-    client = new grpc.Client(a.grpcAddress, grpc.credentials.createInsecure());
-  });
-
-  afterAll(async () => {
-    client?.close();
-    await a?.stop();
-    tmp.cleanup();
+  agentForBlock(true, (started, c) => {
+    a = started;
+    client = c as grpc.Client;
   });
 
   // string_value "a", int_value 5, string_value "b": protobufjs and the fast path disagreed.

@@ -14,10 +14,10 @@ import {
 } from "../../agent/exporters/source.js";
 import { readTrustedKeys } from "../../agent/integrity/key-files.js";
 import type { PublicKey } from "../../agent/integrity/signing.js";
-import { type RunningAgent, startAgent } from "../../agent/service/agent.js";
+import { startAgent } from "../../agent/service/agent.js";
 import { createLogger } from "../../agent/telemetry/logger.js";
 import { verifySource } from "../../agent/verify/verify.js";
-import { CLI, makeTempDir, waitFor } from "../helpers/agent.js";
+import { CLI, deliverRecords, makeTempDir } from "../helpers/agent.js";
 import {
   createTestBucket,
   getObject,
@@ -44,32 +44,6 @@ import {
 warnIfNoS3("test/integration/s3-streaming.test.ts");
 
 const PREFIX = "stream";
-
-/** Sends `count` audit records to an agent, a few per request, and waits for delivery. */
-async function deliver(agent: RunningAgent, count: number): Promise<void> {
-  const url = `http://${agent.addresses().otlp?.http}/v1/logs`;
-  for (let i = 0; i < count; i += 3) {
-    const logRecords = Array.from({ length: Math.min(3, count - i) }, (_, k) => ({
-      body: { stringValue: `record ${i + k}: user u-${i + k} changed a setting` },
-      attributes: [
-        { key: "audit", value: { boolValue: true } },
-        { key: "rec.idx", value: { intValue: String(i + k) } },
-      ],
-    }));
-    const res = await fetch(url, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ resourceLogs: [{ scopeLogs: [{ logRecords }] }] }),
-    });
-    expect(res.status).toBe(200);
-    await res.arrayBuffer();
-  }
-  await waitFor(
-    () => agent.deliveries[0]?.deliveredThrough === count - 1,
-    20_000,
-    "delivery to S3",
-  );
-}
 
 function runCli(
   args: string[],
@@ -129,7 +103,7 @@ describe.skipIf(!S3_AVAILABLE)("s3 reader: streaming pages", () => {
       base = { ...(config.exporters[0]?.config as S3ExporterConfig), endpoint: proxy.url };
       const agent = await startAgent(config, createLogger("silent"));
       try {
-        await deliver(agent, count);
+        await deliverRecords(agent, count, "delivery to S3");
         chains.push(agent.chainId);
       } finally {
         await agent.shutdown(5000);
