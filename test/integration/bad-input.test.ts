@@ -13,6 +13,7 @@ import {
   startInProcessAgent,
   waitFor,
 } from "../helpers/agent.js";
+import { grpcExport } from "../helpers/otlp-grpc.js";
 
 /**
  * Bad input gets a clear error and changes nothing: every malformed, oversized or
@@ -21,7 +22,6 @@ import {
  */
 
 const MAX_BODY = 64 * 1024;
-const EXPORT_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 const { RequestType, ResponseType, StatusType } = otlpTypes;
 
 /** An OTLP request (proto3 JSON shape) holding one audit record tagged with `marker`. */
@@ -556,25 +556,6 @@ describe("OTLP/HTTP: bad input gets a clear error and changes nothing", () => {
     expect(await storedCases(a)).toEqual(["http-valid-gzip", "http-valid-json"]);
   });
 });
-
-interface GrpcReply {
-  err: grpc.ServiceError | null;
-  value: Buffer | undefined;
-}
-
-function grpcExport(client: grpc.Client, payload: Buffer): Promise<GrpcReply> {
-  return new Promise((resolve) => {
-    client.makeUnaryRequest(
-      EXPORT_METHOD,
-      (b: Buffer) => b,
-      (b: Buffer) => b,
-      payload,
-      new grpc.Metadata(),
-      { deadline: Date.now() + 30_000 },
-      (err, value) => resolve({ err, value }),
-    );
-  });
-}
 
 function statusDetails(err: grpc.ServiceError): { code: number; message: string } {
   const [bin] = err.metadata.get("grpc-status-details-bin");

@@ -10,6 +10,7 @@ import {
   startInProcessAgent,
   waitFor,
 } from "../helpers/agent.js";
+import { grpcExport } from "../helpers/otlp-grpc.js";
 
 /**
  * The record stored is exactly what the client sent, or the request (or the record) is
@@ -25,7 +26,6 @@ import {
  * - Protobuf: an AnyValue with two different value fields set is refused, as in JSON.
  */
 
-const EXPORT_METHOD = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 const JSON_CT = { "content-type": "application/json" };
 const PROTOBUF = { "content-type": "application/x-protobuf" };
 const { ResponseType } = otlpTypes;
@@ -200,25 +200,6 @@ function agentForBlock(
     client?.close();
     await a?.stop();
     tmp.cleanup();
-  });
-}
-
-interface GrpcReply {
-  err: grpc.ServiceError | null;
-  value: Buffer | undefined;
-}
-
-function grpcExport(client: grpc.Client, payload: Buffer): Promise<GrpcReply> {
-  return new Promise((resolve) => {
-    client.makeUnaryRequest(
-      EXPORT_METHOD,
-      (b: Buffer) => b,
-      (b: Buffer) => b,
-      payload,
-      new grpc.Metadata(),
-      { deadline: Date.now() + 30_000 },
-      (err, value) => resolve({ err, value }),
-    );
   });
 }
 
