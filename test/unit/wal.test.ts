@@ -393,9 +393,11 @@ describe("records read back from the disk", () => {
       bytes[rng.int(Math.floor(bytes.length / 2))] ^= 1 << rng.int(8);
       writeFileSync(join(dir, table), bytes);
       const opened = await openWal(dir).catch((err: { code?: string }) => err.code);
-      // LevelDB may find the damage itself when the WAL opens: refused, saying what to do.
+      // The damage may show when the WAL opens: LevelDB finds it (WAL_DAMAGED), or the
+      // flipped block held the chain's own keys, so the log no longer reaches what AUDIT-HEAD
+      // says was acknowledged (WAL_RECORDS_LOST). Either way refused, saying what to do.
       if (typeof opened === "string" || opened === undefined) {
-        expect(opened).toBe("WAL_DAMAGED");
+        expect(["WAL_DAMAGED", "WAL_RECORDS_LOST"]).toContain(opened);
         continue;
       }
       wal = opened;
