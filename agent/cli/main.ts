@@ -215,9 +215,11 @@ program
     process.exitCode = await verifyCommand(opts);
   });
 
-program
+const wal = program
   .command("wal")
-  .description("inspect a write-ahead log (with the agent stopped)")
+  .description("inspect, repair or replace a write-ahead log (with the agent stopped)");
+
+wal
   .command("check")
   .description(
     "what a write-ahead log holds and whether it is sound (every record read back and checked): exit 0 sound, 1 damaged or lost records, 2 usage",
@@ -231,6 +233,41 @@ program
       opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatWalReport(report),
     );
     process.exitCode = report.problems.length === 0 ? 0 : 1;
+  });
+
+wal
+  .command("repair")
+  .description(
+    "LevelDB's repair of a damaged WAL (a copy of it as it was is kept first), then the full check: which seqs survived. Exit 0 sound, 1 records lost or altered",
+  )
+  .requiredOption("-d, --dir <directory>", "the WAL directory (extensions.wal.directory)")
+  .option("--json", "print the check's report as JSON")
+  .action(async (opts: { dir: string; json?: boolean }) => {
+    const [{ walRepair, formatRepair }, { formatWalReport }] = await Promise.all([
+      import("./wal-repair.js"),
+      import("./wal-check.js"),
+    ]);
+    const result = await walRepair(opts.dir);
+    process.stdout.write(
+      opts.json ? `${JSON.stringify(result, null, 2)}\n` : formatRepair(result, formatWalReport),
+    );
+    process.exitCode = result.report.problems.length === 0 ? 0 : 1;
+  });
+
+wal
+  .command("new-chain")
+  .description(
+    "after WAL_RECORDS_LOST: keep the old WAL aside and start a new chain whose first entry declares, signed, which seqs were lost, so verifiers report them",
+  )
+  .requiredOption("-d, --dir <directory>", "the WAL directory (extensions.wal.directory)")
+  .requiredOption("--reason <text>", "what happened (signed into the new chain's first entry)")
+  .option("--json", "print the result as JSON")
+  .action(async (opts: { dir: string; reason: string; json?: boolean }) => {
+    const { walNewChain, formatNewChain } = await import("./wal-new-chain.js");
+    const result = await walNewChain(opts.dir, opts.reason);
+    process.stdout.write(
+      opts.json ? `${JSON.stringify(result, null, 2)}\n` : formatNewChain(result, opts.dir),
+    );
   });
 
 program
@@ -320,7 +357,9 @@ program.parseAsync(process.argv).catch((err: unknown) => {
   // Bad arguments (unreadable key files, unknown sources…) are usage errors: exit 2.
   if (
     err instanceof AgentError &&
-    /^(KEY_|TRUST_|VERIFY_BAD_|PROVE_USAGE|PROOF_BAD_|KEYGEN_|CONFIG_)/.test(err.code)
+    /^(KEY_|TRUST_|VERIFY_BAD_|PROVE_USAGE|PROOF_BAD_|KEYGEN_|CONFIG_|WAL_NEW_CHAIN_USAGE)/.test(
+      err.code,
+    )
   ) {
     process.stderr.write(`audit-agent: ${err.message}\n`);
     process.exit(2);

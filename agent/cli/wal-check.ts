@@ -1,9 +1,9 @@
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { AgentError } from "../common/errors.js";
-import { ChunkIndex, RecordAlteredError } from "../store/chunk-index.js";
-import { readJournal } from "../store/head-journal.js";
+import { acknowledgedHead } from "../store/head-journal.js";
 import { storedChainId, storedHead } from "../store/chain-log.js";
 import { CURSOR_RANGE, exporterOfCursorKey } from "../store/keyspace.js";
+import { type RecordSurvey, surveyRecords } from "../store/record-survey.js";
 import { SealedLog } from "../store/sealed-log.js";
 import { Store } from "../store/store.js";
 
@@ -11,73 +11,116 @@ import { Store } from "../store/store.js";
  * `audit-agent wal check --dir DIR`: what a write-ahead log holds and whether it is sound,
  * for an operator deciding what to do with one (docs/errors.md: WAL_DAMAGED,
  * WAL_RECORDS_LOST, WAL_RECORD_ALTERED). Run with the agent stopped (LevelDB's lock). It
- * reads every record held through the same check as export, so an altered one is found.
+ * reads every record held through the same checks as export, and goes on past damage, so
+ * it says exactly which seqs survive.
  */
 export interface WalReport {
   directory: string;
   chainId: string | null;
   head: { seq: number; hash: string } | null;
-  journaled: { chainId: string; seq: number } | null;
+  /** How far the chain was acknowledged (AUDIT-HEAD or the anchor beside the directory). */
+  journaled: { chainId: string; seq: number; file: string } | null;
   held: { firstSeq: number; lastSeq: number; bytes: number } | null;
+  /** Runs of intact, linked records, and the records found damaged. */
+  intact: RecordSurvey["intact"];
+  damaged: RecordSurvey["damaged"];
   sealed: { entries: number; sealedThrough: number };
   cursors: Record<string, string>;
   problems: string[];
 }
 
 export async function walCheck(directory: string): Promise<WalReport> {
-  if (!existsSync(directory))
-    throw new AgentError("WAL_OPEN_FAILED", `no write-ahead log at ${directory}`);
+  const acked = acknowledgedHead(directory);
+  const journaled = acked && { chainId: acked.chainId, seq: acked.seq, file: acked.file };
+  if (!existsSync(directory) || readdirSync(directory).length === 0) {
+    if (!acked) throw new AgentError("WAL_OPEN_FAILED", `no write-ahead log at ${directory}`);
+    return {
+      ...emptyReport(directory),
+      journaled,
+      problems: [
+        `the directory holds no log, but ${acked.file} says chain ${acked.chainId} was acknowledged through seq ${acked.seq} here: seq 0..${acked.seq} are lost to this WAL (what was exported is in the backends)`,
+      ],
+    };
+  }
   const store = await Store.open(directory);
   try {
     const chainId = await storedChainId(store);
     const head = await storedHead(store);
-    const journal = readJournal(directory);
-    const problems: string[] = [];
-    if (journal && journal.chainId !== chainId)
-      problems.push(`AUDIT-HEAD names chain ${journal.chainId}, which the log no longer holds`);
-    else if (journal && (head?.seq ?? -1) < journal.seq)
-      problems.push(
-        `acknowledged through seq ${journal.seq} (AUDIT-HEAD) but the log ends at seq ${head?.seq ?? -1}: seq ${(head?.seq ?? -1) + 1}..${journal.seq} are lost`,
-      );
-    const index = await ChunkIndex.scan(store, 0);
-    const first = index.firstSeq;
-    let last = first === null ? -1 : first - 1;
-    let bytes = 0;
-    try {
-      for (let after = (first ?? 0) - 1; ;) {
-        const batch = await index.read(after, 10_000, 64 << 20);
-        if (batch.length === 0) break;
-        for (const r of batch) bytes += r.value.length;
-        after = last = (batch[batch.length - 1] as { seq: number }).seq;
-      }
-    } catch (err) {
-      if (!(err instanceof RecordAlteredError)) throw err;
-      problems.push(`record seq ${err.damage.seq} ${err.damage.detail}`);
-    }
+    const survey = await surveyRecords(store);
     const sealed = await SealedLog.open(store, chainId ?? "");
     const cursors: Record<string, string> = {};
     for await (const [key, value] of store.entries(CURSOR_RANGE))
       cursors[exporterOfCursorKey(key)] = value.toString("utf8");
+    const first = survey.intact[0]?.from ?? survey.damaged[0]?.from;
+    const last = Math.max(
+      survey.intact.at(-1)?.through ?? -1,
+      survey.damaged.at(-1)?.through ?? -1,
+    );
     return {
       directory,
       chainId,
       head,
-      journaled: journal && { chainId: journal.chainId, seq: journal.seq },
-      held: first === null ? null : { firstSeq: first, lastSeq: last, bytes },
+      journaled,
+      held: first === undefined ? null : { firstSeq: first, lastSeq: last, bytes: survey.bytes },
+      intact: survey.intact,
+      damaged: survey.damaged,
       sealed: { entries: sealed.entryCount, sealedThrough: sealed.sealedThrough },
       cursors,
-      problems,
+      problems: problemsOf(chainId, head?.seq ?? -1, journaled, survey),
     };
   } finally {
     await store.close();
   }
 }
 
+function emptyReport(directory: string): WalReport {
+  return {
+    directory,
+    chainId: null,
+    head: null,
+    journaled: null,
+    held: null,
+    intact: [],
+    damaged: [],
+    sealed: { entries: 0, sealedThrough: -1 },
+    cursors: {},
+    problems: [],
+  };
+}
+
+function problemsOf(
+  chainId: string | null,
+  headSeq: number,
+  journaled: WalReport["journaled"],
+  survey: RecordSurvey,
+): string[] {
+  const problems: string[] = [];
+  if (journaled && journaled.chainId !== chainId)
+    problems.push(
+      `${journaled.file} names chain ${journaled.chainId}, which the log no longer holds${chainId ? ` (it holds chain ${chainId})` : ""}`,
+    );
+  else if (journaled && headSeq < journaled.seq)
+    problems.push(
+      `acknowledged through seq ${journaled.seq} (${journaled.file}) but the log ends at seq ${headSeq}: seq ${headSeq + 1}..${journaled.seq} are lost`,
+    );
+  for (const d of survey.damaged) problems.push(`records ${d.from}..${d.through}: ${d.detail}`);
+  for (let i = 1; i < survey.intact.length; i++) {
+    const before = survey.intact[i - 1] as { through: number };
+    const run = survey.intact[i] as { from: number };
+    if (run.from > before.through + 1 && !survey.damaged.some((d) => d.from === before.through + 1))
+      problems.push(`records ${before.through + 1}..${run.from - 1} are absent`);
+    else if (run.from === before.through + 1)
+      problems.push(`record ${run.from} does not link to seq ${before.through}`);
+  }
+  return problems;
+}
+
 export function formatWalReport(r: WalReport): string {
+  const runs = r.intact.map((s) => `${s.from}..${s.through}`).join(", ");
   const lines = [
     `write-ahead log ${r.directory}`,
-    `  chain ${r.chainId ?? "(none)"}, head seq ${r.head?.seq ?? -1}${r.journaled ? `, acknowledged through seq ${r.journaled.seq} (AUDIT-HEAD)` : ""}`,
-    `  records held: ${r.held ? `seq ${r.held.firstSeq}..${r.held.lastSeq} (${r.held.bytes} bytes), each checked against its leaf hash and link` : "none"}`,
+    `  chain ${r.chainId ?? "(none)"}, head seq ${r.head?.seq ?? -1}${r.journaled ? `, acknowledged through seq ${r.journaled.seq} (${r.journaled.file})` : ""}`,
+    `  records held: ${r.held ? `seq ${r.held.firstSeq}..${r.held.lastSeq}; intact and linked: ${runs || "none"} (${r.held.bytes} bytes), each checked against its leaf hash and link` : "none"}`,
     `  sealed: ${r.sealed.entries} entries, through seq ${r.sealed.sealedThrough}`,
     `  exporters' cursors (seq:entry): ${
       Object.entries(r.cursors)

@@ -68,6 +68,11 @@ export const ERROR_CODES = {
     summary: "An Ed25519 public key does not have 32 bytes.",
     fix: "The verifier key is truncated or corrupted: copy the agent's `.pub` file again.",
   },
+  KEY_BAD_WITNESS: {
+    summary:
+      "A witness key is not a cosigner verifier key `name+keyid+base64(0x04 || key)` (C2SP tlog-cosignature), or its key id does not match the key.",
+    fix: "Use the `.pub` file `audit-agent keygen --witness` wrote for the witness, unchanged.",
+  },
   KEY_BAD_VERIFIER: {
     summary:
       "A trusted key is not a verifier key `name+keyid+base64key`, is not Ed25519, or its key id does not match the key.",
@@ -220,8 +225,23 @@ export const ERROR_CODES = {
   },
   WAL_RECORDS_LOST: {
     summary:
-      "The WAL's LevelDB files lost acknowledged records (its head is below the one journaled in AUDIT-HEAD). The agent refuses to start rather than reuse their seq numbers.",
-    fix: "Keep the directory as evidence (`audit-agent wal check --dir DIR` says what it holds); move it aside and start on a new, empty directory (a new chain).",
+      "The WAL lost acknowledged records: its head is below what AUDIT-HEAD or the anchor beside it recorded, or the directory was deleted or replaced. The agent will not reuse those seqs.",
+    fix: "Keep the directory as evidence (`audit-agent wal check --dir DIR`); try `audit-agent wal repair --dir DIR`; else `audit-agent wal new-chain --dir DIR --reason TEXT` declares the loss in a new chain.",
+  },
+  WAL_NOTHING_LOST: {
+    summary:
+      "`audit-agent wal new-chain` found no loss to declare: no acknowledged head is recorded for the directory, or the WAL still holds everything acknowledged.",
+    fix: "Start the agent as it is: a sound WAL goes on, and an empty directory with no anchor starts a new chain by itself.",
+  },
+  WAL_NEW_CHAIN_USAGE: {
+    summary:
+      "`audit-agent wal new-chain` needs a --reason that says what happened (1 to 1000 characters); it is signed into the new chain's first entry.",
+    fix: 'Run it again with --reason "disk failure on node X, see incident 123", for example.',
+  },
+  WAL_REPAIR_FAILED: {
+    summary:
+      "LevelDB's repair could not rebuild the WAL; the directory as it was is copied beside it first.",
+    fix: "Restore the WAL from a backup, or declare the loss and go on: `audit-agent wal new-chain --dir DIR --reason TEXT`.",
   },
   WAL_RECORD_ALTERED: {
     summary:

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { FORMAT_VERSION } from "./format.js";
+import { CHAIN_ID_PATTERN, FORMAT_VERSION } from "./format.js";
 import { canonicalize, type JsonValue } from "./jcs.js";
 import { type PublicKey, type SigningKey, signBytes, verifyBytes } from "./signing.js";
 
@@ -12,6 +12,8 @@ import { type PublicKey, type SigningKey, signBytes, verifyBytes } from "./signi
  * - `batch`: seals records firstSeq..lastSeq: their count, the RFC 6962 root of their
  *   leaf hashes, the leaf hash before and at the end, and the whole tree's size and root.
  * - `key-rotation`: signed by the outgoing key, names the incoming key.
+ * - `chain-start`: entry 0 of a chain that replaces one which lost acknowledged records;
+ *   names that chain and the seqs of it that were lost (§10.5).
  */
 
 export interface BatchManifest {
@@ -45,7 +47,26 @@ export interface RotationManifest {
   createdAt: string;
 }
 
-export type Manifest = BatchManifest | RotationManifest;
+export interface ChainStartManifest {
+  v: number;
+  type: "chain-start";
+  chainId: string;
+  /** Always "0": only a chain's first entry declares what it succeeds. */
+  index: string;
+  treeSize: string;
+  /** The chain that lost records. */
+  predecessor: string;
+  /** Decimal strings: the predecessor's seqs acknowledged but lost to the backends. */
+  lostFrom: string;
+  lostThrough: string;
+  /** What the operator who started this chain said happened. */
+  reason: string;
+  prevManifest: string;
+  keyId: string;
+  createdAt: string;
+}
+
+export type Manifest = BatchManifest | RotationManifest | ChainStartManifest;
 export type SignedManifest = Manifest & { signature: string };
 
 /** `<name>+<8 hex>`: the key a manifest is signed with, as in the verifier key string. */
@@ -80,6 +101,8 @@ export function checkManifestSignature(
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
+/** Characters of a chain-start entry's reason, at most. */
+export const MAX_REASON = 1000;
 const DECIMAL = /^(0|[1-9]\d*)$/;
 
 /** Structural validation of a manifest object read from a backend; returns a problem or null. */
@@ -102,5 +125,19 @@ export function manifestProblem(value: unknown): string | null {
     return null;
   }
   if (m.type === "key-rotation") return typeof m.newKey === "string" ? null : "bad newKey";
+  if (m.type === "chain-start") return chainStartProblem(m);
   return `unknown manifest type ${JSON.stringify(m.type)}`;
+}
+
+/** The members only a chain-start entry has (§10.5). */
+function chainStartProblem(m: Partial<ChainStartManifest>): string | null {
+  if (m.index !== "0" || m.treeSize !== "0") return "a chain-start entry that is not entry 0";
+  if (typeof m.predecessor !== "string" || !CHAIN_ID_PATTERN.test(m.predecessor))
+    return "bad predecessor";
+  if (m.predecessor === m.chainId) return "a chain-start entry naming its own chain";
+  for (const f of ["lostFrom", "lostThrough"] as const)
+    if (typeof m[f] !== "string" || !DECIMAL.test(m[f] as string)) return `bad ${f}`;
+  if (Number(m.lostFrom) > Number(m.lostThrough)) return "lostFrom is after lostThrough";
+  if (typeof m.reason !== "string" || m.reason.length > MAX_REASON) return "bad reason";
+  return null;
 }

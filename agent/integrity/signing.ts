@@ -51,7 +51,8 @@ function rawPublicKey(key: KeyObject): Buffer {
   return Buffer.from(der.subarray(SPKI_PREFIX.length));
 }
 
-export function publicKeyFromRaw(name: string, raw: Buffer): PublicKey {
+/** An Ed25519 public key object from its raw 32 bytes, for a key named `name` (checked). */
+export function ed25519PublicKey(name: string, raw: Buffer): KeyObject {
   if (!KEY_NAME.test(name))
     throw new AgentError(
       "KEY_BAD_NAME",
@@ -59,11 +60,11 @@ export function publicKeyFromRaw(name: string, raw: Buffer): PublicKey {
     );
   if (raw.length !== 32)
     throw new AgentError("KEY_BAD_PUBLIC", `an Ed25519 public key has 32 bytes, not ${raw.length}`);
-  const key = createPublicKey({
-    key: Buffer.concat([SPKI_PREFIX, raw]),
-    format: "der",
-    type: "spki",
-  });
+  return createPublicKey({ key: Buffer.concat([SPKI_PREFIX, raw]), format: "der", type: "spki" });
+}
+
+export function publicKeyFromRaw(name: string, raw: Buffer): PublicKey {
+  const key = ed25519PublicKey(name, raw);
   const keyId = keyIdFor(name, raw);
   return {
     name,

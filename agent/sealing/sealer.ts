@@ -1,6 +1,7 @@
 import { type Clock, systemClock, type TimerHandle } from "../common/clock.js";
 import {
   type BatchManifest,
+  type ChainStartManifest,
   manifestKeyId,
   type RotationManifest,
   signManifest,
@@ -8,7 +9,7 @@ import {
 import { leavesSource, treeHash } from "../integrity/merkle.js";
 import { checkpointText, signNote } from "../integrity/note.js";
 import type { SigningKey } from "../integrity/signing.js";
-import type { ChainLog } from "../store/chain-log.js";
+import type { ChainLog, Succession } from "../store/chain-log.js";
 import type { StoredRecord } from "../store/record.js";
 import {
   type SealedEntry,
@@ -48,6 +49,8 @@ export interface SealerOptions {
   key: SigningKey;
   previousKey?: SigningKey;
   origin: string;
+  /** The chain this one succeeds (`wal new-chain`): declared in entry 0. */
+  succession?: Succession | null;
   policy: BatchPolicy;
   logger: Logger;
   /** Times the batch timeout and the retry delay (systemClock by default). */
@@ -88,6 +91,7 @@ export class Sealer {
   /** A sealer for the chain, with the signing key recorded (see recordSigner). */
   static async open(options: SealerOptions): Promise<Sealer> {
     const sealer = new Sealer(options);
+    await sealer.declareSuccession();
     await sealer.recordSigner();
     return sealer;
   }
@@ -112,6 +116,46 @@ export class Sealer {
     // A failed seal was logged by the loop; stopping must not fail on it.
     await this.sealing.catch(() => undefined);
     this.sealed.wake();
+  }
+
+  /**
+   * A chain made by `wal new-chain` declares, as its first entry, the chain it replaces and
+   * the seqs of it that were lost, signed like any entry (integrity-format §10.5).
+   */
+  private async declareSuccession(): Promise<void> {
+    const { succession, key, logger } = this.options;
+    const state = this.sealed.state;
+    if (!succession || state.entries !== 0) return;
+    const declaration: ChainStartManifest = {
+      v: 1,
+      type: "chain-start",
+      chainId: this.log.chainId,
+      index: "0",
+      treeSize: "0",
+      predecessor: succession.chainId,
+      lostFrom: String(succession.lostFrom),
+      lostThrough: String(succession.lostThrough),
+      reason: succession.reason,
+      prevManifest: state.manifestHash,
+      keyId: manifestKeyId(key.public),
+      createdAt: new Date().toISOString(),
+    };
+    const entry: SealedEntry = {
+      index: 0,
+      manifest: signManifest(declaration, key),
+      checkpoint: null,
+      firstSeq: 0,
+      lastSeq: -1,
+      count: 0,
+    };
+    await this.sealed.append([entry], [], stateAfter(state, entry));
+    logger.warn(
+      {
+        predecessor: succession.chainId,
+        lost: `${succession.lostFrom}..${succession.lostThrough}`,
+      },
+      "this chain's first entry declares the records its predecessor lost",
+    );
   }
 
   /**

@@ -94,6 +94,7 @@ export async function startAgent(
     { chainId: log.chainId, wal: wal.directory, headSeq: log.headSeq },
     "write-ahead log open",
   );
+  for (const warning of wal.warnings) logger.warn({ wal: wal.directory }, warning);
   // Once when writes start failing, once when they work again: never a line per request.
   wal.onStorageFailing((failing) =>
     failing
@@ -194,6 +195,7 @@ async function openSealer(p: Parts): Promise<Sealer> {
     key: keys.key,
     previousKey: keys.previous,
     origin: config.signing.origin ?? `otel-audit-agent/${wal.log.chainId}`,
+    succession: wal.succession,
     policy: {
       maxRecords: config.signing.batch.max_records,
       maxBytes: Math.floor(config.signing.batch.max_size_mib * 1024 * 1024),

@@ -410,11 +410,39 @@ export async function loadChainId(store: Store, configured: string | undefined):
       `chain id "${chainId}" must match ${CHAIN_ID_PATTERN}`,
     );
   }
-  const meta = { chainId, createdAt: new Date().toISOString() };
+  await createChain(store, chainId);
+  return chainId;
+}
+
+/**
+ * A chain that replaces one which lost acknowledged records (`audit-agent wal new-chain`):
+ * its first sealed entry declares the loss (integrity-format §10.5), so verifiers report it.
+ */
+export interface Succession {
+  chainId: string;
+  lostFrom: number;
+  lostThrough: number;
+  reason: string;
+}
+
+/** Names a new chain in an empty store, with the chain it succeeds, in one synced write. */
+export async function createChain(
+  store: Store,
+  chainId: string,
+  succeeds?: Succession,
+): Promise<void> {
+  const meta = { chainId, createdAt: new Date().toISOString(), ...(succeeds && { succeeds }) };
   await store.write([{ type: "put", key: CHAIN_KEY, value: Buffer.from(JSON.stringify(meta)) }], {
     sync: true,
   });
-  return chainId;
+}
+
+/** The chain the stored one succeeds, when `wal new-chain` made it; else null. */
+export async function storedSuccession(store: Store): Promise<Succession | null> {
+  const raw = await store.get(CHAIN_KEY);
+  return raw
+    ? ((JSON.parse(raw.toString("utf8")) as { succeeds?: Succession }).succeeds ?? null)
+    : null;
 }
 
 /** The durable head the store holds (the last group commit's), or null before the first. */

@@ -3,7 +3,7 @@ import { AgentError } from "../common/errors.js";
 import { appendChunkRecords, chunkOf, storedChunkLength, storedCount } from "./chunk.js";
 import { RECORD_RANGE, recordKey, seqOfRecordKey } from "./keyspace.js";
 import type { StoredRecord } from "./record.js";
-import type { Store } from "./store.js";
+import { isStoreDamage, type Store } from "./store.js";
 
 /** One stored chunk (see chunk.ts): its seq range, size, and its bytes while cached. */
 export interface ChunkEntry {
@@ -185,7 +185,7 @@ export class ChunkIndex {
       stored = await this.store.get(recordKey(entry.firstSeq));
     } catch (err) {
       // LevelDB found a damaged block (a checksum): the records in it are altered too.
-      if (!/corrupt/i.test(String((err as { cause?: unknown }).cause ?? err))) throw err;
+      if (!isStoreDamage(err)) throw err;
       throw this.damaged({ seq: entry.firstSeq, detail: `cannot be read back: ${String(err)}` });
     }
     if (stored === undefined) return undefined;
@@ -290,8 +290,16 @@ export class RecordAlteredError extends AgentError {
 
 const PREV_MEMBER = Buffer.from('"prev":"');
 
+/** The `prev` member of a stored record's text (64 hex digits), or "" when it has none. */
+export function prevOf(value: Buffer): string {
+  const at = value.indexOf(PREV_MEMBER, 33);
+  return at < 0
+    ? ""
+    : value.toString("latin1", at + PREV_MEMBER.length, at + PREV_MEMBER.length + 64);
+}
+
 /** The first record of `chunk` that is altered, or null: see ChunkIndex.checked. */
-function alteredRecord(firstSeq: number, chunk: Buffer, count: number): RecordDamage | null {
+export function alteredRecord(firstSeq: number, chunk: Buffer, count: number): RecordDamage | null {
   const records: StoredRecord[] = [];
   appendChunkRecords(
     records,
@@ -315,10 +323,7 @@ function alteredRecord(firstSeq: number, chunk: Buffer, count: number): RecordDa
     if (v[32] !== 0 || !computed.equals(v.subarray(0, 32)))
       return { seq: r.seq, detail: "does not match its stored leaf hash" };
     if (before !== null) {
-      const at = v.indexOf(PREV_MEMBER, 33);
-      const prev =
-        at < 0 ? "" : v.toString("latin1", at + PREV_MEMBER.length, at + PREV_MEMBER.length + 64);
-      if (prev !== before.value.toString("hex", 0, 32))
+      if (prevOf(v) !== before.value.toString("hex", 0, 32))
         return {
           seq: r.seq,
           detail: `does not link to seq ${before.seq} (its prev is not that record's leaf hash)`,

@@ -176,3 +176,19 @@ function refuseWithoutCurrent(directory: string): void {
 function byNumber(a: string, b: string): number {
   return Number(a.slice(a.indexOf("-") + 1)) - Number(b.slice(b.indexOf("-") + 1));
 }
+
+/**
+ * Whether a LevelDB error says its files are damaged, not that the disk refuses writes:
+ * a checksum or block that does not decode ("Corruption"), or a table file that is
+ * truncated or gone ("IO error: …/000005.ldb: Invalid argument" when its footer is not
+ * where it should be). A full or read-only disk (ENOSPC, EROFS) is not damage: the store
+ * recovers from it by itself.
+ */
+export function isStoreDamage(err: unknown): boolean {
+  const text = String((err as { cause?: unknown }).cause ?? err);
+  return (
+    /corrupt/i.test(text) ||
+    /\.(ldb|sst|log)\b.*(Invalid argument|truncated|No such file)/i.test(text) ||
+    /MANIFEST-\d+.*(Invalid argument|truncated|No such file)/i.test(text)
+  );
+}

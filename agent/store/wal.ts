@@ -2,16 +2,18 @@ import { AgentError } from "../common/errors.js";
 import {
   ChainLog,
   loadChainId,
+  type Succession,
+  storedSuccession,
   storedChainId,
   storedHead,
   type WriteAdmission,
   type WriteObserver,
 } from "./chain-log.js";
 import { Cursors } from "./cursors.js";
-import { HeadJournal, JOURNAL_FILE, type JournaledHead, readJournal } from "./head-journal.js";
+import { type AcknowledgedHead, acknowledgedHead, HeadJournal } from "./head-journal.js";
 import { type ExporterState, exporterState } from "./exporter-state.js";
 import { SealedLog } from "./sealed-log.js";
-import { Store } from "./store.js";
+import { isStoreDamage, Store } from "./store.js";
 import { type VerificationStateStore, verificationStateStore } from "./verification-state.js";
 
 /**
@@ -40,8 +42,12 @@ export interface Wal {
   readonly log: ChainLog;
   readonly sealed: SealedLog;
   readonly cursors: Cursors;
+  /** The chain this one succeeds, when `wal new-chain` made it (sealed as entry 0). */
+  readonly succession: Succession | null;
   exporterState(exporterId: string): ExporterState;
   readonly verification: VerificationStateStore;
+  /** What the agent should log at start: something that weakens a guarantee, not an error. */
+  readonly warnings: readonly string[];
   /** Called when writes start failing (with since when and why) and when they work again. */
   onStorageFailing(listener: (failing: { since: number; message: string } | null) => void): void;
   /** Writes what is queued, then closes the database. */
@@ -52,7 +58,7 @@ export async function openWal(options: WalOptions): Promise<Wal> {
   const store = await Store.open(options.directory);
   let journal: HeadJournal | null = null;
   try {
-    const journaled = readJournal(options.directory);
+    const journaled = acknowledgedHead(options.directory);
     if (journaled) await refuseWithoutJournaledChain(store, options.directory, journaled);
     const chainId = await loadChainId(store, options.chainId);
     // The sealed log first: the chain log's admission reads its progress.
@@ -79,8 +85,14 @@ export async function openWal(options: WalOptions): Promise<Wal> {
       log,
       sealed,
       cursors,
+      succession: await storedSuccession(store),
       exporterState: (id) => exporterState(store, id),
       verification: verificationStateStore(store),
+      warnings: journal.anchorProblem
+        ? [
+            `the WAL's anchor cannot be written (${journal.anchorProblem}): a deleted WAL directory would go unnoticed at the next start; make the WAL directory's parent writable`,
+          ]
+        : [],
       onStorageFailing: (listener) => store.onFailing(listener),
       async close() {
         await log.close();
@@ -100,7 +112,7 @@ export async function openWal(options: WalOptions): Promise<Wal> {
 /** LevelDB's "Corruption" (a checksum or a damaged block) as WAL_DAMAGED: it says what to do. */
 function corruptionToDamage(err: unknown, directory: string): unknown {
   const text = String((err as { cause?: unknown }).cause ?? err);
-  if (err instanceof AgentError || !/corrupt/i.test(text)) return err;
+  if (err instanceof AgentError || !isStoreDamage(err)) return err;
   return new AgentError(
     "WAL_DAMAGED",
     `the write-ahead log at ${directory} is damaged (LevelDB: ${text}); the agent stops rather than export or acknowledge on top of it, and changed nothing. Keep the directory as evidence and see what it still holds with \`audit-agent wal check --dir ${directory}\`; restore it from a backup, or move it aside and start on a new, empty directory (a new chain)`,
@@ -115,15 +127,26 @@ function corruptionToDamage(err: unknown, directory: string): unknown {
 async function refuseWithoutJournaledChain(
   store: Store,
   directory: string,
-  journaled: JournaledHead,
+  journaled: AcknowledgedHead,
 ): Promise<void> {
-  if ((await storedChainId(store)) !== journaled.chainId)
-    throw recordsLost(directory, journaled, 0);
+  const stored = await storedChainId(store);
+  if (stored !== journaled.chainId) throw recordsLost(directory, journaled, 0, stored);
 }
 
-function recordsLost(directory: string, journaled: JournaledHead, from: number): AgentError {
+function recordsLost(
+  directory: string,
+  journaled: AcknowledgedHead,
+  from: number,
+  stored?: string | null,
+): AgentError {
+  const holds =
+    from > 0
+      ? `ends at seq ${from - 1}`
+      : stored
+        ? `holds chain ${stored} instead (the directory was replaced)`
+        : "holds none of that chain";
   return new AgentError(
     "WAL_RECORDS_LOST",
-    `the write-ahead log at ${directory} lost acknowledged records: chain ${journaled.chainId} was acknowledged through seq ${journaled.seq} (${JOURNAL_FILE}), but the log ${from === 0 ? "holds none of that chain" : `ends at seq ${from - 1}`}, so seq ${from}..${journaled.seq} are gone (deleted or damaged LevelDB files). The agent stops rather than reuse those seq numbers; nothing was changed. Keep the directory as evidence (what was exported before is still in the backends); to go on, move it aside and start the agent on a new, empty directory: a new chain begins`,
+    `the write-ahead log at ${directory} lost acknowledged records: chain ${journaled.chainId} was acknowledged through seq ${journaled.seq} (${journaled.file}), but the log ${holds}, so seq ${from}..${journaled.seq} are gone (deleted or damaged LevelDB files). The agent stops rather than reuse those seq numbers or start a chain that hides the loss; nothing was changed. What was exported before is still in the backends. Keep the directory as evidence; see what it holds with \`audit-agent wal check --dir ${directory}\`; then start a new chain that declares the loss, so verifiers report it: \`audit-agent wal new-chain --dir ${directory} --reason "<what happened>"\``,
   );
 }

@@ -35,6 +35,10 @@ export function formatReport(report: VerifyReport, options: ReportTextOptions = 
     );
     for (const n of c.notes) out.push(`  note: ${n}`);
   }
+  for (const d of report.declaredLosses ?? [])
+    out.push(
+      `DECLARED LOSS: chain ${d.chainId} seq ${d.lostFrom}..${d.lostThrough}, declared by chain ${d.declaredBy} at ${d.declaredAt} ("${d.reason}"); ${d.predecessorInSource ? `missing from this source: ${d.missingFrom === null ? "none" : `seq ${d.missingFrom}..${d.lostThrough}`}` : `chain ${d.chainId} is not in this source`}`,
+    );
   if (report.findings.length === 0) {
     out.push(report.ok ? "OK: no findings" : "FAILED: nothing to verify");
     return `${out.join("\n")}\n`;

@@ -27,6 +27,7 @@ import {
   checkEarlierEnd,
   checkEntryAlone,
   checkManifests,
+  type DeclaredLoss,
   type ManifestsVerified,
   storedIndex,
 } from "./verify-manifests.js";
@@ -72,6 +73,8 @@ export interface ChainResult {
   usedCheckpoints: Set<number>;
   /** What this run establishes for the next one, when the chain verified clean. */
   state: ChainState | null;
+  /** The loss of another chain's records this chain declares (verified chain-start entry). */
+  declared: DeclaredLoss[];
 }
 
 /** One verified batch being filled by the kept records, in ascending seq. */
@@ -235,7 +238,7 @@ export async function verifyChainStream(
   // Step 2 first: the verified batches say what the records must match.
   const data: ChainData = { chainId, records: [], manifests, findings: [], notes };
   const checked = checkManifests(data, options.trusted, add(steps.manifests), earlier);
-  const { batches, retired } = checked;
+  const { batches, retired, declared } = checked;
   const kept = new KeptRecords(chainId, checked, earlier, manifests, options, steps);
   // From here on only each entry's checkpoint and location are read (step 6): the parsed
   // manifests are let go while the records stream.
@@ -294,13 +297,11 @@ export async function verifyChainStream(
     await checkBatches(reader, picked, steps.checkpoints);
   }
   const findings = steps.all();
-  if (steps.budget.dropped > 0)
-    notes.push(
-      `${steps.budget.dropped} more findings were not listed: a report lists the first ${findings.length} of a chain`,
-    );
+  notes.push(...declared.map(declaredNote), ...droppedNote(steps, findings.length));
   return {
     findings,
     usedCheckpoints,
+    declared,
     summary: kept.summary(tally, notes),
     // Records no signed batch covers yet (a backend read while the agent writes) come after
     // everything the state vouches for: they do not stop it advancing; any other finding does.
@@ -310,6 +311,20 @@ export async function verifyChainStream(
         ? kept.state(checked.verified, tally)
         : null,
   };
+}
+
+/** The note saying how many findings were counted but not listed, when any were. */
+function droppedNote(steps: StepFindings, listed: number): string[] {
+  return steps.budget.dropped > 0
+    ? [
+        `${steps.budget.dropped} more findings were not listed: a report lists the first ${listed} of a chain`,
+      ]
+    : [];
+}
+
+/** The note on a chain whose chain-start entry declares a loss (integrity-format §10.5). */
+function declaredNote(d: DeclaredLoss): string {
+  return `starts a new chain after chain ${d.predecessor} lost records: seq ${d.lostFrom}..${d.lostThrough} were acknowledged but not kept (declared ${d.declaredAt}: "${d.reason}")`;
 }
 
 /** A reader's finding, within the chain's limit of listed findings. */

@@ -35,9 +35,28 @@ export interface ChainSummary {
   notes: string[];
 }
 
+/**
+ * A loss of records that a later chain's chain-start entry declares (integrity-format
+ * §10.5): reported, not a finding. The agent lost them and said so, signed; nothing in the
+ * source was altered. `missingFrom` is where the source's copy of the predecessor ends
+ * within the declared range (null: it holds every declared seq).
+ */
+export interface DeclaredLossReport {
+  chainId: string;
+  declaredBy: string;
+  lostFrom: number;
+  lostThrough: number;
+  missingFrom: number | null;
+  reason: string;
+  declaredAt: string;
+  predecessorInSource: boolean;
+}
+
 export interface VerifyReport {
   source: string;
   chains: ChainSummary[];
   findings: Finding[];
+  /** Losses declared by chain-start entries, when any chain has one. */
+  declaredLosses?: DeclaredLossReport[];
   ok: boolean;
 }

@@ -40,6 +40,22 @@ export interface ManifestsVerified {
   lastHash: string;
   rotations: Rotation[];
   claimedThrough: number;
+  /** The chain's verified chain-start entry, when it has one (kept so every run reports it). */
+  declared?: DeclaredLoss[];
+}
+
+/**
+ * A verified chain-start entry (integrity-format §10.5): the chain `chainId` replaces
+ * `predecessor`, whose seqs `lostFrom`..`lostThrough` were acknowledged but lost.
+ */
+export interface DeclaredLoss {
+  chainId: string;
+  predecessor: string;
+  lostFrom: number;
+  lostThrough: number;
+  reason: string;
+  declaredAt: string;
+  location: string;
 }
 
 /** What step 2 found: the verified batches, and where the chain of manifests now ends. */
@@ -47,6 +63,8 @@ export interface CheckedManifests {
   batches: BatchInfo[];
   claimedThrough: number;
   retired: RetiredKeys;
+  /** The losses this chain's chain-start entry declares (at most one). */
+  declared: DeclaredLoss[];
   /** Where a later run may resume (meaningful when this run had no findings). */
   verified: ManifestsVerified;
 }
@@ -64,6 +82,7 @@ export function checkManifests(
   const rotations = [...(resume?.rotations ?? []), ...rotationsOf(data, trusted)];
   const retired = RetiredKeys.of(rotations);
   const batches: BatchInfo[] = [];
+  const declared = [...(resume?.declared ?? [])];
   // Highest seq any manifest claims, verified or not: records below it are not "inserted",
   // they are covered by a manifest whose own finding (unknown-key, bad-signature) says why
   // it does not count.
@@ -122,12 +141,29 @@ export function checkManifests(
     if (m.type === "batch") claimedThrough = Math.max(claimedThrough, Number(m.lastSeq));
     if (sig !== "valid") continue; // an unverified manifest commits to nothing
     if (m.type === "batch") batches.push({ ...m, location: stored.location });
+    if (m.type === "chain-start")
+      declared.push({
+        chainId: m.chainId,
+        predecessor: m.predecessor,
+        lostFrom: Number(m.lostFrom),
+        lostThrough: Number(m.lostThrough),
+        reason: m.reason,
+        declaredAt: m.createdAt,
+        location: stored.location,
+      });
   }
   return {
     batches,
     claimedThrough,
     retired,
-    verified: { next: expectedIndex, lastHash: prevHash, rotations, claimedThrough },
+    declared,
+    verified: {
+      next: expectedIndex,
+      lastHash: prevHash,
+      rotations,
+      claimedThrough,
+      ...(declared.length > 0 && { declared }),
+    },
   };
 }
 

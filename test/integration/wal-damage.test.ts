@@ -2,6 +2,7 @@ import {
   existsSync,
   readdirSync,
   readFileSync,
+  rmSync,
   statSync,
   unlinkSync,
   writeFileSync,
@@ -10,6 +11,7 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
 import type { WalReport } from "../../agent/cli/wal-check.js";
+import type { DeclaredLossReport } from "../../agent/verify/types.js";
 import { AgentError } from "../../agent/common/errors.js";
 import {
   CLI,
@@ -91,7 +93,7 @@ describe("a write-ahead log that lost acknowledged records", () => {
     expect(err).toBeInstanceOf(AgentError);
     expect((err as AgentError).code).toBe("WAL_RECORDS_LOST");
     expect((err as Error).message).toContain(
-      `chain ${chainId} was acknowledged through seq 49 (AUDIT-HEAD), but the log holds none of that chain, so seq 0..49 are gone`,
+      `chain ${chainId} was acknowledged through seq 49 (${join(wal, "AUDIT-HEAD")}), but the log holds none of that chain, so seq 0..49 are gone`,
     );
     // Refused again on the next start: no new chain was written over the old one.
     const again = await startInProcessAgent({ dir: tmp.path, grpc: false }).catch(
@@ -116,6 +118,10 @@ describe("audit-agent wal check", () => {
       chainId,
       head: { seq: 49 },
       journaled: { chainId, seq: 49 },
+      // Delivered everywhere, so released: the log holds none of them.
+      held: null,
+      intact: [],
+      damaged: [],
       problems: [],
     });
     expect(report.sealed.sealedThrough).toBe(49);
@@ -128,7 +134,101 @@ describe("audit-agent wal check", () => {
     const lost = check(other.wal);
     expect(lost.status).toBe(1);
     expect((JSON.parse(lost.stdout) as WalReport).problems).toEqual([
-      `AUDIT-HEAD names chain ${other.chainId}, which the log no longer holds`,
+      `${join(other.wal, "AUDIT-HEAD")} names chain ${other.chainId}, which the log no longer holds`,
     ]);
+  });
+});
+
+/** `audit-agent <args>`, synchronously. */
+const cli = (...args: string[]) =>
+  spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8" });
+
+interface VerifyJson {
+  ok: boolean;
+  chains: Array<{ chainId: string; records: number; notes: string[] }>;
+  findings: unknown[];
+  declaredLosses?: DeclaredLossReport[];
+}
+
+/** `audit-agent verify --json` of the file exporter's output under `dir`. */
+function verifyOutput(dir: string, status = 0): VerifyJson {
+  const run = cli(
+    "verify",
+    "--source",
+    `file:${join(dir, "out")}`,
+    "--trust",
+    join(dir, "keys", "signing.pub"),
+    "--json",
+    "--quiet",
+  );
+  expect(run.status, run.stderr).toBe(status);
+  return JSON.parse(run.stdout) as VerifyJson;
+}
+
+describe("a write-ahead log directory deleted while its exported output exists", () => {
+  it("is refused (the anchor beside it remembers the chain); wal new-chain declares the loss and verify reports it", async () => {
+    const { tmp, chainId, wal } = await walWith50("wal-deleted-");
+    rmSync(wal, { recursive: true, force: true });
+
+    const err = await startInProcessAgent({ dir: tmp.path, grpc: false }).catch((e: unknown) => e);
+    expect((err as AgentError).code).toBe("WAL_RECORDS_LOST");
+    expect((err as Error).message).toContain(
+      `chain ${chainId} was acknowledged through seq 49 (${wal}.anchor), but the log holds none of that chain, so seq 0..49 are gone`,
+    );
+    expect((err as Error).message).toContain(`audit-agent wal new-chain --dir ${wal}`);
+    // wal check says the same, without opening anything.
+    const check = cli("wal", "check", "--dir", wal, "--json");
+    expect(check.status).toBe(1);
+
+    // The one way on: a new chain that declares the loss.
+    const declared = cli("wal", "new-chain", "--dir", wal, "--reason", "volume deleted by mistake");
+    expect(declared.status, declared.stderr).toBe(0);
+    expect(declared.stdout).toContain(`chain ${chainId}: acknowledged through seq 49`);
+    expect(declared.stdout).toContain("declared lost: seq 0..49");
+    // Nothing more to declare: a second new-chain refuses.
+    const again = cli("wal", "new-chain", "--dir", wal, "--reason", "again");
+    expect(again.stderr).toContain("WAL_NOTHING_LOST");
+
+    const next = await startInProcessAgent({ dir: tmp.path, grpc: false });
+    expect(next.agent.chainId).not.toBe(chainId);
+    expect(await postAuditRecords(next.httpUrl, 50, 5)).toBe(200);
+    await waitFor(() => next.agent.deliveries[0]?.deliveredThrough === 4, 10_000, "delivery");
+    await next.stop();
+
+    const report = verifyOutput(tmp.path);
+    expect(report.ok).toBe(true);
+    expect(report.findings).toEqual([]);
+    expect(report.declaredLosses).toEqual([
+      expect.objectContaining({
+        chainId,
+        declaredBy: next.agent.chainId,
+        lostFrom: 0,
+        lostThrough: 49,
+        // Every declared record was exported before the WAL went: none is missing.
+        missingFrom: null,
+        reason: "volume deleted by mistake",
+      }),
+    ]);
+    const old = report.chains.find((c) => c.chainId === chainId);
+    expect(old?.notes.join("\n")).toContain("missing: none");
+  });
+
+  it("a declared loss the backend does not cover is reported with the seqs missing from it", async () => {
+    const { tmp, chainId, wal } = await walWith50("wal-deleted-tail-");
+    rmSync(wal, { recursive: true, force: true });
+    expect(cli("wal", "new-chain", "--dir", wal, "--reason", "disk died").status).toBe(0);
+    const next = await startInProcessAgent({ dir: tmp.path, grpc: false });
+    expect(await postAuditRecords(next.httpUrl, 50, 1)).toBe(200);
+    await waitFor(() => next.agent.deliveries[0]?.deliveredThrough === 0, 10_000, "delivery");
+    await next.stop();
+    // The backend lost the old chain's last 10 lines too (as if they were never exported).
+    const segment = join(tmp.path, "out", chainId);
+    for (const name of readdirSync(segment).filter((n) => n.startsWith("records-"))) {
+      const lines = readFileSync(join(segment, name), "utf8").split("\n").filter(Boolean);
+      writeFileSync(join(segment, name), `${lines.slice(0, 40).join("\n")}\n`);
+    }
+    // The old chain's own findings (its records end before its batches do) fail the run.
+    const report = verifyOutput(tmp.path, 1);
+    expect(report.declaredLosses?.[0]).toMatchObject({ chainId, missingFrom: 40, lostThrough: 49 });
   });
 });

@@ -179,6 +179,42 @@ describe("manifestProblem", () => {
     ).toBeNull();
   });
 
+  it("accepts a chain-start entry only as entry 0, naming another chain and a range", () => {
+    const start = (o: Record<string, unknown> = {}) =>
+      ({
+        ...(parse(
+          signManifest(
+            {
+              v: 1,
+              type: "chain-start",
+              chainId: "chain-b",
+              index: "0",
+              treeSize: "0",
+              predecessor: "chain-a",
+              lostFrom: "40",
+              lostThrough: "49",
+              reason: "disk replaced",
+              prevManifest: sha("genesis"),
+              keyId: manifestKeyId(key.public),
+              createdAt: "2025-01-02T03:04:06.000Z",
+            },
+            key,
+          ),
+        ) as unknown as Record<string, unknown>),
+        ...o,
+      }) as Record<string, unknown>;
+    expect(manifestProblem(start())).toBeNull();
+    expect(manifestProblem(start({ lostFrom: "49" }))).toBeNull();
+    expect(manifestProblem(start({ index: "1" }))).toMatch(/not entry 0/);
+    expect(manifestProblem(start({ treeSize: "3" }))).toMatch(/not entry 0/);
+    expect(manifestProblem(start({ predecessor: "chain-b" }))).toMatch(/its own chain/);
+    expect(manifestProblem(start({ predecessor: "../x" }))).toBe("bad predecessor");
+    expect(manifestProblem(start({ lostFrom: "50" }))).toMatch(/after lostThrough/);
+    expect(manifestProblem(start({ lostThrough: 49 }))).toBe("bad lostThrough");
+    expect(manifestProblem(start({ reason: "x".repeat(1001) }))).toBe("bad reason");
+    expect(manifestProblem(start({ reason: undefined }))).toBe("bad reason");
+  });
+
   it("rejects values that are not manifest objects", () => {
     expect(manifestProblem(null)).toBe("not an object");
     expect(manifestProblem("x")).toBe("not an object");
