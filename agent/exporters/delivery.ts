@@ -3,6 +3,7 @@ import type { ChainLog } from "../store/chain-log.js";
 import type { Cursors } from "../store/cursors.js";
 import type { SealedEntry, SealedLog } from "../store/sealed-log.js";
 import type { AgentCounters } from "../telemetry/counters.js";
+import { LogThrottle } from "../telemetry/log-throttle.js";
 import type { Logger } from "../telemetry/logger.js";
 import { Backoff, type BackoffOptions } from "./backoff.js";
 import type { DeliveryOptions, RecordSink, SealedBatch } from "./api.js";
@@ -130,9 +131,10 @@ export class DeliveryLoop {
    * the newest position, so after a crash at most the batches delivered during one commit
    * are sent again (which every sink tolerates; see RecordSink.open).
    */
-  /** Failed cursor commits in a row, and when the last warning about them was logged. */
-  private commitFailures = 0;
-  private commitWarnedAt = 0;
+  /** Failed cursor commits in a row, logged at most every COMMIT_WARN_EVERY_MS. */
+  private readonly commitFailures = new LogThrottle(COMMIT_WARN_EVERY_MS);
+  /** Failed sends in a row, logged the same way. */
+  private readonly sendFailures = new LogThrottle(COMMIT_WARN_EVERY_MS);
 
   private requestCommit(): void {
     if (this.committing !== null || !this.cursors.unpersisted(this.exporterId)) return;
@@ -140,18 +142,13 @@ export class DeliveryLoop {
     this.committing = this.cursors
       .persist(this.exporterId)
       .then(
-        () => {
-          this.commitFailures = 0;
-        },
+        () => this.commitFailures.succeeded(),
         (err: unknown) => {
           // The batches stay delivered; the next commit (or a restart's re-send) covers them.
           failed = true;
-          this.commitFailures++;
-          const now = Date.now();
-          if (this.commitFailures === 1 || now - this.commitWarnedAt >= COMMIT_WARN_EVERY_MS) {
-            this.commitWarnedAt = now;
+          if (this.commitFailures.failed()) {
             this.logger.warn(
-              { exporter: this.exporterId, err, failures: this.commitFailures },
+              { exporter: this.exporterId, err, failures: this.commitFailures.count },
               "could not persist the cursor; retrying with backoff (logged at most every 30 s)",
             );
           }
@@ -162,7 +159,7 @@ export class DeliveryLoop {
         if (this.stopping && !this.draining) return;
         if (!failed) return this.requestCommit();
         // A failing store fails every write at once: back off rather than spin.
-        const wait = Math.min(100 * 2 ** Math.min(this.commitFailures, 6), 5000);
+        const wait = Math.min(100 * 2 ** Math.min(this.commitFailures.count, 6), 5000);
         setTimeout(() => this.requestCommit(), wait).unref();
       });
   }
@@ -250,6 +247,7 @@ export class DeliveryLoop {
       if (this.stopping) return null;
       try {
         const value = await attempt();
+        this.sendFailures.succeeded();
         if (this.state === "retrying") {
           this.logger.info({ exporter: this.exporterId }, "exporter recovered");
           this.state = "running";
@@ -270,10 +268,16 @@ export class DeliveryLoop {
           return null;
         }
         this.state = "retrying";
-        this.logger.warn(
-          { exporter: this.exporterId, error: message, retryInMs: Math.round(delay) },
-          "export failed; retrying",
-        );
+        if (this.sendFailures.failed())
+          this.logger.warn(
+            {
+              exporter: this.exporterId,
+              error: message,
+              failures: this.sendFailures.count,
+              retryInMs: Math.round(delay),
+            },
+            "export failed; retrying with backoff (logged at most every 30 s)",
+          );
         await this.sleep(delay);
       }
     }

@@ -18,6 +18,7 @@ import {
   stateAfter,
 } from "../store/sealed-log.js";
 import type { WriteOp } from "../store/store.js";
+import { LogThrottle } from "../telemetry/log-throttle.js";
 import type { Logger } from "../telemetry/logger.js";
 import type { SealingGate } from "./sealing-gate.js";
 
@@ -31,8 +32,11 @@ import type { SealingGate } from "./sealing-gate.js";
 
 /** Upper bound on batches sealed in one synced write while catching up on a backlog. */
 const MAX_BATCHES_PER_WRITE = 32;
-/** How long sealing waits after a failed write before it tries again. */
-const RETRY_DELAY_MS = 1000;
+/** How long sealing waits after a failed write before it tries again: doubling, capped. */
+const RETRY_DELAY_MS = 250;
+const MAX_RETRY_DELAY_MS = 5000;
+/** A failing seal is logged once, then at most this often. */
+const FAILURE_LOG_EVERY_MS = 30_000;
 
 /** How the chain is cut into batches (`extensions.signing.batch`). */
 export interface BatchPolicy {
@@ -75,6 +79,7 @@ export class Sealer {
   private readonly stopped: Promise<void>;
   private signalStop: () => void = () => {};
   private sealing: Promise<void> = Promise.resolve();
+  private readonly failures = new LogThrottle(FAILURE_LOG_EVERY_MS);
   private readonly log: ChainLog;
   private readonly sealed: SealedLog;
   private readonly clock: Clock;
@@ -228,10 +233,16 @@ export class Sealer {
       }
       try {
         await this.sealNext();
+        this.failures.succeeded();
       } catch (err) {
         // Nothing was acknowledged on the strength of this batch: retry it from storage.
-        logger.error({ err }, "sealing a batch failed; retrying");
-        await Promise.race([this.delay(RETRY_DELAY_MS), this.stopSignal()]);
+        if (this.failures.failed())
+          logger.error(
+            { err, failures: this.failures.count },
+            "sealing a batch failed; retrying with backoff (logged at most every 30 s)",
+          );
+        const wait = Math.min(RETRY_DELAY_MS * 2 ** (this.failures.count - 1), MAX_RETRY_DELAY_MS);
+        await Promise.race([this.delay(wait), this.stopSignal()]);
       }
     }
   }

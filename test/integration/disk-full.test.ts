@@ -3,10 +3,13 @@ import { mkdirSync, statfsSync, unlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import {
+  killAgent,
   makeTempDir,
   postAuditRecords,
   readOutput,
+  spawnAgent,
   startInProcessAgent,
+  testConfigYaml,
   waitFor,
 } from "../helpers/agent.js";
 
@@ -80,5 +83,48 @@ describe.skipIf(!root)("a full disk under the write-ahead log", () => {
     const out = await readOutput(a.outDir);
     expect(out.records).toHaveLength(acked);
     expect(out.findings).toEqual([]);
+  });
+
+  it("while storage fails: a bounded log, and SIGTERM exits within the grace period", async () => {
+    const tmp = makeTempDir("disk-full-term-");
+    cleanups.push(tmp.cleanup);
+    const disk = join(tmp.path, "disk");
+    mkdirSync(disk);
+    execFileSync("mount", ["-t", "tmpfs", "-o", "size=64m", "tmpfs", disk]);
+    cleanups.push(() => execFileSync("umount", ["-l", disk]));
+    const yaml = testConfigYaml({
+      dir: disk,
+      fileDirectory: join(tmp.path, "out"),
+      grpc: false,
+      walMaxMib: 1024,
+    });
+    const agent = await spawnAgent(yaml, tmp.path, ["--grace", "3"]);
+    cleanups.push(async () => {
+      await killAgent(agent);
+    });
+    const s = statfsSync(disk);
+    writeFileSync(join(disk, "filler"), Buffer.alloc(Math.max(0, s.bavail * s.bsize - 4096)));
+    // Clients keep sending for 6 s while every write fails: the agent must say so, not once
+    // per request (a retrying loop without backoff logged 1.59 M lines in a minute).
+    const before = agent.logs.length;
+    const until = Date.now() + 6000;
+    let refused = 0;
+    let n = 0;
+    while (Date.now() < until) {
+      if ((await postAuditRecords(agent.httpUrl, n, 50, 500)) === 503) refused++;
+      n += 50;
+    }
+    expect(refused).toBeGreaterThan(10);
+    const lines = agent.logs.length - before;
+    // 6 s of failing storage: a handful of lines (the failure, rate-limited retries), not
+    // one per request or per retry. The bound is per minute: 60 lines.
+    expect(lines, agent.logs.slice(before, before + 20).join("\n")).toBeLessThan(60);
+
+    const termAt = Date.now();
+    agent.child.kill("SIGTERM");
+    const exit = await agent.exited;
+    // Within the 3 s grace, with room for process exit on a loaded machine.
+    expect(Date.now() - termAt).toBeLessThan(3000 + 2000);
+    expect(exit.code).not.toBeNull();
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { TokenBucket } from "../../agent/receivers/otlp/security.js";
+import { LogThrottle } from "../../agent/telemetry/log-throttle.js";
 import { ManualClock } from "../helpers/clock.js";
 
 /**
@@ -64,5 +65,18 @@ describe("TokenBucket on a manual clock", () => {
     expect(bucket.take()).toBe(false);
     await clock.advance(1);
     expect([bucket.take(), bucket.take()]).toEqual([true, false]);
+  });
+});
+
+describe("LogThrottle: how a retry loop logs a failure that repeats", () => {
+  it("logs the first failure, then at most once per interval, and at once again after a success", () => {
+    const t = new LogThrottle(30_000);
+    expect(t.failed(0)).toBe(true);
+    expect([1000, 5000, 29_999].map((now) => t.failed(now))).toEqual([false, false, false]);
+    expect(t.failed(30_000)).toBe(true);
+    expect(t.count).toBe(5);
+    t.succeeded();
+    expect(t.failed(30_001)).toBe(true);
+    expect(t.count).toBe(1);
   });
 });

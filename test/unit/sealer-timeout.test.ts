@@ -95,19 +95,28 @@ describe("the sealer's batch timeout on a manual clock", () => {
     expect(await wal.sealed.readEntry(0)).toMatchObject({ firstSeq: 0, lastSeq: 99, count: 100 });
   });
 
-  it("retries a batch whose sealing failed one second later", async () => {
+  it("retries a batch whose sealing failed with backoff: 250 ms, then 500 ms", async () => {
     const clock = new ManualClock();
     const wal = await startSealer(clock);
-    const read = vi.spyOn(wal.log, "read").mockRejectedValueOnce(new Error("read failed"));
+    const read = vi
+      .spyOn(wal.log, "read")
+      .mockRejectedValueOnce(new Error("read failed"))
+      .mockRejectedValueOnce(new Error("read failed again"));
     await append(wal, 0, 100);
-    await clock.waitForTimers(); // the retry delay
+    await clock.waitForTimers(); // the first retry delay
     expect(read).toHaveBeenCalledTimes(1);
-    await clock.advance(999);
+    await clock.advance(249);
+    await settle();
+    expect(read).toHaveBeenCalledTimes(1);
+    await clock.advance(1);
+    await vi.waitFor(() => expect(read).toHaveBeenCalledTimes(2), io);
+    await clock.waitForTimers(); // the second, twice as long
+    await clock.advance(499);
     await settle();
     expect(wal.sealed.entryCount).toBe(0);
     await clock.advance(1);
     await vi.waitFor(() => expect(wal.sealed.entryCount).toBe(1), io);
-    expect(clock.monotonic()).toBe(1000);
+    expect(clock.monotonic()).toBe(750);
     expect(await wal.sealed.readEntry(0)).toMatchObject({ firstSeq: 0, lastSeq: 99, count: 100 });
   });
 
