@@ -461,7 +461,7 @@ describe("crash consistency under load", () => {
       httpAcked: acked.filter((r) => r.transport === "http").length,
       records: records.length,
       killsUnderLoad: stats.filter((s) => s.inFlightAtKill > 0).length,
-      tornLinesCut: allLogs.filter((l) => l.includes("cutting a torn final line")).length,
+      tornLinesCut: allLogs.filter((l) => l.includes("cut a torn final line")).length,
       resumedPastCursor: allLogs.filter((l) => l.includes("backend already holds")).length,
       segments: (await listSegments(join(outDir, chainId))).length,
     };
