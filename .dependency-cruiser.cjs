@@ -18,7 +18,9 @@ const LAYERS = [
   ["exporters"],
   ["verify"],
   ["config"],
-  ["service"],
+  // The witness (audit-agent witness) is a server of its own beside the agent: it uses
+  // common, telemetry, integrity and config's YAML helpers; only cli imports it.
+  ["service", "witness"],
   ["cli"],
 ];
 /** Exporter plugins: each is one folder; they share only exporters/*.ts and exporters/http/. */

@@ -1,11 +1,16 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { AgentError } from "../common/errors.js";
+import { cosignerKeyOf } from "../integrity/cosignature.js";
 import { writeKeyPair } from "../integrity/key-files.js";
 import { generateSigningKey } from "../integrity/signing.js";
 
-/** `audit-agent keygen --out DIR [--name NAME]`: a new Ed25519 signing key pair. */
-export function keygen(opts: { out: string; name: string }): void {
+/**
+ * `audit-agent keygen --out DIR [--name NAME] [--witness]`: a new Ed25519 key pair. With
+ * --witness the .pub holds the witness's cosigner key (C2SP tlog-cosignature, type 0x04),
+ * which agents and verifiers are given, instead of a signing key's verifier key.
+ */
+export function keygen(opts: { out: string; name: string; witness?: boolean }): void {
   const privatePath = resolve(join(opts.out, `${opts.name}.key`));
   if (existsSync(privatePath)) {
     throw new AgentError(
@@ -14,6 +19,16 @@ export function keygen(opts: { out: string; name: string }): void {
     );
   }
   const key = generateSigningKey(opts.name);
+  if (opts.witness) {
+    const cosigner = cosignerKeyOf(key).verifierKey;
+    const publicPath = writeKeyPair(privatePath, key, cosigner);
+    process.stdout.write(
+      `private key: ${privatePath} (mode 0600; keep it secret, on the witness's host only: set witness.key_file to it)\n` +
+        `public key:  ${publicPath} (the witness's cosigner key: give it to agents, extensions.signing.witnesses[].key, and to verifiers, audit-agent verify --witness ${publicPath})\n` +
+        `${cosigner}\n`,
+    );
+    return;
+  }
   const publicPath = writeKeyPair(privatePath, key);
   process.stdout.write(
     `private key: ${privatePath} (mode 0600; keep it secret: set signing.key_file to it)\n` +

@@ -121,9 +121,24 @@ program
   .description("create an Ed25519 signing key pair: DIR/NAME.key (mode 0600) and DIR/NAME.pub")
   .requiredOption("-o, --out <dir>", "directory for the key files")
   .option("-n, --name <name>", "key name (appears in signatures and verifier keys)", "audit-agent")
-  .action(async (opts: { out: string; name: string }) => {
+  .option(
+    "--witness",
+    "a witness's key: NAME.pub holds its cosigner key (C2SP tlog-cosignature) for agents and verifiers",
+  )
+  .action(async (opts: { out: string; name: string; witness?: boolean }) => {
     const { keygen } = await import("./keygen.js");
     keygen(opts);
+  });
+
+program
+  .command("witness")
+  .description(
+    "run a C2SP tlog-witness: cosign a log's checkpoints only while each extends the last one cosigned (docs/witness.md)",
+  )
+  .requiredOption("-c, --config <file>", "witness config file (config/witness.yaml)")
+  .action(async (opts: { config: string }) => {
+    const { witnessCommand } = await import("./witness.js");
+    await witnessCommand(opts.config);
   });
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];

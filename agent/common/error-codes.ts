@@ -253,6 +253,30 @@ export const ERROR_CODES = {
       "A write to the write-ahead log failed (disk full, I/O error); the request is answered HTTP 503 / gRPC UNAVAILABLE, not acknowledged.",
     fix: "Check the disk under `extensions.wal.directory` for space, errors and permissions; clients retry.",
   },
+  WITNESS_CONFIG_INVALID: {
+    summary:
+      "The witness config failed validation, or a file it names (TLS) cannot be read; each problem is listed as `file:line:col: key.path: what is wrong`.",
+    fix: "Fix each listed key (docs/witness.md) and start the witness again.",
+  },
+  WITNESS_KEY_UNREADABLE: {
+    summary: "The witness cannot read its private key (`witness.key_file`).",
+    fix: "Create one with `audit-agent keygen --witness --out DIR --name NAME`, or fix the path or the file's owner.",
+  },
+  WITNESS_LISTEN_FAILED: {
+    summary:
+      "The witness could not listen on `witness.listen` (port in use, address not local, no permission).",
+    fix: "Free the port or change `witness.listen`.",
+  },
+  WITNESS_STATE_DAMAGED: {
+    summary:
+      "A witness state file is not what the witness wrote (bad JSON, fields, name, or a note that does not match). It will not start: that would forget what it cosigned.",
+    fix: "Restore the file from a backup, or fetch the log's cosigned checkpoint from another witness and restore it; never delete it to start over (docs/witness.md).",
+  },
+  WITNESS_STATE_UNWRITABLE: {
+    summary:
+      "The witness cannot create, read or write its `witness.state_dir`; at start it stops, while running it answers 500 and cosigns nothing.",
+    fix: "Check the directory's path, owner, permissions and free space.",
+  },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -1,6 +1,5 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import YAML, { LineCounter } from "yaml";
 import { z } from "zod";
 import { type WalConfig, walConfigSchema, walExtensionFactory } from "../store/config.js";
 import {
@@ -24,8 +23,8 @@ import type { ProcessorFactory } from "../processing/api.js";
 import type { ReceiverFactory } from "../receivers/api.js";
 import { durableExporterTypes, oneOf, factories as registeredFactories } from "./registry.js";
 import type { LogLevel } from "../telemetry/logger.js";
-import { type ExpandIssue, expandEnv, type TypedReference } from "./expand.js";
-import { ConfigProblems, dotted, type Path } from "./parse-problems.js";
+import { expandVariables, parseYamlDocument } from "./yaml-source.js";
+import { ConfigProblems, type Path } from "./parse-problems.js";
 import { schemaValidator, type Validate } from "./parse-validate.js";
 
 /**
@@ -144,7 +143,8 @@ export function parseConfig(
   env: Record<string, string | undefined> = process.env,
   factories: readonly AnyFactory[] = registeredFactories,
 ): AgentConfig {
-  const { doc, lineCounter } = parseYaml(text, file);
+  const { doc, lineCounter, problems } = parseYamlDocument(text, file);
+  if (problems.length > 0) throw new ConfigError(file, problems);
   const report = new ConfigProblems(file, doc, lineCounter);
   const { expanded, typedRefs } = expandVariables(doc, env, report);
   const validate = schemaValidator(report, typedRefs);
@@ -187,54 +187,6 @@ interface SingleComponents {
 }
 
 const LOGS_PIPELINE: Path = ["service", "pipelines", "logs"];
-
-/** The YAML document, or a ConfigError for each syntax error and duplicate key. */
-function parseYaml(
-  text: string,
-  file: string,
-): { doc: YAML.Document.Parsed; lineCounter: LineCounter } {
-  const lineCounter = new LineCounter();
-  const doc = YAML.parseDocument(text, { lineCounter, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    throw new ConfigError(
-      file,
-      doc.errors.map((e) => {
-        if (e.code === "DUPLICATE_KEY") {
-          // The parser may point at the end of the entry before: move on to the key and name it.
-          let at = e.pos[0];
-          while (at < text.length && /[\s#]/.test(text[at] as string))
-            at = text[at] === "#" ? text.indexOf("\n", at) >>> 0 : at + 1;
-          const key = /^[^:\n]*/.exec(text.slice(at))?.[0].trim();
-          const pos = lineCounter.linePos(at);
-          return `${file}:${pos.line}:${pos.col}: duplicate key "${key}": a key may appear once in a mapping, so merge the two entries`;
-        }
-        const pos = e.linePos?.[0];
-        return `${file}${pos ? `:${pos.line}:${pos.col}` : ""}: not valid YAML: ${e.message.split("\n")[0]}`;
-      }),
-    );
-  }
-  return { doc, lineCounter };
-}
-
-/**
- * The document as plain values with ${env:…} references expanded (expand.ts), reporting
- * unsupported references as problems and unset variables as warnings.
- */
-function expandVariables(
-  doc: YAML.Document.Parsed,
-  env: Record<string, string | undefined>,
-  report: ConfigProblems,
-): { expanded: unknown; typedRefs: TypedReference[] } {
-  const raw: unknown = doc.toJS() ?? {};
-  const expandIssues: ExpandIssue[] = [];
-  const typedRefs: TypedReference[] = [];
-  const expanded = expandEnv(raw, env, expandIssues, [], typedRefs);
-  for (const i of expandIssues) {
-    if (i.fatal) report.add(i.path, i.message);
-    else report.warnings.push(`${dotted(i.path)}: ${i.message}`);
-  }
-  return { expanded, typedRefs };
-}
 
 /** Resolves and validates every defined component: by its type's factory, against its schema. */
 function resolveComponents(

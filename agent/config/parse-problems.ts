@@ -23,6 +23,8 @@ export class ConfigProblems {
     private readonly file: string,
     private readonly doc: YAML.Document.Parsed,
     private readonly lineCounter: LineCounter,
+    /** Where the settings are documented, for the unknown-key hint. */
+    private readonly reference = "docs/configuration.md",
   ) {}
 
   /** Reports `message` about the setting at `path`. */
@@ -33,7 +35,7 @@ export class ConfigProblems {
   /** Reports a key of the mapping at `parent` that no setting has. */
   unknownKey(parent: Path, key: string): void {
     this.problems.push(
-      `${this.whereKey(parent, key)}: ${dotted([...parent, key])}: unknown key "${key}": check the spelling against docs/configuration.md`,
+      `${this.whereKey(parent, key)}: ${dotted([...parent, key])}: unknown key "${key}": check the spelling against ${this.reference}`,
     );
   }
 

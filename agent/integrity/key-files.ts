@@ -24,12 +24,20 @@ export function publicKeyPath(privatePath: string): string {
   return `${privatePath.replace(/\.key$/, "")}.pub`;
 }
 
-export function writeKeyPair(privatePath: string, key: SigningKey): string {
+/**
+ * Writes the private key (0600, never over an existing file) and `<name>.pub` holding
+ * `publicKeyLine`: the signing key's verifier key, or a witness's cosigner key.
+ */
+export function writeKeyPair(
+  privatePath: string,
+  key: SigningKey,
+  publicKeyLine: string = key.public.verifierKey,
+): string {
   mkdirSync(dirname(privatePath), { recursive: true, mode: 0o700 });
   writeFileSync(privatePath, privateKeyPem(key), { mode: 0o600, flag: "wx" });
   chmodSync(privatePath, 0o600);
   const publicPath = publicKeyPath(privatePath);
-  writeFileSync(publicPath, `${key.public.verifierKey}\n`, { mode: 0o644 });
+  writeFileSync(publicPath, `${publicKeyLine}\n`, { mode: 0o644 });
   return publicPath;
 }
 
