@@ -6,14 +6,22 @@ import { splitEndpoint } from "../../agent/common/config-schema.js";
 import { type AgentConfig, parseConfig } from "../../agent/config/load.js";
 import { unsafeSettings } from "../../agent/config/safety.js";
 import type { FileExporterConfig } from "../../agent/exporters/file/config.js";
+import { cosignerKeyOf, parseCosignerKey } from "../../agent/integrity/cosignature.js";
+import { writeKeyPair } from "../../agent/integrity/key-files.js";
+import { generateSigningKey } from "../../agent/integrity/signing.js";
 import type { OtlpReceiverConfig } from "../../agent/receivers/otlp/config.js";
-import { type InProcessAgent, makeTempDir, ROOT, startInProcessAgent } from "../helpers/agent.js";
+import { startAgent } from "../../agent/service/agent.js";
+import { createLogger } from "../../agent/telemetry/logger.js";
+import { parseWitnessConfig, type WitnessConfig } from "../../agent/witness/config.js";
+import { type RunningWitness, startWitness } from "../../agent/witness/start.js";
+import { makeTempDir, postAuditRecords, ROOT, waitFor } from "../helpers/agent.js";
 
 /**
  * The deployment examples under deploy/ (Kubernetes manifests, Grafana dashboard, Prometheus
  * rules) against the agent itself: the ConfigMap's config loads, the pod wires that config's
- * paths and ports to its volumes, probes and env, and every metric the dashboard and the
- * alerts query is one the running agent exports.
+ * paths and ports to its volumes, probes and env, the witness's manifests wire its config the
+ * same way and the agents reach it, and every metric the dashboard and the alerts query is
+ * one the running agent (or witness) exports.
  */
 
 const DEPLOY = join(ROOT, "deploy");
@@ -45,7 +53,7 @@ function yamlDocs(file: string): unknown[] {
 interface K8sObject {
   apiVersion: string;
   kind: string;
-  metadata: { name: string; labels?: Record<string, string> };
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
   spec?: Record<string, unknown>;
   data?: Record<string, string>;
   stringData?: Record<string, string>;
@@ -53,9 +61,11 @@ interface K8sObject {
 interface EnvVar {
   name: string;
   value?: string;
+  valueFrom?: { fieldRef?: { fieldPath: string } };
 }
 interface Probe {
   httpGet?: { path: string; port: number | string };
+  tcpSocket?: { port: number | string };
   periodSeconds?: number;
   timeoutSeconds?: number;
   failureThreshold?: number;
@@ -144,6 +154,41 @@ function quantity(q: string | number): number {
   return Number(m[1]) * (m[2] ? (scale[m[2]] as number) : 1);
 }
 
+/** The labels of a workload's pods. */
+function podLabels(o: K8sObject): Record<string, string> {
+  if (o.kind === "Pod") return o.metadata.labels ?? {};
+  return (o.spec as { template: { metadata: { labels: Record<string, string> } } }).template
+    .metadata.labels;
+}
+
+/**
+ * The PodMonitor in `file` selects `o`'s pods (in its namespace) and scrapes `c`'s port
+ * `port` by name, with the job label the rules select.
+ */
+function expectScraped(file: string, o: K8sObject, c: Container, port: number, job: string) {
+  const declared = c.ports?.find((p) => p.containerPort === port);
+  expect(declared?.name).toBeDefined();
+  const monitor = only(file, "PodMonitor");
+  expect(monitor.metadata.namespace).toBe(o.metadata.namespace);
+  const spec = monitor.spec as {
+    selector: { matchLabels: Record<string, string> };
+    podMetricsEndpoints: Array<{
+      port: string;
+      relabelings?: Array<{ targetLabel?: string; replacement?: string }>;
+    }>;
+  };
+  const endpoint = spec.podMetricsEndpoints.find((e) => e.port === declared!.name);
+  expect(endpoint, `${file} scrapes port ${declared!.name}`).toBeDefined();
+  const jobLabel = endpoint!.relabelings?.find((r) => r.targetLabel === "job");
+  expect(jobLabel?.replacement).toBe(job);
+  expect(podLabels(o)).toMatchObject(spec.selector.matchLabels);
+}
+
+/** Does a label selector's matchLabels select these labels? */
+function matches(labels: Record<string, string>, selector: Record<string, string>): boolean {
+  return Object.entries(selector).every(([k, v]) => labels[k] === v);
+}
+
 /** Is `path` the directory `dir` or inside it? */
 function under(path: string, dir: string): boolean {
   const rel = posix.relative(dir, path);
@@ -160,11 +205,24 @@ const pod = podSpecOf(workload);
 const configMap = only("kubernetes/configmap.yaml", "ConfigMap");
 const secret = only("kubernetes/secret.example.yaml", "Secret");
 const configText = configMap.data?.["config.yaml"] ?? "";
-const config: AgentConfig = parseConfig(configText, "configmap.yaml", {});
 
 const agent = (pod.initContainers ?? []).find(
   (c) => c.restartPolicy === "Always" && /otel-audit-agent/.test(c.image),
 )!;
+
+/**
+ * The agent container's environment as the kubelet would set it: plain values as written,
+ * the pod's name (downward API) as a Deployment's pod would be named.
+ */
+const agentEnv: Record<string, string> = Object.fromEntries(
+  (agent.env ?? []).map((e) => {
+    if (e.value !== undefined) return [e.name, e.value];
+    if (e.valueFrom?.fieldRef?.fieldPath === "metadata.name")
+      return [e.name, `${workload.metadata.name}-7c9d8b5f4-x2x7k`];
+    throw new Error(`agent env ${e.name}: no sample value for ${JSON.stringify(e.valueFrom)}`);
+  }),
+);
+const config: AgentConfig = parseConfig(configText, "configmap.yaml", agentEnv);
 const app = pod.containers.find((c) =>
   (c.env ?? []).some((e) => e.name === "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT"),
 )!;
@@ -174,8 +232,8 @@ function env(c: Container): Record<string, string | undefined> {
   return Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value]));
 }
 
-function volume(name: string): Volume {
-  const v = (pod.volumes ?? []).find((x) => x.name === name);
+function volume(name: string, spec: PodSpec = pod): Volume {
+  const v = (spec.volumes ?? []).find((x) => x.name === name);
   if (!v) throw new Error(`no volume ${name}`);
   return v;
 }
@@ -194,14 +252,72 @@ function argValue(c: Container, flag: string): string | undefined {
 }
 
 function probePort(c: Container, p: Probe | undefined): number | undefined {
-  const port = p?.httpGet?.port;
+  const port = p?.httpGet?.port ?? p?.tcpSocket?.port;
   if (typeof port === "number") return port;
   return c.ports?.find((x) => x.name === port)?.containerPort;
 }
 
 /** Pod-level settings with the container's own on top, as the kubelet applies them. */
-function effectiveSecurity(c: Container): SecurityContext {
-  return { ...pod.securityContext, ...c.securityContext };
+function effectiveSecurity(c: Container, spec: PodSpec = pod): SecurityContext {
+  return { ...spec.securityContext, ...c.securityContext };
+}
+
+/** Runs as the image's user (10001), read-only, without privileges ("restricted" PSS). */
+function expectRestricted(c: Container, spec: PodSpec = pod): void {
+  const s = effectiveSecurity(c, spec);
+  expect(s.runAsNonRoot, c.name).toBe(true);
+  expect(s.runAsUser, c.name).toBe(10001);
+  expect(s.readOnlyRootFilesystem, c.name).toBe(true);
+  expect(s.allowPrivilegeEscalation, c.name).toBe(false);
+  expect(s.capabilities?.drop, c.name).toContain("ALL");
+  expect(s.capabilities?.add ?? [], c.name).toEqual([]);
+  expect(s.seccompProfile?.type, c.name).toBe("RuntimeDefault");
+}
+
+/**
+ * A private key as the agent and the witness need it (they refuse a key group or others can
+ * read): the Secret `secretName` is mounted read-only, mode 0400, only into a plain init
+ * container that runs before `reader` and copies its item `item` with mode 0400 to `keyFile`,
+ * on an in-memory volume that `reader` mounts read-only. fsGroup 10001 lets the copy read it.
+ */
+function expectKeyCopied(
+  spec: PodSpec,
+  reader: Container,
+  keyFile: string,
+  secretName: string,
+  item: string,
+): void {
+  const secretVolumes = (spec.volumes ?? []).filter((v) => v.secret);
+  expect(secretVolumes).toHaveLength(1);
+  const sv = secretVolumes[0]!;
+  expect(sv.secret!.secretName).toBe(secretName);
+  expect(sv.secret!.defaultMode).toBe(0o400);
+  expect(sv.secret!.items?.map((i) => i.key) ?? [item]).toContain(item);
+  const all = [...(spec.initContainers ?? []), ...spec.containers];
+  const mounts = all.flatMap((c) =>
+    (c.volumeMounts ?? []).filter((m) => m.name === sv.name).map((m) => ({ c, m })),
+  );
+  expect(mounts.length).toBeGreaterThan(0);
+  for (const { m } of mounts) expect(m.readOnly).toBe(true);
+  expect(spec.securityContext?.fsGroup).toBe(10001);
+  const keyMount = mountFor(reader, keyFile)!;
+  expect(keyMount, `a mount holding ${keyFile}`).toBeDefined();
+  expect(keyMount.readOnly).toBe(true);
+  expect(volume(keyMount.name, spec).emptyDir?.medium).toBe("Memory");
+  expect(mounts.map(({ c }) => c)).not.toContain(reader);
+  const installer = mounts[0]!.c;
+  expect(installer.restartPolicy).toBeUndefined();
+  const inits = spec.initContainers ?? [];
+  expect(inits).toContain(installer);
+  if (inits.includes(reader)) expect(inits.indexOf(installer)).toBeLessThan(inits.indexOf(reader));
+  const secretMount = installer.volumeMounts!.find((m) => m.name === sv.name)!;
+  const installerKeyMount = installer.volumeMounts!.find((m) => m.name === keyMount.name)!;
+  expect(installerKeyMount.mountPath).toBe(keyMount.mountPath);
+  const cmd = [...(installer.command ?? []), ...(installer.args ?? [])];
+  expect(cmd).toContain("0400");
+  expect(cmd).toContain(posix.join(secretMount.mountPath, item));
+  expect(cmd).toContain(keyFile);
+  expectRestricted(installer, spec);
 }
 
 describe("deploy/: every file parses", () => {
@@ -210,9 +326,12 @@ describe("deploy/: every file parses", () => {
       "kubernetes/pod.yaml",
       "kubernetes/configmap.yaml",
       "kubernetes/secret.example.yaml",
+      "kubernetes/witness.yaml",
+      "kubernetes/witness-secret.example.yaml",
       "kubernetes/README.md",
       "grafana/audit-agent-dashboard.json",
       "prometheus/audit-agent-rules.yaml",
+      "prometheus/witness-podmonitor.yaml",
     ])
       expect(files).toContain(f);
   });
@@ -282,37 +401,9 @@ describe("deploy/kubernetes: the pod", () => {
   it("mounts the signing key Secret read-only with mode 0400, copied to the agent's key_file", () => {
     expect(config.signing.key_env).toBeUndefined();
     expect(config.signing.generate_if_missing).toBe(false);
-    const secretVolumes = (pod.volumes ?? []).filter((v) => v.secret);
-    expect(secretVolumes).toHaveLength(1);
-    const sv = secretVolumes[0]!;
-    expect(sv.secret!.secretName).toBe(secret.metadata.name);
-    expect(sv.secret!.defaultMode).toBe(0o400);
-    const mounts = allContainers.flatMap((c) =>
-      (c.volumeMounts ?? []).filter((m) => m.name === sv.name).map((m) => ({ c, m })),
-    );
-    expect(mounts.length).toBeGreaterThan(0);
-    for (const { m } of mounts) expect(m.readOnly).toBe(true);
     // The agent refuses keys group or others can read, and fsGroup turns 0400 into 0440: a
     // plain init container copies the key, as the agent's user, with mode 0400.
-    expect(pod.securityContext?.fsGroup).toBe(10001);
-    const keyFile = config.signing.key_file;
-    const keyMount = mountFor(agent, keyFile)!;
-    expect(keyMount, `a mount holding ${keyFile}`).toBeDefined();
-    expect(keyMount.readOnly).toBe(true);
-    expect(volume(keyMount.name).emptyDir?.medium).toBe("Memory");
-    const installer = mounts.map(({ c }) => c).find((c) => c !== agent)!;
-    expect(installer, "the container that copies the key").toBeDefined();
-    expect(installer.restartPolicy).toBeUndefined();
-    const inits = pod.initContainers ?? [];
-    expect(inits.indexOf(installer)).toBeLessThan(inits.indexOf(agent));
-    const secretMount = installer.volumeMounts!.find((m) => m.name === sv.name)!;
-    const installerKeyMount = installer.volumeMounts!.find((m) => m.name === keyMount.name)!;
-    expect(installerKeyMount.mountPath).toBe(keyMount.mountPath);
-    const cmd = [...(installer.command ?? []), ...(installer.args ?? [])];
-    expect(cmd).toContain("0400");
-    expect(cmd).toContain(posix.join(secretMount.mountPath, "signing.key"));
-    expect(cmd).toContain(keyFile);
-    expect(sv.secret!.items?.map((i) => i.key) ?? ["signing.key"]).toContain("signing.key");
+    expectKeyCopied(pod, agent, config.signing.key_file, secret.metadata.name, "signing.key");
   });
 
   it("keeps the WAL and the file exporter's output on the writable data volume", () => {
@@ -348,20 +439,7 @@ describe("deploy/kubernetes: the pod", () => {
     const { host, port } = splitEndpoint(config.metricsAddress!);
     expect(port).toBe(8888);
     expect(host).toBe("0.0.0.0");
-    const declared = agent.ports?.find((p) => p.containerPort === port);
-    expect(declared?.name).toBeDefined();
-    const monitor = only("prometheus/podmonitor.yaml", "PodMonitor");
-    const endpoints = (monitor.spec as { podMetricsEndpoints: Array<{ port: string }> })
-      .podMetricsEndpoints;
-    expect(endpoints.map((e) => e.port)).toContain(declared!.name);
-    const selector = (monitor.spec as { selector: { matchLabels: Record<string, string> } })
-      .selector.matchLabels;
-    const labels =
-      workload.kind === "Pod"
-        ? workload.metadata.labels
-        : (workload.spec as { template: { metadata: { labels: Record<string, string> } } }).template
-            .metadata.labels;
-    expect(labels).toMatchObject(selector);
+    expectScraped("prometheus/podmonitor.yaml", workload, agent, port, "audit-agent");
   });
 
   it("sets resource requests and limits on every container (requests ≤ limits)", () => {
@@ -387,16 +465,7 @@ describe("deploy/kubernetes: the pod", () => {
 
   it("runs the agent (and the key copy) non-root, read-only, without privileges", () => {
     const installer = (pod.initContainers ?? []).find((c) => c !== agent)!;
-    for (const c of [agent, installer]) {
-      const s = effectiveSecurity(c);
-      expect(s.runAsNonRoot, c.name).toBe(true);
-      expect(s.runAsUser, c.name).toBe(10001);
-      expect(s.readOnlyRootFilesystem, c.name).toBe(true);
-      expect(s.allowPrivilegeEscalation, c.name).toBe(false);
-      expect(s.capabilities?.drop, c.name).toContain("ALL");
-      expect(s.capabilities?.add ?? [], c.name).toEqual([]);
-      expect(s.seccompProfile?.type, c.name).toBe("RuntimeDefault");
-    }
+    for (const c of [agent, installer]) expectRestricted(c);
     // The app too meets the "restricted" Pod Security Standard.
     const s = effectiveSecurity(app);
     expect(s.runAsNonRoot).toBe(true);
@@ -453,6 +522,7 @@ describe("deploy/kubernetes: the ConfigMap's agent config", () => {
       .join("\n")
       .replace("exporters: [file]", "exporters: [file, loki, s3, elasticsearch]");
     const full = parseConfig(text, "configmap-full.yaml", {
+      ...agentEnv,
       LOKI_TOKEN: "token",
       ES_API_KEY: Buffer.from("id:key").toString("base64"),
     });
@@ -472,6 +542,211 @@ describe("deploy/kubernetes: the example Secret", () => {
     const value = secret.stringData?.["signing.key"] ?? secret.data?.["signing.key"];
     expect(value).toBeDefined();
     expect(value).not.toMatch(/PRIVATE KEY/);
+  });
+});
+
+// ---- the witness ----
+
+const witnessFile = "kubernetes/witness.yaml";
+const witnessNamespace = only(witnessFile, "Namespace");
+const witnessDeployment = only(witnessFile, "Deployment");
+const witnessPod = podSpecOf(witnessDeployment);
+const witnessConfigMap = only(witnessFile, "ConfigMap");
+const witnessService = only(witnessFile, "Service");
+const witnessClaim = only(witnessFile, "PersistentVolumeClaim");
+const witnessPolicy = only(witnessFile, "NetworkPolicy");
+const witnessSecret = only("kubernetes/witness-secret.example.yaml", "Secret");
+const witnessContainer = witnessPod.containers.find((c) => c.args?.[0] === "witness")!;
+const witnessConfig: WitnessConfig = parseWitnessConfig(
+  witnessConfigMap.data?.["witness.yaml"] ?? "",
+  "witness.yaml",
+  {},
+);
+
+interface ServicePort {
+  name?: string;
+  port: number;
+  targetPort?: number | string;
+}
+interface PolicyPeer {
+  namespaceSelector?: { matchLabels?: Record<string, string> };
+  podSelector?: { matchLabels?: Record<string, string> };
+}
+interface PolicyRule {
+  from?: PolicyPeer[];
+  ports?: Array<{ protocol?: string; port: number | string }>;
+}
+
+describe("deploy/kubernetes: the witness", () => {
+  it("has its own namespace, apart from the application's, holding all its objects", () => {
+    const ns = witnessNamespace.metadata.name;
+    expect(ns).toBe("audit-witness");
+    expect(ns).not.toBe(workload.metadata.namespace ?? "default");
+    expect(witnessNamespace.metadata.labels?.["pod-security.kubernetes.io/enforce"]).toBe(
+      "restricted",
+    );
+    for (const o of [...objects(witnessFile), witnessSecret])
+      if (o.kind !== "Namespace")
+        expect(o.metadata.namespace, `${o.kind} ${o.metadata.name}`).toBe(ns);
+  });
+
+  it("runs one witness, replaced with Recreate, its state on the PersistentVolumeClaim", () => {
+    const spec = witnessDeployment.spec as { replicas: number; strategy: { type: string } };
+    expect(spec.replicas).toBe(1);
+    expect(spec.strategy.type).toBe("Recreate");
+    expect(witnessContainer.image).toMatch(/otel-audit-agent:\S+/);
+    const mount = mountFor(witnessContainer, witnessConfig.stateDir)!;
+    expect(mount, `a mount holding ${witnessConfig.stateDir}`).toBeDefined();
+    expect(mount.readOnly).not.toBe(true);
+    // A directory inside the volume: the witness makes it 0700, its own.
+    expect(witnessConfig.stateDir).not.toBe(mount.mountPath);
+    const v = volume(mount.name, witnessPod);
+    expect(v.persistentVolumeClaim?.claimName).toBe(witnessClaim.metadata.name);
+    const claim = witnessClaim.spec as {
+      accessModes: string[];
+      resources: { requests: { storage: string } };
+    };
+    expect(claim.accessModes).toEqual(["ReadWriteOncePod"]);
+    expect(quantity(claim.resources.requests.storage)).toBeGreaterThan(0);
+  });
+
+  it("reads the ConfigMap's config, which parses with parseWitnessConfig and listens for the cluster", () => {
+    expect(witnessConfig.warnings).toEqual([]);
+    const configPath = argValue(witnessContainer, "--config")!;
+    const mount = mountFor(witnessContainer, configPath)!;
+    expect(mount.readOnly).toBe(true);
+    const v = volume(mount.name, witnessPod);
+    expect(v.configMap?.name).toBe(witnessConfigMap.metadata.name);
+    const item = v.configMap?.items?.find(
+      (i) => i.path === posix.relative(mount.mountPath, configPath),
+    );
+    expect(item?.key).toBe("witness.yaml");
+    const { host, port } = splitEndpoint(witnessConfig.listen);
+    expect(host).toBe("0.0.0.0");
+    expect(witnessContainer.ports?.find((p) => p.name === "witness")?.containerPort).toBe(port);
+    expect(witnessConfig.logs.length).toBeGreaterThan(0);
+  });
+
+  it("copies its key from the Secret with mode 0400 (it refuses a group-readable key)", () => {
+    expectKeyCopied(
+      witnessPod,
+      witnessContainer,
+      witnessConfig.keyFile,
+      witnessSecret.metadata.name,
+      "witness.key",
+    );
+    const value = witnessSecret.stringData?.["witness.key"];
+    expect(value).toBeDefined();
+    expect(value).not.toMatch(/PRIVATE KEY/);
+  });
+
+  it("is probed without being restarted over a refused fork: /healthz for readiness only", () => {
+    const port = splitEndpoint(witnessConfig.listen).port;
+    expect(witnessContainer.readinessProbe?.httpGet?.path).toBe("/healthz");
+    for (const p of [witnessContainer.livenessProbe, witnessContainer.startupProbe]) {
+      expect(p?.httpGet?.path).not.toBe("/healthz");
+      expect(p?.tcpSocket).toBeDefined();
+    }
+    for (const p of [
+      witnessContainer.livenessProbe,
+      witnessContainer.readinessProbe,
+      witnessContainer.startupProbe,
+    ])
+      expect(probePort(witnessContainer, p)).toBe(port);
+  });
+
+  it("runs non-root, read-only, without privileges, with resources set", () => {
+    for (const c of [...(witnessPod.initContainers ?? []), ...witnessPod.containers]) {
+      expectRestricted(c, witnessPod);
+      for (const r of ["cpu", "memory"]) {
+        const req = c.resources?.requests?.[r];
+        const lim = c.resources?.limits?.[r];
+        expect(quantity(req!), `${c.name} ${r}`).toBeLessThanOrEqual(quantity(lim!));
+      }
+    }
+  });
+
+  it("is served by a Service that keeps routing while /healthz reports an alarm", () => {
+    const spec = witnessService.spec as {
+      selector: Record<string, string>;
+      publishNotReadyAddresses?: boolean;
+      ports: ServicePort[];
+    };
+    expect(podLabels(witnessDeployment)).toMatchObject(spec.selector);
+    expect(spec.publishNotReadyAddresses).toBe(true);
+    const port = splitEndpoint(witnessConfig.listen).port;
+    expect(spec.ports).toHaveLength(1);
+    expect(spec.ports[0]!.port).toBe(port);
+    expect(probePort(witnessContainer, { tcpSocket: { port: spec.ports[0]!.targetPort! } })).toBe(
+      port,
+    );
+  });
+
+  it("takes connections on its port only, from the agents' pods among others, and makes none", () => {
+    const spec = witnessPolicy.spec as {
+      podSelector: { matchLabels: Record<string, string> };
+      policyTypes: string[];
+      ingress: PolicyRule[];
+      egress: unknown[];
+    };
+    expect(podLabels(witnessDeployment)).toMatchObject(spec.podSelector.matchLabels);
+    expect(spec.policyTypes.sort()).toEqual(["Egress", "Ingress"]);
+    expect(spec.egress).toEqual([]);
+    const port = splitEndpoint(witnessConfig.listen).port;
+    for (const rule of spec.ingress) {
+      expect(rule.ports).toEqual([{ protocol: "TCP", port }]);
+      expect(rule.from?.length).toBeGreaterThan(0);
+      for (const peer of rule.from!)
+        expect(
+          Object.keys(peer.podSelector?.matchLabels ?? {}).length,
+          "a pod selector",
+        ).toBeGreaterThan(0);
+    }
+    const peers = spec.ingress.flatMap((r) => r.from ?? []);
+    expect(
+      peers.some(
+        (p) =>
+          p.podSelector?.matchLabels && matches(podLabels(workload), p.podSelector.matchLabels),
+      ),
+      "the agents' pods may connect",
+    ).toBe(true);
+  });
+
+  it("is the witness the agents' config lists, with an origin it witnesses", () => {
+    expect(config.signing.witnesses).toHaveLength(1);
+    const w = config.signing.witnesses[0]!;
+    const url = new URL(w.url);
+    expect(url.protocol).toBe("http:");
+    expect(url.hostname).toMatch(
+      new RegExp(
+        `^${witnessService.metadata.name}\\.${witnessNamespace.metadata.name}\\.svc(\\.cluster\\.local)?$`,
+      ),
+    );
+    const ports = (witnessService.spec as { ports: ServicePort[] }).ports;
+    expect(Number(url.port)).toBe(ports[0]!.port);
+    expect(() => parseCosignerKey(w.key)).not.toThrow();
+    expect(config.signing.witness_quorum ?? 1).toBeLessThanOrEqual(config.signing.witnesses.length);
+    // One origin per pod (each pod's agent has its own chain), all under what the witness lists.
+    const origin = config.signing.origin!;
+    expect(configText).toMatch(/origin: .*\$\{env:POD_NAME\}/);
+    expect(origin).toContain(agentEnv.POD_NAME);
+    expect(
+      witnessConfig.logs.some((l) =>
+        l.origin !== undefined ? l.origin === origin : origin.startsWith(l.originPrefix!),
+      ),
+      `a log of the witness's config covers ${origin}`,
+    ).toBe(true);
+  });
+
+  it("is scraped by its PodMonitor as job audit-witness", () => {
+    const port = splitEndpoint(witnessConfig.listen).port;
+    expectScraped(
+      "prometheus/witness-podmonitor.yaml",
+      witnessDeployment,
+      witnessContainer,
+      port,
+      "audit-witness",
+    );
   });
 });
 
@@ -671,6 +946,10 @@ const rulesDoc = yamlDocs("prometheus/audit-agent-rules.yaml")[0] as {
   groups: Array<{ name: string; rules: Rule[] }>;
 };
 const rules = rulesDoc.groups.flatMap((g) => g.rules);
+/** The witness's own alerts: their group is named after the job they select. */
+const witnessRules = rulesDoc.groups.find((g) => g.name === "audit-witness")?.rules ?? [];
+const agentRules = rules.filter((r) => !witnessRules.includes(r));
+const ruleNamed = (name: string) => rules.find((r) => r.alert === name);
 
 describe("deploy/prometheus: the alerting rules", () => {
   it("are groups of alerts with expr, for, severity, summary, description and a runbook hint", () => {
@@ -710,6 +989,36 @@ describe("deploy/prometheus: the alerting rules", () => {
     expect(exprOf("AuditAgentCheckpointStale")).toContain("audit_agent_checkpoint_age_seconds");
     expect(exprOf("AuditAgentRefusingRecords")).toContain("otelcol_receiver_refused_log_records");
   });
+
+  it("select, in each group, the job the group is named after", () => {
+    expect(rulesDoc.groups.map((g) => g.name).sort()).toEqual(["audit-agent", "audit-witness"]);
+    for (const g of rulesDoc.groups)
+      for (const r of g.rules) {
+        const jobs = [...r.expr.matchAll(/\bjob="([^"]*)"/g)].map((m) => m[1]);
+        expect(jobs.length, r.alert).toBeGreaterThan(0);
+        for (const job of jobs) expect(job, r.alert).toBe(g.name);
+      }
+  });
+
+  it("cover the witnesses: stale cosignatures, a witness holding another history, a fork refused", () => {
+    const stale = ruleNamed("AuditWitnessStale")!;
+    expect(stale.expr).toBe('audit_agent_witness_stale{job="audit-agent"} == 1');
+    expect(stale.for).toBe("10m");
+    const refused = ruleNamed("AuditWitnessRefused")!;
+    expect(refused.expr).toMatch(
+      /^increase\(audit_agent_witness_failures_total\{job="audit-agent", reason=~"http_422\|ahead"\}\[10m\]\) > 0\b/,
+    );
+    expect(refused.labels?.severity).toBe("critical");
+    const fork = ruleNamed("AuditWitnessForkRefused")!;
+    expect(fork.expr).toMatch(
+      /^increase\(audit_witness_refused_total\{job="audit-witness", reason=~"fork\|rollback"\}\[10m\]\) > 0\b/,
+    );
+    expect(fork.labels?.severity).toBe("critical");
+    expect(witnessRules).toContain(fork);
+    // These counters appear with their first event, at 1, which increase() alone never sees.
+    for (const r of [refused, fork])
+      expect(r.expr, r.alert).toMatch(/\bunless\b[^]*\boffset 10m\)$/);
+  });
 });
 
 // ---- every metric queried is one the agent exports ----
@@ -729,40 +1038,125 @@ function exportedNames(text: string): Set<string> {
 /** Series Prometheus adds to every target itself. */
 const SCRAPE_SERIES = ["up", "scrape_duration_seconds", "scrape_samples_scraped"];
 
-describe("metric names in the dashboard and the rules exist in a live agent's /metrics", () => {
+/** What a metrics endpoint exports, and the series Prometheus adds to each target. */
+async function scrapedNames(url: string): Promise<Set<string>> {
+  const res = await fetch(url);
+  expect(res.status).toBe(200);
+  const names = exportedNames(await res.text());
+  for (const s of SCRAPE_SERIES) names.add(s);
+  return names;
+}
+
+/** `text` with each of `pairs`' first strings replaced by the second, every one present. */
+function substituted(
+  text: string,
+  pairs: ReadonlyArray<readonly [string | RegExp, string]>,
+): string {
+  return pairs.reduce((t, [from, to]) => {
+    expect(t, `${String(from)} to replace`).toMatch(from);
+    return t.replaceAll(from, to);
+  }, text);
+}
+
+describe("the example's agent and witness, run here: cosignatures, and every metric the dashboard and the rules query", () => {
   const tmp = makeTempDir();
-  let running: InProcessAgent;
+  let witness: RunningWitness | undefined;
+  let agent: Awaited<ReturnType<typeof startAgent>> | undefined;
   let exported: Set<string>;
+  let witnessExported: Set<string>;
   beforeAll(async () => {
-    running = await startInProcessAgent({ dir: tmp.path });
-    const address = running.agent.addresses().metrics?.http;
-    const res = await fetch(`http://${address}/metrics`);
-    expect(res.status).toBe(200);
-    exported = exportedNames(await res.text());
-    for (const s of SCRAPE_SERIES) exported.add(s);
+    // The two ConfigMaps' configs as they are, but for the pods' paths (moved under tmp),
+    // the listeners (ephemeral loopback ports), the witness's URL and the two example keys
+    // (fresh ones: the examples' private halves do not exist).
+    const agentKey = generateSigningKey("payments-eu1");
+    const keyFile = join(tmp.path, "agent", "keys", "signing.key");
+    writeKeyPair(keyFile, agentKey);
+    const witnessKey = generateSigningKey("audit-witness.example.com");
+    const witnessKeyFile = join(tmp.path, "witness", "keys", "witness.key");
+    writeKeyPair(witnessKeyFile, witnessKey, cosignerKeyOf(witnessKey).verifierKey);
+    const logger = createLogger("error");
+    const witnessYaml = substituted(witnessConfigMap.data!["witness.yaml"]!, [
+      [witnessConfig.keyFile, witnessKeyFile],
+      [witnessConfig.stateDir, join(tmp.path, "witness", "state")],
+      [witnessConfig.listen, "127.0.0.1:0"],
+      [witnessConfig.logs[0]!.keys[0]!.verifierKey, agentKey.public.verifierKey],
+    ]);
+    witness = await startWitness(parseWitnessConfig(witnessYaml, "witness.yaml", {}), logger);
+    const agentYaml = substituted(configText, [
+      [config.signing.key_file, keyFile],
+      ["/var/lib/audit-agent/", `${join(tmp.path, "agent")}/`],
+      [/\b(127\.0\.0\.1|0\.0\.0\.0):\d+\b/g, "127.0.0.1:0"],
+      [config.signing.witnesses[0]!.url, `http://${witness.address()}`],
+      [config.signing.witnesses[0]!.key, witness.cosigner.verifierKey],
+    ]);
+    agent = await startAgent(parseConfig(agentYaml, "configmap.yaml", agentEnv), logger);
+    exported = await scrapedNames(`http://${agent.addresses().metrics?.http}/metrics`);
+    witnessExported = await scrapedNames(`http://${witness.address()}/metrics`);
   });
   afterAll(async () => {
-    await running?.stop();
+    await agent?.shutdown(5000);
+    await witness?.shutdown();
     tmp.cleanup();
+  });
+
+  it("the witness cosigns the agent's checkpoints, under the pod's origin", async () => {
+    await postAuditRecords(`http://${agent!.addresses().otlp!.http}/v1/logs`, 0, 3);
+    const origin = `audit.example.com/payments-api/${agentEnv.POD_NAME}`;
+    const sample = async (url: string, series: string) => {
+      const text = await (await fetch(url)).text();
+      const line = text.split("\n").find((l) => l.startsWith(`${series} `));
+      return line ? Number(line.slice(series.length + 1)) : 0;
+    };
+    await waitFor(
+      async () =>
+        (await sample(
+          `http://${witness!.address()}/metrics`,
+          `audit_witness_tree_size{origin="${origin}"}`,
+        )) >= 3,
+      15_000,
+      "the witness's cosignature of a checkpoint of 3 records",
+    );
+    const agentMetrics = `http://${agent!.addresses().metrics?.http}/metrics`;
+    await waitFor(
+      async () =>
+        (await sample(
+          agentMetrics,
+          'audit_agent_witness_cosignatures_total{witness="audit-witness.example.com"}',
+        )) > 0,
+      15_000,
+      "the agent's count of cosignatures",
+    );
+    expect(await sample(agentMetrics, "audit_agent_witness_stale")).toBe(0);
   });
 
   it("scrapes the agent's metric families", () => {
     expect(exported).toContain("audit_agent_wal_fsync_seconds_bucket");
     expect(exported).toContain("otelcol_receiver_accepted_log_records");
     expect(exported).not.toContain("otelcol_receiver_accepted_log_records_total");
+    expect(exported).toContain("audit_agent_witness_stale");
+    expect(witnessExported).toContain("audit_witness_refused_total");
   });
 
   it.each([
-    ["dashboard panels", () => dashboardExprs],
-    ["dashboard variables", () => variableExprs],
-    ["alert rules", () => rules.map((r) => ({ where: `alert ${r.alert}`, expr: r.expr }))],
-  ])("%s", (_what, exprs) => {
+    ["dashboard panels", () => dashboardExprs, () => exported],
+    ["dashboard variables", () => variableExprs, () => exported],
+    [
+      "the agent's alert rules",
+      () => agentRules.map((r) => ({ where: `alert ${r.alert}`, expr: r.expr })),
+      () => exported,
+    ],
+    [
+      "the witness's alert rules",
+      () => witnessRules.map((r) => ({ where: `alert ${r.alert}`, expr: r.expr })),
+      () => witnessExported,
+    ],
+  ])("%s", (_what, exprs, names) => {
     const list = exprs();
     expect(list.length).toBeGreaterThan(0);
     for (const { where, expr } of list) {
-      const names = metricNames(expr);
-      expect(names.length, `${where}: no metric in ${expr}`).toBeGreaterThan(0);
-      for (const n of names) expect(exported, `${where} queries ${n}`).toContain(n);
+      const used = metricNames(expr);
+      expect(used.length, `${where}: no metric in ${expr}`).toBeGreaterThan(0);
+      for (const n of used) expect(names(), `${where} queries ${n}`).toContain(n);
     }
   });
 });
