@@ -220,6 +220,17 @@ program
       return n;
     },
   )
+  .option(
+    "--witness <keyfile>",
+    "a witness's cosigner key file (repeatable): the latest checkpoint of each chain must carry a quorum of their cosignatures",
+    collect,
+  )
+  .option("--quorum <n>", "cosignatures required with --witness (default: all)", integer)
+  .option(
+    "--witness-url <url>",
+    "a witness to fetch the newest checkpoint it cosigned for each chain from (repeatable): a removed tail is truncated, a rewritten history a fork",
+    collect,
+  )
   .option("--cross-check", "with two sources: also compare them record by record")
   .option("--json", "print the report as JSON, every finding included (docs/verify.md)")
   .option("--verbose", "print one line per finding instead of grouping them by range")

@@ -32,7 +32,9 @@ export async function proveCommand(opts: ProveOptions): Promise<void> {
     size = cp.size;
     expectedRoot = cp.rootHash.toString("hex");
   }
-  const proof = opts.agent ? await fromAgent(opts, size) : await fromWal(opts, size);
+  const { proof, checkpoint } = opts.agent
+    ? await fromAgent(opts, size)
+    : await fromWal(opts, size);
   const root = "rootHash" in proof ? proof.rootHash : proof.newRootHash;
   if (expectedRoot !== undefined && root !== expectedRoot) {
     throw new AgentError(
@@ -40,7 +42,27 @@ export async function proveCommand(opts: ProveOptions): Promise<void> {
       `the stored tree's root at size ${size} is ${root}, but the checkpoint says ${expectedRoot}`,
     );
   }
-  process.stdout.write(`${JSON.stringify(proof, null, 2)}\n`);
+  // The signed checkpoint of the proof's tree, with any witness cosignatures: the proof can
+  // then be checked offline against the agent's key and the witnesses alone.
+  const note = opts.checkpoint ? readFileSync(opts.checkpoint, "utf8") : checkpoint;
+  process.stdout.write(`${JSON.stringify({ ...proof, checkpoint: note }, null, 2)}\n`);
+}
+
+type Proof =
+  Awaited<ReturnType<typeof proveInclusion>> | Awaited<ReturnType<typeof proveConsistency>>;
+
+/** The tree size a proof is for: the one its checkpoint must state. */
+function proofSize(proof: Proof): number {
+  return proof.type === "inclusion" ? proof.treeSize : proof.newSize;
+}
+
+/** The size of a signed checkpoint note, or null when it is not one. */
+function noteSize(note: string | null | undefined): number | null {
+  try {
+    return note ? parseCheckpointText(parseNote(note).text).size : null;
+  } catch {
+    return null;
+  }
 }
 
 /**
@@ -77,9 +99,20 @@ async function fromWal(opts: ProveOptions, size: number | undefined) {
   const opened = await SealedLog.openForReading(config.wal.directory);
   try {
     const { tree } = opened.sealed;
-    if (opts.seq !== undefined) return await proveInclusion(tree, opts.seq, size ?? tree.size);
-    const [oldSize, newSize] = opts.consistency as [number, number];
-    return await proveConsistency(tree, oldSize, size ?? newSize);
+    const [oldSize, newSize] = opts.consistency ?? [0, 0];
+    const proof: Proof =
+      opts.seq !== undefined
+        ? await proveInclusion(tree, opts.seq, size ?? tree.size)
+        : await proveConsistency(tree, oldSize, size ?? newSize);
+    // The newest entry whose checkpoint is of the proof's size (checkpoints come with batches).
+    let checkpoint: string | null = null;
+    for (let i = opened.sealed.entryCount - 1; i >= 0 && checkpoint === null; i--) {
+      const note = (await opened.sealed.readEntry(i))?.checkpoint;
+      const at = noteSize(note);
+      if (at === proofSize(proof)) checkpoint = note ?? null;
+      if (at !== null && at < proofSize(proof)) break;
+    }
+    return { proof, checkpoint };
   } finally {
     await opened.close();
   }
@@ -94,6 +127,8 @@ async function fromAgent(opts: ProveOptions, size: number | undefined) {
   const res = await fetch(url);
   const body = (await res.json()) as { error?: string };
   if (!res.ok) throw new AgentError("PROVE_AGENT_ERROR", `${url}: ${body.error ?? res.status}`);
-  return body as
-    Awaited<ReturnType<typeof proveInclusion>> | Awaited<ReturnType<typeof proveConsistency>>;
+  const proof = body as Proof;
+  // The agent serves its latest checkpoint: it goes with the proof when the sizes agree.
+  const latest = await fetch(`${base}/checkpoint`).then((r) => (r.ok ? r.text() : null));
+  return { proof, checkpoint: noteSize(latest) === proofSize(proof) ? latest : null };
 }

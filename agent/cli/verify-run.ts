@@ -1,12 +1,14 @@
+import { createHash } from "node:crypto";
 import { readFileSync, existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { AgentError } from "../common/errors.js";
-import { publicKeyPath, readTrustedKeys } from "../integrity/key-files.js";
+import { publicKeyPath, readKeyLines, readTrustedKeys } from "../integrity/key-files.js";
 import { crossCheck } from "../verify/cross-check.js";
 import { sourceFromSpec } from "../config/sources.js";
 import type { AuditSource, VerifyReport } from "../verify/types.js";
 import { readState, writeState } from "../verify/state.js";
-import { verifySource } from "../verify/verify.js";
+import { verifySource, type WitnessRequirement } from "../verify/verify.js";
+import { parseCosignerKey } from "../integrity/cosignature.js";
 import { LineCheckers } from "../verify/line-checkers.js";
 import type { VerifyOptions } from "./verify.js";
 
@@ -97,6 +99,7 @@ export async function collectReports(
       "--spot-check checks what a --state file vouches for: give --state FILE",
     );
   const state = opts.state ? readState(opts.state) : undefined;
+  const witnesses = witnessRequirement(opts);
   const reports: VerifyReport[] = [];
   // Lines are checked and hashed on the spare cores while this thread judges the chains.
   const lineCheckers = new LineCheckers(
@@ -115,6 +118,7 @@ export async function collectReports(
             state,
             spotCheck: opts.spotCheck,
             lineCheckers,
+            witnesses,
           }),
         ),
       );
@@ -135,6 +139,49 @@ export async function collectReports(
   // The state advances only for chains that verified clean (verifySource keeps the rest).
   if (opts.state && state) writeState(opts.state, state);
   return reports;
+}
+
+/** `--witness FILE… [--quorum N] [--witness-url URL…]` as verifySource takes it. */
+function witnessRequirement(opts: VerifyOptions): WitnessRequirement | undefined {
+  if (!opts.witness?.length) {
+    if (opts.quorum !== undefined || opts.witnessUrl?.length)
+      throw new AgentError(
+        "VERIFY_BAD_USAGE",
+        "--quorum and --witness-url need the witnesses' keys: --witness KEYFILE",
+      );
+    return undefined;
+  }
+  const keys = readKeyLines(opts.witness, "--witness").map(parseCosignerKey);
+  const quorum = opts.quorum ?? keys.length;
+  if (quorum < 1 || quorum > keys.length)
+    throw new AgentError(
+      "VERIFY_BAD_USAGE",
+      `--quorum ${quorum}: between 1 and the ${keys.length} witness key(s) given`,
+    );
+  const urls = opts.witnessUrl ?? [];
+  return {
+    keys,
+    quorum,
+    fetch: urls.length
+      ? async (origin) => (await Promise.all(urls.map((u) => fetchCosigned(u, origin)))).flat()
+      : undefined,
+  };
+}
+
+/**
+ * The latest checkpoint a witness cosigned for `origin` (C2SP tlog-witness monitoring:
+ * GET <url>/<hex SHA-256 of the origin>/checkpoint); none when it never cosigned one.
+ */
+async function fetchCosigned(
+  url: string,
+  origin: string,
+): Promise<Array<{ note: string; location: string }>> {
+  const at = `${url.replace(/\/+$/, "")}/${createHash("sha256").update(origin).digest("hex")}/checkpoint`;
+  const res = await reading(at, () => fetch(at));
+  if (res.status === 404) return [];
+  if (res.status !== 200)
+    throw new AgentError("SOURCE_UNREADABLE", `witness ${at} answered HTTP ${res.status}`);
+  return [{ note: await res.text(), location: `witness ${at}` }];
 }
 
 /**

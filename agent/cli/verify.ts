@@ -35,6 +35,12 @@ export interface VerifyOptions {
   spotCheck?: number;
   /** Line-checking threads beside the judging one (default: cores − 1, at least 1). */
   threads?: number;
+  /** Files of witness cosigner keys: the latest checkpoint must carry their cosignatures. */
+  witness?: string[];
+  /** Cosignatures required (default: every witness key given). */
+  quorum?: number;
+  /** Witnesses to fetch the newest cosigned checkpoint of each chain from. */
+  witnessUrl?: string[];
 }
 
 export async function verifyCommand(opts: VerifyOptions): Promise<number> {

@@ -174,9 +174,9 @@ export class DeliveryLoop {
   private async deliverSealed(): Promise<void> {
     while (!this.stopping) {
       const { index } = this.cursors.position(this.exporterId);
-      if (index >= this.sealed.entryCount - 1) {
+      if (index >= this.sealed.exportable.count - 1) {
         if (this.draining) return;
-        await this.sealed.waitForEntryAfter(index);
+        await this.sealed.exportable.waitAfter(index);
         continue;
       }
       const batches = await this.nextBatches();
@@ -207,7 +207,7 @@ export class DeliveryLoop {
     let count = 0;
     for (
       let i = this.deliveredIndex + 1;
-      i < this.sealed.entryCount && entries.length < maxBatches && count < GROUP_MAX_RECORDS;
+      i < this.sealed.exportable.count && entries.length < maxBatches && count < GROUP_MAX_RECORDS;
       i++
     ) {
       const entry = await this.sealed.readEntry(i);

@@ -15,7 +15,9 @@ export type FindingCategory =
   | "truncated"
   | "bad-signature"
   | "unknown-key"
-  | "malformed";
+  | "malformed"
+  /** `verify --witness`: the latest checkpoint lacks a quorum of witness cosignatures. */
+  | "unwitnessed";
 
 export interface Finding {
   category: FindingCategory;

@@ -57,21 +57,29 @@ export function readPrivateKey(path: string, fallbackName: string): SigningKey {
 
 /** Reads trusted public keys: verifier key lines, one per line, '#' comments allowed. */
 export function readTrustedKeys(paths: readonly string[]): PublicKey[] {
-  const keys: PublicKey[] = [];
-  for (const path of paths) {
+  return readKeyLines(paths, "--trust").map(parseVerifierKey);
+}
+
+/**
+ * The key lines of public key files (the agent's `.pub`, a witness's `.pub`): one key per
+ * line, blank lines and '#' comments skipped; a file that holds a private key or no key is
+ * refused, naming the option (`option`) it was given to.
+ */
+export function readKeyLines(paths: readonly string[], option: string): string[] {
+  return paths.flatMap((path) => {
     let text: string;
     try {
       text = readFileSync(path, "utf8");
     } catch (err) {
       throw new AgentError(
         "TRUST_FILE_UNREADABLE",
-        `cannot read trusted key file ${path}: ${(err as Error).message}`,
+        `cannot read ${option === "--trust" ? "trusted" : "witness"} key file ${path}: ${(err as Error).message}`,
       );
     }
     if (text.includes("PRIVATE KEY")) {
       throw new AgentError(
         "TRUST_FILE_PRIVATE",
-        `${path} holds a private key: pass the public key file (.pub) to --trust`,
+        `${path} holds a private key: pass the public key file (.pub) to ${option}`,
       );
     }
     const lines = text
@@ -80,7 +88,6 @@ export function readTrustedKeys(paths: readonly string[]): PublicKey[] {
       .filter((l) => l && !l.startsWith("#"));
     if (lines.length === 0)
       throw new AgentError("TRUST_FILE_EMPTY", `${path} holds no verifier key`);
-    for (const line of lines) keys.push(parseVerifierKey(line));
-  }
-  return keys;
+    return lines;
+  });
 }

@@ -50,8 +50,9 @@ export class CheckpointServer {
     try {
       switch (url.pathname) {
         case "/checkpoint": {
-          const note = this.sealed.latestCheckpoint;
-          if (note === null) return this.send(res, 404, { error: "no batch has been sealed yet" });
+          const note = this.sealed.latestCheckpoint?.note;
+          if (note === undefined)
+            return this.send(res, 404, { error: "no batch has been sealed yet" });
           res.writeHead(200, { "Content-Type": "text/plain; charset=utf-8" });
           res.end(note);
           return;

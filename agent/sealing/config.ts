@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { durationSchema, endpointSchema } from "../common/config-schema.js";
 import { extensionFactory } from "../common/component.js";
+import { witnessingSchema } from "./witness-config.js";
 
 /**
  * `extensions.signing`: the key that signs batch manifests and checkpoints, and how the
@@ -43,8 +44,13 @@ export const signingConfigSchema = z
       .default({ max_records: 1000, max_size_mib: 4, timeout: 1000 }),
     /** Serves the latest checkpoint and proofs over HTTP for monitors; off when unset. */
     endpoint: endpointSchema.optional(),
+    ...witnessingSchema,
   })
-  .strict();
+  .strict()
+  .refine((c) => (c.witness_quorum ?? 0) <= c.witnesses.length, {
+    message: "witness_quorum is more than the witnesses listed",
+    path: ["witness_quorum"],
+  });
 
 export type SigningConfig = z.infer<typeof signingConfigSchema>;
 

@@ -73,6 +73,8 @@ interface Parts {
   health: HealthCheck | null;
   phase: "starting" | "running" | "stopping";
   drained: boolean;
+  /** Witnesses that are stale or refused (health's degraded reasons). */
+  witnessProblems: () => string[];
 }
 
 export async function startAgent(
@@ -120,6 +122,7 @@ export async function startAgent(
     health: null,
     phase: "starting",
     drained: true,
+    witnessProblems: () => [],
   };
   const stages = new StageList(logger);
   try {
@@ -142,6 +145,7 @@ async function agentStages(p: Parts): Promise<Stage[]> {
     metricsStage(p),
     await checkpointStage(p),
     exportersStage(p),
+    await witnessingStage(p),
     sealerStage(p, sealer),
     await verificationStage(p),
     receiversStage(p),
@@ -225,6 +229,35 @@ function sealerStage(p: Parts, sealer: Sealer): Stage {
   };
 }
 
+/**
+ * Asks the configured witnesses to cosign each new checkpoint (imported only when some are
+ * configured). Started before sealing, so each new batch waits for its round before
+ * exporters see it; stopped after sealing's last seal, before exporters drain.
+ */
+async function witnessingStage(p: Parts): Promise<Stage | null> {
+  const { signing } = p.config;
+  if (signing.witnesses.length === 0) return null;
+  const [{ Witnessing }, { registerWitnessMetrics }] = await Promise.all([
+    import("../sealing/witnessing.js"),
+    import("../sealing/metrics.js"),
+  ]);
+  const witnessing = new Witnessing({
+    sealed: p.wal.sealed,
+    witnesses: signing.witnesses,
+    quorum: signing.witness_quorum ?? signing.witnesses.length,
+    waitMs: signing.witness_wait,
+    staleAfterMs: signing.witness_stale_after,
+    logger: p.logger,
+  });
+  registerWitnessMetrics(p.registry, witnessing);
+  p.witnessProblems = () => witnessing.problems();
+  return {
+    name: "witnessing",
+    start: async () => witnessing.start(),
+    stop: () => witnessing.stop(),
+  };
+}
+
 function healthStage(p: Parts): Stage | null {
   const config = p.config.healthCheck;
   if (!config) return null;
@@ -233,6 +266,7 @@ function healthStage(p: Parts): Stage | null {
     deliveries: p.deliveries,
     verifier: () => p.verifier,
     phase: () => p.phase,
+    witnessProblems: () => p.witnessProblems(),
   });
   return {
     name: "health_check",

@@ -10,6 +10,8 @@ export interface HealthSources {
   verifier: () => ContinuousVerifier | null;
   /** "starting" until every component has started, "stopping" once shutdown began. */
   phase: () => "starting" | "running" | "stopping";
+  /** Stale or refusing witnesses: degraded, not unready (records still flow and export). */
+  witnessProblems?: () => string[];
 }
 
 /**
@@ -85,6 +87,7 @@ export class HealthCheck {
           );
       }
     }
+    degraded.push(...(this.sources.witnessProblems?.() ?? []));
     const phase = this.sources.phase();
     if (phase === "stopping") reasons.push("shutting down");
     else if (phase === "starting") reasons.push("starting");

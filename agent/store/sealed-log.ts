@@ -2,6 +2,7 @@ import { genesisHash } from "../integrity/format.js";
 import { manifestHash } from "../integrity/manifest.js";
 import { manifestKey, SEAL_STATE_KEY, SIGNER_KEY } from "./keyspace.js";
 import { Store, type WriteOp } from "./store.js";
+import { ExportableEntries } from "./exportable-entries.js";
 import { TreeStore } from "./tree-store.js";
 
 /**
@@ -54,7 +55,14 @@ const RECENT_ENTRIES = 256;
 export class SealedLog {
   private current: SealState;
   private latest: string | null = null;
+  private latestIndex = -1;
   private latestAt: number | null = null;
+  /** Which entries exporters may ship (witnessing holds the newest back a moment). */
+  readonly exportable = new ExportableEntries(
+    () => this.current.entries,
+    () => new Promise((resolve) => this.waiters.push(resolve)),
+    () => this.wake(),
+  );
   private waiters: Array<() => void> = [];
   /**
    * The newest entries, so exporters following close behind read them without a LevelDB
@@ -81,6 +89,7 @@ export class SealedLog {
     // The newest checkpoint belongs to the newest batch (a key rotation carries none).
     for (let e = state.entries - 1; e >= 0 && log.latest === null; e--) {
       log.latest = (await log.readEntry(e))?.checkpoint ?? null;
+      log.latestIndex = e;
     }
     return log;
   }
@@ -114,14 +123,12 @@ export class SealedLog {
     return this.current.sealedThrough;
   }
 
-  /** The newest signed checkpoint note, or null before the first batch. */
-  get latestCheckpoint(): string | null {
-    return this.latest;
-  }
-
-  /** When the latest checkpoint was signed (epoch ms), null before the first in this run. */
-  get latestCheckpointAt(): number | null {
-    return this.latestAt;
+  /**
+   * The newest signed checkpoint note and when it was signed (epoch ms; null when it was
+   * signed before this run), or null before the first batch.
+   */
+  get latestCheckpoint(): { note: string; at: number | null } | null {
+    return this.latest === null ? null : { note: this.latest, at: this.latestAt };
   }
 
   /** The stored Merkle tree of every sealed record. */
@@ -144,6 +151,19 @@ export class SealedLog {
       if (e && e.lastSeq <= seq && e.count > 0) return i + 1;
     }
     return 0;
+  }
+
+  /**
+   * Replaces the checkpoint of entry `index` with the same note carrying more signatures
+   * (witness cosignatures), durably, before exporters see the entry.
+   */
+  async cosigned(index: number, note: string): Promise<void> {
+    const entry = await this.readEntry(index);
+    if (entry === null) return;
+    const value = Buffer.from(JSON.stringify({ manifest: entry.manifest, checkpoint: note }));
+    await this.store.write([{ type: "put", key: manifestKey(index), value }], { sync: true });
+    this.recent.set(index, { ...entry, checkpoint: note });
+    if (index === this.latestIndex) this.latest = note;
   }
 
   /** Resolves once an entry after `index` exists, or at the next wake(). */
@@ -200,7 +220,10 @@ export class SealedLog {
     let checkpoint: string | null = null;
     for (const e of entries) {
       this.recent.set(e.index, e);
-      checkpoint = e.checkpoint ?? checkpoint;
+      if (e.checkpoint !== null) {
+        checkpoint = e.checkpoint;
+        this.latestIndex = e.index;
+      }
     }
     for (const index of this.recent.keys()) {
       if (index > this.current.entries - RECENT_ENTRIES) break;

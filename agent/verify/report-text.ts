@@ -29,7 +29,7 @@ export function formatReport(report: VerifyReport, options: ReportTextOptions = 
         (c.firstReceived ? `, received ${c.firstReceived} .. ${c.lastReceived}` : ""),
       `  ${c.batches} signed batches (sealed through seq ${c.sealedThrough}), ${c.checkpoints} checkpoints` +
         (c.latestCheckpoint
-          ? `, latest tree size ${c.latestCheckpoint.size} root ${c.latestCheckpoint.rootHash.slice(0, 16)}…`
+          ? `, latest tree size ${c.latestCheckpoint.size} root ${c.latestCheckpoint.rootHash.slice(0, 16)}…${c.latestCheckpoint.cosigners.length ? ` (cosigned by ${c.latestCheckpoint.cosigners.join(", ")})` : ""}`
           : ""),
       `  keys: ${c.keys.length ? c.keys.join(", ") : "none"}`,
     );

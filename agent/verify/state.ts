@@ -38,7 +38,13 @@ export interface EarlierManifests extends ManifestsVerified {
   sealedThrough: number;
   /** Checkpoints stored with those entries that verified, and the largest of them (hex). */
   checkpoints: number;
-  latestCheckpoint: { size: number; rootHash: string; origin: string } | null;
+  latestCheckpoint: {
+    size: number;
+    rootHash: string;
+    origin: string;
+    /** The witnesses whose cosignature of it verified (with `--witness`). */
+    cosigners?: string[];
+  } | null;
   /** The origin line of the chain's checkpoints, for checkpoints seen elsewhere. */
   origin: string | null;
 }

@@ -269,7 +269,7 @@ export async function verifyChainStream(
   const tally = withEarlier(
     await checkCheckpoints(
       data,
-      { trusted: options.trusted, retired },
+      { trusted: options.trusted, retired, witnesses: options.witnesses },
       known,
       { contiguous: kept.contiguous, sealedThrough: kept.sealedThrough, rootHex: kept.rootHex },
       add(steps.checkpoints),
@@ -348,6 +348,7 @@ function withEarlier(tally: CheckpointTally, earlier: ChainState["manifests"]): 
   return {
     checkpoints: earlier.checkpoints + tally.checkpoints,
     latest,
+    latestCosigners: latest === tally.latest ? tally.latestCosigners : (prior?.cosigners ?? []),
     origin: tally.origin ?? earlier.origin,
   };
 }
@@ -720,6 +721,7 @@ class KeptRecords {
           size: tally.latest.size,
           rootHash: tally.latest.rootHash.toString("hex"),
           origin: tally.latest.origin,
+          cosigners: tally.latestCosigners,
         },
         origin: tally.origin,
       },
@@ -745,7 +747,12 @@ class KeptRecords {
       keys: this.keys(),
       checkpoints: tally.checkpoints,
       latestCheckpoint: latest
-        ? { size: latest.size, rootHash: latest.rootHash.toString("hex") }
+        ? {
+            size: latest.size,
+            rootHash: latest.rootHash.toString("hex"),
+            origin: latest.origin,
+            cosigners: tally.latestCosigners,
+          }
         : null,
       notes: [...notes],
     };

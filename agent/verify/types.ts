@@ -31,7 +31,13 @@ export interface ChainSummary {
   sealedThrough: number;
   keys: string[];
   checkpoints: number;
-  latestCheckpoint: { size: number; rootHash: string } | null;
+  latestCheckpoint: {
+    size: number;
+    rootHash: string;
+    origin: string;
+    /** The witnesses (of `verify --witness`) whose cosignature of it verified. */
+    cosigners: string[];
+  } | null;
   notes: string[];
 }
 

@@ -1,3 +1,4 @@
+import type { CosignerKey } from "../integrity/cosignature.js";
 import { receivedOf } from "../integrity/canonical-check.js";
 import { EMPTY_TREE_HASH } from "../integrity/merkle.js";
 import type { PublicKey } from "../integrity/signing.js";
@@ -40,6 +41,8 @@ export interface VerifyOptions {
   knownCheckpoints: readonly { note: string; location: string }[];
   /** Hash on a worker thread; by default for chains of WORKER_THRESHOLD lines or more. */
   hashOnWorker?: boolean;
+  /** Witness keys whose cosignatures on checkpoints are counted (`verify --witness`). */
+  witnesses?: readonly CosignerKey[];
 }
 
 export async function verifyChain(
@@ -97,7 +100,7 @@ export async function verifyChain(
   // 6. Checkpoints: stored ones and those seen earlier must match the rebuilt tree.
   const tally = await checkCheckpoints(
     data,
-    { trusted: options.trusted, retired },
+    { trusted: options.trusted, retired, witnesses: options.witnesses },
     options.knownCheckpoints,
     { contiguous: tree.contiguous, sealedThrough, rootHex: tree.rootHex },
     add,
@@ -269,7 +272,12 @@ function summarize(
     keys: [...new Set(batches.map((b) => b.keyId))],
     checkpoints: tally.checkpoints,
     latestCheckpoint: latest
-      ? { size: latest.size, rootHash: latest.rootHash.toString("hex") }
+      ? {
+          size: latest.size,
+          rootHash: latest.rootHash.toString("hex"),
+          origin: latest.origin,
+          cosigners: tally.latestCosigners,
+        }
       : null,
     notes: data.notes,
   };

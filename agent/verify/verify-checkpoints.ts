@@ -1,3 +1,4 @@
+import { type CosignerKey, cosignatureOf, verifyCosignature } from "../integrity/cosignature.js";
 import { manifestKeyId } from "../integrity/manifest.js";
 import { type Checkpoint, parseCheckpointText, parseNote, verifyNote } from "../integrity/note.js";
 import type { PublicKey } from "../integrity/signing.js";
@@ -27,13 +28,19 @@ export interface CheckpointTally {
   checkpoints: number;
   /** The one of the largest size. */
   latest: Checkpoint | null;
+  /** The witnesses (of those given) whose cosignature of the latest verified. */
+  latestCosigners: string[];
   /** The origin line of the chain's own checkpoints, when it has any. */
   origin: string | null;
 }
 
 export async function checkCheckpoints(
   data: ChainData,
-  keys: { trusted: readonly PublicKey[]; retired: RetiredKeys },
+  keys: {
+    trusted: readonly PublicKey[];
+    retired: RetiredKeys;
+    witnesses?: readonly CosignerKey[];
+  },
   knownCheckpoints: readonly { note: string; location: string }[],
   tree: KeptTree,
   add: AddFinding,
@@ -42,12 +49,22 @@ export async function checkCheckpoints(
   knownOrigin?: string | null,
 ): Promise<CheckpointTally> {
   const { contiguous, sealedThrough, rootHex } = tree;
-  const tally: CheckpointTally = { checkpoints: 0, latest: null, origin: null };
+  const tally: CheckpointTally = {
+    checkpoints: 0,
+    latest: null,
+    latestCosigners: [],
+    origin: null,
+  };
   const checkNote = async (note: string, location: string, external: boolean) => {
     const cp = readCheckpoint(note, location, keys, add);
     if (cp === null) return;
     tally.checkpoints++;
-    if (!tally.latest || cp.size > tally.latest.size) tally.latest = cp;
+    const cosigners = cosignersOf(note, keys.witnesses ?? []);
+    if (!tally.latest || cp.size > tally.latest.size) {
+      tally.latest = cp;
+      tally.latestCosigners = cosigners;
+    } else if (cp.size === tally.latest.size && cp.rootHash.equals(tally.latest.rootHash))
+      tally.latestCosigners = [...new Set([...tally.latestCosigners, ...cosigners])];
     if (cp.size > contiguous) {
       if (external || cp.size > sealedThrough + 1) {
         return add(
@@ -64,7 +81,9 @@ export async function checkCheckpoints(
       add(
         "modified",
         location,
-        `the records do not reproduce the signed tree root for size ${cp.size}: history was rewritten`,
+        external
+          ? `a fork: this checkpoint (${cosigners.length > 0 ? `cosigned by ${cosigners.join(", ")}` : "kept elsewhere"}) has another root for size ${cp.size} than these records: history was rewritten after it was signed`
+          : `the records do not reproduce the signed tree root for size ${cp.size}: history was rewritten`,
       );
     }
   };
@@ -160,6 +179,24 @@ function retiredSigner(
     why ??= `checkpoint for ${size} records is signed by ${id}, which was retired at entry ${r.entry} (a key-rotation entry, after ${r.treeSize} records): a retired key no longer vouches for a larger tree`;
   }
   return why;
+}
+
+/** The witnesses whose cosignature (C2SP tlog-cosignature) of the note's text verifies. */
+export function cosignersOf(note: string, witnesses: readonly CosignerKey[]): string[] {
+  if (witnesses.length === 0) return [];
+  try {
+    const parsed = parseNote(note);
+    const names: string[] = [];
+    for (const line of parsed.signatures) {
+      const c = cosignatureOf(line);
+      const w = c && witnesses.find((k) => k.name === c.name && k.keyId === c.keyId);
+      if (c && w && verifyCosignature(c, w, parsed.text) && !names.includes(w.name))
+        names.push(w.name);
+    }
+    return names;
+  } catch {
+    return [];
+  }
 }
 
 /** The size a signed checkpoint note states, if it parses (its signature is checked later). */

@@ -315,3 +315,20 @@ export async function deliverRecords(
   }
   await waitFor(() => agent.deliveries[0]?.deliveredThrough === count - 1, 20_000, what);
 }
+
+/**
+ * `audit-agent verify` arguments for the file exporter's output under `dir` (`<dir>/out`),
+ * trusting the test config's key (`<dir>/keys/signing.pub`), as JSON, without progress.
+ */
+export function verifyOutputArgs(dir: string, ...extra: string[]): string[] {
+  return [
+    "verify",
+    "--source",
+    `file:${join(dir, "out")}`,
+    "--trust",
+    join(dir, "keys", "signing.pub"),
+    "--json",
+    "--quiet",
+    ...extra,
+  ];
+}

@@ -188,7 +188,13 @@ describe("checkpoints, proofs and continuous verification", () => {
       spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8" });
     const incl = run("prove", "--seq", "5", "--config", configFile, "--checkpoint", cpFile);
     expect(incl.status).toBe(0);
-    const proof = JSON.parse(incl.stdout) as { leafHash: string; proof: string[] };
+    const proof = JSON.parse(incl.stdout) as {
+      leafHash: string;
+      proof: string[];
+      checkpoint: string;
+    };
+    // The checkpoint the proof is against goes with it, for checking offline.
+    expect(proof.checkpoint).toBe(note);
     expect(
       verifyInclusion(
         5,
@@ -205,6 +211,10 @@ describe("checkpoints, proofs and continuous verification", () => {
       oldSize: 10,
       newSize: 35,
     });
+    // The latest checkpoint, found in the WAL, goes with a proof at its size.
+    const latest = run("prove", "--seq", "0", "--config", configFile);
+    const latestProof = JSON.parse(latest.stdout) as { treeSize: number; checkpoint: string };
+    expect(latestProof.checkpoint).toContain(`\n${latestProof.treeSize}\n`);
     const usage = run("prove", "--config", configFile);
     expect(usage.status).toBe(2);
     expect(usage.stderr).toMatch(/either --seq N or --consistency OLD NEW/);

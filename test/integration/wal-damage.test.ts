@@ -19,6 +19,7 @@ import {
   postAuditRecords,
   readOutput,
   startInProcessAgent,
+  verifyOutputArgs,
   waitFor,
 } from "../helpers/agent.js";
 
@@ -152,15 +153,7 @@ interface VerifyJson {
 
 /** `audit-agent verify --json` of the file exporter's output under `dir`. */
 function verifyOutput(dir: string, status = 0): VerifyJson {
-  const run = cli(
-    "verify",
-    "--source",
-    `file:${join(dir, "out")}`,
-    "--trust",
-    join(dir, "keys", "signing.pub"),
-    "--json",
-    "--quiet",
-  );
+  const run = cli(...verifyOutputArgs(dir));
   expect(run.status, run.stderr).toBe(status);
   return JSON.parse(run.stdout) as VerifyJson;
 }

@@ -1,4 +1,4 @@
-import { createPrivateKey, createPublicKey, verify } from "node:crypto";
+import { createHash, createPrivateKey, createPublicKey, verify } from "node:crypto";
 import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -37,6 +37,13 @@ import {
   verifyNote,
 } from "../../agent/integrity/note.js";
 import { proveConsistency, proveInclusion } from "../../agent/integrity/proofs.js";
+import {
+  cosign,
+  cosignedMessage,
+  cosignerKeyOf,
+  parseCosignerKey,
+} from "../../agent/integrity/cosignature.js";
+import { cosignersOf } from "../../agent/verify/verify-checkpoints.js";
 import {
   keyIdFor,
   parseVerifierKey,
@@ -379,7 +386,7 @@ describe("docs/integrity-format.md §8.6–§8.12 worked examples", () => {
     vi.useRealTimers();
     const entry = await wal.sealed.readEntry(0);
     expect(entry).toMatchObject({ manifest: SIGNED_MANIFEST, checkpoint: NOTE, count: 2 });
-    expect(wal.sealed.latestCheckpoint).toBe(NOTE);
+    expect(wal.sealed.latestCheckpoint?.note).toBe(NOTE);
 
     // Proofs from the stored tree (§8.10), as `prove` prints them and the endpoint serves them.
     const inclusion = await proveInclusion(wal.sealed.tree, 0);
@@ -501,5 +508,69 @@ describe("docs/integrity-format.md §8.6–§8.12 worked examples", () => {
       `${Buffer.from(SIGNATURE, "base64").length}-byte Ed25519 signature (§10.3), ${SIGNATURE.length} characters`,
     ];
     for (const value of values) expect(doc.includes(value), value.slice(0, 80)).toBe(true);
+  });
+});
+
+// §14.4: a witness's cosignature of the checkpoint of §8.8, with RFC 8032 §7.1 TEST 3.
+describe("§14.4: a witness cosignature", () => {
+  const SEED_3 = "c5aa8df43f9f837bedb7442f31dcb7b166d38535076f094b85ce3a2e0b4458f7";
+  const PUBLIC_3 = "fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025";
+  const WITNESS = "witness.example/w1";
+  const VKEY = "witness.example/w1+c7da326f+BPxRzY5iGKGjjaR+0AIw8FgIFu0TujMDrF3rkRVIkIAl";
+  const TIME = 1767268802;
+  const SIGNATURE_HEX =
+    "812aa551bf34f94dd5349f1ee54177906e270e3454d0bac866be63f7e81acfc38f15dede6886c40fcdb0a9b485a4d8f6f7d69ec4ee59a8200fb2afb248e8e606";
+  const LINE =
+    "— witness.example/w1 x9oybwAAAABpVmHCgSqlUb80+U3VNJ8e5UF3kG4nDjRU0LrIZr5j9+gaz8OPFd7eaIbED82wqbSFpNj299aexO5ZqCAPsq+ySOjmBg==\n";
+  const witnessKey = (): SigningKey => {
+    const k = fixedKey(SEED_3, PUBLIC_3);
+    return { ...k, public: publicKeyFromRaw(WITNESS, Buffer.from(PUBLIC_3, "hex")) };
+  };
+  const TEXT = parseNote(NOTE).text;
+
+  it("the key id (type 0x04) and the verifier key", () => {
+    const input = Buffer.concat([
+      Buffer.from(`${WITNESS}\n`),
+      Buffer.from([0x04]),
+      Buffer.from(PUBLIC_3, "hex"),
+    ]);
+    expect(input.toString("hex")).toBe(
+      "7769746e6573732e6578616d706c652f77310a04fc51cd8e6218a1a38da47ed00230f0580816ed13ba3303ac5deb911548908025",
+    );
+    expect(createHash("sha256").update(input).digest("hex").slice(0, 8)).toBe("c7da326f");
+    expect(cosignerKeyOf(witnessKey()).verifierKey).toBe(VKEY);
+    expect(parseCosignerKey(VKEY).keyId).toBe("c7da326f");
+  });
+
+  it("the signed message, the signature and the cosignature line", () => {
+    const message = cosignedMessage(TEXT, TIME);
+    expect(message.length).toBe(112);
+    expect(message.toString()).toBe(`cosignature/v1\ntime 1767268802\n${TEXT}`);
+    const line = cosign(TEXT, witnessKey(), TIME);
+    expect(line).toBe(LINE);
+    const blob = Buffer.from(LINE.trim().split(" ")[2] as string, "base64");
+    expect(blob.length).toBe(76);
+    expect(blob.subarray(0, 12).toString("hex")).toBe("c7da326f00000000695661c2");
+    expect(blob.subarray(12).toString("hex")).toBe(SIGNATURE_HEX);
+  });
+
+  it("the stored note verifies for the agent's key, and counts the witness's cosignature", () => {
+    const stored = NOTE + LINE;
+    const parsed = parseNote(stored);
+    expect(verifyNote(parsed, [key1.public]).valid).toHaveLength(1);
+    expect(cosignersOf(stored, [parseCosignerKey(VKEY)])).toEqual([WITNESS]);
+    expect(cosignersOf(NOTE, [parseCosignerKey(VKEY)])).toEqual([]);
+    const doc = readFileSync(join(ROOT, "docs/integrity-format.md"), "utf8");
+    for (const value of [
+      VKEY,
+      SIGNATURE_HEX,
+      LINE.trim(),
+      stored.trim(),
+      "c7da326f00000000695661c2".slice(8),
+    ])
+      expect(doc).toContain(value);
+    // One flipped bit of the signature: it no longer counts.
+    const bad = stored.replace("x9oyb", "x9oyc");
+    expect(cosignersOf(bad, [parseCosignerKey(VKEY)])).toEqual([]);
   });
 });

@@ -1,8 +1,8 @@
-import { readFileSync } from "node:fs";
 import { gzipSync } from "node:zlib";
 import type { Dispatcher } from "undici";
 import { PermanentExportError, RetryableExportError } from "../api.js";
 import type { HttpClientConfig } from "./config.js";
+import { tlsConnectOptions } from "../../common/tls-client.js";
 
 /**
  * A small HTTP client for exporters and their readers: one undici connection pool per
@@ -44,17 +44,8 @@ export class HttpClient {
   /** The connection pool, created on first use: undici is loaded only by agents that export over HTTP. */
   private pool(): Promise<Dispatcher> {
     this.dispatcher ??= import("undici").then(({ Agent }) => {
-      const tls = this.config.tls;
       return new Agent({
-        connect: tls
-          ? {
-              ca: tls.ca_file ? readFileSync(tls.ca_file) : undefined,
-              cert: tls.cert_file ? readFileSync(tls.cert_file) : undefined,
-              key: tls.key_file ? readFileSync(tls.key_file) : undefined,
-              rejectUnauthorized: !tls.insecure_skip_verify,
-              minVersion: tls.min_version === "1.3" ? "TLSv1.3" : "TLSv1.2",
-            }
-          : undefined,
+        connect: tlsConnectOptions(this.config.tls),
         headersTimeout: this.config.timeout,
         bodyTimeout: this.config.timeout,
       });
