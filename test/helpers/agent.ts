@@ -193,16 +193,22 @@ export interface ChildAgent {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Runs the built CLI (`audit-agent run`) as a child process and waits until it serves. */
+/**
+ * Runs the built CLI (`audit-agent run`) as a child process and waits until it serves.
+ * `asInstalled` runs it as a user does, through its shebang (its node flags and malloc
+ * settings), for tests that measure memory.
+ */
 export async function spawnAgent(
   configYaml: string,
   dir: string,
   extraArgs: string[] = [],
   env: Record<string, string> = {},
+  asInstalled = false,
 ): Promise<ChildAgent> {
   const configPath = join(dir, "agent.yaml");
   writeFileSync(configPath, configYaml.replace("level: error", "level: info"));
-  const child = spawn(process.execPath, [CLI, "run", "--config", configPath, ...extraArgs], {
+  const args = [CLI, "run", "--config", configPath, ...extraArgs];
+  const child = spawn(asInstalled ? CLI : process.execPath, asInstalled ? args.slice(1) : args, {
     cwd: dir,
     env: { ...process.env, ...env },
     stdio: ["ignore", "ignore", "pipe"],
