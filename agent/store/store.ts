@@ -168,7 +168,7 @@ function refuseWithoutCurrent(directory: string): void {
     `the write-ahead log at ${directory} holds LevelDB data (${data.length} files) but no CURRENT file; opening it would start an empty database and delete those files, so the agent stops. Nothing was changed. ${
       newest
         ? `CURRENT names the newest manifest: restore it with \`printf '${newest}\\n' > ${directory}/CURRENT\`, then start the agent`
-        : "No MANIFEST file is left either: keep the directory as it is and recover it with LevelDB's repair (classic-level's ClassicLevel.repair) before starting the agent"
+        : `No MANIFEST file is left either: rebuild it with LevelDB's repair, which keeps a copy of the directory first and then says which records survived: \`audit-agent wal repair --dir ${directory}\``
     }`,
   );
 }
