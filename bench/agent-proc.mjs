@@ -29,7 +29,7 @@ extensions:
   wal:
     directory: ${join(dir, "wal")}
     max_size_mib: 1024
-  signing:
+${process.env.BENCH_WAL_MEMORY_MIB ? `    memory_mib: ${process.env.BENCH_WAL_MEMORY_MIB}\n` : ""}  signing:
     key_file: ${join(dir, "keys", "signing.key")}
 ${verification ? `  verification:\n    interval: ${verification}\n` : ""}service:
   pipelines:

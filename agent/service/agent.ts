@@ -87,6 +87,7 @@ export async function startAgent(
   const wal = await openWal({
     directory: config.wal.directory,
     maxBytes: Math.floor(config.wal.max_size_mib * 1024 * 1024),
+    memoryBytes: Math.floor(config.wal.memory_mib * 1024 * 1024),
     chainId: config.wal.chain_id,
     admission: (sealed) => (made.gate = new SealingGate(sealed, config.signing.batch.max_records)),
     observer: groupCommitObserver(registry),

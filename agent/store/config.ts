@@ -20,6 +20,11 @@ export const walConfigSchema = z
       .positive()
       .max(64 * 1024)
       .default(1024),
+    /**
+     * What the WAL may keep in memory (LevelDB's memtable and block cache, the tail of
+     * recent records): the main knob of the agent's RSS under load (docs/configuration.md).
+     */
+    memory_mib: z.number().min(4).max(4096).default(40),
     chain_id: z
       .string()
       .regex(

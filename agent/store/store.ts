@@ -29,12 +29,13 @@ export class Store {
   private constructor(
     readonly directory: string,
     private db: ClassicLevel<Buffer, Buffer>,
+    private readonly memory: StoreMemory,
   ) {}
 
-  static async open(directory: string): Promise<Store> {
+  static async open(directory: string, memory: StoreMemory = {}): Promise<Store> {
     refuseWithoutCurrent(directory);
     mkdirSync(directory, { recursive: true, mode: 0o700 });
-    return new Store(directory, await openLevel(directory));
+    return new Store(directory, await openLevel(directory, memory), memory);
   }
 
   /** Called when writes start failing (with why) and when they work again (null). */
@@ -87,7 +88,7 @@ export class Store {
       if (this.closed) return;
       try {
         await this.db.close().catch(() => undefined);
-        this.db = await openLevel(this.directory);
+        this.db = await openLevel(this.directory, this.memory);
         await this.db.batch(
           [{ type: "put", key: PROBE_KEY, value: Buffer.from(String(Date.now())) }],
           { sync: true },
@@ -121,13 +122,25 @@ export class Store {
   }
 }
 
-async function openLevel(directory: string): Promise<ClassicLevel<Buffer, Buffer>> {
+/** LevelDB's own memory (walMemory in wal.ts sizes it from extensions.wal.memory_mib). */
+export interface StoreMemory {
+  /** The memtable: up to two of them exist while one is flushed. */
+  writeBufferBytes?: number;
+  /** The block cache of table reads. */
+  blockCacheBytes?: number;
+}
+
+async function openLevel(
+  directory: string,
+  memory: StoreMemory,
+): Promise<ClassicLevel<Buffer, Buffer>> {
   const db = new ClassicLevel<Buffer, Buffer>(directory, {
     keyEncoding: "buffer",
     valueEncoding: "buffer",
     // Records usually leave the log seconds after they arrive: a larger memtable lets
     // most of them be written and deleted before they are ever flushed and compacted.
-    writeBufferSize: 16 << 20,
+    writeBufferSize: memory.writeBufferBytes ?? 16 << 20,
+    cacheSize: memory.blockCacheBytes ?? 8 << 20,
   });
   try {
     await db.open();

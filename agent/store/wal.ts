@@ -13,7 +13,7 @@ import { Cursors } from "./cursors.js";
 import { type AcknowledgedHead, acknowledgedHead, HeadJournal } from "./head-journal.js";
 import { type ExporterState, exporterState } from "./exporter-state.js";
 import { SealedLog } from "./sealed-log.js";
-import { isStoreDamage, Store } from "./store.js";
+import { isStoreDamage, Store, type StoreMemory } from "./store.js";
 import { type VerificationStateStore, verificationStateStore } from "./verification-state.js";
 
 /**
@@ -29,7 +29,13 @@ export interface WalOptions {
   chainId?: string;
   /** Upper bound on one group commit, so a burst does not become one giant write. */
   maxGroupBytes?: number;
-  /** Bytes of recent records kept in memory for the sealer and exporters (default 16 MiB). */
+  /**
+   * The memory the WAL may keep in caches and buffers (extensions.wal.memory_mib), shared
+   * by walMemory between LevelDB's memtable and block cache and the tail of recent records
+   * kept for the sealer and exporters. Default: 40 MiB.
+   */
+  memoryBytes?: number;
+  /** Overrides the tail cache's share of memoryBytes (tests that read behind the tail). */
   cacheBytes?: number;
   /** Makes the chain log's write admission (the sealing gate) from the sealed log. */
   admission?: (sealed: SealedLog) => WriteAdmission;
@@ -55,7 +61,8 @@ export interface Wal {
 }
 
 export async function openWal(options: WalOptions): Promise<Wal> {
-  const store = await Store.open(options.directory);
+  const memory = walMemory(options.memoryBytes ?? 40 << 20);
+  const store = await Store.open(options.directory, memory);
   let journal: HeadJournal | null = null;
   try {
     const journaled = acknowledgedHead(options.directory);
@@ -68,7 +75,7 @@ export async function openWal(options: WalOptions): Promise<Wal> {
     const log = await ChainLog.open(store, chainId, {
       maxBytes: options.maxBytes,
       maxGroupBytes: options.maxGroupBytes,
-      cacheBytes: options.cacheBytes,
+      cacheBytes: options.cacheBytes ?? memory.tailCacheBytes,
       observer: options.observer,
       admission: options.admission?.(sealed),
       onCommitted: recordHead,
@@ -107,6 +114,17 @@ export async function openWal(options: WalOptions): Promise<Wal> {
     await store.close();
     throw corruptionToDamage(err, options.directory);
   }
+}
+
+/**
+ * How a memory budget is shared: 2/5 to LevelDB's memtable (two may exist while one is
+ * flushed), 1/5 to its block cache (reads of records that left the tail), 2/5 to the tail
+ * of recent records the sealer and exporters read right behind ingest. At the default
+ * 40 MiB: 16, 8 and 16 MiB, the sizes used before the budget existed.
+ */
+export function walMemory(bytes: number): StoreMemory & { tailCacheBytes: number } {
+  const fifth = Math.floor(bytes / 5);
+  return { writeBufferBytes: 2 * fifth, blockCacheBytes: fifth, tailCacheBytes: 2 * fifth };
 }
 
 /** LevelDB's "Corruption" (a checksum or a damaged block) as WAL_DAMAGED: it says what to do. */

@@ -584,6 +584,7 @@ describe("parseConfig: defaults", () => {
       directory: join(process.cwd(), "data", "wal"),
       max_size_mib: 256,
       max_record_size_kib: 1024,
+      memory_mib: 40,
     });
     expect(c.auditFilter.id).toBe("audit_filter");
     expect(c.auditFilter.config).toEqual({ match: "any", conditions: DEFAULT_CONDITIONS });
