@@ -83,12 +83,15 @@ async function openHeadFile(path: string): Promise<FileHandle> {
   return open(path, existsSync(path) ? "r+" : "w+", 0o600);
 }
 
-/** Rewrites a head file in place and syncs it. */
+/**
+ * Rewrites a head file in place and syncs it: one write of the whole SIZE-byte block (it
+ * fits one disk sector, so a crash leaves the old block or the new one), no truncate, as
+ * the file never has any other length.
+ */
 async function writeHeadFile(file: FileHandle, head: JournaledHead): Promise<void> {
   const buf = Buffer.alloc(SIZE, 0x20);
   buf.write(JSON.stringify(head), 0, "utf8");
   buf[SIZE - 1] = 0x0a;
-  await file.truncate(SIZE);
   await file.write(buf, 0, SIZE, 0);
   await file.datasync();
 }
