@@ -1,5 +1,6 @@
 // `npm run bench [-- --quick]`: end-to-end durable ingest of the built agent, driven by a
 // load generator in its own process, against the floors measured in the same run.
+// Then the witness under 1,000 add-checkpoint requests/s from 200 logs (witness-load.mjs).
 // Prints a table and rewrites bench/RESULTS.md (keeping a history of headline numbers).
 import { execFile } from "node:child_process";
 import { cpus, totalmem } from "node:os";
@@ -13,6 +14,12 @@ import { verifySource } from "../dist/agent/verify/verify.js";
 import { startAgent } from "./agent-proc.mjs";
 import { measureFloors } from "./floors.mjs";
 import { formatMarkdown } from "./micro/lib.mjs";
+import {
+  measureWitnessFloor,
+  runWitnessLoad,
+  witnessMisses,
+  witnessSection,
+} from "./witness-load.mjs";
 
 const run = promisify(execFile);
 const quick = process.argv.includes("--quick");
@@ -208,10 +215,33 @@ async function main() {
   console.log(
     `steady 10k/s: p99 ${fmt(steady.p99, 1)} ms, CPU ${fmt(steady.cpuPercent, 1)} %, RSS ${fmt(steady.peakRssMiB)} MiB`,
   );
-  await writeResults({ floors, idle: idleResult, results, steady, quick });
+  // The witness (issue 15): 1,000 add-checkpoint requests/s from 200 logs, p99 < 50 ms.
+  const witnessFloor = await measureWitnessFloor(quick ? 500 : 1000);
+  const witness = await runWitnessLoad({ rate: 1000, logs: 200, duration: quick ? 5 : 10 });
+  const witnessMissed = witnessMisses(witness);
+  console.log(
+    `witness 1k/s: ${fmt(witness.achievedPerSec)} req/s, p99 ${fmt(witness.p99, 1)} ms, not 200: ${fmt(witness.errors)}, CPU ${fmt(witness.cpuPercent)} %, RSS ${fmt(witness.peakRssMiB)} MiB: ${witnessMissed.length === 0 ? "target met" : `target missed (${witnessMissed.join("; ")})`}`,
+  );
+  await writeResults({
+    floors,
+    idle: idleResult,
+    results,
+    steady,
+    quick,
+    witness: witnessSection(witness, witnessFloor, `npm run bench${quick ? " -- --quick" : ""}`),
+    witnessHeadline: `witness 1k/s p99 ${fmt(witness.p99, 1)} ms`,
+  });
 }
 
-async function writeResults({ floors, idle: idleResult, results, steady, quick: q }) {
+async function writeResults({
+  floors,
+  idle: idleResult,
+  results,
+  steady,
+  quick: q,
+  witness,
+  witnessHeadline,
+}) {
   const m = machine();
   const date = new Date().toISOString().slice(0, 10);
   const head = results.find(
@@ -231,7 +261,7 @@ async function writeResults({ floors, idle: idleResult, results, steady, quick: 
         `| ${r.protocol} | ${r.size} × ${r.concurrency} | ${r.auditRatio === 1 ? "all" : "10%"} | ${fmt(r.recordsPerSec)} | ${fmt(r.auditPerSec)} | ${fmt(r.p50, 1)} | ${fmt(r.p99, 1)} | ${fmt(r.max, 1)} | ${fmt(r.cpuPercent)} | ${fmt(r.cpuMsPer10k)} | ${fmt(r.peakRssMiB)} | ${fmt(r.steadyRssMiB)} | ${fmt(r.walBytesPerRecord)} | ${fmt(r.backlogAtEnd)} | ${r.keptUp ? "yes" : `no${r.catchUpSec ? ` (caught up in ${fmt(r.catchUpSec, 1)} s)` : ""}`} |`,
     ),
   ].join("\n");
-  const headline = `${date} (${q ? "quick" : "full"}): HTTP/protobuf 512×8 ${fmt(head?.auditPerSec)} rec/s (${fmt(ratio, 2)} of floor ${fmt(floors.pipeline)}), gRPC ${fmt(grpc?.auditPerSec)} rec/s, 10k/s p99 ${fmt(steady.p99, 1)} ms at ${fmt(steady.cpuPercent, 1)} % CPU, idle ${fmt(idleResult.rssMiB)} MiB, verify ${fmt(head?.verify?.recordsPerSec)} rec/s`;
+  const headline = `${date} (${q ? "quick" : "full"}): HTTP/protobuf 512×8 ${fmt(head?.auditPerSec)} rec/s (${fmt(ratio, 2)} of floor ${fmt(floors.pipeline)}), gRPC ${fmt(grpc?.auditPerSec)} rec/s, 10k/s p99 ${fmt(steady.p99, 1)} ms at ${fmt(steady.cpuPercent, 1)} % CPU, idle ${fmt(idleResult.rssMiB)} MiB, verify ${fmt(head?.verify?.recordsPerSec)} rec/s, ${witnessHeadline}`;
   const path = join(HERE, "RESULTS.md");
   const previous = existsSync(path) ? readFileSync(path, "utf8") : "";
   const history = (previous.split("## History\n")[1] ?? "")
@@ -240,7 +270,7 @@ async function writeResults({ floors, idle: idleResult, results, steady, quick: 
     .filter((l) => l.startsWith("- "));
   // Sections other tools write (bench:micro, bench:verify, before/after comparisons) are kept
   // as they are; only this script's own sections are rewritten.
-  const own = /^(Floors measured in this run|Headline|All cases|History)/;
+  const own = /^(Floors measured in this run|Headline|All cases|Witness under load|History)/;
   const micro = previous
     .split(/\n(?=## )/)
     .filter((section) => section.startsWith("## ") && !own.test(section.slice(3)))
@@ -282,6 +312,8 @@ ${table}
 
 WAL bytes per record are the agent's bytes written to disk (\`/proc/PID/io\`) minus the file exporter's output, per audit record: LevelDB's log and compaction writes.
 "Exporter kept up" means that when the load stopped, the records not yet in the exporter's output were at most what arrives within the batch timeout (1 s) plus half a second, and all of them were out soon after; otherwise the time it took to catch up is given.
+
+${witness.trimEnd()}
 
 ${micro ? `${micro}\n\n` : ""}## History
 
