@@ -58,6 +58,7 @@ export class ChunkIndex {
         writtenAt: Number.NaN,
       });
     }
+    refuseGaps(store.directory, chunks);
     const index = new ChunkIndex(store, chunks, cacheBytes);
     const oldest = chunks[0];
     if (oldest) await index.resolveWrittenAt(oldest);
@@ -129,7 +130,16 @@ export class ChunkIndex {
           }
           break; // released while we read: look again from `next`
         }
+        // Chunks must follow one another: a gap or a broken link between two of them is a
+        // chunk lost or a key altered on disk, never records to skip.
+        if (entry.firstSeq > next)
+          throw this.damaged({
+            seq: next,
+            detail: `is missing: the log goes on at seq ${entry.firstSeq} (a record chunk was lost or its key altered)`,
+          });
+        const before = out.length;
         bytes = appendChunkRecords(out, entry.firstSeq, buf, next, maxRecords, maxBytes, bytes);
+        this.checkLink(out, before);
         if (bytes < 0) return out;
         next = entry.lastSeq + 1;
       }
@@ -156,6 +166,18 @@ export class ChunkIndex {
     }
     if (problem === null) return chunk;
     throw this.damaged(problem);
+  }
+
+  /** The first record a chunk added at `at` links to the one before it, when both were read. */
+  private checkLink(out: readonly StoredRecord[], at: number): void {
+    const previous = out[at - 1];
+    const first = out[at];
+    if (!previous || !first || first.seq !== previous.seq + 1) return;
+    if (prevOf(first.value) !== previous.leafHashHex())
+      throw this.damaged({
+        seq: first.seq,
+        detail: `does not link to seq ${previous.seq} (its prev is not that record's leaf hash)`,
+      });
   }
 
   /** The first altered record found (sticky: the log stays refused until it is repaired). */
@@ -271,6 +293,23 @@ function receivedAtMs(text: string): number | null {
   const digits = text.slice(from, text.indexOf('"', from));
   if (!/^\d{7,25}$/.test(digits)) return null;
   return Number(digits.slice(0, -6));
+}
+
+/**
+ * Chunks found at open must follow one another without a gap or an overlap (released
+ * chunks go from the oldest end only): otherwise a chunk was lost or a key altered, and
+ * the log is refused before anything reads past the hole.
+ */
+function refuseGaps(directory: string, chunks: readonly ChunkEntry[]): void {
+  for (let i = 1; i < chunks.length; i++) {
+    const before = chunks[i - 1] as ChunkEntry;
+    const c = chunks[i] as ChunkEntry;
+    if (c.firstSeq !== before.lastSeq + 1)
+      throw new AgentError(
+        "WAL_DAMAGED",
+        `the write-ahead log at ${directory} is damaged: its records jump from seq ${before.lastSeq} to seq ${c.firstSeq} (a record chunk was lost or its key altered on disk); the agent stops rather than export or acknowledge around the hole, and changed nothing. See what survives with \`audit-agent wal check --dir ${directory}\`; restore the WAL from a backup, or declare the loss with \`audit-agent wal new-chain --dir ${directory} --reason "<what happened>"\``,
+      );
+  }
 }
 
 /** A record of the WAL that does not match its stored leaf hash or link. */

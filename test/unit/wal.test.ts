@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { createHash } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import { chunkOf, storedChunk, storedChunkLength, storedCount } from "../../agent/store/chunk.js";
-import { RECORD_RANGE } from "../../agent/store/keyspace.js";
+import { RECORD_RANGE, recordKey } from "../../agent/store/keyspace.js";
 import { Store } from "../../agent/store/store.js";
 import { WalFullError } from "../../agent/store/chain-log.js";
 import { openWal as openStore, type Wal, type WalOptions } from "../../agent/store/wal.js";
@@ -412,6 +412,31 @@ describe("records read back from the disk", () => {
         expect(wal.log.faults.altered).not.toBeNull();
       }
     }
+  });
+
+  it("are refused at open when a chunk's key was altered (a hole in the seqs), never skipped", async () => {
+    const dir = tmp();
+    const wal = await openWal(dir);
+    for (let i = 0; i < 10; i++)
+      await wal.log.append(
+        Array.from({ length: 100 }, (_, k) => rec(i * 100 + k)),
+        "1",
+      );
+    await wal.close();
+    // The chunk of seqs 300..399 moves to another key: as a flipped bit in its key does.
+    const store = await Store.open(dir);
+    const value = (await store.get(recordKey(300))) as Buffer;
+    await store.write(
+      [
+        { type: "del", key: recordKey(300) },
+        { type: "put", key: recordKey(300 + 4096), value },
+      ],
+      { sync: true },
+    );
+    await store.close();
+    const err = await openWal(dir).catch((e: { code?: string; message: string }) => e);
+    expect((err as { code?: string }).code).toBe("WAL_DAMAGED");
+    expect((err as Error).message).toContain("jump from seq 299 to seq 400");
   });
 
   it("in memory since they were written are not read from the disk, and pass", async () => {
