@@ -23,6 +23,7 @@ const TARGETS = {
   trickle: { p50: 1, p99: 5 },
   "1k/s": { cpu: 3, rss: 80, p99: 5 },
   "10k/s": { cpu: 15, rss: 100, p99: 10 },
+  "10k/s over gRPC": { cpu: 15, rss: 100, p99: 10 },
   "10k/s after saturation": { cpu: 15, rss: 100, p99: 10 },
 };
 
@@ -42,7 +43,11 @@ async function measure(agent, c) {
   const samples = [agent.sample()];
   const timer = setInterval(() => samples.push(agent.sample()), 250);
   const r = c
-    ? await loadgen({ ...c, target: agent.http, duration: SECONDS })
+    ? await loadgen({
+        ...c,
+        target: c.protocol === "grpc" ? agent.grpc : agent.http,
+        duration: SECONDS,
+      })
     : await sleep(SECONDS * 1000);
   clearInterval(timer);
   const end = agent.sample();
@@ -83,6 +88,7 @@ const ROWS = [
   ["trickle", http(1, 20)],
   ["1k/s", http(100, 1000)],
   ["10k/s", http(100, 10_000, 2)],
+  ["10k/s over gRPC", { ...http(100, 10_000, 2), protocol: "grpc" }],
   ["10k/s after saturation", http(100, 10_000, 2), http(512, undefined, 8)],
 ];
 // `--only NAME` (repeatable): those rows alone, for A/B runs.
