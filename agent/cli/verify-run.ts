@@ -9,6 +9,7 @@ import type { AuditSource, VerifyReport } from "../verify/types.js";
 import { readState, writeState } from "../verify/state.js";
 import { verifySource, type WitnessRequirement } from "../verify/verify.js";
 import { parseCosignerKey } from "../integrity/cosignature.js";
+import { parseCheckpointText, parseNote } from "../integrity/note.js";
 import { LineCheckers } from "../verify/line-checkers.js";
 import type { VerifyOptions } from "./verify.js";
 
@@ -177,11 +178,25 @@ async function fetchCosigned(
   origin: string,
 ): Promise<Array<{ note: string; location: string }>> {
   const at = `${url.replace(/\/+$/, "")}/${createHash("sha256").update(origin).digest("hex")}/checkpoint`;
-  const res = await reading(at, () => fetch(at));
+  const res = await reading(at, () => fetch(at, { signal: AbortSignal.timeout(30_000) }));
   if (res.status === 404) return [];
   if (res.status !== 200)
     throw new AgentError("SOURCE_UNREADABLE", `witness ${at} answered HTTP ${res.status}`);
-  return [{ note: await res.text(), location: `witness ${at}` }];
+  const note = (await reading(at, () => res.text())).slice(0, 64 * 1024);
+  // Anything but a checkpoint of this origin is a wrong URL or a broken witness, never
+  // "nothing to compare with": a verification against it would pass by default.
+  let stated: string | null = null;
+  try {
+    stated = parseCheckpointText(parseNote(note).text).origin;
+  } catch {
+    // reported below
+  }
+  if (stated !== origin)
+    throw new AgentError(
+      "SOURCE_UNREADABLE",
+      `witness ${at} did not answer with a checkpoint of ${origin} (${stated === null ? "not a signed checkpoint" : `a checkpoint of ${stated}`}): is --witness-url the witness's monitoring URL?`,
+    );
+  return [{ note, location: `witness ${at}` }];
 }
 
 /**

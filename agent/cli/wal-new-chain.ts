@@ -87,7 +87,9 @@ async function inspectOld(
   let store: Store;
   try {
     store = await Store.open(directory);
-  } catch {
+  } catch (err) {
+    // A running agent holds it: that is no loss to declare, and nothing may be moved.
+    if (err instanceof AgentError && err.code === "WAL_IN_USE") throw err;
     return unknown; // damaged: what it held is for `wal check` and `wal repair` to say
   }
   try {
@@ -113,6 +115,7 @@ export function formatNewChain(r: NewChainResult, directory: string): string {
       ? `the old write-ahead log is kept at ${r.keptAt}: keep it as evidence`
       : "the old write-ahead log directory was gone",
     `new chain ${r.chainId} in ${directory}: start the agent; its first sealed entry declares the loss`,
+    "with witnesses and a fixed extensions.signing.origin: the witnesses hold the old chain's tree for that origin and will refuse the new one; give the new chain its own origin (for example with the chain id in it)",
     "",
   ].join("\n");
 }

@@ -1,6 +1,8 @@
 import { cpSync, existsSync } from "node:fs";
+import { join } from "node:path";
 import { ClassicLevel } from "classic-level";
 import { AgentError } from "../common/errors.js";
+import { Store } from "../store/store.js";
 import { type WalReport, walCheck } from "./wal-check.js";
 
 /**
@@ -19,6 +21,7 @@ export interface RepairResult {
 export async function walRepair(directory: string): Promise<RepairResult> {
   if (!existsSync(directory))
     throw new AgentError("WAL_OPEN_FAILED", `no write-ahead log at ${directory}`);
+  await refuseInUse(directory);
   const copy = `${directory.replace(/\/+$/, "")}.before-repair-${new Date().toISOString().replace(/[:.]/g, "-")}`;
   cpSync(directory, copy, { recursive: true, preserveTimestamps: true });
   try {
@@ -31,6 +34,20 @@ export async function walRepair(directory: string): Promise<RepairResult> {
     );
   }
   return { copy, report: await walCheck(directory) };
+}
+
+/**
+ * LevelDB's repair ignores the lock a running agent holds, and would rewrite the files under
+ * it: opening the store first takes the lock, or says who has it (WAL_IN_USE). A WAL too
+ * damaged to open is what repair is for.
+ */
+async function refuseInUse(directory: string): Promise<void> {
+  if (!existsSync(join(directory, "CURRENT"))) return; // no agent can have it open
+  try {
+    await (await Store.open(directory)).close();
+  } catch (err) {
+    if (err instanceof AgentError && err.code === "WAL_IN_USE") throw err;
+  }
 }
 
 export function formatRepair(r: RepairResult, format: (report: WalReport) => string): string {

@@ -228,6 +228,11 @@ export const ERROR_CODES = {
       "The WAL lost acknowledged records: its head is below what AUDIT-HEAD or the anchor beside it recorded, or the directory was deleted or replaced. The agent will not reuse those seqs.",
     fix: "Keep the directory as evidence (`audit-agent wal check --dir DIR`); try `audit-agent wal repair --dir DIR`; else `audit-agent wal new-chain --dir DIR --reason TEXT` declares the loss in a new chain.",
   },
+  WAL_IN_USE: {
+    summary:
+      "The WAL's LevelDB lock is held: another process (an agent) has the directory open. `wal check`, `wal repair` and `wal new-chain` refuse to touch it.",
+    fix: "Stop the agent that uses the directory first; give each agent its own `extensions.wal.directory`.",
+  },
   WAL_NOTHING_LOST: {
     summary:
       "`audit-agent wal new-chain` found no loss to declare: no acknowledged head is recorded for the directory, or the WAL still holds everything acknowledged.",

@@ -14,6 +14,16 @@ export type Hash = Uint8Array;
 
 export const EMPTY_TREE_HASH: Buffer = createHash("sha256").digest();
 
+/**
+ * Whether n (a positive safe integer) is a power of two. Not `n & (n - 1)`: bitwise
+ * operators truncate to 32 bits, and trees pass 2^32 records (5 days at 10,000/s).
+ */
+export function isPowerOfTwo(n: number): boolean {
+  if (n < 1) return false;
+  while (n % 2 === 0) n /= 2;
+  return n === 1;
+}
+
 /** Largest power of two strictly smaller than n (n ≥ 2). */
 export function splitPoint(n: number): number {
   let k = 1;
@@ -146,7 +156,7 @@ export function verifyConsistency(
     return false;
   let path = [...proof];
   // If the old size is a power of two, the old root is the first node of the path.
-  if ((oldSize & (oldSize - 1)) === 0) path = [oldRoot, ...path];
+  if (isPowerOfTwo(oldSize)) path = [oldRoot, ...path];
   let fn = oldSize - 1;
   let sn = newSize - 1;
   while (fn % 2 === 1) {

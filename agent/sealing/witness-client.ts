@@ -27,6 +27,27 @@ export type SubmitOutcome =
   /** No answer: network, TLS, timeout. */
   | { kind: "unreachable"; detail: string };
 
+/** What of an answer is read: a cosignature line is ~120 bytes, a 409 a number. */
+const MAX_ANSWER_BYTES = 16 * 1024;
+
+/** Reads a body up to `limit` bytes, then drops the rest (and the connection with it). */
+async function readAtMost(
+  body: AsyncIterable<Buffer> & { destroy(): void },
+  limit: number,
+): Promise<string> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    parts.push(chunk);
+    size += chunk.length;
+    if (size >= limit) {
+      body.destroy();
+      break;
+    }
+  }
+  return Buffer.concat(parts).subarray(0, limit).toString("utf8");
+}
+
 export class WitnessClient {
   readonly key: CosignerKey;
   private dispatcher: Promise<Dispatcher> | null = null;
@@ -53,16 +74,19 @@ export class WitnessClient {
     let answer: string;
     try {
       const { request } = await import("undici");
+      // One deadline for the whole exchange, and an answer read only as far as a
+      // cosignature needs: a witness that drips or floods its answer costs neither time
+      // (shutdown waits for requests in flight) nor memory.
+      const signal = AbortSignal.timeout(this.config.timeout);
       const res = await request(this.endpoint, {
         method: "POST",
         body,
         headers: this.headers(),
         dispatcher: await this.pool(),
-        headersTimeout: this.config.timeout,
-        bodyTimeout: this.config.timeout,
+        signal,
       });
       status = res.statusCode;
-      answer = (await res.body.text()).slice(0, 4096);
+      answer = await readAtMost(res.body, MAX_ANSWER_BYTES);
     } catch (err) {
       return { kind: "unreachable", detail: (err as Error).message };
     }
@@ -79,19 +103,28 @@ export class WitnessClient {
         };
   }
 
-  /** The response's signature lines that are this witness's valid cosignatures of `text`. */
+  /**
+   * This witness's valid cosignature of `text` in the answer, at most one, as a line
+   * rebuilt from its decoded bytes: the canonical spelling verifiers require (a line with
+   * spare base64 padding verifies too, but would make the stored checkpoint fail
+   * verification everywhere).
+   */
   private checkedCosignatures(answer: string, text: string): string[] {
     const lines = answer.split("\n").filter((l) => l.startsWith("\u2014 "));
-    return lines.flatMap((line) => {
+    for (const line of lines) {
       try {
         // One line as a note of its own, to reuse the signed-note parser.
         const [sig] = parseNote(`x\n\n${line}\n`).signatures;
         const c = sig ? cosignatureOf(sig) : null;
-        return c && verifyCosignature(c, this.key, text) ? [`${line}\n`] : [];
+        if (sig && c && verifyCosignature(c, this.key, text)) {
+          const blob = Buffer.concat([Buffer.from(sig.keyId, "hex"), sig.signature]);
+          return [`\u2014 ${sig.name} ${blob.toString("base64")}\n`];
+        }
       } catch {
-        return [];
+        // not a line of this witness
       }
-    });
+    }
+    return [];
   }
 
   private headers(): Record<string, string> {
@@ -108,7 +141,8 @@ export class WitnessClient {
     return this.dispatcher;
   }
 
+  /** Ends its connections at once: a witness never holds up a shutdown. */
   async close(): Promise<void> {
-    if (this.dispatcher) await (await this.dispatcher).close();
+    if (this.dispatcher) await (await this.dispatcher).destroy();
   }
 }

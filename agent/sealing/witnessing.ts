@@ -78,6 +78,7 @@ export class Witnessing {
     this.signalStop = resolve;
   });
   private readonly startedAt = Date.now();
+  private readonly roundFailures = new LogThrottle(60_000);
 
   constructor(private readonly options: WitnessingOptions) {
     this.witnesses = options.witnesses.map((w) => new Witness(new WitnessClient(w)));
@@ -87,24 +88,24 @@ export class Witnessing {
   start(): void {
     this.options.sealed.exportable.hold();
     this.loop = this.run().catch((err: unknown) => {
+      // Not expected (rounds catch their own failures): never hold batches back for it.
       this.options.logger.error({ err }, "witnessing stopped; batches are exported uncosigned");
       this.options.sealed.exportable.releaseAll();
     });
   }
 
   /**
-   * Stops after one last round for what sealing sealed at shutdown (within waitMs), so the
-   * final checkpoint reaches the backends cosigned too; then every entry is exportable.
+   * Stops after the round under way (at most waitMs) and one last round for what sealing
+   * sealed at shutdown, so the final checkpoint reaches the backends cosigned too; then
+   * every entry is exportable.
    */
   async stop(): Promise<void> {
     this.stopping = true;
     this.signalStop();
     await this.loop;
     const { sealed } = this.options;
-    if (sealed.exportable.count < sealed.entryCount) {
-      const last = await this.newestCheckpoint(sealed.exportable.count - 1);
-      if (last) await this.witness(last.index, last.note, false).catch(() => undefined);
-    }
+    if (sealed.exportable.count < sealed.entryCount)
+      await this.roundAfter(sealed.exportable.count - 1);
     sealed.exportable.releaseAll();
     await Promise.all(this.witnesses.map((w) => w.client.close()));
   }
@@ -142,17 +143,34 @@ export class Witnessing {
   }
 
   private async run(): Promise<void> {
-    const { sealed } = this.options;
-    let seen = sealed.entryCount - 1;
+    let seen = this.options.sealed.entryCount - 1;
     while (!this.stopping) {
-      await Promise.race([sealed.waitForEntryAfter(seen), this.stopped]);
+      await Promise.race([this.options.sealed.waitForEntryAfter(seen), this.stopped]);
       if (this.stopping) break;
-      const count = sealed.entryCount;
-      const newest = await this.newestCheckpoint(seen);
-      if (newest) await this.witness(newest.index, newest.note, true);
-      sealed.exportable.release(count);
-      seen = count - 1;
+      seen = await this.roundAfter(seen);
     }
+  }
+
+  /**
+   * One round for the newest checkpoint after entry `seen`, then everything up to the newest
+   * entry is released; returns that entry. A round that fails (a WAL write refused) is
+   * logged and its batches go out uncosigned: the next round tries again.
+   */
+  private async roundAfter(seen: number): Promise<number> {
+    const { sealed, logger } = this.options;
+    const count = sealed.entryCount;
+    try {
+      const newest = await this.newestCheckpoint(seen);
+      if (newest) await this.witness(newest.index, newest.note);
+    } catch (err) {
+      if (this.roundFailures.failed())
+        logger.error(
+          { err, failures: this.roundFailures.count },
+          "a witnessing round failed; its batches are exported without cosignatures (logged at most every 60 s)",
+        );
+    }
+    sealed.exportable.release(count);
+    return count - 1;
   }
 
   /**
@@ -168,10 +186,11 @@ export class Witnessing {
   }
 
   /** One round for entry `index`'s checkpoint: cosignatures within waitMs, stored with it. */
-  private async witness(index: number, note: string, untilStop: boolean): Promise<void> {
+  private async witness(index: number, note: string): Promise<void> {
     const text = parseNote(note).text;
     const size = parseCheckpointText(text).size;
-    const lines: string[] = [];
+    // One line per witness key: the quorum counts witnesses, not lines.
+    const lines = new Map<string, string>();
     const now = Date.now();
     const asked = this.witnesses.filter((w) => !w.busy && w.notBefore <= now);
     let quorumReached: () => void = () => {};
@@ -179,21 +198,21 @@ export class Witnessing {
       quorumReached = resolve;
     });
     const rounds = asked.map(async (w) => {
-      const got = await this.submit(w, size, note, text);
-      lines.push(...got);
-      if (lines.length >= this.options.quorum) quorumReached();
+      const [line] = await this.submit(w, size, note, text);
+      if (line !== undefined) lines.set(w.client.key.verifierKey, line);
+      if (lines.size >= this.options.quorum) quorumReached();
     });
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       Promise.all(rounds),
       quorum,
-      untilStop ? this.stopped : new Promise<void>(() => {}),
       new Promise<void>((resolve) => {
         timer = setTimeout(resolve, this.options.waitMs);
       }),
     ]);
     clearTimeout(timer);
-    if (lines.length > 0) await this.options.sealed.cosigned(index, note + lines.join(""));
+    if (lines.size > 0)
+      await this.options.sealed.cosigned(index, note + [...lines.values()].join(""));
   }
 
   /** Submits to one witness, learning its size from a 409 once; its cosignature lines. */

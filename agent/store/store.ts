@@ -147,12 +147,15 @@ async function openLevel(
   } catch (err) {
     const cause = (err as { cause?: Error }).cause ?? err;
     const why = cause instanceof Error ? cause.message : String(cause);
-    const hint = /lock/i.test(why)
-      ? " (another audit-agent process is using this WAL directory; give each agent its own)"
-      : "";
+    if (/lock/i.test(why))
+      throw new AgentError(
+        "WAL_IN_USE",
+        `the write-ahead log at ${directory} is in use by another process (${why}): an agent is running on it. Give each agent its own directory; stop the agent before \`audit-agent wal check|repair|new-chain\``,
+        { cause: err },
+      );
     throw new AgentError(
       "WAL_OPEN_FAILED",
-      `cannot open the write-ahead log at ${directory}: ${why}${hint}`,
+      `cannot open the write-ahead log at ${directory}: ${why}`,
       { cause: err },
     );
   }

@@ -1,5 +1,5 @@
 import { nodeHash } from "../integrity/format.js";
-import { type Hash, type HashSource, splitPoint } from "../integrity/merkle.js";
+import { type Hash, type HashSource, isPowerOfTwo, splitPoint } from "../integrity/merkle.js";
 import { tileKey } from "./keyspace.js";
 
 export { tileKey };
@@ -138,7 +138,7 @@ export class TreeStore {
     };
     const source = async (start: number, end: number): Promise<Hash> => {
       const n = end - start;
-      if ((n & (n - 1)) === 0 && start % n === 0) {
+      if (isPowerOfTwo(n) && start % n === 0) {
         const height = Math.log2(n);
         const level = Math.floor(height / 8);
         const span = 2 ** (height % 8);

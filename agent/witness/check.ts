@@ -10,9 +10,12 @@ import { type Refusal, refusal } from "./refusal.js";
  *   old size 0 with a proof                        422 invalid_proof
  *   old = new size: a proof, or another root       422 invalid_proof / fork
  *   no consistency proof where one is needed       422 invalid_proof
- *   a consistency proof that does not verify       422 fork
+ *   a consistency proof that does not verify       422 invalid_proof
  * A 409 is counted as a rollback when the checkpoint is smaller than the one cosigned, and as
  * a fork when it has the same size but another root (the log signed two trees of one size).
+ * Only two signed roots of one size prove a fork: a proof that does not verify is not signed
+ * by the log, so anyone could send one with a real (public) checkpoint; it is refused and
+ * counted, but raises no alarm.
  */
 
 export interface TreeHead {
@@ -55,8 +58,8 @@ export function checkExtends(
   if (!verifyConsistency(oldSize, next.size, cosigned.rootHash, next.rootHash, proof))
     return refusal(
       422,
-      "fork",
-      `the consistency proof from size ${oldSize} to ${next.size} does not verify`,
+      "invalid_proof",
+      `the consistency proof from size ${oldSize} to ${next.size} does not verify (a forked log, or a wrong proof)`,
     );
   return null;
 }

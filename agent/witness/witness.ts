@@ -49,7 +49,7 @@ export class Witness {
       );
     const signed = signedCheckpoint(request.note, log);
     if (isRefusal(signed)) return observer.refused(log.label, signed);
-    return this.mutex.run(log.origin, () => this.advance(request, signed.checkpoint, signed.text));
+    return this.mutex.run(log.origin, () => this.advance(request, signed));
   }
 
   /** The latest cosigned note of the log whose origin's SHA-256 is `hash` (hex), or null. */
@@ -60,9 +60,9 @@ export class Witness {
   /** Under the log's lock: check against what was cosigned, cosign, save, answer. */
   private async advance(
     request: AddCheckpointRequest,
-    checkpoint: Checkpoint,
-    text: string,
+    signed: { checkpoint: Checkpoint; text: string; logLines: string },
   ): Promise<AddCheckpointResult> {
+    const { checkpoint, text } = signed;
     const { state, observer, clock } = this.parts;
     const cosigned = state.get(checkpoint.origin) ?? EMPTY_TREE;
     const problem = checkExtends(cosigned, request.oldSize, request.proof, checkpoint);
@@ -80,7 +80,7 @@ export class Witness {
       size: checkpoint.size,
       rootHash: checkpoint.rootHash,
       time,
-      note: `${this.withoutOwnCosignature(request.note)}${line}`,
+      note: `${text}\n${signed.logLines}${line}`,
     };
     try {
       await state.save(saved);
@@ -90,22 +90,6 @@ export class Witness {
     }
     observer.cosigned(saved);
     return { status: 200, cosignature: line };
-  }
-
-  /** The note without signature lines of this witness's key (from an earlier cosignature). */
-  private withoutOwnCosignature(note: string): string {
-    const split = note.lastIndexOf("\n\n");
-    const lines = note.slice(split + 2, -1).split("\n");
-    const kept = lines.filter((line) => {
-      const m = /^\u2014 (\S+) (\S+)$/.exec(line);
-      return !(
-        m?.[1] === this.cosigner.name &&
-        Buffer.from(m[2] as string, "base64")
-          .subarray(0, 4)
-          .toString("hex") === this.cosigner.keyId
-      );
-    });
-    return `${note.slice(0, split + 2)}${kept.map((l) => `${l}\n`).join("")}`;
   }
 }
 
@@ -117,7 +101,7 @@ export class Witness {
 function signedCheckpoint(
   note: string,
   log: LogMatch,
-): { checkpoint: Checkpoint; text: string } | Refusal {
+): { checkpoint: Checkpoint; text: string; logLines: string } | Refusal {
   let parsed;
   try {
     parsed = parseNote(note);
@@ -133,8 +117,20 @@ function signedCheckpoint(
     );
   if (valid.length === 0)
     return refusal(403, "bad_signature", "no signature by a key this witness trusts for the log");
+  // What is kept and served: the log's verified signatures, each in its canonical spelling.
+  // Lines by unknown keys, and other spellings, are not the witness's to republish.
+  const logLines = parsed.signatures
+    .filter((sig) => valid.some((k) => k.name === sig.name && k.keyId === sig.keyId))
+    .map(
+      (sig) =>
+        `\u2014 ${sig.name} ${Buffer.concat([Buffer.from(sig.keyId, "hex"), sig.signature]).toString("base64")}\n`,
+    );
   try {
-    return { checkpoint: parseCheckpointText(parsed.text), text: parsed.text };
+    return {
+      checkpoint: parseCheckpointText(parsed.text),
+      text: parsed.text,
+      logLines: [...new Set(logLines)].join(""),
+    };
   } catch (err) {
     return refusal(400, "malformed", (err as Error).message);
   }

@@ -225,3 +225,33 @@ describe("a write-ahead log directory deleted while its exported output exists",
     expect(report.declaredLosses?.[0]).toMatchObject({ chainId, missingFrom: 40, lostThrough: 49 });
   });
 });
+
+describe("the wal commands on a WAL a running agent holds", () => {
+  it("refuse with WAL_IN_USE and change nothing: repair would rewrite it, new-chain move it", async () => {
+    const tmp = makeTempDir("wal-in-use-");
+    cleanups.push(tmp.cleanup);
+    const running = await startInProcessAgent({ dir: tmp.path, grpc: false });
+    cleanups.push(() => running.stop());
+    expect(await postAuditRecords(running.httpUrl, 0, 10)).toBe(200);
+    const wal = join(tmp.path, "wal");
+    // LevelDB's own info log (LOG, LOG.old) is rotated by any open attempt, lock or not.
+    const data = () =>
+      readdirSync(wal)
+        .filter((n) => !n.startsWith("LOG"))
+        .sort();
+    const before = data();
+    for (const args of [
+      ["wal", "repair", "--dir", wal],
+      ["wal", "new-chain", "--dir", wal, "--reason", "by mistake"],
+    ]) {
+      const r = cli(...args);
+      expect(r.status, r.stdout).not.toBe(0);
+      expect(r.stderr).toContain("WAL_IN_USE");
+    }
+    expect(readdirSync(tmp.path).filter((n) => n.startsWith("wal."))).toEqual(["wal.anchor"]);
+    expect(data()).toEqual(before);
+    // The agent goes on as if nothing happened.
+    expect(await postAuditRecords(running.httpUrl, 10, 10)).toBe(200);
+    await waitFor(() => running.agent.deliveries[0]?.deliveredThrough === 19, 10_000, "delivery");
+  });
+});

@@ -160,12 +160,17 @@ describe("witness: add-checkpoint", () => {
 
   it("refuses a fork with 422, logs it at error level with both trees, and shows it in /metrics and /healthz", async () => {
     expect((await w.post(await advanceBody(log, 0, 5))).status).toBe(200);
-    // The same key signs another history: the first 5 leaves differ.
+    // The same key signs another history: the first 5 leaves differ. A larger tree of it
+    // comes with a proof that cannot verify: refused, but not proof of a fork (the proof is
+    // not signed: anyone could send a wrong one with a real checkpoint): no alarm.
     const fork: TestLog = { ...log, leaves: makeLeaves(12, "forked") };
     const r = await w.post(await advanceBody(fork, 5, 8));
     expect(r.status).toBe(422);
-    expect(r.text).toBe("the consistency proof from size 5 to 8 does not verify\n");
-    // Same size, another root.
+    expect(r.text).toBe(
+      "the consistency proof from size 5 to 8 does not verify (a forked log, or a wrong proof)\n",
+    );
+    expect((await w.get("/healthz")).status).toBe(200);
+    // Same size, another root: two signed trees of one size, the proof of a fork.
     const same = await w.post(addCheckpointBody(5, [], await signedCheckpoint(fork, 5)));
     expect(same).toMatchObject({
       status: 422,
@@ -173,27 +178,29 @@ describe("witness: add-checkpoint", () => {
     });
 
     const metrics = (await w.get("/metrics")).text;
-    expect(metrics).toContain(`audit_witness_refused_total{origin="${ORIGIN}",reason="fork"} 2`);
+    expect(metrics).toContain(`audit_witness_refused_total{origin="${ORIGIN}",reason="fork"} 1`);
+    expect(metrics).toContain(
+      `audit_witness_refused_total{origin="${ORIGIN}",reason="invalid_proof"} 1`,
+    );
     expect(metrics).toContain(`audit_witness_tree_size{origin="${ORIGIN}"} 5`);
     const health = await w.get("/healthz");
     expect(health.status).toBe(503);
     expect(health.text).toMatch(/^fork: .* log audit\.example\.com\/payments signed a tree/);
-    // The newest fork of the log: the same size, another root.
     expect(health.text).toContain(
       `signed a tree (size 5, root ${(await rootOf(fork, 5)).toString("base64")}) that does not extend the one cosigned (size 5, root ${(await rootOf(log, 5)).toString("base64")})`,
     );
-    // Logged once (rate-limited per log and reason), at error level, with the evidence.
+    // Logged once, at error level, with the evidence.
     const forks = w.logs.filter((l) => l.reason === "fork");
     expect(forks).toHaveLength(1);
     expect(forks[0]).toMatchObject({
       level: 50,
       origin: ORIGIN,
       oldSize: 5,
-      size: 8,
+      size: 5,
       cosignedSize: 5,
-      root: (await rootOf(fork, 8)).toString("base64"),
+      root: (await rootOf(fork, 5)).toString("base64"),
       cosignedRoot: (await rootOf(log, 5)).toString("base64"),
-      checkpoint: await signedCheckpoint(fork, 8),
+      checkpoint: await signedCheckpoint(fork, 5),
     });
     // Still cosigns the real history.
     expect((await w.post(await advanceBody(log, 5, 6))).status).toBe(200);
@@ -336,13 +343,29 @@ describe("witness: add-checkpoint", () => {
     const r5 = await w.post(addCheckpointBody(4, wrong, await signedCheckpoint(log, 11)));
     expect(r5).toMatchObject({
       status: 422,
-      text: "the consistency proof from size 4 to 11 does not verify\n",
+      text: "the consistency proof from size 4 to 11 does not verify (a forked log, or a wrong proof)\n",
     });
     const metrics = (await w.get("/metrics")).text;
     expect(metrics).toContain(
-      `audit_witness_refused_total{origin="${ORIGIN}",reason="invalid_proof"} 4`,
+      `audit_witness_refused_total{origin="${ORIGIN}",reason="invalid_proof"} 5`,
     );
-    expect(metrics).toContain(`audit_witness_refused_total{origin="${ORIGIN}",reason="fork"} 1`);
+    expect(metrics).not.toContain(`reason="fork"`);
+  });
+
+  it("keeps and serves only the log's verified signatures, respelled canonically, and its own", async () => {
+    const note = await signedCheckpoint(log, 3);
+    // A line by a key the witness does not know, and the log's own line respelled with
+    // spare padding (both verify or are ignored; neither is the witness's to republish).
+    const split = note.lastIndexOf("\n\n");
+    const ownLine = note.slice(split + 2);
+    const junk = "\u2014 junk.example/x AAAAAAAAAA===\n";
+    const respelled = `${ownLine.trimEnd()}=\n`;
+    const r = await w.post(
+      addCheckpointBody(0, [], `${note.slice(0, split + 2)}${respelled}${junk}`),
+    );
+    expect(r.status).toBe(200);
+    const served = (await w.get(`/${originHash(ORIGIN)}/checkpoint`)).text;
+    expect(served).toBe(`${note}${r.text}`);
   });
 
   it("cosigns the checkpoint text with its extension lines, and re-cosigns the same checkpoint", async () => {

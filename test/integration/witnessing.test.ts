@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { parseConfig } from "../../agent/config/load.js";
@@ -11,6 +12,7 @@ import {
 } from "../../agent/integrity/cosignature.js";
 import { writeKeyPair } from "../../agent/integrity/key-files.js";
 import { parseNote } from "../../agent/integrity/note.js";
+import { cosignersOf } from "../../agent/verify/verify-checkpoints.js";
 import { generateSigningKey } from "../../agent/integrity/signing.js";
 import { type RunningAgent, startAgent } from "../../agent/service/agent.js";
 import { createLogger } from "../../agent/telemetry/logger.js";
@@ -68,10 +70,11 @@ async function agent(
   dir: string,
   witnessUrl: string,
   witnessKey: string,
-  o: { keyFile?: string; extra?: string } = {},
+  o: { keyFile?: string; extra?: string; batchTimeout?: string } = {},
 ): Promise<{ agent: RunningAgent; url: string }> {
   const extra = o.extra ?? "";
   const yaml = testConfigYaml({ dir, grpc: false, keyFile: o.keyFile })
+    .replace("      timeout: 20ms\n", `      timeout: ${o.batchTimeout ?? "20ms"}\n`)
     .replace(
       "    batch:\n",
       `    origin: ${ORIGIN}\n    witnesses:\n      - url: ${witnessUrl}\n        key: "${witnessKey}"\n${extra}    batch:\n`,
@@ -174,6 +177,20 @@ describe("an agent with a witness", () => {
     expect(other.status).toBe(1);
     expect(other.report.findings.map((f) => f.category)).toEqual(["unwitnessed"]);
 
+    // A --witness-url that answers anything but a checkpoint of the chain's origin is a
+    // wrong URL or a broken witness: unreadable (exit 3), never a pass.
+    const portal = createServer((_req, res) => res.end("<html>Sign in</html>"));
+    await new Promise<void>((r) => portal.listen(0, "127.0.0.1", r));
+    cleanups.push(() => new Promise<void>((r) => portal.close(() => r())));
+    const wrong = await verify(
+      tmp.path,
+      "--witness",
+      w.pub,
+      "--witness-url",
+      `http://127.0.0.1:${(portal.address() as { port: number }).port}`,
+    );
+    expect(wrong.status).toBe(3);
+
     // The tail removed: the last batch's records and manifest line. What is left is
     // consistent and cosigned, so only the witness's own copy of the checkpoint shows it.
     cutLastBatch(tmp.path);
@@ -227,6 +244,25 @@ describe("an agent with a witness", () => {
     const findings = (JSON.parse(report.stdout) as Report).findings;
     expect(findings.map((f) => f.category)).toContain("unwitnessed");
     expect(findings.find((f) => f.category === "modified")?.detail).toMatch(/a fork/);
+  });
+
+  it("the batch sealed at shutdown goes out cosigned too", async () => {
+    const tmp = makeTempDir("witnessing-stop-");
+    cleanups.push(tmp.cleanup);
+    const w = await witness(tmp.path, agentKey(tmp.path));
+    // Nothing is sealed before the shutdown: the batch timeout is longer than the test.
+    const a = await agent(tmp.path, w.url, w.running.cosigner.verifierKey, {
+      batchTimeout: "60s",
+    });
+    expect(await postAuditRecords(a.url, 0, 5)).toBe(200);
+    await a.agent.shutdown(10_000);
+    const checkpoints = manifestLines(tmp.path).flatMap((m) =>
+      m.checkpoint ? [m.checkpoint] : [],
+    );
+    expect(checkpoints).toHaveLength(1);
+    expect(
+      cosignersOf(checkpoints[0] as string, [parseCosignerKey(readFileSync(w.pub, "utf8"))]),
+    ).toEqual(["witness.test/w1"]);
   });
 
   it("a witness that is down holds nothing acknowledged back: batches go out after the wait, and health says so", async () => {

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { leafHash, nodeHash } from "../../agent/integrity/format.js";
 import {
+  isPowerOfTwo,
   consistencyProof,
   EMPTY_TREE_HASH,
   type Hash,
@@ -787,5 +788,12 @@ describe("TreeStore", () => {
     db.apply(store.append(leaves));
     await expect(TreeStore.load(db, 11)).rejects.toThrow(/holds 10 hashes, expected 11/);
     await expect(TreeStore.load(new MapStore(), 5)).rejects.toThrow(/holds 0 hashes/);
+  });
+});
+
+describe("trees past 2^32 leaves", () => {
+  it("isPowerOfTwo is exact above 32 bits (bitwise operators would truncate)", () => {
+    expect([1, 2, 4, 2 ** 31, 2 ** 32, 2 ** 40, 2 ** 52].every(isPowerOfTwo)).toBe(true);
+    expect([0, 3, 6, 2 ** 32 + 4, 2 ** 33 + 2 ** 32, 2 ** 32 - 1].some(isPowerOfTwo)).toBe(false);
   });
 });

@@ -169,9 +169,10 @@ describe("write-ahead log", () => {
   it("says clearly when another process holds the WAL directory", async () => {
     const path = tmp();
     await openWal(path);
-    await expect(openStore({ directory: path, maxBytes: 1e6 })).rejects.toThrow(
-      /another audit-agent process is using this WAL directory/,
-    );
+    await expect(openStore({ directory: path, maxBytes: 1e6 })).rejects.toMatchObject({
+      code: "WAL_IN_USE",
+      message: expect.stringMatching(/in use by another process.*an agent is running on it/),
+    });
   });
 
   /** Every record's prev is the leaf hash of the record before it, from genesis on. */

@@ -51,8 +51,9 @@ describe("checkExtends", () => {
       [five, 5, await proof(2, 5), five, 422, "invalid_proof"],
       [five, 5, [], { size: 5, rootHash: Buffer.alloc(32, 1) }, 422, "fork"],
       [five, 5, [], await head(8), 422, "invalid_proof"],
-      [five, 5, await proof(5, 8), other, 422, "fork"],
-      [five, 5, (await proof(5, 8)).slice(1), await head(8), 422, "fork"],
+      // A proof that does not verify is refused, but proves nothing by itself: not a fork.
+      [five, 5, await proof(5, 8), other, 422, "invalid_proof"],
+      [five, 5, (await proof(5, 8)).slice(1), await head(8), 422, "invalid_proof"],
     ];
     for (const [cosigned, old, p, next, status, reason] of cases)
       expect(checkExtends(cosigned, old, p, next), `${old}→${next.size} ${reason}`).toMatchObject({
