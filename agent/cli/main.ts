@@ -1,4 +1,4 @@
-#!/usr/bin/env -S MALLOC_MMAP_THRESHOLD_=262144 node --max-semi-space-size=4 --single-threaded-gc
+#!/usr/bin/env -S MALLOC_MMAP_THRESHOLD_=32768 node --max-semi-space-size=4 --single-threaded-gc
 // Settings for a long-running sidecar, in the shebang so that the `audit-agent` bin, the
 // container's ENTRYPOINT and `npm start` all run with them (`node dist/agent/cli/main.js`
 // does not). Measured in bench/ (docs/container.md, "Memory and CPU"):
@@ -9,9 +9,12 @@
 //   helper threads: at 10,000 records/s the helpers spent about 13 % of a core coordinating
 //   small scavenges; the agent's CPU fell by about a fifth, for about 4 % less peak throughput.
 // - MALLOC_MMAP_THRESHOLD_ fixes glibc's threshold for serving an allocation with its own
-//   mmap at 256 KiB. glibc otherwise raises it after the first large free, so request bodies,
-//   WAL chunks and LevelDB batches (hundreds of KiB to MiBs) then come from the heap, whose
-//   freed space it keeps: about 20 MiB more RSS at 10,000 records/s, 60 MiB at saturation.
+//   mmap at 32 KiB. glibc otherwise raises it after the first large free, so request bodies,
+//   WAL chunks and LevelDB batches then come from the heap, whose freed space it keeps:
+//   about 20 MiB more RSS at 10,000 records/s, 60 MiB at saturation. 32 KiB rather than
+//   256 KiB: 30 s after a saturating burst the agent is back at 84 MiB instead of 156–161
+//   (the main heap kept what the burst's 32–256 KiB buffers had used), with no CPU or
+//   throughput cost measured (bench/ANALYSIS.md, issue 16).
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
