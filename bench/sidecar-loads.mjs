@@ -4,7 +4,7 @@
 // 100, and 10,000 records/s right after a saturation run on the same agent (is memory given
 // back?). Prints a table with the issue's targets and writes the "Sidecar loads" section of
 // RESULTS.md (unless --no-write). BENCH_WAL_MEMORY_MIB sets extensions.wal.memory_mib, for
-// A/B runs.
+// A/B runs; `--only NAME` runs one row and writes nothing.
 import { execFile } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -119,7 +119,7 @@ const table = [
 ].join("\n");
 console.log(table);
 
-if (!process.argv.includes("--no-write")) {
+if (!process.argv.includes("--no-write") && only.length === 0) {
   const memory = process.env.BENCH_WAL_MEMORY_MIB ?? "40 (default)";
   const section = `## Sidecar loads (issue 16)
 
@@ -131,9 +131,21 @@ ${table}
   const text = readFileSync(path, "utf8");
   const start = text.indexOf("## Sidecar loads (issue 16)");
   const next = start < 0 ? -1 : text.indexOf("\n## ", start + 1);
+  const old = start < 0 ? "" : text.slice(start, next < 0 ? undefined : next + 1);
+  // Notes written under the table by hand (A/B runs, findings) are kept.
+  const lines = old.split("\n");
+  const lastRow = lines.findLastIndex((l) => l.startsWith("|"));
+  const notes =
+    lastRow < 0
+      ? ""
+      : lines
+          .slice(lastRow + 1)
+          .join("\n")
+          .trim();
+  const body = notes ? `${section}\n${notes}\n` : section;
   const updated =
     start < 0
-      ? `${text.trimEnd()}\n\n${section}`
-      : `${text.slice(0, start)}${section}${next < 0 ? "" : text.slice(next + 1)}`;
+      ? `${text.trimEnd()}\n\n${body}`
+      : `${text.slice(0, start)}${body}${next < 0 ? "" : `\n${text.slice(next + 1)}`}`;
   writeFileSync(path, updated);
 }
