@@ -10,6 +10,7 @@ import { cosignerKeyOf, parseCosignerKey } from "../../agent/integrity/cosignatu
 import { writeKeyPair } from "../../agent/integrity/key-files.js";
 import { generateSigningKey } from "../../agent/integrity/signing.js";
 import type { OtlpReceiverConfig } from "../../agent/receivers/otlp/config.js";
+import { witnessingSchema } from "../../agent/sealing/witness-config.js";
 import { startAgent } from "../../agent/service/agent.js";
 import { createLogger } from "../../agent/telemetry/logger.js";
 import { parseWitnessConfig, type WitnessConfig } from "../../agent/witness/config.js";
@@ -829,10 +830,19 @@ interface Target {
 }
 interface Panel {
   type: string;
+  id: number;
   title: string;
+  gridPos: { h: number; w: number; x: number; y: number };
   datasource?: { type?: string; uid?: string };
   targets?: Target[];
   panels?: Panel[];
+  fieldConfig?: {
+    defaults?: { thresholds?: { steps: Array<{ color: string; value: number | null }> } };
+    overrides?: Array<{
+      matcher: { id: string; options: string };
+      properties: Array<{ id: string; value: unknown }>;
+    }>;
+  };
 }
 interface Dashboard {
   schemaVersion: number;
@@ -861,6 +871,8 @@ const dashboardPanels = allPanels(dashboard.panels).filter((p) => p.type !== "ro
 const dashboardExprs = dashboardPanels.flatMap((p) =>
   (p.targets ?? []).map((t) => ({ where: `panel "${p.title}"`, expr: t.expr ?? "" })),
 );
+/** Queries of the witness's own metrics select its job, through $witness_job. */
+const queriesWitness = (expr: string) => expr.includes("$witness_job");
 const variableExprs = dashboard.templating.list
   .filter((v) => v.type === "query")
   .map((v) => {
@@ -890,7 +902,9 @@ describe("deploy/grafana: the dashboard", () => {
       expect(p.targets?.length, p.title).toBeGreaterThan(0);
       for (const t of p.targets ?? []) {
         expect(t.datasource?.uid ?? "${datasource}", p.title).toBe("${datasource}");
-        expect(t.expr, p.title).toContain('pod=~"$pod"');
+        // The witness's panels select its job (its pods are not the agents' $pod).
+        if (queriesWitness(t.expr ?? "")) expect(t.expr, p.title).toContain('job=~"$witness_job"');
+        else expect(t.expr, p.title).toContain('job=~"$job", namespace=~"$namespace", pod=~"$pod"');
       }
     }
   });
@@ -929,6 +943,88 @@ describe("deploy/grafana: the dashboard", () => {
     const fsync = dashboardExprs.map(({ expr }) => expr).join("\n");
     expect(fsync).toContain("histogram_quantile(0.5, ");
     expect(fsync).toContain("histogram_quantile(0.99, ");
+  });
+
+  it("lays its panels out without overlap, each with an id of its own", () => {
+    const all = allPanels(dashboard.panels);
+    const ids = all.map((p) => p.id);
+    expect(new Set(ids).size, `ids ${ids.join(",")}`).toBe(ids.length);
+    for (const [i, a] of all.entries()) {
+      expect(a.gridPos.x + a.gridPos.w, a.title).toBeLessThanOrEqual(24);
+      if (a.type === "row") expect(a.gridPos, a.title).toMatchObject({ h: 1, w: 24, x: 0 });
+      for (const b of all.slice(i + 1)) {
+        const apart =
+          a.gridPos.x + a.gridPos.w <= b.gridPos.x ||
+          b.gridPos.x + b.gridPos.w <= a.gridPos.x ||
+          a.gridPos.y + a.gridPos.h <= b.gridPos.y ||
+          b.gridPos.y + b.gridPos.h <= a.gridPos.y;
+        expect(apart, `"${a.title}" overlaps "${b.title}"`).toBe(true);
+      }
+    }
+  });
+
+  it("covers the witnesses: cosignatures, failures, staleness, lag, and the witness's refusals", () => {
+    const rows = dashboard.panels.filter((p) => p.type === "row");
+    const witnessRow = rows.find((r) => r.title === "Witnesses");
+    expect(witnessRow).toBeTruthy();
+    const below = dashboardPanels.filter((p) => p.gridPos.y > witnessRow!.gridPos.y);
+    const exprs = below.flatMap((p) => (p.targets ?? []).map((t) => t.expr ?? ""));
+    const used = new Set(exprs.flatMap(metricNames));
+    for (const name of [
+      "audit_agent_witness_cosignatures_total",
+      "audit_agent_witness_failures_total",
+      "audit_agent_witness_cosigned_tree_size",
+      "audit_agent_witness_last_cosignature_timestamp_seconds",
+      "audit_agent_witness_stale",
+      "audit_agent_checkpoint_tree_size",
+      "audit_witness_refused_total",
+    ])
+      expect(used, name).toContain(name);
+    const panelOf = (metric: string) =>
+      below.find((p) => (p.targets ?? []).some((t) => metricNames(t.expr ?? "").includes(metric)))!;
+    const redFor = (p: Panel) =>
+      (p.fieldConfig?.overrides ?? [])
+        .filter((o) =>
+          o.properties.some(
+            (q) => q.id === "color" && (q.value as { fixedColor?: string }).fixedColor === "red",
+          ),
+        )
+        .map((o) => new RegExp(o.matcher.options));
+    // The refusals that mean another history stand out, by the legend's leading reason.
+    const failures = panelOf("audit_agent_witness_failures_total");
+    for (const reason of ["http_422", "ahead"])
+      expect(
+        redFor(failures).some((r) => r.test(`${reason} w pod`)),
+        reason,
+      ).toBe(true);
+    expect(redFor(failures).some((r) => r.test("unreachable w pod"))).toBe(false);
+    const refusals = panelOf("audit_witness_refused_total");
+    expect(refusals.targets![0]!.expr).toContain('job=~"$witness_job"');
+    for (const reason of ["fork", "rollback"])
+      expect(
+        redFor(refusals).some((r) => r.test(`${reason} origin`)),
+        reason,
+      ).toBe(true);
+    expect(redFor(refusals).some((r) => r.test("unknown_log "))).toBe(false);
+    // Seconds since the last cosignature turn red at witness_stale_after's default.
+    const since = panelOf("audit_agent_witness_last_cosignature_timestamp_seconds");
+    expect(since.targets![0]!.expr).toMatch(
+      /time\(\) - audit_agent_witness_last_cosignature_timestamp_seconds\{/,
+    );
+    const staleAfterS = witnessingSchema.witness_stale_after.parse(undefined) / 1000;
+    expect(since.fieldConfig?.defaults?.thresholds?.steps.at(-1)).toEqual({
+      color: "red",
+      value: staleAfterS,
+    });
+    const stale = panelOf("audit_agent_witness_stale");
+    expect(stale.type).toBe("stat");
+    expect(stale.fieldConfig?.defaults?.thresholds?.steps.at(-1)).toEqual({
+      color: "red",
+      value: 1,
+    });
+    // The witness's job has a variable of its own, from a metric only the witness exports.
+    const v = dashboard.templating.list.find((x) => x.name === "witness_job");
+    expect(v?.type).toBe("query");
   });
 });
 
@@ -1138,8 +1234,26 @@ describe("the example's agent and witness, run here: cosignatures, and every met
   });
 
   it.each([
-    ["dashboard panels", () => dashboardExprs, () => exported],
-    ["dashboard variables", () => variableExprs, () => exported],
+    [
+      "dashboard panels on the agents",
+      () => dashboardExprs.filter(({ expr }) => !queriesWitness(expr)),
+      () => exported,
+    ],
+    [
+      "dashboard panels on the witness",
+      () => dashboardExprs.filter(({ expr }) => queriesWitness(expr)),
+      () => witnessExported,
+    ],
+    [
+      "dashboard variables on the agents",
+      () => variableExprs.filter(({ where }) => where !== "variable $witness_job"),
+      () => exported,
+    ],
+    [
+      "dashboard variables on the witness",
+      () => variableExprs.filter(({ where }) => where === "variable $witness_job"),
+      () => witnessExported,
+    ],
     [
       "the agent's alert rules",
       () => agentRules.map((r) => ({ where: `alert ${r.alert}`, expr: r.expr })),
