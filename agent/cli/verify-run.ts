@@ -182,7 +182,7 @@ async function fetchCosigned(
   if (res.status === 404) return [];
   if (res.status !== 200)
     throw new AgentError("SOURCE_UNREADABLE", `witness ${at} answered HTTP ${res.status}`);
-  const note = (await reading(at, () => res.text())).slice(0, 64 * 1024);
+  const note = await reading(at, () => readAtMost(res, 64 * 1024));
   // Anything but a checkpoint of this origin is a wrong URL or a broken witness, never
   // "nothing to compare with": a verification against it would pass by default.
   let stated: string | null = null;
@@ -197,6 +197,21 @@ async function fetchCosigned(
       `witness ${at} did not answer with a checkpoint of ${origin} (${stated === null ? "not a signed checkpoint" : `a checkpoint of ${stated}`}): is --witness-url the witness's monitoring URL?`,
     );
   return [{ note, location: `witness ${at}` }];
+}
+
+/** A response's body as text, read to `limit` bytes at most (a witness's answer is small). */
+async function readAtMost(res: Response, limit: number): Promise<string> {
+  const reader = res.body?.getReader();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  while (reader && size < limit) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    parts.push(value);
+    size += value.length;
+  }
+  await reader?.cancel().catch(() => undefined);
+  return Buffer.concat(parts).subarray(0, limit).toString("utf8");
 }
 
 /**
