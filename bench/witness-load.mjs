@@ -33,9 +33,9 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { Client } from "undici";
 import { cosignerKeyOf } from "../dist/agent/integrity/cosignature.js";
-import { leafHash, nodeHash } from "../dist/agent/integrity/format.js";
+import { leafHash } from "../dist/agent/integrity/format.js";
 import { writeKeyPair } from "../dist/agent/integrity/key-files.js";
-import { consistencyProof, treeHash } from "../dist/agent/integrity/merkle.js";
+import { consistencyProof, memoLeavesSource, treeHash } from "../dist/agent/integrity/merkle.js";
 import { checkpointText, signNote } from "../dist/agent/integrity/note.js";
 import { generateSigningKey, signBytes, verifyBytes } from "../dist/agent/integrity/signing.js";
 import { StateStore } from "../dist/agent/witness/state.js";
@@ -66,24 +66,6 @@ function rng(seed) {
   };
 }
 
-/** MTH(D[start:end]) over `leaves`, each subtree hashed once (proofs reuse them). */
-function memoSource(leaves) {
-  const memo = new Map();
-  const source = (start, end) => {
-    if (end - start === 1) return leaves[start];
-    const key = start * 0x100000 + end;
-    let h = memo.get(key);
-    if (!h) {
-      let k = 1;
-      while (k * 2 < end - start) k *= 2;
-      h = nodeHash(source(start, start + k), source(start + k, end));
-      memo.set(key, h);
-    }
-    return h;
-  };
-  return source;
-}
-
 /**
  * Log `i` with `steps` checkpoints after size 0, each 1-4 leaves larger, signed by `key`, and
  * the add-checkpoint body of each step from the one before.
@@ -96,7 +78,7 @@ async function makeLog(i, steps, key) {
   const leaves = Array.from({ length: sizes[steps] }, (_, j) =>
     leafHash(Buffer.from(`${origin} leaf ${j}`)),
   );
-  const log = { origin, sizes, source: memoSource(leaves), notes: [""], bodies: [null] };
+  const log = { origin, sizes, source: memoLeavesSource(leaves), notes: [""], bodies: [null] };
   for (let k = 1; k <= steps; k++) {
     const rootHash = Buffer.from(await treeHash(sizes[k], log.source));
     const text = checkpointText({ origin, size: sizes[k], rootHash, extensions: [] });

@@ -44,6 +44,26 @@ export function leavesSource(leaves: readonly Hash[]): (start: number, end: numb
   return source;
 }
 
+/**
+ * leavesSource hashing each subtree once: for callers that build many roots and proofs over
+ * one growing array of leaves (the leaves already there never change).
+ */
+export function memoLeavesSource(leaves: readonly Hash[]): (start: number, end: number) => Hash {
+  const memo = new Map<string, Hash>();
+  const source = (start: number, end: number): Hash => {
+    if (end - start === 1) return leaves[start] as Hash;
+    const key = `${start}:${end}`;
+    let h = memo.get(key);
+    if (h === undefined) {
+      const k = splitPoint(end - start);
+      h = nodeHash(source(start, start + k), source(start + k, end));
+      memo.set(key, h);
+    }
+    return h;
+  };
+  return source;
+}
+
 /** MTH of a tree of `size` leaves. */
 export async function treeHash(size: number, source: HashSource): Promise<Hash> {
   return size === 0 ? EMPTY_TREE_HASH : source(0, size);

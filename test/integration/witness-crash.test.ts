@@ -7,8 +7,12 @@ import {
   cosignerKeyOf,
   verifyCosignature,
 } from "../../agent/integrity/cosignature.js";
-import { consistencyProof, type Hash, treeHash } from "../../agent/integrity/merkle.js";
-import { nodeHash } from "../../agent/integrity/format.js";
+import {
+  consistencyProof,
+  type Hash,
+  memoLeavesSource,
+  treeHash,
+} from "../../agent/integrity/merkle.js";
 import { checkpointText, parseNote, signNote, verifyNote } from "../../agent/integrity/note.js";
 import { generateSigningKey, type SigningKey } from "../../agent/integrity/signing.js";
 import { originHash } from "../../agent/witness/state.js";
@@ -51,24 +55,6 @@ interface Log {
   acked: number;
   /** The size the witness served at the last restart. */
   seen: number;
-}
-
-/** MTH(D[start:end]) over the log's leaves, each subtree hashed once. */
-function memoSource(leaves: readonly Buffer[]): (start: number, end: number) => Hash {
-  const memo = new Map<number, Hash>();
-  const source = (start: number, end: number): Hash => {
-    if (end - start === 1) return leaves[start] as Hash;
-    const key = start * LEAVES * 2 + end;
-    let h = memo.get(key);
-    if (!h) {
-      let k = 1;
-      while (k * 2 < end - start) k *= 2;
-      h = nodeHash(source(start, start + k), source(start + k, end));
-      memo.set(key, h);
-    }
-    return h;
-  };
-  return source;
 }
 
 async function rootAt(log: Log, size: number): Promise<Buffer> {
@@ -121,7 +107,7 @@ describe("witness: SIGKILL", () => {
       const origin = `${PREFIX}log-${i}`;
       return {
         origin,
-        source: memoSource(makeLeaves(LEAVES, origin)),
+        source: memoLeavesSource(makeLeaves(LEAVES, origin)),
         submitted: new Set(),
         acked: 0,
         seen: 0,

@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { leafHash, nodeHash } from "../../agent/integrity/format.js";
 import {
   isPowerOfTwo,
+  memoLeavesSource,
   consistencyProof,
   EMPTY_TREE_HASH,
   type Hash,
@@ -795,5 +796,18 @@ describe("trees past 2^32 leaves", () => {
   it("isPowerOfTwo is exact above 32 bits (bitwise operators would truncate)", () => {
     expect([1, 2, 4, 2 ** 31, 2 ** 32, 2 ** 40, 2 ** 52].every(isPowerOfTwo)).toBe(true);
     expect([0, 3, 6, 2 ** 32 + 4, 2 ** 33 + 2 ** 32, 2 ** 32 - 1].some(isPowerOfTwo)).toBe(false);
+  });
+});
+
+describe("memoLeavesSource", () => {
+  it("gives leavesSource's hashes for every range, and keeps them as the array grows", () => {
+    const leaves = Array.from({ length: 40 }, (_, i) => leafHash(Buffer.from(`leaf ${i}`)));
+    const memo = memoLeavesSource(leaves);
+    const plain = leavesSource(leaves);
+    for (let end = 1; end <= 30; end++)
+      for (let start = 0; start < end; start++)
+        expect(Buffer.from(memo(start, end)).equals(Buffer.from(plain(start, end)))).toBe(true);
+    leaves.push(leafHash(Buffer.from("leaf 40")));
+    expect(Buffer.from(memo(0, 41)).equals(Buffer.from(leavesSource(leaves)(0, 41)))).toBe(true);
   });
 });
