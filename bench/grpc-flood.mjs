@@ -6,7 +6,7 @@
 // --per-connection N). Prints
 // the agent's RSS before, during (peak over 5 s) and after, and whether the calls were
 // answered UNAUTHENTICATED.
-import { connect } from "node:http2";
+import { startFlood } from "./grpc-flood-client.mjs";
 import { startAgent } from "./agent-proc.mjs";
 
 const arg = (name, dflt) => {
@@ -22,39 +22,18 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 try {
   await sleep(1000);
   const before = agent.sample().rssMiB;
-  const sessions = [];
-  let answered = 0;
-  let unauthenticated = 0;
-  for (let i = 0; i < STREAMS; i++) {
-    if (i % PER_CONNECTION === 0) sessions.push(connect(`http://${agent.grpc}`));
-    const session = sessions[sessions.length - 1];
-    session.on("error", () => undefined);
-    const stream = session.request({
-      ":method": "POST",
-      ":path": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-      "content-type": "application/grpc",
-      te: "trailers",
-    });
-    stream.on("error", () => undefined);
-    const onHeaders = (h) => {
-      if (h["grpc-status"] === undefined) return;
-      answered++;
-      if (h["grpc-status"] === "16") unauthenticated++;
-    };
-    stream.on("response", onHeaders);
-    stream.on("trailers", onHeaders);
-    const size = Math.floor(MIB * 1024 * 1024);
-    const prefix = Buffer.alloc(5);
-    prefix.writeUInt32BE(size, 1);
-    stream.write(prefix);
-    stream.write(Buffer.alloc(size - 1024)); // all but the end: the message never completes
-  }
+  const flood = startFlood(agent.grpc, {
+    streams: STREAMS,
+    bytes: Math.floor(MIB * 1024 * 1024),
+    perConnection: PER_CONNECTION,
+  });
   let peak = before;
   for (let t = 0; t < 20; t++) {
     await sleep(250);
     peak = Math.max(peak, agent.sample().rssMiB);
   }
-  for (const s of sessions) s.destroy();
+  flood.close();
+  const { answered, unauthenticated } = flood.counts;
   await sleep(1000);
   const after = agent.sample().rssMiB;
   const extra = peak - before;

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
-import { connect } from "node:http2";
 import { afterEach, describe, expect, it } from "vitest";
+import { startFlood } from "../../bench/grpc-flood-client.mjs";
 import { killAgent, makeTempDir, spawnAgent, testConfigYaml } from "../helpers/agent.js";
 
 /**
@@ -43,35 +43,14 @@ describe("a flood of unauthenticated, unfinished gRPC calls", () => {
     const pid = agent.child.pid as number;
     await sleep(1000);
     const before = rssMiB(pid);
-    let unauthenticated = 0;
-    const sessions = [];
-    for (let i = 0; i < STREAMS; i++) {
-      const session = connect(`http://${agent.grpcAddress}`);
-      session.on("error", () => undefined);
-      sessions.push(session);
-      const stream = session.request({
-        ":method": "POST",
-        ":path": "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
-        "content-type": "application/grpc",
-        te: "trailers",
-      });
-      stream.on("error", () => undefined);
-      const onHeaders = (h: Record<string, unknown>) => {
-        if (h["grpc-status"] === "16") unauthenticated++;
-      };
-      stream.on("response", onHeaders);
-      stream.on("trailers", onHeaders);
-      const prefix = Buffer.alloc(5);
-      prefix.writeUInt32BE(MESSAGE_BYTES, 1);
-      stream.write(prefix);
-      stream.write(Buffer.alloc(MESSAGE_BYTES - 1024)); // never the end: the message never completes
-    }
+    const flood = startFlood(agent.grpcAddress, { streams: STREAMS, bytes: MESSAGE_BYTES });
     let peak = before;
     for (let t = 0; t < 16; t++) {
       await sleep(250);
       peak = Math.max(peak, rssMiB(pid));
     }
-    for (const s of sessions) s.destroy();
+    flood.close();
+    const { unauthenticated } = flood.counts;
     console.log(
       `[grpc flood] RSS ${before.toFixed(0)} → peak ${peak.toFixed(0)} MiB (+${(peak - before).toFixed(0)}), ${unauthenticated}/${STREAMS} UNAUTHENTICATED`,
     );
