@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -337,4 +337,18 @@ export function verifyOutputArgs(dir: string, ...extra: string[]): string[] {
     "--quiet",
     ...extra,
   ];
+}
+
+/**
+ * `audit-agent ARGS` in a child process, asynchronously: for commands that talk to servers
+ * running in the test's own process (a spawnSync would block them, and the command with it).
+ */
+export function runCli(
+  args: string[],
+): Promise<{ status: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], (err, stdout, stderr) =>
+      resolve({ status: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
 }

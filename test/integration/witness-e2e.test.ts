@@ -1,4 +1,3 @@
-import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
@@ -8,7 +7,6 @@ import { cosignatureOf, parseCosignerKey } from "../../agent/integrity/cosignatu
 import { parseNote } from "../../agent/integrity/note.js";
 import {
   type ChildAgent,
-  CLI,
   killAgent,
   makeTempDir,
   postAuditRecords,
@@ -16,6 +14,7 @@ import {
   testConfigYaml,
   verifyOutputArgs,
   waitFor,
+  runCli,
 } from "../helpers/agent.js";
 import { spawnWitness, type WitnessChild } from "../helpers/witness-proc.js";
 
@@ -47,14 +46,6 @@ function freePort(): Promise<number> {
   });
 }
 
-function run(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], (err, stdout, stderr) =>
-      resolve({ status: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
-
 interface WitnessProcess {
   name: string;
   url: string;
@@ -67,7 +58,7 @@ interface WitnessProcess {
 async function witness(dir: string, name: string, agentPub: string): Promise<WitnessProcess> {
   const home = join(dir, name);
   mkdirSync(home, { recursive: true });
-  const keygen = await run(["keygen", "--witness", "--out", home, "--name", name]);
+  const keygen = await runCli(["keygen", "--witness", "--out", home, "--name", name]);
   expect(keygen.status, keygen.stderr).toBe(0);
   const port = await freePort();
   const config = join(home, "witness.yaml");
@@ -159,7 +150,7 @@ describe("an agent and two witnesses, as processes", () => {
   it("quorum, a witness down and back, a forked WAL refused and reported, a removed tail caught", async () => {
     const tmp = makeTempDir("witness-e2e-");
     cleanups.push(tmp.cleanup);
-    const keys = await run(["keygen", "--out", join(tmp.path, "keys"), "--name", "signing"]);
+    const keys = await runCli(["keygen", "--out", join(tmp.path, "keys"), "--name", "signing"]);
     expect(keys.status, keys.stderr).toBe(0);
     const agentPub = readFileSync(join(tmp.path, "keys", "signing.pub"), "utf8").trim();
     const w1 = await witness(tmp.path, "witness.e2e-w1", agentPub);
@@ -199,7 +190,7 @@ describe("an agent and two witnesses, as processes", () => {
     }
     expect(caughtUp, "both cosignatures again after the restart").toBe(true);
     await killAgent(agent, "SIGTERM");
-    const clean = await run(verifyOutputArgs(tmp.path, ...both));
+    const clean = await runCli(verifyOutputArgs(tmp.path, ...both));
     expect(clean.status, clean.stdout).toBe(0);
 
     // The newest batches deleted from the backend: consistent and cosigned on its own, but
@@ -208,7 +199,7 @@ describe("an agent and two witnesses, as processes", () => {
     rmSync(backup, { recursive: true, force: true });
     cpSync(join(tmp.path, "out"), backup, { recursive: true });
     cutLastBatches(tmp.path, 2);
-    const cut = await run(verifyOutputArgs(tmp.path, ...both, "--witness-url", w1.url));
+    const cut = await runCli(verifyOutputArgs(tmp.path, ...both, "--witness-url", w1.url));
     expect(cut.status).toBe(1);
     expect(findingCategories(cut.stdout)).toContain("truncated");
     rmSync(join(tmp.path, "out"), { recursive: true });
@@ -226,7 +217,7 @@ describe("an agent and two witnesses, as processes", () => {
       "the agent's log line for a refused checkpoint",
     );
     await killAgent(agent, "SIGTERM");
-    const forked = await run(verifyOutputArgs(tmp.path, ...both, "--witness-url", w1.url));
+    const forked = await runCli(verifyOutputArgs(tmp.path, ...both, "--witness-url", w1.url));
     expect(forked.status).toBe(1);
     const findings = JSON.parse(forked.stdout) as {
       findings: Array<{ category: string; chainId: string; detail: string }>;

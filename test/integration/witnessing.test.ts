@@ -1,4 +1,3 @@
-import { execFile } from "node:child_process";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { join } from "node:path";
@@ -19,12 +18,12 @@ import { createLogger } from "../../agent/telemetry/logger.js";
 import { parseWitnessConfig } from "../../agent/witness/config.js";
 import { type RunningWitness, startWitness } from "../../agent/witness/start.js";
 import {
-  CLI,
   makeTempDir,
   postAuditRecords,
   testConfigYaml,
   verifyOutputArgs,
   waitFor,
+  runCli,
 } from "../helpers/agent.js";
 
 /**
@@ -92,20 +91,8 @@ function agentKey(dir: string): string {
   return key.public.verifierKey;
 }
 
-/**
- * `audit-agent verify --json` in a child process, asynchronously: the witness it may ask
- * (--witness-url) runs in this process and must keep answering meanwhile.
- */
-function cli(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], (err, stdout, stderr) =>
-      resolve({ status: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
-
 async function verify(dir: string, ...args: string[]) {
-  const run = await cli(verifyOutputArgs(dir, ...args));
+  const run = await runCli(verifyOutputArgs(dir, ...args));
   return {
     status: run.status,
     report: JSON.parse(run.stdout || "{}") as Report,
@@ -227,7 +214,7 @@ describe("an agent with a witness", () => {
     expect(health.degraded.join("\n")).toMatch(/witness witness.test\/w1 refused: HTTP 422/);
     await b.agent.shutdown(2000);
 
-    const report = await cli([
+    const report = await runCli([
       "verify",
       "--source",
       `file:${join(forged.path, "out")}`,
