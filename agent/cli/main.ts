@@ -20,8 +20,7 @@ import { join } from "node:path";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { AgentError } from "../common/errors.js";
 import { packageRoot } from "../common/package-root.js";
-import type { RunningAgent } from "../service/agent.js";
-import type { Logger } from "../telemetry/logger.js";
+import { StopSignals } from "./stop-signals.js";
 import type { VerifyOptions } from "./verify.js";
 
 /**
@@ -72,36 +71,20 @@ program
     // the group explicitly).
     process.umask(0o077);
     // Signals first: a container's PID 1 must not ignore SIGTERM while it is starting.
-    let agent: RunningAgent | null = null;
-    let stopSignal: string | null = null;
-    let logger: Logger | null = null;
-    const stop = (signal: string) => {
-      stopSignal = signal;
-      if (!agent) return; // stops as soon as start-up completes
-      logger?.info({ signal }, "signal received");
-      agent.shutdown(opts.grace * 1000).then(
-        () => process.exit(0),
-        (err) => {
-          logger?.error({ err }, "shutdown failed");
-          process.exit(1);
-        },
-      );
-    };
-    process.once("SIGTERM", () => stop("SIGTERM"));
-    process.once("SIGINT", () => stop("SIGINT"));
+    const signals = new StopSignals();
     // Loaded here, not at the top: `verify` and `prove` start without the agent's modules.
     const { loadConfigFile, unsafeSettings, createLogger } = await agentConfigModules();
     const config = loadConfigFile(file);
-    logger = createLogger(config.logLevel);
+    const logger = createLogger(config.logLevel);
     for (const w of config.warnings) logger.warn({ config: file }, w);
     for (const w of unsafeSettings(config)) logger.warn({ config: file, unsafe: true }, w);
     const { startAgent } = await import("../service/agent.js");
-    agent = await startAgent(config, logger);
+    const agent = await startAgent(config, logger);
     logger.info(
       { config: file, chainId: agent.chainId, addresses: agent.addresses() },
       "audit agent started",
     );
-    if (stopSignal) stop(stopSignal);
+    signals.started("agent", () => agent.shutdown(opts.grace * 1000), logger);
   });
 
 program
