@@ -1,6 +1,8 @@
 // Load generator, run as its own process: sends one pre-encoded OTLP request repeatedly
 // with `concurrency` requests in flight (optionally capped at `rate` records/s) for
-// `duration` seconds, and prints one JSON line: counts and ack latencies.
+// `duration` seconds, and prints one JSON line: counts and ack latencies. With `warmUp`
+// seconds, the load runs that long first and only what follows is counted, except `first`:
+// the latency of the very first request (a fresh agent's and client's cold path).
 // Usage: node bench/loadgen.mjs '{"protocol":"http-proto","target":"127.0.0.1:4318",...}'
 import * as grpc from "@grpc/grpc-js";
 import { Pool } from "undici";
@@ -10,9 +12,11 @@ const o = JSON.parse(process.argv[2]);
 const request = buildRequest(o.size, o.auditRatio);
 const body = o.protocol === "http-json" ? encodeJson(request) : encodeProto(request);
 const latencies = [];
+let first = null;
 let ok = 0;
 let refused = 0;
 let errors = 0;
+let warming = (o.warmUp ?? 0) > 0;
 
 let send;
 let close;
@@ -57,8 +61,9 @@ if (o.protocol === "grpc") {
   close = () => pool.close();
 }
 
-const started = performance.now();
-const end = started + o.duration * 1000;
+let started = performance.now();
+const warmUpEnd = started + (o.warmUp ?? 0) * 1000;
+const end = warmUpEnd + o.duration * 1000;
 // With a rate, requests are released on a fixed schedule shared by all workers.
 const interval = o.rate ? (o.size / o.rate) * 1000 : 0;
 let nextAt = started;
@@ -74,7 +79,15 @@ async function worker() {
     }
     const t0 = performance.now();
     await send();
-    latencies.push(performance.now() - t0);
+    const took = performance.now() - t0;
+    first ??= took;
+    if (warming && t0 >= warmUpEnd) {
+      // The measured run starts here: what the warm-up counted is dropped.
+      warming = false;
+      started = t0;
+      ok = refused = errors = latencies.length = 0;
+    }
+    latencies.push(took);
   }
 }
 
@@ -84,5 +97,5 @@ await close();
 latencies.sort((a, b) => a - b);
 const q = (p) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] ?? 0;
 process.stdout.write(
-  `${JSON.stringify({ requests: ok, refused, errors, elapsed, recordsPerSec: (ok * o.size) / elapsed, auditPerSec: (ok * o.size * o.auditRatio) / elapsed, p50: q(0.5), p99: q(0.99), max: latencies[latencies.length - 1] ?? 0 })}\n`,
+  `${JSON.stringify({ requests: ok, refused, errors, elapsed, recordsPerSec: (ok * o.size) / elapsed, auditPerSec: (ok * o.size * o.auditRatio) / elapsed, p50: q(0.5), p99: q(0.99), first, max: latencies[latencies.length - 1] ?? 0 })}\n`,
 );

@@ -2,7 +2,8 @@
 // services really send (issue 16), each on a fresh agent as installed (its shebang's flags):
 // idle, a trickle of 20 requests/s of 1 record, 1,000 and 10,000 records/s in requests of
 // 100, and 10,000 records/s right after a saturation run on the same agent (is memory given
-// back?). Prints a table with the issue's targets and writes the "Sidecar loads" section of
+// back?). Each loaded row runs its load WARM_UP seconds before it counts, and reports that
+// warm-up's first request apart ("first ack"): the figures are the steady state. Prints a table with the issue's targets and writes the "Sidecar loads" section of
 // RESULTS.md (unless --no-write). BENCH_WAL_MEMORY_MIB sets extensions.wal.memory_mib, for
 // A/B runs; `--only NAME` runs one row and writes nothing.
 import { execFile } from "node:child_process";
@@ -15,6 +16,7 @@ const run = promisify(execFile);
 const HERE = new URL(".", import.meta.url).pathname;
 const quick = process.argv.includes("--quick");
 const SECONDS = quick ? 8 : 20;
+const WARM_UP = 2;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** The issue's targets: null where it sets none. */
@@ -38,17 +40,23 @@ async function loadgen(options) {
   return JSON.parse(stdout);
 }
 
-/** Load `c` on `agent`, sampling its CPU and RSS every 250 ms. */
+/**
+ * Load `c` on `agent`, sampling its CPU and RSS every 250 ms once the warm-up is over (the
+ * load generator's own start-up is in the warm-up too).
+ */
 async function measure(agent, c) {
-  const samples = [agent.sample()];
-  const timer = setInterval(() => samples.push(agent.sample()), 250);
-  const r = c
-    ? await loadgen({
+  const load = c
+    ? loadgen({
         ...c,
         target: c.protocol === "grpc" ? agent.grpc : agent.http,
         duration: SECONDS,
+        warmUp: WARM_UP,
       })
-    : await sleep(SECONDS * 1000);
+    : sleep(SECONDS * 1000);
+  if (c) await sleep(WARM_UP * 1000 + 250);
+  const samples = [agent.sample()];
+  const timer = setInterval(() => samples.push(agent.sample()), 250);
+  const r = await load;
   clearInterval(timer);
   const end = agent.sample();
   const first = samples[0];
@@ -58,6 +66,7 @@ async function measure(agent, c) {
     rss: Math.max(...rss),
     p50: r?.p50 ?? null,
     p99: r?.p99 ?? null,
+    first: r?.first ?? null,
     recordsPerSec: r?.recordsPerSec ?? null,
     errors: r ? r.errors + r.refused : 0,
   };
@@ -110,11 +119,11 @@ const target = (row) =>
     .map(([k, v]) => `${k} ≤ ${v}${k === "rss" ? " MiB" : k === "cpu" ? " %" : " ms"}`)
     .join(", ");
 const table = [
-  "| load | records/s | CPU % of a core | peak RSS MiB | ack p50 ms | ack p99 ms | errors | targets | |",
-  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+  "| load | records/s | CPU % of a core | peak RSS MiB | ack p50 ms | ack p99 ms | first ack ms | errors | targets | |",
+  "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
   ...rows.map(
     (r) =>
-      `| ${r.name} | ${fmt(r.recordsPerSec, 0)} | ${fmt(r.cpu)} | ${fmt(r.rss)} | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} | ${r.errors} | ${target(r)} | ${verdict(r)} |`,
+      `| ${r.name} | ${fmt(r.recordsPerSec, 0)} | ${fmt(r.cpu)} | ${fmt(r.rss)} | ${fmt(r.p50, 2)} | ${fmt(r.p99, 2)} | ${fmt(r.first, 1)} | ${r.errors} | ${target(r)} | ${verdict(r)} |`,
   ),
 ].join("\n");
 console.log(table);
@@ -123,7 +132,7 @@ if (!process.argv.includes("--no-write") && only.length === 0) {
   const memory = process.env.BENCH_WAL_MEMORY_MIB ?? "40 (default)";
   const section = `## Sidecar loads (issue 16)
 
-\`npm run bench:sidecar${quick ? " -- --quick" : ""}\` on ${new Date().toISOString().slice(0, 10)} (2 cores, Node ${process.version}; ${SECONDS} s per row, a fresh agent per row as installed, OTLP/HTTP protobuf of ~400-byte records, \`extensions.wal.memory_mib\` ${memory}). Script: [sidecar-loads.mjs](sidecar-loads.mjs). "after saturation": the same agent first took ${quick ? 5 : 10} s of 512 × 8 as fast as it could.
+\`npm run bench:sidecar${quick ? " -- --quick" : ""}\` on ${new Date().toISOString().slice(0, 10)} (2 cores, Node ${process.version}; ${SECONDS} s per row, a fresh agent per row as installed, OTLP/HTTP protobuf of ~400-byte records, \`extensions.wal.memory_mib\` ${memory}). Script: [sidecar-loads.mjs](sidecar-loads.mjs). "after saturation": the same agent first took ${quick ? 5 : 10} s of 512 × 8 as fast as it could. Each loaded row runs its load ${WARM_UP} s before it counts; "first ack" is the first request of that warm-up (a fresh agent's and client's cold path: JIT, connection set-up), which the other figures leave out.
 
 ${table}
 `;
