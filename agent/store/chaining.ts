@@ -50,8 +50,12 @@ const TAIL_FIXED_BYTES =
 
 /** Chunks are cut at about this size, so a reader never loads a huge value for one record. */
 const CHUNK_TARGET_BYTES = 1 << 20;
-/** Groups smaller than this are written uncompressed (see chainGroup). */
-const COMPRESS_MIN_BYTES = 64 << 10;
+/**
+ * Groups smaller than this are written uncompressed (see chainGroup): deflating a few
+ * records saves fewer bytes than it costs. From a few dozen records on, deflate (on the
+ * event loop, chunk.ts) costs less than the synced write and the compactions it shrinks.
+ */
+const COMPRESS_MIN_BYTES = 8 << 10;
 
 /** Where pass 1 found each record and where chunks are cut. */
 interface Layout {
@@ -79,8 +83,8 @@ export async function chainGroup(
   const endSeq = firstSeq + layout.records.length;
   const ops: WriteOp[] = [];
   let bytes = 0;
-  // Chunks are compressed in the libuv pool, in parallel, off the event loop. A small
-  // write is stored as it is: the pool round trip would cost more than the bytes saved.
+  // Chunks are compressed (large ones in the libuv pool, in parallel; chunk.ts). A small
+  // write is stored as it is.
   let chunkBytes = 0;
   for (const c of chunks) chunkBytes += c.chunkBytes;
   const stored =
