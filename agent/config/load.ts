@@ -23,6 +23,7 @@ import type { ProcessorFactory } from "../processing/api.js";
 import type { ReceiverFactory } from "../receivers/api.js";
 import { durableExporterTypes, oneOf, factories as registeredFactories } from "./registry.js";
 import type { LogLevel } from "../telemetry/logger.js";
+import { COLLECTOR_DEFAULT_NAMING, type PrometheusNaming } from "../telemetry/prometheus.js";
 import { expandVariables, parseYamlDocument } from "./yaml-source.js";
 import { ConfigProblems, type Path } from "./parse-problems.js";
 import { schemaValidator, type Validate } from "./parse-validate.js";
@@ -64,6 +65,8 @@ export interface AgentConfig {
   logLevel: LogLevel;
   /** Prometheus endpoint for the agent's own metrics; null when service.telemetry.metrics.level is none. */
   metricsAddress: string | null;
+  /** How the Collector-named metrics are named there (the Prometheus reader's switches). */
+  metricsNaming: PrometheusNaming;
   /** The health_check extension, when defined and listed in service.extensions (as in the Collector). */
   healthCheck: HealthCheckConfig | null;
   /** Non-fatal findings (unset env vars, unused components). */
@@ -90,6 +93,83 @@ const pipelineSchema = z
 
 const componentMap = z.record(z.string(), z.unknown()).nullish();
 
+const METRICS_ADDRESS = "127.0.0.1:8888";
+
+/**
+ * The Collector's Prometheus pull reader, `readers: [{ pull: { exporter: { prometheus: … } } }]`
+ * under `service.telemetry.metrics`. Its naming switches default to true, as in the
+ * Collector since v0.152 (from v0.119 to v0.151 a configured reader defaulted them to false).
+ */
+const prometheusReaderSchema = z
+  .object({
+    host: z.string().min(1).default("127.0.0.1"),
+    port: z.number().int().min(0).max(65535).default(8888),
+    without_type_suffix: z.boolean().default(true),
+    without_units: z.boolean().default(true),
+    without_scope_info: z
+      .literal(true, {
+        message:
+          "the agent exports no scope information (otel_scope_* labels): leave without_scope_info out or set it to true",
+      })
+      .default(true),
+  })
+  .strict();
+
+const metricsTelemetrySchema = z
+  .object({
+    /** The Collector's older spelling of the endpoint; the naming of its default endpoint. */
+    address: endpointSchema.optional(),
+    level: z.enum(["none", "basic", "normal", "detailed"]).default("normal"),
+    readers: z
+      .array(
+        z
+          .object({
+            pull: z
+              .object({ exporter: z.object({ prometheus: prometheusReaderSchema }).strict() })
+              .strict(),
+          })
+          .strict(),
+      )
+      .length(1, "the agent serves one Prometheus endpoint: give exactly one pull reader")
+      .optional(),
+  })
+  .strict()
+  .superRefine((m, ctx) => {
+    if (m.address !== undefined && m.readers !== undefined)
+      ctx.addIssue({
+        code: "custom",
+        path: ["readers"],
+        message:
+          "give either address or readers, not both (readers[0].pull.exporter.prometheus has host and port)",
+      });
+    const reader = m.readers?.[0]?.pull.exporter.prometheus;
+    if (reader && !endpointSchema.safeParse(hostPort(reader.host, reader.port)).success)
+      ctx.addIssue({
+        code: "custom",
+        path: ["readers", 0, "pull", "exporter", "prometheus", "host"],
+        message: `host "${reader.host}" must be a host name or IP address, for example 127.0.0.1`,
+      });
+  })
+  .default({ level: "normal" });
+
+function hostPort(host: string, port: number): string {
+  return `${host.includes(":") ? `[${host}]` : host}:${port}`;
+}
+
+/** Where the metrics are served and how the Collector's are named. */
+function metricsEndpoint(
+  m: z.output<typeof metricsTelemetrySchema>,
+): Pick<AgentConfig, "metricsAddress" | "metricsNaming"> {
+  const reader = m.readers?.[0]?.pull.exporter.prometheus;
+  const address = reader ? hostPort(reader.host, reader.port) : (m.address ?? METRICS_ADDRESS);
+  return {
+    metricsAddress: m.level === "none" ? null : address,
+    metricsNaming: reader
+      ? { withoutTypeSuffix: reader.without_type_suffix, withoutUnits: reader.without_units }
+      : COLLECTOR_DEFAULT_NAMING,
+  };
+}
+
 const topSchema = z
   .object({
     receivers: componentMap,
@@ -102,23 +182,14 @@ const topSchema = z
         pipelines: z.record(z.string(), z.unknown()),
         telemetry: z
           .object({
-            metrics: z
-              .object({
-                address: endpointSchema.default("127.0.0.1:8888"),
-                level: z.enum(["none", "basic", "normal", "detailed"]).default("normal"),
-              })
-              .strict()
-              .default({ address: "127.0.0.1:8888", level: "normal" }),
+            metrics: metricsTelemetrySchema,
             logs: z
               .object({ level: z.enum(["debug", "info", "warn", "error"]).default("info") })
               .strict()
               .default({ level: "info" }),
           })
           .strict()
-          .default({
-            logs: { level: "info" },
-            metrics: { address: "127.0.0.1:8888", level: "normal" },
-          }),
+          .default({ logs: { level: "info" }, metrics: { level: "normal" } }),
       })
       .strict(),
   })
@@ -411,8 +482,7 @@ function assembleConfig(
       previous_key_file: signing.previous_key_file && resolve(signing.previous_key_file),
     },
     logLevel: top.service.telemetry.logs.level,
-    metricsAddress:
-      top.service.telemetry.metrics.level === "none" ? null : top.service.telemetry.metrics.address,
+    ...metricsEndpoint(top.service.telemetry.metrics),
     healthCheck: (() => {
       const h = [...defined.extensions.values()].find(
         (c) => c.factory.type === "health_check" && top.service.extensions.includes(c.id),

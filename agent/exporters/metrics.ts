@@ -17,22 +17,30 @@ export function registerDeliveryMetrics(
     const held = log.headSeq - log.oldestHeldSeq + 1;
     return Math.floor(log.maxBytes / (held > 0 ? log.usedBytes / held : 1024));
   };
-  const gauge = (name: string, help: string, read: Parameters<Registry["collected"]>[3]) =>
-    registry.collected("gauge", name, help, read);
+  const gauge = (
+    name: string,
+    help: string,
+    read: Parameters<Registry["collected"]>[3],
+    unit?: string,
+  ) => registry.collected("gauge", name, help, read, unit);
+  // The Collector's queue metrics carry the signal too (exporterhelper's data_type).
+  const queue = (exporter: string) => ({ exporter, data_type: "logs" });
   gauge(
     "otelcol_exporter_queue_size",
     "Records waiting for the exporter (WAL records not yet delivered; pass-through: queued requests).",
     (set) => {
-      for (const d of deliveries) set({ exporter: d.exporterId }, undelivered(d));
-      for (const f of forwarders) set({ exporter: `${f.exporterId}/passthrough` }, f.size ?? 0);
+      for (const d of deliveries) set(queue(d.exporterId), undelivered(d));
+      for (const f of forwarders) set(queue(`${f.exporterId}/passthrough`), f.size ?? 0);
     },
+    "{batch}",
   );
   gauge(
     "otelcol_exporter_queue_capacity",
     "Records the exporter's queue can hold (WAL: estimated from its size limit and the average record).",
     (set) => {
-      for (const d of deliveries) set({ exporter: d.exporterId }, capacity());
+      for (const d of deliveries) set(queue(d.exporterId), capacity());
     },
+    "{batch}",
   );
   gauge(
     "audit_agent_exporter_lag_records",

@@ -1,6 +1,7 @@
 import type { z } from "zod";
 import type { FactoryBase } from "../common/component.js";
 import { AgentError } from "../common/errors.js";
+import type { TransportCounts } from "../telemetry/counters.js";
 import type { ComponentSettings } from "../telemetry/settings.js";
 import type { AuditPredicate } from "./audit-filter/predicate.js";
 
@@ -18,8 +19,11 @@ export interface NonAuditForwarder {
   readonly exporterId: string;
   readonly refusesWhenFull: boolean;
   isFull(): boolean;
-  /** Queues an encoded ExportLogsServiceRequest; false when it had to be dropped. */
-  offer(body: Uint8Array, records: number): boolean;
+  /**
+   * Queues an encoded ExportLogsServiceRequest; false when it had to be dropped. A drop,
+   * now or after retries, is counted as refused by `from`, the transport it came in on.
+   */
+  offer(body: Uint8Array, records: number, from: TransportCounts): boolean;
   start(): void;
   shutdown(deadline: number): Promise<void>;
 }

@@ -7,7 +7,7 @@ import type { ExportLogsServiceRequest, LogRecord, ResourceLogs } from "../otlp/
 import { checkProtobufNesting, ProtobufCanonicalizer } from "../otlp/protobuf-canonical.js";
 import { decodeLogsRequest, otlpTypes } from "../otlp/protobuf-codec.js";
 import { type NonAuditForwarder, QueueFullError } from "./api.js";
-import type { AgentCounters } from "../telemetry/counters.js";
+import type { TransportCounts } from "../telemetry/counters.js";
 
 /**
  * The logs pipeline as receivers see it: classify each record, turn audit records into
@@ -25,16 +25,22 @@ export interface ConsumeResult {
 
 export interface LogsConsumer {
   /**
-   * `refused`: records the decoder already left out of `request` (a value that cannot be
-   * stored exactly); they are reported with the result's rejected records.
+   * `from`: the receiver transport that counts the request's records. `refused`: records the
+   * decoder already left out of `request` (a value that cannot be stored exactly); they are
+   * reported with the result's rejected records.
    */
   consume(
     request: ExportLogsServiceRequest,
     receivedUnixNano: string,
+    from: TransportCounts,
     refused?: RefusedRecords | null,
   ): Promise<ConsumeResult>;
   /** The same for an OTLP/protobuf request body; throws OTLP_BAD_PROTOBUF when malformed. */
-  consumeProtobuf(body: Uint8Array, receivedUnixNano: string): Promise<ConsumeResult>;
+  consumeProtobuf(
+    body: Uint8Array,
+    receivedUnixNano: string,
+    from: TransportCounts,
+  ): Promise<ConsumeResult>;
 }
 
 export interface PipelineLimits {
@@ -48,26 +54,29 @@ export class LogsPipeline implements LogsConsumer {
   constructor(
     private readonly isAudit: AuditPredicate,
     private readonly log: ChainLog,
-    private readonly counters: AgentCounters,
     private readonly limits: PipelineLimits,
     private readonly forwarders: readonly NonAuditForwarder[] = [],
   ) {
     this.canonicalizer = new ProtobufCanonicalizer(isAudit, limits.maxRecordBytes);
   }
 
-  async consumeProtobuf(body: Uint8Array, receivedUnixNano: string): Promise<ConsumeResult> {
+  async consumeProtobuf(
+    body: Uint8Array,
+    receivedUnixNano: string,
+    from: TransportCounts,
+  ): Promise<ConsumeResult> {
     // Forwarding non-audit records needs them decoded, so that case takes the general path;
     // the rules every transport applies to values are checked first, on the wire, as the
     // fast path checks them (docs/integrity-format.md §3.11).
     if (this.forwarders.length > 0) {
       checkProtobufNesting(body);
-      return this.consume(decodeLogsRequest(body), receivedUnixNano);
+      return this.consume(decodeLogsRequest(body), receivedUnixNano, from);
     }
     const { records, filtered, rejected, firstRejectedBytes } =
       this.canonicalizer.canonicalize(body);
-    this.counters.filtered += filtered;
-    this.counters.refused("too_large", rejected);
-    await this.store(records, receivedUnixNano);
+    from.accept(0, filtered);
+    from.refuse("too_large", rejected);
+    await this.store(records, receivedUnixNano, from);
     const rejectMessage =
       rejected > 0
         ? `${rejected} audit record(s) refused: ${tooLarge(firstRejectedBytes, this.limits.maxRecordBytes)}`
@@ -76,23 +85,25 @@ export class LogsPipeline implements LogsConsumer {
   }
 
   /** Appends to the WAL (resolving once durable), counting refusals per record. */
-  private async store(records: ReadonlyArray<string | Uint8Array>, receivedUnixNano: string) {
+  private async store(
+    records: ReadonlyArray<string | Uint8Array>,
+    receivedUnixNano: string,
+    from: TransportCounts,
+  ) {
     try {
       await this.log.append(records, receivedUnixNano);
     } catch (err) {
       // The receiver maps these to retryable statuses; the refusal is counted here, per record.
-      this.counters.refused(
-        err instanceof WalFullError ? "buffer_full" : "unavailable",
-        records.length,
-      );
+      from.refuse(err instanceof WalFullError ? "buffer_full" : "unavailable", records.length);
       throw err;
     }
-    this.counters.receiverAccepted += records.length;
+    from.accept(records.length, 0);
   }
 
   async consume(
     request: ExportLogsServiceRequest,
     receivedUnixNano: string,
+    from: TransportCounts,
     refused: RefusedRecords | null = null,
   ): Promise<ConsumeResult> {
     const records: string[] = [];
@@ -102,7 +113,7 @@ export class LogsPipeline implements LogsConsumer {
       let total = 0;
       for (const rl of request.resourceLogs)
         for (const sl of rl.scopeLogs) total += sl.logRecords.length;
-      this.counters.refused("passthrough_queue_full", total);
+      from.refuse("passthrough_queue_full", total);
       throw new QueueFullError(full.exporterId);
     }
     const forwarding = this.forwarders.length > 0;
@@ -158,16 +169,16 @@ export class LogsPipeline implements LogsConsumer {
         }
       }
     }
-    this.counters.filtered += filtered;
-    this.counters.refused("too_large", rejected);
-    if (refused) this.counters.refused("unrepresentable_value", refused.count);
-    await this.store(records, receivedUnixNano);
+    from.accept(0, filtered);
+    from.refuse("too_large", rejected);
+    if (refused) from.refuse("unrepresentable_value", refused.count);
+    await this.store(records, receivedUnixNano, from);
     if (passThrough.length > 0) {
       const body = otlpTypes.RequestType.encode({ resourceLogs: passThrough } as unknown as Record<
         string,
         unknown
       >).finish();
-      for (const f of this.forwarders) f.offer(body, filtered);
+      for (const f of this.forwarders) f.offer(body, filtered, from);
     }
     const reasons = [
       refused ? `${refused.count} log record(s) refused: ${refused.message}` : "",

@@ -19,7 +19,8 @@ import { registerCounterMetrics } from "../telemetry/counter-metrics.js";
 import { AgentCounters } from "../telemetry/counters.js";
 import { HttpEndpoint } from "../telemetry/http-endpoint.js";
 import type { Logger } from "../telemetry/logger.js";
-import { Registry, registerProcessMetrics } from "../telemetry/prometheus.js";
+import { registerProcessMetrics } from "../telemetry/process-metrics.js";
+import { Registry } from "../telemetry/prometheus.js";
 import type { ContinuousVerifier } from "../verify/continuous.js";
 import { registerVerificationMetrics } from "../verify/metrics.js";
 import { HealthCheck } from "./health.js";
@@ -82,7 +83,7 @@ export async function startAgent(
   logger: Logger,
   env: Record<string, string | undefined> = process.env,
 ): Promise<RunningAgent> {
-  const registry = new Registry();
+  const registry = new Registry(config.metricsNaming);
   const made: { gate?: SealingGate } = {};
   const wal = await openWal({
     directory: config.wal.directory,
@@ -283,7 +284,7 @@ function healthStage(p: Parts): Stage | null {
 /** The Prometheus endpoint; each component registers its own metrics with the registry. */
 function metricsStage(p: Parts): Stage | null {
   const { registry } = p;
-  registerCounterMetrics(registry, p.counters, p.config.receivers[0]?.id ?? "otlp");
+  registerCounterMetrics(registry, p.counters);
   registerChainLogMetrics(registry, p.wal.log);
   registerDeliveryMetrics(registry, p.wal.log, p.deliveries, p.forwarders);
   registerVerificationMetrics(registry, () => p.verifier);
@@ -437,7 +438,6 @@ function receiversStage(p: Parts): Stage {
       const pipeline = new LogsPipeline(
         isAudit,
         p.wal.log,
-        counters,
         { maxRecordBytes: config.wal.max_record_size_kib * 1024 },
         p.forwarders,
       );

@@ -1,19 +1,59 @@
-import { readdirSync, readFileSync } from "node:fs";
-import { constants, monitorEventLoopDelay, PerformanceObserver } from "node:perf_hooks";
-import { getHeapSpaceStatistics } from "node:v8";
-
 /**
- * Prometheus text exposition (format 0.0.4) for the agent's own metrics, with the standard
- * process_* and nodejs_* metrics. Every value is read when scraped, except histograms,
- * which count observations as they happen. Written for the agent instead of prom-client,
- * which with its dependencies kept about 1 MiB of heap resident and sampled the event
- * loop 100 times a second.
+ * Prometheus text exposition (format 0.0.4) for the agent's own metrics. Every value is read
+ * when scraped, except histograms, which count observations as they happen. Written for the
+ * agent instead of prom-client, which with its dependencies kept about 1 MiB of heap
+ * resident and sampled the event loop 100 times a second.
  */
 
 export type Labels = Record<string, string>;
 /** Reports one sample of a metric at scrape time. */
 export type SetSample = (labels: Labels, value: number) => void;
 type MetricType = "counter" | "gauge" | "histogram";
+
+/**
+ * How the Collector's metrics (OpenTelemetry instruments with a unit) are named in the
+ * exposition: the switches of the Collector's Prometheus reader
+ * (`service.telemetry.metrics.readers[].pull.exporter.prometheus`). With both true, as on the
+ * Collector's default endpoint, `otelcol_process_uptime` is shown as it is; with both false,
+ * as `otelcol_process_uptime_seconds_total`. The agent's own Prometheus-named metrics
+ * (`audit_agent_*`, `nodejs_*`) never change.
+ */
+export interface PrometheusNaming {
+  /** `without_type_suffix`: counters are not given `_total`. */
+  withoutTypeSuffix: boolean;
+  /** `without_units`: the unit (`_seconds`, `_bytes`) is not appended. */
+  withoutUnits: boolean;
+}
+
+/** The Collector's default endpoint: instrument names as they are. */
+export const COLLECTOR_DEFAULT_NAMING: PrometheusNaming = {
+  withoutTypeSuffix: true,
+  withoutUnits: true,
+};
+
+/**
+ * Prometheus unit words for the UCUM units the agent's instruments use. Annotations such as
+ * `{record}` name what is counted and add nothing to the name, as in OpenTelemetry's
+ * Prometheus compatibility rules.
+ */
+const UNIT_WORDS: Record<string, string> = { s: "seconds", ms: "milliseconds", By: "bytes" };
+
+/** An instrument's Prometheus name under `naming`. */
+export function prometheusName(
+  name: string,
+  type: MetricType,
+  unit: string,
+  naming: PrometheusNaming,
+): string {
+  let out = name;
+  const annotation = /^\{[^}]*\}$/.test(unit);
+  const word = UNIT_WORDS[unit];
+  if (!annotation && word === undefined)
+    throw new Error(`metric ${name}: no Prometheus unit word for "${unit}"`);
+  if (!naming.withoutUnits && word && !out.endsWith(`_${word}`)) out += `_${word}`;
+  if (!naming.withoutTypeSuffix && type === "counter" && !out.endsWith("_total")) out += "_total";
+  return out;
+}
 
 interface Family {
   name: string;
@@ -41,13 +81,22 @@ export class Registry {
   readonly contentType = "text/plain; version=0.0.4; charset=utf-8";
   private readonly families: Family[] = [];
 
-  /** A counter or gauge whose samples `read` reports at each scrape. */
+  constructor(private readonly naming: PrometheusNaming = COLLECTOR_DEFAULT_NAMING) {}
+
+  /**
+   * A counter or gauge whose samples `read` reports at each scrape. With `unit` (UCUM, as in
+   * the Collector's metadata), `name` is an OpenTelemetry instrument name, shown under the
+   * registry's naming; without, it is the Prometheus name as it is.
+   */
   collected(
     type: "counter" | "gauge",
-    name: string,
+    instrument: string,
     help: string,
     read: (set: SetSample) => void | Promise<void>,
+    unit?: string,
   ): void {
+    const name =
+      unit === undefined ? instrument : prometheusName(instrument, type, unit, this.naming);
     this.families.push({
       name,
       help,
@@ -136,241 +185,4 @@ export class Histogram {
       lines.push(`${name}_count${formatLabels(s.labels)} ${s.count}`);
     }
   }
-}
-
-/**
- * How often the event loop is sampled for nodejs_eventloop_lag_*: each sample is one timer
- * tick, so this is also the idle wake-up rate (prom-client's 10 ms alone cost about 0.35 %
- * of a core on an idle agent).
- */
-export const EVENT_LOOP_RESOLUTION_MS = 50;
-
-/** /proc/self/status fields in bytes (Linux), or null elsewhere. */
-function procStatus(): Map<string, number> | null {
-  let text: string;
-  try {
-    text = readFileSync("/proc/self/status", "utf8");
-  } catch {
-    return null;
-  }
-  const out = new Map<string, number>();
-  for (const m of text.matchAll(/^(Vm\w+):\s+(\d+) kB$/gm))
-    out.set(m[1] as string, Number(m[2]) * 1024);
-  return out;
-}
-
-function maxFds(): number | null {
-  try {
-    const m = /^Max open files\s+(\d+)/m.exec(readFileSync("/proc/self/limits", "utf8"));
-    return m ? Number(m[1]) : null;
-  } catch {
-    return null;
-  }
-}
-
-/**
- * The standard process_* and nodejs_* metrics, under prom-client's names. The event loop
- * lag percentiles are the delay beyond the sampling interval (0 when the loop is idle).
- */
-export function registerProcessMetrics(registry: Registry): { stop(): void } {
-  registerProcessUsage(registry);
-  const loop = registerEventLoop(registry);
-  registerNodeRuntime(registry);
-  const gc = registerGcDurations(registry);
-  return {
-    stop() {
-      loop.stop();
-      gc.stop();
-    },
-  };
-}
-
-type Collect = (name: string, help: string, read: (set: SetSample) => void) => void;
-
-const gaugeOf =
-  (registry: Registry): Collect =>
-  (name, help, read) =>
-    registry.collected("gauge", name, help, read);
-
-/** process_*: CPU, memory and file descriptors. */
-function registerProcessUsage(registry: Registry): void {
-  const gauge = gaugeOf(registry);
-  const counter: Collect = (name, help, read) => registry.collected("counter", name, help, read);
-  counter("process_cpu_user_seconds_total", "Total user CPU time spent in seconds.", (set) =>
-    set({}, process.cpuUsage().user / 1e6),
-  );
-  counter("process_cpu_system_seconds_total", "Total system CPU time spent in seconds.", (set) =>
-    set({}, process.cpuUsage().system / 1e6),
-  );
-  counter(
-    "process_cpu_seconds_total",
-    "Total user and system CPU time spent in seconds.",
-    (set) => {
-      const u = process.cpuUsage();
-      set({}, (u.user + u.system) / 1e6);
-    },
-  );
-  const startTime = Math.round(Date.now() / 1000 - process.uptime());
-  gauge(
-    "process_start_time_seconds",
-    "Start time of the process since unix epoch in seconds.",
-    (set) => set({}, startTime),
-  );
-  gauge("process_resident_memory_bytes", "Resident memory size in bytes.", (set) =>
-    set({}, procStatus()?.get("VmRSS") ?? process.memoryUsage.rss()),
-  );
-  if (procStatus()) {
-    gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.", (set) => {
-      const v = procStatus()?.get("VmSize");
-      if (v !== undefined) set({}, v);
-    });
-    gauge("process_heap_bytes", "Process heap size in bytes.", (set) => {
-      const v = procStatus()?.get("VmData");
-      if (v !== undefined) set({}, v);
-    });
-    gauge("process_open_fds", "Number of open file descriptors.", (set) => {
-      try {
-        set({}, readdirSync("/proc/self/fd").length - 1);
-      } catch {
-        // not readable: no sample
-      }
-    });
-    const max = maxFds();
-    if (max !== null)
-      gauge("process_max_fds", "Maximum number of open file descriptors.", (set) => set({}, max));
-  }
-}
-
-/** nodejs_eventloop_lag_*: sampled every EVENT_LOOP_RESOLUTION_MS until stopped. */
-function registerEventLoop(registry: Registry): { stop(): void } {
-  const gauge = gaugeOf(registry);
-  registry.collected(
-    "gauge",
-    "nodejs_eventloop_lag_seconds",
-    "Lag of event loop in seconds.",
-    (set) =>
-      new Promise<void>((resolve) => {
-        const start = process.hrtime.bigint();
-        setImmediate(() => {
-          set({}, Number(process.hrtime.bigint() - start) / 1e9);
-          resolve();
-        });
-      }),
-  );
-  const loop = monitorEventLoopDelay({ resolution: EVENT_LOOP_RESOLUTION_MS });
-  loop.enable();
-  // Samples are tick-to-tick intervals: the delay is what exceeds the resolution.
-  const delay = (ns: number) => Math.max(0, ns - EVENT_LOOP_RESOLUTION_MS * 1e6) / 1e9;
-  const lag = (name: string, help: string, read: () => number) =>
-    gauge(name, help, (set) => {
-      if (loop.count > 0) set({}, read());
-    });
-  lag("nodejs_eventloop_lag_min_seconds", "The minimum recorded event loop delay.", () =>
-    delay(loop.min),
-  );
-  lag("nodejs_eventloop_lag_max_seconds", "The maximum recorded event loop delay.", () =>
-    delay(loop.max),
-  );
-  lag("nodejs_eventloop_lag_mean_seconds", "The mean of the recorded event loop delays.", () =>
-    delay(loop.mean),
-  );
-  lag(
-    "nodejs_eventloop_lag_stddev_seconds",
-    "The standard deviation of the recorded event loop delays.",
-    () => loop.stddev / 1e9,
-  );
-  for (const p of [50, 90, 99])
-    lag(
-      `nodejs_eventloop_lag_p${p}_seconds`,
-      `The ${p}th percentile of the recorded event loop delays.`,
-      () => {
-        const v = delay(loop.percentile(p));
-        // Each scrape covers the time since the previous one, as with prom-client.
-        if (p === 99) loop.reset();
-        return v;
-      },
-    );
-
-  return { stop: () => loop.disable() };
-}
-
-/** nodejs_*: active resources, heap and version. */
-function registerNodeRuntime(registry: Registry): void {
-  const gauge = gaugeOf(registry);
-  gauge(
-    "nodejs_active_resources",
-    "Number of active resources that are currently keeping the event loop alive, grouped by async resource type.",
-    (set) => {
-      const counts = new Map<string, number>();
-      for (const type of process.getActiveResourcesInfo())
-        counts.set(type, (counts.get(type) ?? 0) + 1);
-      for (const [type, n] of counts) set({ type }, n);
-    },
-  );
-  gauge("nodejs_active_resources_total", "Total number of active resources.", (set) =>
-    set({}, process.getActiveResourcesInfo().length),
-  );
-
-  gauge("nodejs_heap_size_total_bytes", "Process heap size from Node.js in bytes.", (set) =>
-    set({}, process.memoryUsage().heapTotal),
-  );
-  gauge("nodejs_heap_size_used_bytes", "Process heap size used from Node.js in bytes.", (set) =>
-    set({}, process.memoryUsage().heapUsed),
-  );
-  gauge("nodejs_external_memory_bytes", "Node.js external memory size in bytes.", (set) =>
-    set({}, process.memoryUsage().external),
-  );
-  const spaces =
-    (field: "space_size" | "space_used_size" | "space_available_size") => (set: SetSample) => {
-      for (const s of getHeapSpaceStatistics())
-        set({ space: s.space_name.replace(/_space$/, "") }, s[field]);
-    };
-  gauge(
-    "nodejs_heap_space_size_total_bytes",
-    "Process heap space size total from Node.js in bytes.",
-    spaces("space_size"),
-  );
-  gauge(
-    "nodejs_heap_space_size_used_bytes",
-    "Process heap space size used from Node.js in bytes.",
-    spaces("space_used_size"),
-  );
-  gauge(
-    "nodejs_heap_space_size_available_bytes",
-    "Process heap space size available from Node.js in bytes.",
-    spaces("space_available_size"),
-  );
-  const [major, minor, patch] = process.versions.node.split(".");
-  gauge("nodejs_version_info", "Node.js version info.", (set) =>
-    set(
-      { version: process.version, major: major ?? "", minor: minor ?? "", patch: patch ?? "" },
-      1,
-    ),
-  );
-}
-
-/** nodejs_gc_duration_seconds, observed until stopped. */
-function registerGcDurations(registry: Registry): { stop(): void } {
-  const gc = registry.histogram(
-    "nodejs_gc_duration_seconds",
-    "Garbage collection duration by kind, one of major, minor, incremental or weakcb.",
-    [0.001, 0.01, 0.1, 1, 2, 5],
-    true,
-  );
-  const kinds: Record<number, string> = {
-    [constants.NODE_PERFORMANCE_GC_MAJOR]: "major",
-    [constants.NODE_PERFORMANCE_GC_MINOR]: "minor",
-    [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: "incremental",
-    [constants.NODE_PERFORMANCE_GC_WEAKCB]: "weakcb",
-  };
-  const observer = new PerformanceObserver((list) => {
-    for (const entry of list.getEntries()) {
-      const { detail } = entry as { detail?: { kind?: number } };
-      const kind = kinds[detail?.kind ?? -1];
-      if (kind) gc.observe(entry.duration / 1000, { kind });
-    }
-  });
-  observer.observe({ entryTypes: ["gc"] });
-
-  return { stop: () => observer.disconnect() };
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
-import { Registry, registerProcessMetrics } from "../../agent/telemetry/prometheus.js";
+import { registerProcessMetrics } from "../../agent/telemetry/process-metrics.js";
+import { prometheusName, Registry } from "../../agent/telemetry/prometheus.js";
 
 describe("Prometheus exposition", () => {
   it("writes counters and gauges as read at scrape time, with escaped labels and help", async () => {
@@ -67,10 +68,11 @@ describe("Prometheus exposition", () => {
         { timeout: 5000, interval: 20 },
       );
       for (const name of [
-        "process_cpu_seconds_total",
-        "process_resident_memory_bytes",
-        "process_start_time_seconds",
-        "nodejs_heap_size_used_bytes",
+        "otelcol_process_uptime",
+        "otelcol_process_cpu_seconds",
+        "otelcol_process_memory_rss",
+        "otelcol_process_runtime_heap_alloc_bytes",
+        "otelcol_process_runtime_total_sys_memory_bytes",
         "nodejs_eventloop_lag_p99_seconds",
         'nodejs_heap_space_size_used_bytes{space="old"}',
         "nodejs_version_info{",
@@ -82,5 +84,92 @@ describe("Prometheus exposition", () => {
     } finally {
       metrics.stop();
     }
+  });
+
+  it("names the Collector's instruments as its Prometheus reader does, with and without suffixes", async () => {
+    const suffixed = { withoutTypeSuffix: false, withoutUnits: false };
+    const bare = { withoutTypeSuffix: true, withoutUnits: true };
+    const cases: Array<[string, "counter" | "gauge", string, string, string]> = [
+      [
+        "otelcol_process_uptime",
+        "counter",
+        "s",
+        "otelcol_process_uptime",
+        "otelcol_process_uptime_seconds_total",
+      ],
+      [
+        "otelcol_process_cpu_seconds",
+        "counter",
+        "s",
+        "otelcol_process_cpu_seconds",
+        "otelcol_process_cpu_seconds_total",
+      ],
+      [
+        "otelcol_process_memory_rss",
+        "gauge",
+        "By",
+        "otelcol_process_memory_rss",
+        "otelcol_process_memory_rss_bytes",
+      ],
+      [
+        "otelcol_process_runtime_heap_alloc_bytes",
+        "gauge",
+        "By",
+        "otelcol_process_runtime_heap_alloc_bytes",
+        "otelcol_process_runtime_heap_alloc_bytes",
+      ],
+      [
+        "otelcol_receiver_accepted_log_records",
+        "counter",
+        "{record}",
+        "otelcol_receiver_accepted_log_records",
+        "otelcol_receiver_accepted_log_records_total",
+      ],
+      [
+        "otelcol_exporter_queue_size",
+        "gauge",
+        "{batch}",
+        "otelcol_exporter_queue_size",
+        "otelcol_exporter_queue_size",
+      ],
+    ];
+    for (const [name, type, unit, without, withSuffixes] of cases) {
+      expect(prometheusName(name, type, unit, bare)).toBe(without);
+      expect(prometheusName(name, type, unit, suffixed)).toBe(withSuffixes);
+    }
+    // Each switch alone.
+    expect(
+      prometheusName("otelcol_process_uptime", "counter", "s", {
+        withoutTypeSuffix: false,
+        withoutUnits: true,
+      }),
+    ).toBe("otelcol_process_uptime_total");
+    expect(
+      prometheusName("otelcol_process_uptime", "counter", "s", {
+        withoutTypeSuffix: true,
+        withoutUnits: false,
+      }),
+    ).toBe("otelcol_process_uptime_seconds");
+    expect(() => prometheusName("x", "gauge", "furlong", bare)).toThrow(/no Prometheus unit word/);
+
+    // Only instruments (registered with a unit) are renamed; Prometheus-named metrics never are.
+    const registry = new Registry(suffixed);
+    registry.collected(
+      "counter",
+      "otelcol_receiver_accepted_log_records",
+      "Accepted.",
+      (set) => set({}, 1),
+      "{record}",
+    );
+    registry.collected("counter", "audit_agent_records_chained_total", "Chained.", (set) =>
+      set({}, 2),
+    );
+    const text = await registry.metrics();
+    expect(text).toContain(
+      "# TYPE otelcol_receiver_accepted_log_records_total counter\notelcol_receiver_accepted_log_records_total 1",
+    );
+    expect(text).toContain(
+      "# TYPE audit_agent_records_chained_total counter\naudit_agent_records_chained_total 2",
+    );
   });
 });

@@ -1,5 +1,5 @@
 import { type Clock, systemClock, type TimerHandle } from "../../common/clock.js";
-import type { AgentCounters } from "../../telemetry/counters.js";
+import type { AgentCounters, TransportCounts } from "../../telemetry/counters.js";
 import type { Logger } from "../../telemetry/logger.js";
 import { Backoff, type BackoffOptions } from "../backoff.js";
 import type { ForwardingConfig } from "./config.js";
@@ -14,6 +14,8 @@ import type { OtlpTransport } from "./transport.js";
 interface Item {
   body: Uint8Array;
   records: number;
+  /** The receiver transport the records came in on, which counts them if dropped. */
+  from: TransportCounts;
 }
 
 export class SendingQueue {
@@ -51,20 +53,22 @@ export class SendingQueue {
   }
 
   /** Queues an encoded ExportLogsServiceRequest; false when it was dropped (queue full). */
-  offer(body: Uint8Array, records: number): boolean {
+  offer(body: Uint8Array, records: number, from: TransportCounts): boolean {
     if (this.isFull()) {
-      this.drop(records, "the sending queue is full");
+      this.drop([{ body, records, from }], "the sending queue is full");
       return false;
     }
-    this.items.push({ body, records });
+    this.items.push({ body, records, from });
     this.wake?.();
     return true;
   }
 
-  private drop(records: number, why: string): void {
+  private drop(items: readonly Item[], why: string): void {
+    const records = items.reduce((n, i) => n + i.records, 0);
+    if (records === 0) return;
     this.dropped += records;
     this.counters.sendFailed(this.exporterId, records);
-    this.counters.refused(`passthrough_dropped:${this.exporterId}`, records);
+    for (const i of items) i.from.refuse(`passthrough_dropped:${this.exporterId}`, i.records);
     this.logger.warn(
       { exporter: this.exporterId, records, why },
       "non-audit records dropped by the pass-through exporter",
@@ -95,7 +99,7 @@ export class SendingQueue {
         } catch (err) {
           const delay = this.stopping ? null : backoff.next(err);
           if (delay === null) {
-            this.drop(item.records, (err as Error).message);
+            this.drop([item], (err as Error).message);
             break;
           }
           this.logger.warn(
@@ -127,10 +131,7 @@ export class SendingQueue {
       await new Promise<void>((r) => this.clock.setTimeout(r, 10));
     this.stopping = true;
     if (this.sleepTimer) this.clock.clearTimeout(this.sleepTimer);
-    const left = this.items.splice(1);
-    const leftRecords = left.reduce((n, i) => n + i.records, 0);
-    if (leftRecords > 0)
-      this.drop(leftRecords, "the agent stopped before the upstream accepted them");
+    this.drop(this.items.splice(1), "the agent stopped before the upstream accepted them");
     this.wake?.();
     let timer: TimerHandle | undefined;
     const settled = await Promise.race([
@@ -145,6 +146,6 @@ export class SendingQueue {
     this.clock.clearTimeout(timer);
     const inFlight = this.items[0];
     if (!settled && inFlight)
-      this.drop(inFlight.records, "the upstream did not answer before the agent stopped");
+      this.drop([inFlight], "the upstream did not answer before the agent stopped");
   }
 }

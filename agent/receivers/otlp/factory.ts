@@ -1,3 +1,4 @@
+import type { Transport } from "../../telemetry/counters.js";
 import type { ReceiverFactory } from "../api.js";
 import { type OtlpReceiverConfig, otlpReceiverConfigSchema } from "./config.js";
 import type { OtlpGrpcReceiver } from "./grpc-server.js";
@@ -14,24 +15,28 @@ export const otlpReceiverFactory: ReceiverFactory<typeof otlpReceiverConfigSchem
     const rate = config.rate_limit;
     const limiter = rate ? new TokenBucket(rate.requests_per_second, rate.burst) : null;
     const perSecond = rate?.requests_per_second ?? 0;
-    const shared = [
-      config.retry_after_seconds,
-      consumer,
-      settings.counters,
-      logger,
-      limiter,
-      perSecond,
-    ] as const;
+    // Counted per transport, as the Collector labels its receiver metrics; created here so
+    // each configured transport's series shows 0 before its first request.
+    const counts = (transport: Transport) =>
+      [
+        config.retry_after_seconds,
+        consumer,
+        settings.counters.transport(settings.id, transport),
+        logger,
+        limiter,
+        perSecond,
+      ] as const;
+    const grpcArgs = config.protocols.grpc ? counts("grpc") : null;
     // grpc-js is imported only when the gRPC protocol is configured.
     let grpc: OtlpGrpcReceiver | null = null;
     const http = config.protocols.http
-      ? new OtlpHttpReceiver(config.protocols.http, ...shared)
+      ? new OtlpHttpReceiver(config.protocols.http, ...counts("http"))
       : null;
     return {
       async start() {
-        if (config.protocols.grpc) {
+        if (config.protocols.grpc && grpcArgs) {
           const { OtlpGrpcReceiver } = await import("./grpc-server.js");
-          grpc = new OtlpGrpcReceiver(config.protocols.grpc, ...shared);
+          grpc = new OtlpGrpcReceiver(config.protocols.grpc, ...grpcArgs);
           await grpc.start();
         }
         try {

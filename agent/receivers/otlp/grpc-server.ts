@@ -3,7 +3,7 @@ import * as grpc from "@grpc/grpc-js";
 import { AgentError } from "../../common/errors.js";
 import { splitEndpoint } from "../../common/config-schema.js";
 import { type LogsConsumer, receiveTimeUnixNano } from "../../processing/pipeline.js";
-import type { AgentCounters } from "../../telemetry/counters.js";
+import type { TransportCounts } from "../../telemetry/counters.js";
 import type { Logger } from "../../telemetry/logger.js";
 import { MiB, type OtlpGrpcConfig, type TlsServerConfig } from "./config.js";
 import { refusalFor } from "./outcome.js";
@@ -45,7 +45,7 @@ export class OtlpGrpcReceiver {
     private readonly config: OtlpGrpcConfig,
     private readonly retryAfterSeconds: number,
     private readonly consumer: LogsConsumer,
-    private readonly counters: AgentCounters,
+    private readonly counts: TransportCounts,
     private readonly logger: Logger,
     private readonly limiter: TokenBucket | null = null,
     private readonly rateLimitPerSecond = 0,
@@ -176,7 +176,7 @@ export class OtlpGrpcReceiver {
           onReceiveMetadata: (metadata, mdNext) => {
             const auth = this.auth as BearerAuth;
             if (auth.allows(metadata.get("authorization")[0]?.toString())) return mdNext(metadata);
-            this.counters.request("grpc", "UNAUTHENTICATED");
+            this.counts.request("UNAUTHENTICATED");
             call.sendStatus({ code: grpc.status.UNAUTHENTICATED, details: "unauthenticated" });
           },
         });
@@ -188,7 +188,7 @@ export class OtlpGrpcReceiver {
     callback: grpc.sendUnaryData<Uint8Array>,
   ): void => {
     if (this.auth && !this.auth.allows(call.metadata.get("authorization")[0]?.toString())) {
-      this.counters.request("grpc", "UNAUTHENTICATED");
+      this.counts.request("UNAUTHENTICATED");
       callback({ code: grpc.status.UNAUTHENTICATED, details: "unauthenticated" });
       return;
     }
@@ -197,9 +197,9 @@ export class OtlpGrpcReceiver {
       return;
     }
     const receivedAt = receiveTimeUnixNano();
-    this.consumer.consumeProtobuf(call.request, receivedAt).then(
+    this.consumer.consumeProtobuf(call.request, receivedAt, this.counts).then(
       (result) => {
-        this.counters.request("grpc", result.rejected > 0 ? "partial" : "ok");
+        this.counts.request(result.rejected > 0 ? "partial" : "ok");
         const partial =
           result.rejected > 0
             ? { rejectedLogRecords: result.rejected, errorMessage: result.rejectMessage }
@@ -214,7 +214,7 @@ export class OtlpGrpcReceiver {
     const refusal = refusalFor(err, this.retryAfterSeconds);
     if (refusal.grpc === grpc.status.INTERNAL)
       this.logger.error({ err }, "unexpected error handling an OTLP/gRPC request");
-    this.counters.request("grpc", grpc.status[refusal.grpc] ?? String(refusal.grpc));
+    this.counts.request(grpc.status[refusal.grpc] ?? String(refusal.grpc));
     const metadata = new grpc.Metadata();
     // google.rpc.Status with RetryInfo: the OTLP signal that RESOURCE_EXHAUSTED may be retried.
     metadata.set(

@@ -6,7 +6,7 @@ import { gunzip, inflate } from "node:zlib";
 import { AgentError } from "../../common/errors.js";
 import { splitEndpoint } from "../../common/config-schema.js";
 import { type LogsConsumer, receiveTimeUnixNano } from "../../processing/pipeline.js";
-import type { AgentCounters } from "../../telemetry/counters.js";
+import type { TransportCounts } from "../../telemetry/counters.js";
 import type { Logger } from "../../telemetry/logger.js";
 import type { OtlpHttpConfig, TlsServerConfig } from "./config.js";
 import { decodeLogsRequestJsonPartial } from "../../otlp/json-codec.js";
@@ -70,7 +70,7 @@ export class OtlpHttpReceiver {
     private readonly config: OtlpHttpConfig,
     private readonly retryAfterSeconds: number,
     private readonly consumer: LogsConsumer,
-    private readonly counters: AgentCounters,
+    private readonly counts: TransportCounts,
     private readonly logger: Logger,
     private readonly limiter: TokenBucket | null = null,
     private readonly rateLimitPerSecond = 0,
@@ -208,9 +208,9 @@ export class OtlpHttpReceiver {
       const receivedAt = receiveTimeUnixNano();
       const result =
         format === "protobuf"
-          ? await this.consumer.consumeProtobuf(body, receivedAt)
+          ? await this.consumer.consumeProtobuf(body, receivedAt, this.counts)
           : await this.consumeJson(body, receivedAt);
-      this.counters.request("http", result.rejected > 0 ? "partial" : "ok");
+      this.counts.request(result.rejected > 0 ? "partial" : "ok");
       const partial =
         result.rejected > 0
           ? { rejectedLogRecords: result.rejected, errorMessage: result.rejectMessage }
@@ -233,7 +233,7 @@ export class OtlpHttpReceiver {
    */
   private consumeJson(body: Buffer, receivedAt: string) {
     const { request, refused } = decodeLogsRequestJsonPartial(body);
-    return this.consumer.consume(request, receivedAt, refused);
+    return this.consumer.consume(request, receivedAt, this.counts, refused);
   }
 
   private readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
@@ -289,7 +289,7 @@ export class OtlpHttpReceiver {
       if (refusal.http === 500)
         this.logger.error({ err }, "unexpected error handling an OTLP/HTTP request");
     }
-    this.counters.request("http", String(refusal.http));
+    this.counts.request(String(refusal.http));
     if (refusal.retryAfter !== undefined) res.setHeader("Retry-After", String(refusal.retryAfter));
     // A refused body may be partly unread; do not let it be parsed as the next request.
     if (refusal.http === 413 || !req.complete) res.setHeader("Connection", "close");
