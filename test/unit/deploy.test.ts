@@ -936,8 +936,8 @@ describe("deploy/grafana: the dashboard", () => {
       "audit_agent_sealed_through_seq",
       "audit_agent_verification_runs_total",
       "audit_agent_verification_findings",
-      "process_resident_memory_bytes",
-      "process_cpu_seconds_total",
+      "otelcol_process_memory_rss",
+      "otelcol_process_cpu_seconds",
     ])
       expect(used, name).toContain(name);
     const fsync = dashboardExprs.map(({ expr }) => expr).join("\n");
@@ -1143,6 +1143,30 @@ async function scrapedNames(url: string): Promise<Set<string>> {
   return names;
 }
 
+/** The labels each series name carries in a scrape (histogram buckets' `le` included). */
+function seriesLabels(text: string): Map<string, Set<string>> {
+  const out = new Map<string, Set<string>>();
+  for (const m of text.matchAll(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})? \S+$/gm)) {
+    const labels = out.get(m[1]!) ?? new Set<string>();
+    for (const l of (m[2] ?? "").matchAll(/(\w+)="/g)) labels.add(l[1]!);
+    out.set(m[1]!, labels);
+  }
+  return out;
+}
+
+/** Labels an expression groups by (`by (…)`). */
+function groupingLabels(expr: string): string[] {
+  return [...withoutStrings(expr).matchAll(/\bby\s*\(([^)]*)\)/g)].flatMap((m) =>
+    m[1]!
+      .split(",")
+      .map((l) => l.trim())
+      .filter((l) => l !== ""),
+  );
+}
+
+/** Labels Prometheus gives every series of a target (the PodMonitor's relabelling). */
+const TARGET_LABELS = ["job", "namespace", "pod", "instance"];
+
 /** `text` with each of `pairs`' first strings replaced by the second, every one present. */
 function substituted(
   text: string,
@@ -1223,6 +1247,36 @@ describe("the example's agent and witness, run here: cosignatures, and every met
       "the agent's count of cosignatures",
     );
     expect(await sample(agentMetrics, "audit_agent_witness_stale")).toBe(0);
+  });
+
+  it("groups only by labels the queried series carry, the Collector's transport among them", async () => {
+    const agentLabels = seriesLabels(
+      await (await fetch(`http://${agent!.addresses().metrics?.http}/metrics`)).text(),
+    );
+    const witnessLabels = seriesLabels(
+      await (await fetch(`http://${witness!.address()}/metrics`)).text(),
+    );
+    expect(agentLabels.get("otelcol_receiver_accepted_log_records")).toEqual(
+      new Set(["receiver", "transport"]),
+    );
+    const all = [
+      ...dashboardExprs.map((e) => ({ ...e, witness: queriesWitness(e.expr) })),
+      ...agentRules.map((r) => ({ where: `alert ${r.alert}`, expr: r.expr, witness: false })),
+      ...witnessRules.map((r) => ({ where: `alert ${r.alert}`, expr: r.expr, witness: true })),
+    ];
+    let checked = 0;
+    for (const { where, expr, witness } of all) {
+      const labels = witness ? witnessLabels : agentLabels;
+      // Series with no samples yet (no refusals, no failures) show no labels: not checkable.
+      const sampled = metricNames(expr).filter((n) => labels.has(n));
+      if (sampled.length === 0) continue;
+      const carried = new Set([...TARGET_LABELS, ...sampled.flatMap((n) => [...labels.get(n)!])]);
+      for (const l of groupingLabels(expr)) {
+        expect(carried, `${where} groups by ${l}: ${expr}`).toContain(l);
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(20);
   });
 
   it("scrapes the agent's metric families", () => {
