@@ -231,6 +231,22 @@ describe("numeric options given garbage", () => {
   });
 });
 
+describe("a witness config that is not valid", () => {
+  it("is WITNESS_CONFIG_INVALID with its code, exit 2, nothing created", async () => {
+    const tmp = makeTempDir();
+    try {
+      const file = join(tmp.path, "witness.yaml");
+      writeFileSync(file, "witness:\n  key_file: w.key\n  state_dir: state\n  listn: x\n");
+      const r = await runCli(["witness", "--config", file], { cwd: tmp.path, ...LIMIT });
+      expectRefused(r, 2, "WITNESS_CONFIG_INVALID");
+      expect(r.stderr).toContain(`${file}:4:3: witness.listn: unknown key "listn"`);
+      expect(tree(tmp.path)).toEqual(["witness.yaml"]);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+});
+
 describe("keygen --out and wal --dir pointed at a bad path", () => {
   let tmp: ReturnType<typeof makeTempDir>;
 
