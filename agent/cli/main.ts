@@ -347,7 +347,7 @@ async function agentConfigModules() {
 
 /** The codes of usage and config errors: the command exits 2 (see the header). */
 const USAGE_ERROR =
-  /^(KEY_|TRUST_|VERIFY_BAD_|PROVE_USAGE|PROVE_BAD_|PROOF_BAD_|KEYGEN_|CONFIG_|CLI_|AUTH_TOKEN_|WAL_NEW_CHAIN_USAGE|WITNESS_CONFIG_|WITNESS_KEY_)/;
+  /^(KEY_|TRUST_|VERIFY_BAD_|PROVE_USAGE|PROVE_BAD_|PROVE_NO_WAL|PROOF_BAD_|KEYGEN_|CONFIG_|CLI_|AUTH_TOKEN_|WAL_NEW_CHAIN_USAGE|WITNESS_CONFIG_|WITNESS_KEY_)/;
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   // Commander has already printed its message (or the help/version text).

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { SealedLog } from "../store/sealed-log.js";
 import { AgentError } from "../common/errors.js";
 import { publicKeyPath, readTrustedKeys } from "../integrity/key-files.js";
@@ -109,6 +110,12 @@ function trustedCheckpoint(path: string, text: string, opts: ProveOptions): Chec
 
 async function fromWal(opts: ProveOptions, size: number | undefined) {
   const config = loadConfigFile(opts.config);
+  // Opening a directory that holds no WAL would create an empty one and prove nothing.
+  if (!existsSync(join(config.wal.directory, "CURRENT")))
+    throw new AgentError(
+      "PROVE_NO_WAL",
+      `no write-ahead log at ${config.wal.directory} (extensions.wal.directory of ${opts.config}): give the agent's config with --config (relative paths are from the working directory), or ask the running agent with --agent URL`,
+    );
   const opened = await SealedLog.openForReading(config.wal.directory);
   try {
     const { tree } = opened.sealed;

@@ -186,6 +186,11 @@ export const ERROR_CODES = {
       "The checkpoint given to `prove --checkpoint` is not signed by a trusted key, or a trusted key's signature over it does not verify.",
     fix: "Pass the signer's public key with `--trust KEYFILE`; if a trusted signature fails, treat the checkpoint as tampered with.",
   },
+  PROVE_NO_WAL: {
+    summary:
+      "`audit-agent prove` without `--agent` found no write-ahead log at the config's `extensions.wal.directory` (relative to the working directory). Nothing is created.",
+    fix: "Run it with the agent's `--config` from the agent's working directory, or ask the running agent: `--agent URL`.",
+  },
   PROVE_ROOT_MISMATCH: {
     summary:
       "The stored tree's root at the checkpoint's size differs from the checkpoint's root hash.",

@@ -95,6 +95,22 @@ describe("prove --agent when the checkpoint endpoint cannot answer", () => {
   });
 });
 
+describe("prove without --agent where no WAL is", () => {
+  it("is PROVE_NO_WAL, exit 2, and creates no empty WAL", async () => {
+    const tmp = makeTempDir();
+    try {
+      const file = join(tmp.path, "agent.yaml");
+      writeFileSync(file, testConfigYaml({ dir: tmp.path }));
+      const r = await runCli(["prove", "--seq", "0", "--config", file], { cwd: tmp.path });
+      expectRefused(r, 2, "PROVE_NO_WAL");
+      expect(r.stderr).toContain(`no write-ahead log at ${join(tmp.path, "wal")}`);
+      expect(tree(tmp.path)).toEqual(["agent.yaml"]);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+});
+
 describe("configs and paths that cannot be used are refused before anything changes", () => {
   let tmp: ReturnType<typeof makeTempDir>;
 
