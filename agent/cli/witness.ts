@@ -1,3 +1,5 @@
+import { AgentError } from "../common/errors.js";
+import { listed, witnessFileProblems } from "../config/file-checks.js";
 import { createLogger } from "../telemetry/logger.js";
 import { loadWitnessConfig } from "../witness/config.js";
 import { startWitness } from "../witness/start.js";
@@ -14,6 +16,12 @@ export async function witnessCommand(file: string): Promise<void> {
   const signals = new StopSignals();
   // A bad config is WITNESS_CONFIG_INVALID: main.ts prints it with its code and exits 2.
   const config = loadWitnessConfig(file);
+  const problems = witnessFileProblems(config);
+  if (problems.length > 0)
+    throw new AgentError(
+      "WITNESS_CONFIG_INVALID",
+      `${file} names files the witness cannot use:\n${listed(problems)}`,
+    );
   const logger = createLogger(config.logLevel);
   for (const w of config.warnings) logger.warn({ config: file }, w);
   const running = await startWitness(config, logger);

@@ -45,8 +45,13 @@ export function checkConfigFiles(config: AgentConfig): void {
   if (!first) return;
   throw new AgentError(
     first.code,
-    `${config.file} names files the agent cannot use:\n${problems.map((p) => `  - ${p.code}: ${p.setting}: ${p.message}`).join("\n")}`,
+    `${config.file} names files the agent cannot use:\n${listed(problems)}`,
   );
+}
+
+/** The problems one per line, each with its code and setting, for an error message. */
+export function listed(problems: readonly FileProblem[]): string {
+  return problems.map((p) => `  - ${p.code}: ${p.setting}: ${p.message}`).join("\n");
 }
 
 export function configFileProblems(config: AgentConfig): FileProblem[] {
@@ -63,6 +68,26 @@ export function configFileProblems(config: AgentConfig): FileProblem[] {
   checkDirectory(config.wal.directory, ["extensions", ids.wal, "directory"], problems);
   for (const r of config.receivers) namedFiles(r.config, ["receivers", r.id], problems);
   for (const e of config.exporters) namedFiles(e.config, ["exporters", e.id], problems);
+  return problems;
+}
+
+/**
+ * The files of a witness config (`audit-agent witness`), checked as the agent's are before
+ * the witness creates its state: its key (a signing key) and its TLS certificate and key.
+ */
+export function witnessFileProblems(config: {
+  keyFile: string;
+  tls: { certFile: string; keyFile: string } | null;
+}): FileProblem[] {
+  const problems: FileProblem[] = [];
+  checkFile(config.keyFile, "signing key", ["witness", "key_file"], problems, {
+    missing:
+      "create the key with audit-agent keygen --witness --out DIR --name NAME, or fix the path",
+  });
+  if (config.tls) {
+    checkFile(config.tls.certFile, "public", ["witness", "tls", "cert_file"], problems);
+    checkFile(config.tls.keyFile, "secret", ["witness", "tls", "key_file"], problems);
+  }
   return problems;
 }
 

@@ -3,6 +3,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { generateSigningKey } from "../../agent/integrity/signing.js";
 import { makeTempDir, runCli, testConfigYaml } from "../helpers/agent.js";
 
 /**
@@ -257,6 +258,34 @@ describe("a witness config that is not valid", () => {
       expectRefused(r, 2, "WITNESS_CONFIG_INVALID");
       expect(r.stderr).toContain(`${file}:4:3: witness.listn: unknown key "listn"`);
       expect(tree(tmp.path)).toEqual(["witness.yaml"]);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
+  it("a missing key and a world-readable TLS key are refused before the state is created", async () => {
+    const tmp = makeTempDir();
+    try {
+      const file = join(tmp.path, "witness.yaml");
+      const tlsKey = join(tmp.path, "tls.key");
+      writeFileSync(join(tmp.path, "tls.crt"), "cert");
+      writeFileSync(tlsKey, "key", { mode: 0o644 });
+      chmodSync(tlsKey, 0o644);
+      const logKey = generateSigningKey("log.example").public.verifierKey;
+      writeFileSync(
+        file,
+        `witness:\n  key_file: w.key\n  state_dir: state\n  listen: 127.0.0.1:0\n  tls:\n    cert_file: tls.crt\n    key_file: tls.key\n  logs:\n    - origin: log.example/x\n      keys: ["${logKey}"]\n`,
+      );
+      const before = tree(tmp.path);
+      const r = await runCli(["witness", "--config", file], { cwd: tmp.path, ...LIMIT });
+      expectRefused(r, 2, "WITNESS_CONFIG_INVALID");
+      expect(r.stderr).toContain(
+        "  - CONFIG_FILE_MISSING: witness.key_file: w.key does not exist: create the key with audit-agent keygen --witness",
+      );
+      expect(r.stderr).toContain(
+        "  - CONFIG_FILE_UNSAFE: witness.tls.key_file: tls.key holds a secret and is readable by every user of the host (mode 0644): run chmod 600 tls.key",
+      );
+      expect(tree(tmp.path)).toEqual(before);
     } finally {
       tmp.cleanup();
     }
