@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { AgentError } from "../common/errors.js";
+import { directoryProblem } from "../common/directory-check.js";
 import { cosignerKeyOf } from "../integrity/cosignature.js";
 import { writeKeyPair } from "../integrity/key-files.js";
 import { generateSigningKey } from "../integrity/signing.js";
@@ -11,6 +12,10 @@ import { generateSigningKey } from "../integrity/signing.js";
  * which agents and verifiers are given, instead of a signing key's verifier key.
  */
 export function keygen(opts: { out: string; name: string; witness?: boolean }): void {
+  // Checked before the key is made: a path that cannot hold it is refused with nothing
+  // created, instead of failing half-way with a bare ENOTDIR or EACCES.
+  const problem = directoryProblem(opts.out);
+  if (problem) throw new AgentError("CLI_BAD_PATH", `keygen --out: ${problem}`);
   const privatePath = resolve(join(opts.out, `${opts.name}.key`));
   if (existsSync(privatePath)) {
     throw new AgentError(

@@ -17,15 +17,18 @@
 //   throughput cost measured (bench/ANALYSIS.md, issue 16).
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { Command, CommanderError, Option } from "commander";
 import { AgentError } from "../common/errors.js";
 import { packageRoot } from "../common/package-root.js";
+import { seconds, walDirectory, wholeNumber } from "./options.js";
 import { StopSignals } from "./stop-signals.js";
 import type { VerifyOptions } from "./verify.js";
 
 /**
  * The `audit-agent` command. Exit codes: 0 ok, 1 runtime failure (for verify: findings),
- * 2 invalid usage or config, 3 (verify) a source could not be read (VERIFY_EXIT_CODES).
+ * 2 invalid usage or config (a bad option value, a file or directory the config names that
+ * cannot be used), 3 a source could not be read (verify's sources, VERIFY_EXIT_CODES; the
+ * agent `prove --agent` asks).
  * Each subcommand imports what it runs when it runs, so the long-running `run` keeps no
  * verify, prove or keygen code in memory.
  */
@@ -62,7 +65,7 @@ program
     new Option("--grace <seconds>", "shutdown grace period for draining exporters")
       .env("AUDIT_AGENT_GRACE_SECONDS")
       .default(30)
-      .argParser(Number),
+      .argParser(seconds("--grace", "AUDIT_AGENT_GRACE_SECONDS")),
   )
   .action(async (opts: { config?: string; grace: number }) => {
     const file = opts.config ?? defaultConfigPath();
@@ -73,8 +76,12 @@ program
     // Signals first: a container's PID 1 must not ignore SIGTERM while it is starting.
     const signals = new StopSignals();
     // Loaded here, not at the top: `verify` and `prove` start without the agent's modules.
-    const { loadConfigFile, unsafeSettings, createLogger } = await agentConfigModules();
+    const { loadConfigFile, checkConfigFiles, unsafeSettings, createLogger } =
+      await agentConfigModules();
     const config = loadConfigFile(file);
+    // Before anything is created: a file the config names that cannot be used would
+    // otherwise stop the agent after it opened the WAL or generated a key.
+    checkConfigFiles(config);
     const logger = createLogger(config.logLevel);
     for (const w of config.warnings) logger.warn({ config: file }, w);
     for (const w of unsafeSettings(config)) logger.warn({ config: file, unsafe: true }, w);
@@ -89,11 +96,14 @@ program
 
 program
   .command("validate")
-  .description("check a config file and exit: 0 valid, 2 invalid")
+  .description(
+    "check a config file and exit: 0 valid, 2 invalid (with the key, certificate and token files and the directories it names)",
+  )
   .requiredOption("-c, --config <file>", "config file")
   .action(async (opts: { config: string }) => {
-    const { loadConfigFile, unsafeSettings } = await agentConfigModules();
+    const { loadConfigFile, checkConfigFiles, unsafeSettings } = await agentConfigModules();
     const config = loadConfigFile(opts.config);
+    checkConfigFiles(config);
     for (const w of config.warnings) process.stderr.write(`warning: ${w}\n`);
     for (const w of unsafeSettings(config)) process.stderr.write(`warning (unsafe): ${w}\n`);
     const pipeline = `${config.receivers.map((r) => r.id).join(", ")} -> ${config.auditFilter.id} -> ${config.exporters.map((e) => e.id).join(", ")}`;
@@ -128,16 +138,6 @@ program
   });
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
-const integer = (value: string) => {
-  if (!/^\d+$/.test(value))
-    throw new CommanderError(
-      2,
-      "audit-agent.badNumber",
-      `"${value}" is not a non-negative integer`,
-    );
-  return Number(value);
-};
-
 /** What `verify` exits with, for --help (docs/verify.md, README). */
 const VERIFY_EXIT_CODES = `
 Exit status:
@@ -190,28 +190,23 @@ program
   .option(
     "--spot-check <n>",
     "with --state: also read again N signed batches verified before, at random (0: none)",
-    (v: string) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError("a whole number ≥ 0");
-      return n;
-    },
+    wholeNumber("--spot-check"),
   )
   .option(
     "--threads <n>",
     "threads that check and hash record lines beside the one judging the chain (default: one per core but one, at least 1; 0: none)",
-    (v: string) => {
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 0 || n > 64)
-        throw new InvalidArgumentError("a whole number from 0 to 64");
-      return n;
-    },
+    wholeNumber("--threads", { max: 64 }),
   )
   .option(
     "--witness <keyfile>",
     "a witness's cosigner key file (repeatable): the latest checkpoint of each chain must carry a quorum of their cosignatures",
     collect,
   )
-  .option("--quorum <n>", "cosignatures required with --witness (default: all)", integer)
+  .option(
+    "--quorum <n>",
+    "cosignatures required with --witness (default: all)",
+    wholeNumber("--quorum", { min: 1 }),
+  )
   .option(
     "--witness-url <url>",
     "a witness to fetch the newest checkpoint it cosigned for each chain from (repeatable): a removed tail is truncated, a rewritten history a fork",
@@ -240,7 +235,7 @@ wal
   .option("--json", "print the report as JSON")
   .action(async (opts: { dir: string; json?: boolean }) => {
     const { walCheck, formatWalReport } = await import("./wal-check.js");
-    const report = await walCheck(opts.dir);
+    const report = await walCheck(walDirectory(opts.dir));
     process.stdout.write(
       opts.json ? `${JSON.stringify(report, null, 2)}\n` : formatWalReport(report),
     );
@@ -259,7 +254,7 @@ wal
       import("./wal-repair.js"),
       import("./wal-check.js"),
     ]);
-    const result = await walRepair(opts.dir);
+    const result = await walRepair(walDirectory(opts.dir));
     process.stdout.write(
       opts.json ? `${JSON.stringify(result, null, 2)}\n` : formatRepair(result, formatWalReport),
     );
@@ -276,7 +271,7 @@ wal
   .option("--json", "print the result as JSON")
   .action(async (opts: { dir: string; reason: string; json?: boolean }) => {
     const { walNewChain, formatNewChain } = await import("./wal-new-chain.js");
-    const result = await walNewChain(opts.dir, opts.reason);
+    const result = await walNewChain(walDirectory(opts.dir), opts.reason);
     process.stdout.write(
       opts.json ? `${JSON.stringify(result, null, 2)}\n` : formatNewChain(result, opts.dir),
     );
@@ -287,7 +282,7 @@ program
   .description(
     "print an RFC 6962 inclusion proof (--seq N) or consistency proof (--consistency OLD NEW)",
   )
-  .option("--seq <n>", "record to prove", integer)
+  .option("--seq <n>", "record to prove", wholeNumber("--seq"))
   .option("--consistency <sizes...>", "old and new tree sizes")
   .option(
     "--checkpoint <file>",
@@ -300,8 +295,7 @@ program
   )
   .option(
     "-c, --config <file>",
-    "agent config (to find the WAL; the agent must be stopped)",
-    "config/default.yaml",
+    "agent config (to find the WAL; the agent must be stopped; default: config/default.yaml, from the working directory or the package)",
   )
   .option(
     "--agent <url>",
@@ -324,10 +318,8 @@ program
             "audit-agent.usage",
             "--consistency takes two sizes: OLD NEW",
           );
-        consistency = [
-          integer(opts.consistency[0] as string),
-          integer(opts.consistency[1] as string),
-        ];
+        const size = wholeNumber("--consistency");
+        consistency = [size(opts.consistency[0] as string), size(opts.consistency[1] as string)];
       }
       const { proveCommand } = await import("./prove.js");
       await proveCommand({
@@ -343,13 +335,19 @@ program
 
 /** What `run` and `validate` need to read a config, loaded when one of them runs. */
 async function agentConfigModules() {
-  const [{ loadConfigFile }, { unsafeSettings }, { createLogger }] = await Promise.all([
-    import("../config/load.js"),
-    import("../config/safety.js"),
-    import("../telemetry/logger.js"),
-  ]);
-  return { loadConfigFile, unsafeSettings, createLogger };
+  const [{ loadConfigFile }, { checkConfigFiles }, { unsafeSettings }, { createLogger }] =
+    await Promise.all([
+      import("../config/load.js"),
+      import("../config/file-checks.js"),
+      import("../config/safety.js"),
+      import("../telemetry/logger.js"),
+    ]);
+  return { loadConfigFile, checkConfigFiles, unsafeSettings, createLogger };
 }
+
+/** The codes of usage and config errors: the command exits 2 (see the header). */
+const USAGE_ERROR =
+  /^(KEY_|TRUST_|VERIFY_BAD_|PROVE_USAGE|PROVE_BAD_|PROVE_NO_WAL|PROOF_BAD_|KEYGEN_|CONFIG_|CLI_|AUTH_TOKEN_|WAL_NEW_CHAIN_USAGE|WITNESS_CONFIG_|WITNESS_KEY_)/;
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   // Commander has already printed its message (or the help/version text).
@@ -357,23 +355,19 @@ program.parseAsync(process.argv).catch((err: unknown) => {
     if (err.code.startsWith("audit-agent.")) process.stderr.write(`audit-agent: ${err.message}\n`);
     process.exit(err.exitCode === 0 ? 0 : 2);
   }
-  if (err instanceof AgentError && err.code === "CONFIG_INVALID") {
-    process.stderr.write(`${err.message}\n`);
-    process.exit(2);
-  }
-  // A source that could not be read is not a finding: verify exits 3 (VERIFY_EXIT_CODES).
-  if (err instanceof AgentError && err.code === "SOURCE_UNREADABLE") {
+  // A source that could not be read is not a finding: verify exits 3 (VERIFY_EXIT_CODES);
+  // so does prove when the agent it was pointed at (--agent) cannot be reached.
+  if (
+    err instanceof AgentError &&
+    (err.code === "SOURCE_UNREADABLE" || err.code === "PROVE_AGENT_UNREACHABLE")
+  ) {
     process.stderr.write(`audit-agent: ${err.code}: ${err.message}\n`);
     process.exit(3);
   }
-  // Bad arguments (unreadable key files, unknown sources…) are usage errors: exit 2.
-  if (
-    err instanceof AgentError &&
-    /^(KEY_|TRUST_|VERIFY_BAD_|PROVE_USAGE|PROOF_BAD_|KEYGEN_|CONFIG_|WAL_NEW_CHAIN_USAGE)/.test(
-      err.code,
-    )
-  ) {
-    process.stderr.write(`audit-agent: ${err.message}\n`);
+  // Bad arguments (unreadable key files, unknown sources, bad option values, unusable paths…)
+  // are usage errors: exit 2.
+  if (err instanceof AgentError && USAGE_ERROR.test(err.code)) {
+    process.stderr.write(`audit-agent: ${err.code}: ${err.message}\n`);
     process.exit(2);
   }
   // Anything else is a failure the command did not expect: its message, and the stack trace

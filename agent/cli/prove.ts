@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { SealedLog } from "../store/sealed-log.js";
 import { AgentError } from "../common/errors.js";
 import { publicKeyPath, readTrustedKeys } from "../integrity/key-files.js";
@@ -27,8 +28,9 @@ export async function proveCommand(opts: ProveOptions): Promise<void> {
   }
   let size: number | undefined;
   let expectedRoot: string | undefined;
-  if (opts.checkpoint) {
-    const cp = trustedCheckpoint(opts.checkpoint, opts);
+  const given = opts.checkpoint === undefined ? undefined : readCheckpoint(opts.checkpoint);
+  if (opts.checkpoint && given !== undefined) {
+    const cp = trustedCheckpoint(opts.checkpoint, given, opts);
     size = cp.size;
     expectedRoot = cp.rootHash.toString("hex");
   }
@@ -44,7 +46,7 @@ export async function proveCommand(opts: ProveOptions): Promise<void> {
   }
   // The signed checkpoint of the proof's tree, with any witness cosignatures: the proof can
   // then be checked offline against the agent's key and the witnesses alone.
-  const note = opts.checkpoint ? readFileSync(opts.checkpoint, "utf8") : checkpoint;
+  const note = given ?? checkpoint;
   process.stdout.write(`${JSON.stringify({ ...proof, checkpoint: note }, null, 2)}\n`);
 }
 
@@ -65,11 +67,23 @@ function noteSize(note: string | null | undefined): number | null {
   }
 }
 
+/** The text of the checkpoint file `path` (`--checkpoint`). */
+function readCheckpoint(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (err) {
+    throw new AgentError(
+      "PROVE_BAD_CHECKPOINT",
+      `cannot read the checkpoint file ${path} (--checkpoint): ${(err as Error).message}; give a checkpoint the agent served (GET /checkpoint) or stored`,
+    );
+  }
+}
+
 /**
  * The checkpoint in `path`, once a trusted key's signature over it checks out: a proof
  * "against a checkpoint" means nothing if anyone could have written the checkpoint.
  */
-function trustedCheckpoint(path: string, opts: ProveOptions): Checkpoint {
+function trustedCheckpoint(path: string, text: string, opts: ProveOptions): Checkpoint {
   let trustFiles = opts.trust ?? [];
   if (trustFiles.length === 0) {
     const pub = publicKeyPath(loadConfigFile(opts.config).signing.key_file);
@@ -81,7 +95,7 @@ function trustedCheckpoint(path: string, opts: ProveOptions): Checkpoint {
       "--checkpoint needs the public key(s) it must be signed by: --trust KEYFILE",
     );
   }
-  const note = parseNote(readFileSync(path, "utf8"));
+  const note = parseNote(text);
   const { valid, invalid } = verifyNote(note, readTrustedKeys(trustFiles));
   if (valid.length === 0) {
     throw new AgentError(
@@ -96,6 +110,12 @@ function trustedCheckpoint(path: string, opts: ProveOptions): Checkpoint {
 
 async function fromWal(opts: ProveOptions, size: number | undefined) {
   const config = loadConfigFile(opts.config);
+  // Opening a directory that holds no WAL would create an empty one and prove nothing.
+  if (!existsSync(join(config.wal.directory, "CURRENT")))
+    throw new AgentError(
+      "PROVE_NO_WAL",
+      `no write-ahead log at ${config.wal.directory} (extensions.wal.directory of ${opts.config}): give the agent's config with --config (relative paths are from the working directory), or ask the running agent with --agent URL`,
+    );
   const opened = await SealedLog.openForReading(config.wal.directory);
   try {
     const { tree } = opened.sealed;
@@ -119,16 +139,21 @@ async function fromWal(opts: ProveOptions, size: number | undefined) {
 }
 
 async function fromAgent(opts: ProveOptions, size: number | undefined) {
-  const base = (opts.agent as string).replace(/\/$/, "");
-  const url =
+  const { agentBase, fetchCheckpoint, fetchProof } = await import("./prove-agent.js");
+  const base = agentBase(opts.agent as string);
+  const proof: Proof =
     opts.seq !== undefined
-      ? `${base}/proof/inclusion?seq=${opts.seq}${size === undefined ? "" : `&size=${size}`}`
-      : `${base}/proof/consistency?old=${opts.consistency?.[0]}&new=${size ?? opts.consistency?.[1]}`;
-  const res = await fetch(url);
-  const body = (await res.json()) as { error?: string };
-  if (!res.ok) throw new AgentError("PROVE_AGENT_ERROR", `${url}: ${body.error ?? res.status}`);
-  const proof = body as Proof;
+      ? await fetchProof(
+          base,
+          `/proof/inclusion?seq=${opts.seq}${size === undefined ? "" : `&size=${size}`}`,
+          "inclusion",
+        )
+      : await fetchProof(
+          base,
+          `/proof/consistency?old=${opts.consistency?.[0]}&new=${size ?? opts.consistency?.[1]}`,
+          "consistency",
+        );
   // The agent serves its latest checkpoint: it goes with the proof when the sizes agree.
-  const latest = await fetch(`${base}/checkpoint`).then((r) => (r.ok ? r.text() : null));
+  const latest = await fetchCheckpoint(base);
   return { proof, checkpoint: noteSize(latest) === proofSize(proof) ? latest : null };
 }

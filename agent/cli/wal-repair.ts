@@ -1,4 +1,4 @@
-import { cpSync, existsSync } from "node:fs";
+import { cpSync, existsSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { ClassicLevel } from "classic-level";
 import { AgentError } from "../common/errors.js";
@@ -23,7 +23,17 @@ export async function walRepair(directory: string): Promise<RepairResult> {
     throw new AgentError("WAL_OPEN_FAILED", `no write-ahead log at ${directory}`);
   await refuseInUse(directory);
   const copy = `${directory.replace(/\/+$/, "")}.before-repair-${new Date().toISOString().replace(/[:.]/g, "-")}`;
-  cpSync(directory, copy, { recursive: true, preserveTimestamps: true });
+  try {
+    cpSync(directory, copy, { recursive: true, preserveTimestamps: true });
+  } catch (err) {
+    // No repair without the copy of the WAL as it was; a partial copy is not kept.
+    rmSync(copy, { recursive: true, force: true });
+    throw new AgentError(
+      "WAL_REPAIR_FAILED",
+      `cannot copy ${directory} to ${copy} before repairing it (${(err as Error).message}); nothing was changed. Free space or make the parent directory writable, then run the command again`,
+      { cause: err },
+    );
+  }
   try {
     await ClassicLevel.repair(directory);
   } catch (err) {

@@ -1,7 +1,7 @@
-import { CommanderError } from "commander";
 import { AgentError } from "../common/errors.js";
+import { listed, witnessFileProblems } from "../config/file-checks.js";
 import { createLogger } from "../telemetry/logger.js";
-import { loadWitnessConfig, type WitnessConfig } from "../witness/config.js";
+import { loadWitnessConfig } from "../witness/config.js";
 import { startWitness } from "../witness/start.js";
 import { StopSignals } from "./stop-signals.js";
 
@@ -14,14 +14,14 @@ export async function witnessCommand(file: string): Promise<void> {
   // The state and anything else it creates are its owner's alone, whatever the umask.
   process.umask(0o077);
   const signals = new StopSignals();
-  let config: WitnessConfig;
-  try {
-    config = loadWitnessConfig(file);
-  } catch (err) {
-    if (err instanceof AgentError && err.code === "WITNESS_CONFIG_INVALID")
-      throw new CommanderError(2, "audit-agent.witnessConfig", err.message);
-    throw err;
-  }
+  // A bad config is WITNESS_CONFIG_INVALID: main.ts prints it with its code and exits 2.
+  const config = loadWitnessConfig(file);
+  const problems = witnessFileProblems(config);
+  if (problems.length > 0)
+    throw new AgentError(
+      "WITNESS_CONFIG_INVALID",
+      `${file} names files the witness cannot use:\n${listed(problems)}`,
+    );
   const logger = createLogger(config.logLevel);
   for (const w of config.warnings) logger.warn({ config: file }, w);
   const running = await startWitness(config, logger);

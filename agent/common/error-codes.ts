@@ -31,6 +31,36 @@ export const ERROR_CODES = {
       "A checkpoint is not an origin line, a decimal tree size (at most 2^53), a base64 32-byte root hash and non-empty extension lines.",
     fix: "Use the checkpoint exactly as the agent served or stored it; it was truncated or edited.",
   },
+  CLI_BAD_OPTION: {
+    summary:
+      "A numeric option (or its variable, e.g. `AUDIT_AGENT_GRACE_SECONDS`) is not a number, negative, a fraction where a whole number is needed, or out of range. Exit 2.",
+    fix: "Give the value in the form the message states, e.g. `--grace 30` (seconds ≥ 0) or `--threads 4` (0 to 64).",
+  },
+  CLI_BAD_PATH: {
+    summary:
+      "A directory given on the command line (`keygen --out`, `wal … --dir`) is a file, sits under a file or a missing directory, or is not writable. Nothing is created.",
+    fix: "Fix the path the message names, or create the directory first (`mkdir -p DIR`) for the user that runs the command.",
+  },
+  CONFIG_DIR_UNUSABLE: {
+    summary:
+      "A directory the config names (`extensions.wal.directory`, a file exporter's `directory`, a generated key's) is a file, sits under a file, or is not writable.",
+    fix: "Point the setting at a directory the agent's user can write, or create it for that user; `validate` names the setting.",
+  },
+  CONFIG_FILE_MISSING: {
+    summary:
+      "A file the config names (a key, certificate, CA, token or trusted key file) does not exist. `validate` and `run` refuse it before changing anything.",
+    fix: "Fix the path in the setting the message names, or create the file (signing keys: `audit-agent keygen --out DIR`).",
+  },
+  CONFIG_FILE_UNREADABLE: {
+    summary:
+      "A file the config names exists but is not a file (a directory) or cannot be read by the agent's user.",
+    fix: "Give the file's own path, and make it readable by the agent's user (`chown`, `chmod u+r`).",
+  },
+  CONFIG_FILE_UNSAFE: {
+    summary:
+      "A secret the config names (a TLS private key, a witness bearer token) is readable by every user of the host. `validate` and `run` refuse it.",
+    fix: "Run `chmod 600 FILE` (group-readable at most: on Kubernetes, mount the Secret with `defaultMode: 0440` or tighter).",
+  },
   CONFIG_INVALID: {
     summary:
       "The config file failed validation; the message lists every problem as `file:line:col: key.path: what is wrong`.",
@@ -94,6 +124,11 @@ export const ERROR_CODES = {
     summary: "`audit-agent keygen` found a key at the target path; keys are never overwritten.",
     fix: "Choose another `--out` or `--name`, or move the old key away on purpose first.",
   },
+  KEYGEN_WRITE_FAILED: {
+    summary:
+      "A new key's public key file (`NAME.pub`) could not be written (a directory is there, no space); the private key just written is removed again.",
+    fix: "Move what is at `NAME.pub` away or fix the directory the message names, then run the command again.",
+  },
   NOTE_BAD_TEXT: {
     summary: "The agent was asked to sign note text that does not end with a newline.",
     fix: "This is a bug in the agent: report it with the log line.",
@@ -132,10 +167,29 @@ export const ERROR_CODES = {
       "`audit-agent prove --agent URL` got an error answer from the agent's checkpoint endpoint.",
     fix: "Read the error passed on (often a bad seq or size) and check the URL is the agent's `extensions.signing.endpoint`.",
   },
+  PROVE_AGENT_BAD_ANSWER: {
+    summary:
+      "`audit-agent prove --agent URL` got an answer that is not a proof (not JSON, or not the proof asked for): the URL is not the agent's checkpoint endpoint.",
+    fix: "Point `--agent` at the agent's `extensions.signing.endpoint` (e.g. http://127.0.0.1:8890), not its OTLP, metrics or health port.",
+  },
+  PROVE_AGENT_UNREACHABLE: {
+    summary:
+      "`audit-agent prove --agent URL` could not reach the URL (connection refused, unknown host, no answer within 30 s): exit 3.",
+    fix: "Start the agent with `extensions.signing.endpoint` set and give that address, or stop the agent and run `prove` without `--agent` to read its WAL.",
+  },
+  PROVE_BAD_CHECKPOINT: {
+    summary: "The checkpoint file given to `audit-agent prove --checkpoint` could not be read.",
+    fix: "Check the path and permissions; give a checkpoint the agent served (`GET /checkpoint`) or stored.",
+  },
   PROVE_CHECKPOINT_UNTRUSTED: {
     summary:
       "The checkpoint given to `prove --checkpoint` is not signed by a trusted key, or a trusted key's signature over it does not verify.",
     fix: "Pass the signer's public key with `--trust KEYFILE`; if a trusted signature fails, treat the checkpoint as tampered with.",
+  },
+  PROVE_NO_WAL: {
+    summary:
+      "`audit-agent prove` without `--agent` found no write-ahead log at the config's `extensions.wal.directory` (relative to the working directory). Nothing is created.",
+    fix: "Run it with the agent's `--config` from the agent's working directory, or ask the running agent: `--agent URL`.",
   },
   PROVE_ROOT_MISMATCH: {
     summary:

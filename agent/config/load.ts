@@ -71,6 +71,8 @@ export interface AgentConfig {
   healthCheck: HealthCheckConfig | null;
   /** Non-fatal findings (unset env vars, unused components). */
   warnings: string[];
+  /** The ids of the extensions above as the config spells them (for messages about them). */
+  extensionIds: { wal: string; signing: string; verification: string | null };
 }
 
 const KINDS = {
@@ -490,5 +492,10 @@ function assembleConfig(
       return h ? configFor(h, healthCheckExtensionFactory) : null;
     })(),
     warnings,
+    extensionIds: {
+      wal: wals[0]?.id ?? "wal",
+      signing: signers[0]?.id ?? "signing",
+      verification: verifications[0]?.id ?? null,
+    },
   };
 }

@@ -1,4 +1,4 @@
-import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname } from "node:path";
 import { AgentError } from "../common/errors.js";
 import {
@@ -35,9 +35,19 @@ export function writeKeyPair(
 ): string {
   mkdirSync(dirname(privatePath), { recursive: true, mode: 0o700 });
   writeFileSync(privatePath, privateKeyPem(key), { mode: 0o600, flag: "wx" });
-  chmodSync(privatePath, 0o600);
   const publicPath = publicKeyPath(privatePath);
-  writeFileSync(publicPath, `${publicKeyLine}\n`, { mode: 0o644 });
+  try {
+    chmodSync(privatePath, 0o600);
+    writeFileSync(publicPath, `${publicKeyLine}\n`, { mode: 0o644 });
+  } catch (err) {
+    // No private key without its public one: the next attempt starts clean.
+    rmSync(privatePath, { force: true });
+    throw new AgentError(
+      "KEYGEN_WRITE_FAILED",
+      `cannot write the public key ${publicPath}: ${(err as Error).message}; nothing was kept. Fix the path or move what is there away`,
+      { cause: err },
+    );
+  }
   return publicPath;
 }
 

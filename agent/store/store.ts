@@ -34,7 +34,15 @@ export class Store {
 
   static async open(directory: string, memory: StoreMemory = {}): Promise<Store> {
     refuseWithoutCurrent(directory);
-    mkdirSync(directory, { recursive: true, mode: 0o700 });
+    try {
+      mkdirSync(directory, { recursive: true, mode: 0o700 });
+    } catch (err) {
+      throw new AgentError(
+        "WAL_OPEN_FAILED",
+        `cannot create the write-ahead log directory ${directory}: ${(err as Error).message}; set extensions.wal.directory to a directory the agent's user can write`,
+        { cause: err },
+      );
+    }
     return new Store(directory, await openLevel(directory, memory), memory);
   }
 
