@@ -1,4 +1,5 @@
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { readFileExport } from "../../agent/exporters/file/reader.js";
@@ -198,8 +199,45 @@ describe(`SIGHUP reloads the agent's config (seed ${hex})`, () => {
       /extensions\.wal\.directory changed/,
     );
     expect(await postAuditRecords(agent.httpUrl, 2, 2)).toBe(200);
-    expect(logsWith(agent, "shutting down")).toEqual([]);
 
+    // A signing key replaced in place would rotate the key: refused.
+    const other = join(t.dir, "other-key");
+    expect((await runCli(["keygen", "--out", other])).status).toBe(0);
+    const keyFile = join(t.dir, "keys", "signing.key");
+    const original = readFileSync(keyFile);
+    copyFileSync(join(other, "audit-agent.key"), keyFile);
+    rewriteConfig(t.dir, yaml);
+    agent.child.kill("SIGHUP");
+    await waitFor(() => logsWith(agent, "config reload refused").length === 3);
+    expect(logsWith(agent, "config reload refused")[2]).toMatchObject({ code: "RELOAD_REFUSED" });
+    expect(logsWith(agent, "config reload refused")[2]?.msg).toMatch(/does not rotate the key/);
+    writeFileSync(keyFile, original);
+    expect(logsWith(agent, "config reload: stopping")).toEqual([]);
+
+    expect(await stopAndCheck(agent, t.dir)).toEqual([0, 1, 2, 3]);
+  }, 60_000);
+
+  it("a valid config that cannot start (its port is taken) falls back to the previous one", async () => {
+    const port = await freePort();
+    const yaml = yamlOn(t.dir, port);
+    const agent = await t.spawn(yaml);
+    expect(await postAuditRecords(agent.httpUrl, 0, 2)).toBe(200);
+    const taken = createServer();
+    await new Promise<void>((res) => taken.listen(0, "127.0.0.1", res));
+    try {
+      const takenPort = (taken.address() as { port: number }).port;
+      rewriteConfig(t.dir, yaml.replace(`127.0.0.1:${port}`, `127.0.0.1:${takenPort}`));
+      agent.child.kill("SIGHUP");
+      await waitFor(
+        () => logsWith(agent, "config reload failed: running on the previous").length === 1,
+      );
+    } finally {
+      taken.close();
+    }
+    const [failed] = logsWith(agent, "RELOAD_FAILED");
+    expect(failed).toMatchObject({ level: "error", code: "RELOAD_FAILED", reload: "failed" });
+    expect(failed?.cause).toMatch(/RECEIVER_LISTEN_FAILED/);
+    expect(await postAuditRecords(agent.httpUrl, 2, 2)).toBe(200);
     expect(await stopAndCheck(agent, t.dir)).toEqual([0, 1, 2, 3]);
   }, 60_000);
 
