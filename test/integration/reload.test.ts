@@ -2,7 +2,10 @@ import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import { loadConfigFile } from "../../agent/config/load.js";
 import { readFileExport } from "../../agent/exporters/file/reader.js";
+import { ReloadableAgent } from "../../agent/service/reload.js";
+import { createLogger } from "../../agent/telemetry/logger.js";
 import {
   type ChildAgent,
   childAgentPerTest,
@@ -292,6 +295,43 @@ describe("audit-agent witness on SIGHUP", () => {
       await waitFor(() => w.logs.some((l) => l.includes("SIGHUP ignored")));
       expect(w.child.exitCode).toBeNull();
       expect(await w.kill("SIGTERM")).toEqual({ code: 0, signal: null });
+    } finally {
+      tmp.cleanup();
+    }
+  }, 30_000);
+});
+
+describe("ReloadableAgent in process: one reload at a time", () => {
+  it("coalesces reloads asked for during one, and stops after the reload under way", async () => {
+    const tmp = makeTempDir();
+    try {
+      const file = join(tmp.path, "agent.yaml");
+      writeFileSync(file, testConfigYaml({ dir: tmp.path, grpc: false }));
+      let loads = 0;
+      const load = (f: string) => {
+        loads++;
+        return loadConfigFile(f, {});
+      };
+      const logger = createLogger("error");
+      const agent = await ReloadableAgent.start(loadConfigFile(file, {}), { file, load, logger });
+      const first = agent.current;
+      // Three asked for at once: the first runs, the other two make one more after it.
+      await Promise.all([agent.reload(), agent.reload(), agent.reload()]);
+      expect(loads).toBe(2);
+      expect(agent.current).not.toBe(first);
+      expect(agent.current.chainId).toBe(first.chainId);
+
+      // Stopping during a reload waits for it, then stops the agent it started.
+      let reloaded = false;
+      const reloading = agent.reload().then(() => (reloaded = true));
+      const stopped = await agent.shutdown(1000);
+      expect(reloaded).toBe(true);
+      expect(loads).toBe(3);
+      expect(stopped).toEqual({ drained: true });
+      await reloading;
+      // Once stopping, a reload is ignored.
+      await agent.reload();
+      expect(loads).toBe(3);
     } finally {
       tmp.cleanup();
     }
