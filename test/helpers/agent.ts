@@ -322,6 +322,8 @@ export async function postAuditRecords(
   /** Random characters of padding in each body (incompressible), for records of a real size. */
   pad = 0,
   eventName = "audit.test",
+  /** Extra request headers (an Authorization header). */
+  headers: Record<string, string> = {},
 ): Promise<number> {
   const logRecords = Array.from({ length: count }, (_, k) => ({
     timeUnixNano: "1700000000000000000",
@@ -334,7 +336,7 @@ export async function postAuditRecords(
   }));
   const res = await fetch(url, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", ...headers },
     body: JSON.stringify({ resourceLogs: [{ scopeLogs: [{ logRecords }] }] }),
   });
   await res.arrayBuffer();

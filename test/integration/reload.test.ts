@@ -184,6 +184,34 @@ describe(`SIGHUP reloads the agent's config (seed ${hex})`, () => {
     expect(await stopAndCheck(agent, t.dir)).toEqual([0, 1, 2, 6, 7]);
   }, 60_000);
 
+  it("reads the receivers' token file again: the new token is the one accepted", async () => {
+    const tokenFile = join(t.dir, "token");
+    const tokens = ["a".repeat(16) + hex, "b".repeat(16) + hex];
+    writeFileSync(tokenFile, tokens[0] as string, { mode: 0o600 });
+    const port = await freePort();
+    const agent = await t.spawn(
+      yamlOn(t.dir, port, (y) =>
+        y.replace(
+          `endpoint: 127.0.0.1:${port}`,
+          `endpoint: 127.0.0.1:${port}\n        auth:\n          bearer_token_file: ${tokenFile}`,
+        ),
+      ),
+    );
+    const post = (from: number, token: string) =>
+      postAuditRecords(agent.httpUrl, from, 1, 0, "audit.test", {
+        authorization: `Bearer ${token}`,
+      });
+    expect(await post(0, tokens[0] as string)).toBe(200);
+    expect(await post(1, tokens[1] as string)).toBe(401);
+    writeFileSync(tokenFile, tokens[1] as string);
+    agent.child.kill("SIGHUP");
+    await reloads(agent, 1);
+    expect(logsWith(agent, "config reload finished")[0]?.changed).toEqual([]);
+    expect(await post(1, tokens[0] as string)).toBe(401);
+    expect(await post(1, tokens[1] as string)).toBe(200);
+    expect(await stopAndCheck(agent, t.dir)).toEqual([0, 1]);
+  }, 60_000);
+
   it("refuses a broken config with a coded error and serves on the previous one", async () => {
     const { yaml, agent } = await start();
     rewriteConfig(t.dir, yaml.replace("max_size_mib: 64", "max_size_mib: lots"));
