@@ -334,7 +334,7 @@ describe("ReloadableAgent in process: one reload at a time", () => {
     const tmp = makeTempDir();
     try {
       const file = join(tmp.path, "agent.yaml");
-      writeFileSync(file, testConfigYaml({ dir: tmp.path, grpc: false }));
+      writeFileSync(file, testConfigYaml({ dir: tmp.path }));
       let loads = 0;
       const load = (f: string) => {
         loads++;
@@ -348,18 +348,29 @@ describe("ReloadableAgent in process: one reload at a time", () => {
       expect(loads).toBe(2);
       expect(agent.current).not.toBe(first);
       expect(agent.current.chainId).toBe(first.chainId);
+      // A reload leaves nothing of the agent it replaced running: no timer, socket or server.
+      // (Requests under way, such as a file read, come and go: not counted.)
+      const lasting = () =>
+        process
+          .getActiveResourcesInfo()
+          .filter((r) => !/Req/.test(r))
+          .sort();
+      const resources = lasting();
+      for (let i = 0; i < 3; i++) await agent.reload();
+      expect(lasting()).toEqual(resources);
+      expect(loads).toBe(5);
 
       // Stopping during a reload waits for it, then stops the agent it started.
       let reloaded = false;
       const reloading = agent.reload().then(() => (reloaded = true));
       const stopped = await agent.shutdown(1000);
       expect(reloaded).toBe(true);
-      expect(loads).toBe(3);
+      expect(loads).toBe(6);
       expect(stopped).toEqual({ drained: true });
       await reloading;
       // Once stopping, a reload is ignored.
       await agent.reload();
-      expect(loads).toBe(3);
+      expect(loads).toBe(6);
     } finally {
       tmp.cleanup();
     }
