@@ -116,11 +116,12 @@ export class ReloadableAgent {
       next = this.settings.load(file);
       checkReloadable(this.config, next, this.agent.verifierKey, env, logger);
     } catch (err) {
-      const code = err instanceof AgentError ? err.code : "INTERNAL";
+      // Not an AgentError: a fault of the agent's, reported as such (it has no code).
+      const code = err instanceof AgentError ? err.code : undefined;
       const message = err instanceof Error ? err.message : String(err);
       logger.error(
-        { code, config: file, reload: "refused" },
-        `config reload refused, nothing changed; the agent runs on its previous config. ${code}: ${message}`,
+        { code, config: file, reload: "refused", ...(code ? {} : { err }) },
+        `config reload refused, nothing changed; the agent runs on its previous config. ${code ?? "internal error"}: ${message}`,
       );
       return;
     }
