@@ -76,22 +76,32 @@ program
     // Signals first: a container's PID 1 must not ignore SIGTERM while it is starting.
     const signals = new StopSignals();
     // Loaded here, not at the top: `verify` and `prove` start without the agent's modules.
-    const { loadConfigFile, checkConfigFiles, unsafeSettings, createLogger } =
-      await agentConfigModules();
+    const { loadConfigFile, checkConfigFiles, createLogger } = await agentConfigModules();
     const config = loadConfigFile(file);
     // Before anything is created: a file the config names that cannot be used would
     // otherwise stop the agent after it opened the WAL or generated a key.
     checkConfigFiles(config);
     const logger = createLogger(config.logLevel);
-    for (const w of config.warnings) logger.warn({ config: file }, w);
-    for (const w of unsafeSettings(config)) logger.warn({ config: file, unsafe: true }, w);
-    const { startAgent } = await import("../service/agent.js");
-    const agent = await startAgent(config, logger);
+    const { ReloadableAgent, logConfigWarnings } = await import("../service/reload.js");
+    logConfigWarnings(config, file, logger);
+    // SIGHUP reads the same file again, with the same environment (service/reload.ts).
+    // A reloaded config's files are checked like the first one's, before anything stops.
+    const load = (path: string) => {
+      const next = loadConfigFile(path);
+      checkConfigFiles(next);
+      return next;
+    };
+    const agent = await ReloadableAgent.start(config, { file, load, logger });
     logger.info(
-      { config: file, chainId: agent.chainId, addresses: agent.addresses() },
+      { config: file, chainId: agent.current.chainId, addresses: agent.current.addresses() },
       "audit agent started",
     );
-    signals.started("agent", () => agent.shutdown(opts.grace * 1000), logger);
+    signals.started(
+      "agent",
+      () => agent.shutdown(opts.grace * 1000),
+      logger,
+      () => agent.reload(),
+    );
   });
 
 program

@@ -8,7 +8,8 @@ import { StopSignals } from "./stop-signals.js";
 /**
  * `audit-agent witness --config FILE`: runs a C2SP tlog-witness (docs/witness.md) until
  * SIGTERM or SIGINT, then stops after the requests under way and exits 0. A bad config
- * exits 2, like the agent's.
+ * exits 2, like the agent's. SIGHUP is logged and ignored: the witness does not reload its
+ * config (a restart applies a change; its state is on disk).
  */
 export async function witnessCommand(file: string): Promise<void> {
   // The state and anything else it creates are its owner's alone, whatever the umask.

@@ -211,6 +211,16 @@ export const ERROR_CODES = {
       "An OTLP receiver (gRPC or HTTP) could not listen on its endpoint (port in use, address not local, no permission).",
     fix: "Free the port or change `receivers.otlp.protocols.grpc.endpoint` or `receivers.otlp.protocols.http.endpoint`.",
   },
+  RELOAD_FAILED: {
+    summary:
+      "On SIGHUP the new config was valid but the agent could not start on it (port taken, TLS or token file unreadable); it runs on the previous config.",
+    fix: "Fix what the logged cause names, check with `audit-agent validate --config FILE`, and send SIGHUP again.",
+  },
+  RELOAD_REFUSED: {
+    summary:
+      "On SIGHUP the config changed what a reload may not: the WAL directory or chain id, or the signing key, its name or origin. Nothing changed.",
+    fix: "Put the old value back and send SIGHUP again; to move the WAL or rotate the key on purpose, restart the agent.",
+  },
   SOURCE_UNREADABLE: {
     summary:
       "An audit source (file directory, Loki, S3 or Elasticsearch) could not be read back for verification.",

@@ -52,9 +52,17 @@ export interface RunningAgent {
   readonly verifier: ContinuousVerifier | null;
   /** Readiness as the health_check extension reports it, when configured. */
   readonly health: HealthCheck | null;
+  /** The signing key's verifier key (`name+keyid+base64key`): a reload may not change it. */
+  readonly verifierKey: string;
   /** Bound addresses by receiver id and protocol, e.g. { otlp: { grpc: "127.0.0.1:4317" } }. */
   addresses(): Record<string, Record<string, string>>;
-  shutdown(graceMs: number): Promise<{ drained: boolean }>;
+  /**
+   * Stops every stage. For a config reload (`reload: true`) the exporters finish the write
+   * in progress and stop without catching up: what is sealed stays in the WAL and the
+   * agent started next delivers it from their cursors, so a reload does not wait on a slow
+   * backend.
+   */
+  shutdown(graceMs: number, options?: { reload?: boolean }): Promise<{ drained: boolean }>;
 }
 
 /** What the stages share while the agent is built. */
@@ -73,7 +81,10 @@ interface Parts {
   verifier: ContinuousVerifier | null;
   health: HealthCheck | null;
   phase: "starting" | "running" | "stopping";
+  /** Whether the exporters catch up before they stop (not on a reload). */
+  drainOnStop: boolean;
   drained: boolean;
+  verifierKey: string;
   /** Witnesses that are stale or refused (health's degraded reasons). */
   witnessProblems: () => string[];
 }
@@ -123,7 +134,9 @@ export async function startAgent(
     verifier: null,
     health: null,
     phase: "starting",
+    drainOnStop: true,
     drained: true,
+    verifierKey: "",
     witnessProblems: () => [],
   };
   const stages = new StageList(logger);
@@ -170,13 +183,25 @@ function runningAgent(p: Parts, stages: StageList): RunningAgent {
     get health() {
       return p.health;
     },
+    get verifierKey() {
+      return p.verifierKey;
+    },
     addresses: () => p.addresses,
-    shutdown(graceMs: number) {
+    shutdown(graceMs: number, options?: { reload?: boolean }) {
       stopping ??= (async () => {
+        const reload = options?.reload === true;
         p.phase = "stopping";
-        p.logger.info({ graceMs }, "shutting down: no new requests; finishing in-flight ones");
+        p.drainOnStop = !reload;
+        p.logger.info(
+          { graceMs },
+          reload
+            ? "config reload: stopping the agent (no new requests; finishing in-flight ones)"
+            : "shutting down: no new requests; finishing in-flight ones",
+        );
         await stages.stopAll(Date.now() + graceMs);
-        p.logger.info({ drained: p.drained, headSeq: p.wal.log.headSeq }, "stopped");
+        const state = { drained: p.drained, headSeq: p.wal.log.headSeq };
+        if (reload) p.logger.info(state, "config reload: stopped; starting again");
+        else p.logger.info(state, "stopped");
         return { drained: p.drained };
       })();
       return stopping;
@@ -192,6 +217,7 @@ function walStage(p: Parts): Stage {
 async function openSealer(p: Parts): Promise<Sealer> {
   const { config, wal } = p;
   const keys = loadSigningKeys(config.signing, p.env, p.logger);
+  p.verifierKey = keys.key.public.verifierKey;
   p.trusted.push(keys.key.public, ...(keys.previous ? [keys.previous.public] : []));
   if (config.verification) p.trusted.push(...readTrustedKeys(config.verification.trust));
   const sealer = await Sealer.open({
@@ -365,9 +391,10 @@ function exportersStage(p: Parts): Stage {
       for (const f of p.forwarders) f.start();
     },
     async stop(deadline) {
-      const results = await Promise.all(p.deliveries.map((d) => d.drain(deadline)));
+      const catchUp = p.drainOnStop ? deadline : Date.now();
+      const results = await Promise.all(p.deliveries.map((d) => d.drain(catchUp)));
       p.drained = results.every(Boolean);
-      if (!p.drained)
+      if (!p.drained && p.drainOnStop)
         logger.warn(
           { headSeq: wal.log.headSeq },
           "grace period over before every exporter caught up; the rest stays in the WAL for the next start",

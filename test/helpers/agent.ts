@@ -1,9 +1,11 @@
 import { randomBytes } from "node:crypto";
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createInterface } from "node:readline";
+import { afterEach, beforeEach } from "vitest";
 import { checkChain } from "../../agent/integrity/chain-check.js";
 import { parseConfig } from "../../agent/config/load.js";
 import { readFileExport } from "../../agent/exporters/file/reader.js";
@@ -16,6 +18,18 @@ export const CLI = join(ROOT, "dist/agent/cli/main.js");
 export function makeTempDir(prefix = "audit-agent-test-"): { path: string; cleanup(): void } {
   const path = mkdtempSync(join(tmpdir(), prefix));
   return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/** A loopback port that was free a moment ago (for a server that must come back on the same one). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
 }
 
 export interface TestConfigOptions {
@@ -196,7 +210,8 @@ export interface ChildAgent {
 /**
  * Runs the built CLI (`audit-agent run`) as a child process and waits until it serves.
  * `asInstalled` runs it as a user does, through its shebang (its node flags and malloc
- * settings), for tests that measure memory.
+ * settings), for tests that measure memory. `onLine` sees each log line as it comes, while
+ * the agent starts too (to signal it at a given point of its start-up).
  */
 export async function spawnAgent(
   configYaml: string,
@@ -204,6 +219,7 @@ export async function spawnAgent(
   extraArgs: string[] = [],
   env: Record<string, string> = {},
   asInstalled = false,
+  onLine?: (line: string, child: ChildProcess) => void,
 ): Promise<ChildAgent> {
   const configPath = join(dir, "agent.yaml");
   writeFileSync(configPath, configYaml.replace("level: error", "level: info"));
@@ -221,6 +237,7 @@ export async function spawnAgent(
     const rl = createInterface({ input: child.stderr as NodeJS.ReadableStream });
     rl.on("line", (line) => {
       logs.push(line);
+      onLine?.(line, child);
       try {
         const entry = JSON.parse(line) as {
           msg?: string;
@@ -253,6 +270,42 @@ export async function spawnAgent(
   };
 }
 
+/**
+ * A temporary directory for each test, and child agents spawned in it (`spawn`: spawnAgent
+ * there), killed and removed after the test whatever its outcome.
+ */
+export function childAgentPerTest() {
+  let tmp: ReturnType<typeof makeTempDir> | null = null;
+  let agent: ChildAgent | null = null;
+  beforeEach(() => {
+    tmp = makeTempDir();
+  });
+  afterEach(async () => {
+    if (agent) await killAgent(agent);
+    agent = null;
+    tmp?.cleanup();
+  });
+  const dir = () => {
+    if (!tmp) throw new Error("childAgentPerTest: used outside a test");
+    return tmp.path;
+  };
+  return {
+    get dir(): string {
+      return dir();
+    },
+    async spawn(
+      configYaml: string,
+      extraArgs: string[] = [],
+      env: Record<string, string> = {},
+      onLine?: (line: string, child: ChildProcess) => void,
+    ): Promise<ChildAgent> {
+      if (agent) await killAgent(agent);
+      agent = await spawnAgent(configYaml, dir(), extraArgs, env, false, onLine);
+      return agent;
+    },
+  };
+}
+
 export async function killAgent(a: ChildAgent, signal: NodeJS.Signals = "SIGKILL") {
   if (a.child.exitCode === null && a.child.signalCode === null) a.child.kill(signal);
   return a.exited;
@@ -268,11 +321,14 @@ export async function postAuditRecords(
   count: number,
   /** Random characters of padding in each body (incompressible), for records of a real size. */
   pad = 0,
+  eventName = "audit.test",
+  /** Extra request headers (an Authorization header). */
+  headers: Record<string, string> = {},
 ): Promise<number> {
   const logRecords = Array.from({ length: count }, (_, k) => ({
     timeUnixNano: "1700000000000000000",
     severityNumber: 9,
-    eventName: "audit.test",
+    eventName,
     body: {
       stringValue: `record ${from + k}${pad > 0 ? ` ${randomBytes(pad).toString("base64").slice(0, pad)}` : ""}`,
     },
@@ -280,7 +336,7 @@ export async function postAuditRecords(
   }));
   const res = await fetch(url, {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: { "content-type": "application/json", ...headers },
     body: JSON.stringify({ resourceLogs: [{ scopeLogs: [{ logRecords }] }] }),
   });
   await res.arrayBuffer();

@@ -1,16 +1,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import {
-  attr,
-  type ChildAgent,
-  killAgent,
-  makeTempDir,
-  ROOT,
-  readOutput,
-  spawnAgent,
-  waitFor,
-} from "../helpers/agent.js";
+import { describe, expect, it } from "vitest";
+import { attr, childAgentPerTest, ROOT, readOutput, waitFor } from "../helpers/agent.js";
 
 /**
  * The shipped default config, run as `audit-agent run` in a fresh working directory:
@@ -47,21 +38,10 @@ function request(id: string, n: number) {
 }
 
 describe("audit-agent run with config/default.yaml", () => {
-  let tmp: ReturnType<typeof makeTempDir>;
-  let agent: ChildAgent | null = null;
-
-  beforeEach(() => {
-    tmp = makeTempDir();
-  });
-
-  afterEach(async () => {
-    if (agent) await killAgent(agent);
-    agent = null;
-    tmp.cleanup();
-  });
+  const t = childAgentPerTest();
 
   it("serves, writes under ./data, and on SIGTERM under load drains and exits 0", async () => {
-    agent = await spawnAgent(defaultYaml, tmp.path, [], ephemeralPorts);
+    const agent = await t.spawn(defaultYaml, [], ephemeralPorts);
     const loadUntil = Date.now() + 300;
     const acked: string[] = [];
     let stop = false;
@@ -69,7 +49,7 @@ describe("audit-agent run with config/default.yaml", () => {
       for (let i = 0; !stop; i++) {
         const id = `c${c}-${i}`;
         try {
-          const res = await fetch(agent!.httpUrl, {
+          const res = await fetch(agent.httpUrl, {
             method: "POST",
             headers: { "Content-Type": "application/json" },
             body: request(id, 10),
@@ -94,8 +74,8 @@ describe("audit-agent run with config/default.yaml", () => {
     expect(acked.length).toBeGreaterThan(5);
     expect(agent.logs.some((l) => l.includes('"drained":true'))).toBe(true);
 
-    expect(existsSync(join(tmp.path, "data/wal/CURRENT"))).toBe(true);
-    const { records, findings } = await readOutput(join(tmp.path, "data/out"));
+    expect(existsSync(join(t.dir, "data/wal/CURRENT"))).toBe(true);
+    const { records, findings } = await readOutput(join(t.dir, "data/out"));
     expect(findings).toEqual([]);
     const counts = new Map<string, number>();
     for (const r of records) {
@@ -109,7 +89,7 @@ describe("audit-agent run with config/default.yaml", () => {
   });
 
   it("continues the same chain on the next start", async () => {
-    agent = await spawnAgent(defaultYaml, tmp.path, [], ephemeralPorts);
+    let agent = await t.spawn(defaultYaml, [], ephemeralPorts);
     await fetch(agent.httpUrl, {
       method: "POST",
       headers: { "Content-Type": "application/json" },
@@ -118,7 +98,7 @@ describe("audit-agent run with config/default.yaml", () => {
     agent.child.kill("SIGTERM");
     expect((await agent.exited).code).toBe(0);
     const chainId = agent.chainId;
-    agent = await spawnAgent(defaultYaml, tmp.path, [], ephemeralPorts);
+    agent = await t.spawn(defaultYaml, [], ephemeralPorts);
     expect(agent.chainId).toBe(chainId);
     await fetch(agent.httpUrl, {
       method: "POST",
@@ -127,7 +107,7 @@ describe("audit-agent run with config/default.yaml", () => {
     });
     agent.child.kill("SIGTERM");
     expect((await agent.exited).code).toBe(0);
-    const { records, findings } = await readOutput(join(tmp.path, "data/out"));
+    const { records, findings } = await readOutput(join(t.dir, "data/out"));
     expect(findings).toEqual([]);
     expect(records.map((r) => [r.seq, attr(r.record, "req.id")?.stringValue])).toEqual([
       ["0", "first"],
@@ -137,7 +117,7 @@ describe("audit-agent run with config/default.yaml", () => {
 
   it("exits 2 with the config problem when the config is invalid", async () => {
     await expect(
-      spawnAgent(defaultYaml.replace("max_size_mib: 256", "max_size_mib: lots"), tmp.path),
+      t.spawn(defaultYaml.replace("max_size_mib: 256", "max_size_mib: lots")),
     ).rejects.toThrow(
       /agent exited \(2\)[\s\S]*extensions\.wal\.max_size_mib: expected number, got "lots"/,
     );

@@ -1,12 +1,12 @@
 import { createHash } from "node:crypto";
 import { cpSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { cosignatureOf, parseCosignerKey } from "../../agent/integrity/cosignature.js";
 import { parseNote } from "../../agent/integrity/note.js";
 import {
   type ChildAgent,
+  freePort,
   killAgent,
   makeTempDir,
   postAuditRecords,
@@ -33,18 +33,6 @@ const cleanups: Array<() => void | Promise<void>> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-/** A port that was free a moment ago (a witness must come back on the same one). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface WitnessProcess {
   name: string;
