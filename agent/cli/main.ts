@@ -73,17 +73,23 @@ program
     // Signals first: a container's PID 1 must not ignore SIGTERM while it is starting.
     const signals = new StopSignals();
     // Loaded here, not at the top: `verify` and `prove` start without the agent's modules.
-    const { loadConfigFile, unsafeSettings, createLogger } = await agentConfigModules();
+    const { loadConfigFile, unsafeSettings, createLogger, logEncoding } =
+      await agentConfigModules();
     const config = loadConfigFile(file);
-    const logger = createLogger(config.logLevel);
+    const encoding = logEncoding(config.logEncoding);
+    const logger = createLogger(config.logLevel, encoding);
     for (const w of config.warnings) logger.warn({ config: file }, w);
     for (const w of unsafeSettings(config)) logger.warn({ config: file, unsafe: true }, w);
     const { startAgent } = await import("../service/agent.js");
     const agent = await startAgent(config, logger);
-    logger.info(
-      { config: file, chainId: agent.chainId, addresses: agent.addresses() },
-      "audit agent started",
-    );
+    const summary = agent.summary();
+    // A person at a terminal gets a block to read; a log pipeline one line with the same facts.
+    if (encoding === "console") {
+      if (logger.isLevelEnabled("info")) {
+        const { formatStartupSummary } = await import("../service/startup-summary.js");
+        process.stderr.write(formatStartupSummary(summary));
+      }
+    } else logger.info({ ...summary, addresses: agent.addresses() }, "audit agent started");
     signals.started("agent", () => agent.shutdown(opts.grace * 1000), logger);
   });
 
@@ -343,12 +349,10 @@ program
 
 /** What `run` and `validate` need to read a config, loaded when one of them runs. */
 async function agentConfigModules() {
-  const [{ loadConfigFile }, { unsafeSettings }, { createLogger }] = await Promise.all([
-    import("../config/load.js"),
-    import("../config/safety.js"),
-    import("../telemetry/logger.js"),
-  ]);
-  return { loadConfigFile, unsafeSettings, createLogger };
+  const [{ loadConfigFile }, { unsafeSettings }, { createLogger, logEncoding }] = await Promise.all(
+    [import("../config/load.js"), import("../config/safety.js"), import("../telemetry/logger.js")],
+  );
+  return { loadConfigFile, unsafeSettings, createLogger, logEncoding };
 }
 
 program.parseAsync(process.argv).catch((err: unknown) => {

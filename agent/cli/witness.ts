@@ -1,6 +1,6 @@
 import { CommanderError } from "commander";
 import { AgentError } from "../common/errors.js";
-import { createLogger } from "../telemetry/logger.js";
+import { createLogger, logEncoding } from "../telemetry/logger.js";
 import { loadWitnessConfig, type WitnessConfig } from "../witness/config.js";
 import { startWitness } from "../witness/start.js";
 import { StopSignals } from "./stop-signals.js";
@@ -22,7 +22,7 @@ export async function witnessCommand(file: string): Promise<void> {
       throw new CommanderError(2, "audit-agent.witnessConfig", err.message);
     throw err;
   }
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel, logEncoding(undefined));
   for (const w of config.warnings) logger.warn({ config: file }, w);
   const running = await startWitness(config, logger);
   signals.started("witness", () => running.shutdown(), logger);

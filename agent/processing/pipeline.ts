@@ -51,6 +51,8 @@ export class LogsPipeline implements LogsConsumer {
     private readonly counters: AgentCounters,
     private readonly limits: PipelineLimits,
     private readonly forwarders: readonly NonAuditForwarder[] = [],
+    /** Told of each request's records the audit filter left out (the agent logs them, rate-limited). */
+    private readonly onFiltered: ((records: number) => void) | null = null,
   ) {
     this.canonicalizer = new ProtobufCanonicalizer(isAudit, limits.maxRecordBytes);
   }
@@ -66,6 +68,7 @@ export class LogsPipeline implements LogsConsumer {
     const { records, filtered, rejected, firstRejectedBytes } =
       this.canonicalizer.canonicalize(body);
     this.counters.filtered += filtered;
+    if (filtered > 0) this.onFiltered?.(filtered);
     this.counters.refused("too_large", rejected);
     await this.store(records, receivedUnixNano);
     const rejectMessage =
@@ -159,6 +162,7 @@ export class LogsPipeline implements LogsConsumer {
       }
     }
     this.counters.filtered += filtered;
+    if (filtered > 0) this.onFiltered?.(filtered);
     this.counters.refused("too_large", rejected);
     if (refused) this.counters.refused("unrepresentable_value", refused.count);
     await this.store(records, receivedUnixNano);
