@@ -23,7 +23,7 @@ export interface StartupSummary {
   exporters: ExporterSummary[];
   wal: string;
   publicKey: SignerFacts;
-  /** Checks every readable exporter as configured (its credentials and TLS included). */
+  /** Checks every readable exporter as configured (its credentials and TLS included), from the agent's working directory. */
   verifyAll: string;
 }
 
@@ -115,7 +115,8 @@ export function startupSummary(
     exporters,
     wal: config.wal.directory,
     publicKey: signer,
-    verifyAll: command(["verify", "--config", configFile]),
+    // Relative paths in the config are the working directory's, for verify as for run.
+    verifyAll: `cd ${shellQuote(process.cwd())} && ${command(["verify", "--config", configFile])}`,
   };
 }
 
@@ -127,7 +128,8 @@ export function formatStartupSummary(s: StartupSummary): string {
     const auth = r.auth === "none" ? "no auth" : r.auth;
     return [`${r.receiver}/${r.protocol}`, r.url ?? r.address, `${tls}, ${auth}`];
   });
-  const width = Math.max(12, ...rows.map((r) => (r[0] as string).length + 1));
+  const names = [...rows.map((r) => r[0] as string), ...Object.keys(s.endpoints)];
+  const width = Math.max(...names.map((n) => n.length + 2));
   const urlWidth = Math.max(...rows.map((r) => (r[1] as string).length + 2));
   for (const [name, where, how] of rows)
     lines.push(`  ${name?.padEnd(width)}${where?.padEnd(urlWidth)}${how}`);

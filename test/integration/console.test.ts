@@ -161,6 +161,12 @@ describe("audit-agent run: the start-up block", () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/7 records, seq 0\.\.6/);
     expect(r.stdout).toMatch(/OK: no findings/);
+    // So does the one that reads every exporter as configured.
+    const all = jsonLines(a.logs).find((l) => l.msg === "audit agent started")?.verifyAll;
+    expect(all).toBe(`cd ${dir} && audit-agent verify --config ${join(dir, "agent.yaml")}`);
+    const rAll = await runPrinted(all as string, join(tmp.path, "bin"));
+    expect(rAll.status).toBe(0);
+    expect(rAll.stdout).toMatch(/7 records, seq 0\.\.6/);
   });
 
   it("on a terminal (AUDIT_AGENT_TTY=1): readable log lines and the block as text with the verify command", async () => {

@@ -170,7 +170,7 @@ service:
       },
     ]);
     expect(JSON.stringify(s)).not.toContain("secret");
-    expect(s.verifyAll).toBe("audit-agent verify --config /etc/agent.yaml");
+    expect(s.verifyAll).toBe(`cd ${process.cwd()} && audit-agent verify --config /etc/agent.yaml`);
     const text = formatStartupSummary(s);
     expect(text).toContain(
       "  otlp_http: endpoint http://upstream:4318 (pass-through: not verifiable)\n",
