@@ -76,12 +76,14 @@ program
     // Signals first: a container's PID 1 must not ignore SIGTERM while it is starting.
     const signals = new StopSignals();
     // Loaded here, not at the top: `verify` and `prove` start without the agent's modules.
-    const { loadConfigFile, checkConfigFiles, createLogger } = await agentConfigModules();
+    const { loadConfigFile, checkConfigFiles, createLogger, logEncoding } =
+      await agentConfigModules();
     const config = loadConfigFile(file);
     // Before anything is created: a file the config names that cannot be used would
     // otherwise stop the agent after it opened the WAL or generated a key.
     checkConfigFiles(config);
-    const logger = createLogger(config.logLevel);
+    const encoding = logEncoding(config.logEncoding);
+    const logger = createLogger(config.logLevel, encoding);
     const { ReloadableAgent, logConfigWarnings } = await import("../service/reload.js");
     logConfigWarnings(config, file, logger);
     // SIGHUP reads the same file again, with the same environment (service/reload.ts).
@@ -92,10 +94,14 @@ program
       return next;
     };
     const agent = await ReloadableAgent.start(config, { file, load, logger });
-    logger.info(
-      { config: file, chainId: agent.current.chainId, addresses: agent.current.addresses() },
-      "audit agent started",
-    );
+    const summary = agent.current.summary();
+    // A person at a terminal gets a block to read; a log pipeline one line with the same facts.
+    if (encoding === "console") {
+      if (logger.isLevelEnabled("info")) {
+        const { formatStartupSummary } = await import("../service/startup-summary.js");
+        process.stderr.write(formatStartupSummary(summary));
+      }
+    } else logger.info({ ...summary, addresses: agent.current.addresses() }, "audit agent started");
     signals.started(
       "agent",
       () => agent.shutdown(opts.grace * 1000),
@@ -345,14 +351,18 @@ program
 
 /** What `run` and `validate` need to read a config, loaded when one of them runs. */
 async function agentConfigModules() {
-  const [{ loadConfigFile }, { checkConfigFiles }, { unsafeSettings }, { createLogger }] =
-    await Promise.all([
-      import("../config/load.js"),
-      import("../config/file-checks.js"),
-      import("../config/safety.js"),
-      import("../telemetry/logger.js"),
-    ]);
-  return { loadConfigFile, checkConfigFiles, unsafeSettings, createLogger };
+  const [
+    { loadConfigFile },
+    { checkConfigFiles },
+    { unsafeSettings },
+    { createLogger, logEncoding },
+  ] = await Promise.all([
+    import("../config/load.js"),
+    import("../config/file-checks.js"),
+    import("../config/safety.js"),
+    import("../telemetry/logger.js"),
+  ]);
+  return { loadConfigFile, checkConfigFiles, unsafeSettings, createLogger, logEncoding };
 }
 
 /** The codes of usage and config errors: the command exits 2 (see the header). */

@@ -1,6 +1,6 @@
 import { AgentError } from "../common/errors.js";
 import { listed, witnessFileProblems } from "../config/file-checks.js";
-import { createLogger } from "../telemetry/logger.js";
+import { createLogger, logEncoding } from "../telemetry/logger.js";
 import { loadWitnessConfig } from "../witness/config.js";
 import { startWitness } from "../witness/start.js";
 import { StopSignals } from "./stop-signals.js";
@@ -23,7 +23,7 @@ export async function witnessCommand(file: string): Promise<void> {
       "WITNESS_CONFIG_INVALID",
       `${file} names files the witness cannot use:\n${listed(problems)}`,
     );
-  const logger = createLogger(config.logLevel);
+  const logger = createLogger(config.logLevel, logEncoding(undefined));
   for (const w of config.warnings) logger.warn({ config: file }, w);
   const running = await startWitness(config, logger);
   signals.started("witness", () => running.shutdown(), logger);

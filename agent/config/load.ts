@@ -22,7 +22,7 @@ import type { ExporterFactory } from "../exporters/api.js";
 import type { ProcessorFactory } from "../processing/api.js";
 import type { ReceiverFactory } from "../receivers/api.js";
 import { durableExporterTypes, oneOf, factories as registeredFactories } from "./registry.js";
-import type { LogLevel } from "../telemetry/logger.js";
+import type { LogEncoding, LogLevel } from "../telemetry/logger.js";
 import { COLLECTOR_DEFAULT_NAMING, type PrometheusNaming } from "../telemetry/prometheus.js";
 import { expandVariables, parseYamlDocument } from "./yaml-source.js";
 import { ConfigProblems, type Path } from "./parse-problems.js";
@@ -63,6 +63,8 @@ export interface AgentConfig {
   /** Periodic self-verification, when extensions.verification is configured. */
   verification: VerificationConfig | null;
   logLevel: LogLevel;
+  /** service.telemetry.logs.encoding; undefined: decided by whether stderr is a terminal. */
+  logEncoding?: LogEncoding;
   /** Prometheus endpoint for the agent's own metrics; null when service.telemetry.metrics.level is none. */
   metricsAddress: string | null;
   /** How the Collector-named metrics are named there (the Prometheus reader's switches). */
@@ -186,7 +188,16 @@ const topSchema = z
           .object({
             metrics: metricsTelemetrySchema,
             logs: z
-              .object({ level: z.enum(["debug", "info", "warn", "error"]).default("info") })
+              .object({
+                level: z.enum(["debug", "info", "warn", "error"]).default("info"),
+                /** The Collector's setting; unset: console on a terminal, json otherwise. */
+                encoding: z
+                  .enum(["json", "console"], {
+                    message:
+                      'encoding must be "json" (one JSON object a line) or "console" (readable text); leave it out for console on a terminal and json otherwise',
+                  })
+                  .optional(),
+              })
               .strict()
               .default({ level: "info" }),
           })
@@ -484,6 +495,7 @@ function assembleConfig(
       previous_key_file: signing.previous_key_file && resolve(signing.previous_key_file),
     },
     logLevel: top.service.telemetry.logs.level,
+    logEncoding: top.service.telemetry.logs.encoding,
     ...metricsEndpoint(top.service.telemetry.metrics),
     healthCheck: (() => {
       const h = [...defined.extensions.values()].find(

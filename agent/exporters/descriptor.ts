@@ -22,8 +22,33 @@ export interface ExporterDescriptor<S extends z.ZodType = z.ZodType> {
   storesAuditRecords?(config: z.output<S>): boolean;
   /** `audit-agent verify --source SCHEME:…`, for readable exporters. */
   readonly source?: SourceScheme;
+  /** Where a config's records go, and how `verify` reads them back (the start-up summary). */
+  describe(config: z.output<S>): ExporterDestination;
   /** The plugin's implementation (see implementExporter). */
   load(): Promise<ExporterFactory<S>>;
+}
+
+/** Where an exporter writes, as `audit-agent run` tells it at start (service/startup-summary.ts). */
+export interface ExporterDestination {
+  /** What a person needs to find the records, e.g. { directory: "/var/lib/audit/out" }; no secrets. */
+  readonly destination: Readonly<Record<string, string>>;
+  /** The `verify --source` spec that reads back what this config writes (readable exporters). */
+  readonly source?: string;
+  /** Environment that spec needs to reach the backend (never a credential), e.g. AWS_ENDPOINT_URL_S3. */
+  readonly sourceEnv?: Readonly<Record<string, string>>;
+}
+
+/** A URL without its user name and password, to be shown. */
+export function withoutCredentials(url: string): string {
+  try {
+    const u = new URL(url);
+    if (!u.username && !u.password) return url;
+    u.username = "";
+    u.password = "";
+    return u.toString();
+  } catch {
+    return url;
+  }
 }
 
 /** A `verify --source` form, e.g. `loki:URL`. */

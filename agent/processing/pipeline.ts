@@ -56,6 +56,8 @@ export class LogsPipeline implements LogsConsumer {
     private readonly log: ChainLog,
     private readonly limits: PipelineLimits,
     private readonly forwarders: readonly NonAuditForwarder[] = [],
+    /** Told of each request's records the audit filter left out (the agent logs them, rate-limited). */
+    private readonly onFiltered: ((records: number) => void) | null = null,
   ) {
     this.canonicalizer = new ProtobufCanonicalizer(isAudit, limits.maxRecordBytes);
   }
@@ -75,6 +77,7 @@ export class LogsPipeline implements LogsConsumer {
     const { records, filtered, rejected, firstRejectedBytes } =
       this.canonicalizer.canonicalize(body);
     from.accept(0, filtered);
+    if (filtered > 0) this.onFiltered?.(filtered);
     from.refuse("too_large", rejected);
     await this.store(records, receivedUnixNano, from);
     const rejectMessage =
@@ -170,6 +173,7 @@ export class LogsPipeline implements LogsConsumer {
       }
     }
     from.accept(0, filtered);
+    if (filtered > 0) this.onFiltered?.(filtered);
     from.refuse("too_large", rejected);
     if (refused) from.refuse("unrepresentable_value", refused.count);
     await this.store(records, receivedUnixNano, from);

@@ -5,6 +5,7 @@ import { registerDeliveryMetrics } from "../exporters/metrics.js";
 import { readTrustedKeys } from "../integrity/key-files.js";
 import type { PublicKey } from "../integrity/signing.js";
 import type { NonAuditForwarder } from "../processing/api.js";
+import type { ReceiverEndpoint } from "../receivers/api.js";
 import { LogsPipeline } from "../processing/pipeline.js";
 import { loadSigningKeys } from "../sealing/keys.js";
 import { registerSealingMetrics } from "../sealing/metrics.js";
@@ -17,6 +18,7 @@ import type { SealedLog } from "../store/sealed-log.js";
 import { openWal, type Wal } from "../store/wal.js";
 import { registerCounterMetrics } from "../telemetry/counter-metrics.js";
 import { AgentCounters } from "../telemetry/counters.js";
+import { ThrottledEvents } from "../telemetry/event-log.js";
 import { HttpEndpoint } from "../telemetry/http-endpoint.js";
 import type { Logger } from "../telemetry/logger.js";
 import { registerProcessMetrics } from "../telemetry/process-metrics.js";
@@ -25,6 +27,12 @@ import type { ContinuousVerifier } from "../verify/continuous.js";
 import { registerVerificationMetrics } from "../verify/metrics.js";
 import { HealthCheck } from "./health.js";
 import { type Stage, StageList } from "./stages.js";
+import {
+  type SignerFacts,
+  signerFacts,
+  type StartupSummary,
+  startupSummary,
+} from "./startup-summary.js";
 
 /**
  * The composition root: the one module that builds every component and wires them.
@@ -56,6 +64,8 @@ export interface RunningAgent {
   readonly verifierKey: string;
   /** Bound addresses by receiver id and protocol, e.g. { otlp: { grpc: "127.0.0.1:4317" } }. */
   addresses(): Record<string, Record<string, string>>;
+  /** What `audit-agent run` tells at start: endpoints, destinations, key, verify commands. */
+  summary(): StartupSummary;
   /**
    * Stops every stage. For a config reload (`reload: true`) the exporters finish the write
    * in progress and stop without catching up: what is sealed stays in the WAL and the
@@ -78,6 +88,10 @@ interface Parts {
   deliveries: DeliveryLoop[];
   forwarders: NonAuditForwarder[];
   addresses: Record<string, Record<string, string>>;
+  /** Each receiver's endpoints, by receiver id, once listening. */
+  receiverEndpoints: Record<string, ReceiverEndpoint[]>;
+  /** The signing key as verifiers need it, once loaded. */
+  signer: SignerFacts | null;
   verifier: ContinuousVerifier | null;
   health: HealthCheck | null;
   phase: "starting" | "running" | "stopping";
@@ -131,6 +145,8 @@ export async function startAgent(
     deliveries: [],
     forwarders: [],
     addresses: {},
+    receiverEndpoints: {},
+    signer: null,
     verifier: null,
     health: null,
     phase: "starting",
@@ -187,6 +203,13 @@ function runningAgent(p: Parts, stages: StageList): RunningAgent {
       return p.verifierKey;
     },
     addresses: () => p.addresses,
+    summary: () =>
+      startupSummary(p.config, {
+        chainId: p.wal.log.chainId,
+        receivers: p.receiverEndpoints,
+        addresses: p.addresses,
+        signer: p.signer as SignerFacts,
+      }),
     shutdown(graceMs: number, options?: { reload?: boolean }) {
       stopping ??= (async () => {
         const reload = options?.reload === true;
@@ -219,6 +242,7 @@ async function openSealer(p: Parts): Promise<Sealer> {
   const keys = loadSigningKeys(config.signing, p.env, p.logger);
   p.verifierKey = keys.key.public.verifierKey;
   p.trusted.push(keys.key.public, ...(keys.previous ? [keys.previous.public] : []));
+  p.signer = signerFacts(config, keys.key);
   if (config.verification) p.trusted.push(...readTrustedKeys(config.verification.trust));
   const sealer = await Sealer.open({
     log: wal.log,
@@ -455,9 +479,25 @@ async function verificationStage(p: Parts): Promise<Stage | null> {
 function receiversStage(p: Parts): Stage {
   const { config, counters, logger } = p;
   const receivers: Array<Lifecycle & { addresses(): Record<string, string> }> = [];
+  // Records the audit filter leaves out: a count now and then, never their content.
+  const filteredLog = new ThrottledEvents(logger);
+  const filterId = config.auditFilter.id;
+  let forwardedTo: string[] = [];
+  const onFiltered = (records: number) =>
+    filteredLog.event(
+      "filtered",
+      "info",
+      forwardedTo.length > 0
+        ? "records not matched by the audit filter: not chained, passed through to the OTLP exporters"
+        : "records not matched by the audit filter: dropped, not stored",
+      { processor: filterId, ...(forwardedTo.length > 0 ? { forwardedTo } : {}) },
+      records,
+    );
   return {
     name: "receivers",
     async start() {
+      // The exporters stage, started before, made the forwarders.
+      forwardedTo = p.forwarders.map((f) => f.exporterId);
       const isAudit = config.auditFilter.factory.create(
         { id: config.auditFilter.id, logger, counters },
         config.auditFilter.config,
@@ -467,18 +507,21 @@ function receiversStage(p: Parts): Stage {
         p.wal.log,
         { maxRecordBytes: config.wal.max_record_size_kib * 1024 },
         p.forwarders,
+        onFiltered,
       );
       for (const r of config.receivers) {
         const component = r.factory.create({ id: r.id, logger, counters }, r.config, pipeline);
         await component.start();
         receivers.push(component);
         p.addresses[r.id] = component.addresses();
+        p.receiverEndpoints[r.id] = component.endpoints();
       }
     },
     stop: async (deadline) => {
       // Requests in flight are short; what is left of the grace period is the exporters'.
       const until = Math.min(deadline, Date.now() + RECEIVER_STOP_MS);
       await Promise.all(receivers.map((r) => r.shutdown(until)));
+      filteredLog.stop();
     },
   };
 }

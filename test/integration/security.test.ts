@@ -143,6 +143,21 @@ describe.each([false, true])("receivers with TLS%s and a bearer token", (mtls) =
     cert: readFileSync(rogue ? pki.rogueCert : pki.clientCert),
   });
 
+  it(`the start-up summary says TLS${label} and bearer-token auth are on, with the https URL`, () => {
+    const tls = mtls ? "mutual" : "on";
+    expect(agent.summary().receivers).toEqual([
+      { receiver: "otlp", protocol: "grpc", address: grpcAddr, tls, auth: "bearer token" },
+      {
+        receiver: "otlp",
+        protocol: "http",
+        address: new URL(http).host,
+        url: http,
+        tls,
+        auth: "bearer token",
+      },
+    ]);
+  });
+
   it(`the real SDK exporters over TLS${label} with the token header succeed`, async () => {
     const kp = clientKeyPair();
     await emit(

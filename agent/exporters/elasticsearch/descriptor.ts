@@ -1,4 +1,4 @@
-import type { ExporterDescriptor } from "../descriptor.js";
+import { type ExporterDescriptor, withoutCredentials } from "../descriptor.js";
 import { elasticsearchExporterConfigSchema } from "./config.js";
 
 /**
@@ -14,6 +14,17 @@ export const elasticsearchExporter: ExporterDescriptor<typeof elasticsearchExpor
     usage: "es:URL/INDEX",
     open: async (spec) =>
       (await import("./factory.js")).elasticsearchSourceFromSpec(spec.slice("es:".length)),
+  },
+  describe(config) {
+    const url = withoutCredentials(config.endpoint).replace(/\/$/, "");
+    const manifests =
+      config.manifests_index === `${config.index}-manifests`
+        ? ""
+        : `?manifests_index=${encodeURIComponent(config.manifests_index)}`;
+    return {
+      destination: { url, index: config.index, manifests_index: config.manifests_index },
+      source: `es:${url}/${config.index}${manifests}`,
+    };
   },
   load: async () => (await import("./factory.js")).elasticsearchExporterFactory,
 };

@@ -15,5 +15,9 @@ export const fileExporter: ExporterDescriptor<typeof fileExporterConfigSchema> =
       return (await import("./reader.js")).fileSource(resolve(dir));
     },
   },
+  describe(config) {
+    const directory = resolve(config.directory);
+    return { destination: { directory }, source: `file:${directory}` };
+  },
   load: async () => (await import("./factory.js")).fileExporterFactory,
 };

@@ -1,4 +1,4 @@
-import type { ExporterDescriptor } from "../descriptor.js";
+import { type ExporterDescriptor, withoutCredentials } from "../descriptor.js";
 import { otlpGrpcExporterConfigSchema, otlpHttpExporterConfigSchema } from "./config.js";
 
 /**
@@ -11,6 +11,9 @@ export const otlpHttpExporter: ExporterDescriptor<typeof otlpHttpExporterConfigS
   configSchema: otlpHttpExporterConfigSchema,
   capabilities: { durable: false, readable: false },
   storesAuditRecords: (config) => config.audit,
+  describe: (config) => ({
+    destination: { endpoint: withoutCredentials(config.endpoint) },
+  }),
   load: async () => (await import("./factory.js")).otlpHttpExporterFactory,
 };
 
@@ -19,5 +22,8 @@ export const otlpGrpcExporter: ExporterDescriptor<typeof otlpGrpcExporterConfigS
   configSchema: otlpGrpcExporterConfigSchema,
   capabilities: { durable: false, readable: false },
   storesAuditRecords: (config) => config.audit,
+  describe: (config) => ({
+    destination: { endpoint: withoutCredentials(config.endpoint) },
+  }),
   load: async () => (await import("./factory.js")).otlpGrpcExporterFactory,
 };

@@ -6,7 +6,8 @@ import { type LogsConsumer, receiveTimeUnixNano } from "../../processing/pipelin
 import type { TransportCounts } from "../../telemetry/counters.js";
 import type { Logger } from "../../telemetry/logger.js";
 import { MiB, type OtlpGrpcConfig, type TlsServerConfig } from "./config.js";
-import { refusalFor } from "./outcome.js";
+import { logRefusal, refusalFor } from "./outcome.js";
+import type { ThrottledEvents } from "../../telemetry/event-log.js";
 import { encodeLogsResponse, encodeStatus } from "../../otlp/protobuf-codec.js";
 import { BearerAuth, RateLimitedError, type TokenBucket } from "./security.js";
 
@@ -49,6 +50,7 @@ export class OtlpGrpcReceiver {
     private readonly logger: Logger,
     private readonly limiter: TokenBucket | null = null,
     private readonly rateLimitPerSecond = 0,
+    private readonly events: ThrottledEvents | null = null,
   ) {
     this.auth = config.auth ? new BearerAuth(config.auth) : null;
   }
@@ -68,7 +70,8 @@ export class OtlpGrpcReceiver {
       "grpc.max_send_message_length": 4 * MiB,
       // Streams in flight per connection: each may hold up to a message being read.
       "grpc.max_concurrent_streams": MAX_CONCURRENT_STREAMS,
-      interceptors: this.auth ? [this.authenticateFirst] : [],
+      // The first is the innermost: it sees the statuses the ones after it send.
+      interceptors: [this.observeUnanswered, ...(this.auth ? [this.authenticateFirst] : [])],
     });
     server.addService(logsServiceDefinition, { Export: this.export });
     const target = host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
@@ -177,11 +180,60 @@ export class OtlpGrpcReceiver {
             const auth = this.auth as BearerAuth;
             if (auth.allows(metadata.get("authorization")[0]?.toString())) return mdNext(metadata);
             this.counts.request("UNAUTHENTICATED");
+            this.logUnauthenticated(call.getPeer());
             call.sendStatus({ code: grpc.status.UNAUTHENTICATED, details: "unauthenticated" });
           },
         });
       },
     });
+
+  private logUnauthenticated(peer: string): void {
+    if (this.events)
+      logRefusal(
+        this.events,
+        "grpc",
+        { reason: "unauthenticated", status: "UNAUTHENTICATED", message: "unauthenticated" },
+        peer,
+      );
+  }
+
+  /**
+   * grpc-js answers some calls itself, before the handler sees them: a message over
+   * max_recv_msg_size_mib (read or inflated) gets RESOURCE_EXHAUSTED, one that does not
+   * inflate INTERNAL, and neither status passes through an interceptor. What this one sees
+   * is that the call ended with no message received and no status sent through it (the
+   * handler's and the auth check's do): that is logged, as such a refusal or a client that
+   * gave up before sending.
+   */
+  private readonly observeUnanswered: grpc.ServerInterceptor = (_method, call) => {
+    let settled = false;
+    return new grpc.ServerInterceptingCall(call, {
+      start: (next) =>
+        next({
+          onReceiveMessage: (message, mdNext) => {
+            settled = true;
+            mdNext(message);
+          },
+          onCancel: () => {
+            if (settled || !this.events) return;
+            logRefusal(
+              this.events,
+              "grpc",
+              {
+                reason: "not_received",
+                status: "RESOURCE_EXHAUSTED or INTERNAL",
+                message: `the call ended before its message was read: larger than max_recv_msg_size_mib (${this.config.max_recv_msg_size_mib} MiB) as sent or inflated, compression that does not inflate, or the client cancelled`,
+              },
+              call.getPeer(),
+            );
+          },
+        }),
+      sendStatus: (status, next) => {
+        settled = true;
+        next(status);
+      },
+    });
+  };
 
   private readonly export = (
     call: grpc.ServerUnaryCall<Buffer, Uint8Array>,
@@ -189,11 +241,12 @@ export class OtlpGrpcReceiver {
   ): void => {
     if (this.auth && !this.auth.allows(call.metadata.get("authorization")[0]?.toString())) {
       this.counts.request("UNAUTHENTICATED");
+      this.logUnauthenticated(call.getPeer());
       callback({ code: grpc.status.UNAUTHENTICATED, details: "unauthenticated" });
       return;
     }
     if (this.limiter && !this.limiter.take()) {
-      this.fail(callback, new RateLimitedError(this.rateLimitPerSecond));
+      this.fail(callback, new RateLimitedError(this.rateLimitPerSecond), call.getPeer());
       return;
     }
     const receivedAt = receiveTimeUnixNano();
@@ -206,15 +259,17 @@ export class OtlpGrpcReceiver {
             : null;
         callback(null, encodeLogsResponse(partial));
       },
-      (err) => this.fail(callback, err),
+      (err) => this.fail(callback, err, call.getPeer()),
     );
   };
 
-  private fail(callback: grpc.sendUnaryData<Uint8Array>, err: unknown): void {
+  private fail(callback: grpc.sendUnaryData<Uint8Array>, err: unknown, peer: string): void {
     const refusal = refusalFor(err, this.retryAfterSeconds);
+    const status = grpc.status[refusal.grpc] ?? String(refusal.grpc);
+    if (this.events) logRefusal(this.events, "grpc", { ...refusal, status }, peer);
     if (refusal.grpc === grpc.status.INTERNAL)
       this.logger.error({ err }, "unexpected error handling an OTLP/gRPC request");
-    this.counts.request(grpc.status[refusal.grpc] ?? String(refusal.grpc));
+    this.counts.request(status);
     const metadata = new grpc.Metadata();
     // google.rpc.Status with RetryInfo: the OTLP signal that RESOURCE_EXHAUSTED may be retried.
     metadata.set(

@@ -10,7 +10,8 @@ import type { TransportCounts } from "../../telemetry/counters.js";
 import type { Logger } from "../../telemetry/logger.js";
 import type { OtlpHttpConfig, TlsServerConfig } from "./config.js";
 import { decodeLogsRequestJsonPartial } from "../../otlp/json-codec.js";
-import { type Refusal, refusalFor } from "./outcome.js";
+import { logRefusal, type Refusal, refusalFor } from "./outcome.js";
+import type { ThrottledEvents } from "../../telemetry/event-log.js";
 import { encodeLogsResponse, encodeStatus } from "../../otlp/protobuf-codec.js";
 import { BearerAuth, RateLimitedError, type TokenBucket } from "./security.js";
 
@@ -74,6 +75,7 @@ export class OtlpHttpReceiver {
     private readonly logger: Logger,
     private readonly limiter: TokenBucket | null = null,
     private readonly rateLimitPerSecond = 0,
+    private readonly events: ThrottledEvents | null = null,
   ) {
     this.auth = config.auth ? new BearerAuth(config.auth) : null;
   }
@@ -290,6 +292,8 @@ export class OtlpHttpReceiver {
         this.logger.error({ err }, "unexpected error handling an OTLP/HTTP request");
     }
     this.counts.request(String(refusal.http));
+    if (this.events)
+      logRefusal(this.events, "http", { ...refusal, status: refusal.http }, peerOf(req));
     if (refusal.retryAfter !== undefined) res.setHeader("Retry-After", String(refusal.retryAfter));
     // A refused body may be partly unread; do not let it be parsed as the next request.
     if (refusal.http === 413 || !req.complete) res.setHeader("Connection", "close");
@@ -358,4 +362,11 @@ function tlsOptions(tls: TlsServerConfig) {
     rejectUnauthorized: ca !== undefined,
     minVersion: tls.min_version === "1.3" ? ("TLSv1.3" as const) : ("TLSv1.2" as const),
   };
+}
+
+/** The client's address:port, as a log line names it. */
+function peerOf(req: IncomingMessage): string {
+  const { remoteAddress: a, remotePort: port } = req.socket;
+  if (!a) return "unknown";
+  return a.includes(":") ? `[${a}]:${port}` : `${a}:${port}`;
 }

@@ -1,5 +1,6 @@
 import type { ErrorCode } from "../../common/error-codes.js";
 import { AgentError } from "../../common/errors.js";
+import type { ThrottledEvents } from "../../telemetry/event-log.js";
 
 /**
  * How a failed request is reported, decided once for both protocols so HTTP and gRPC
@@ -78,4 +79,30 @@ export function refusalFor(err: unknown, retryAfterSeconds: number): Refusal {
   }
   const why = err instanceof Error ? err.message : String(err);
   return { http: 500, grpc: GRPC_INTERNAL, message: `internal error: ${why}`, reason: "internal" };
+}
+
+/** The longest refusal message a log line repeats (it is what the client was told). */
+const LOGGED_MESSAGE_CHARS = 200;
+
+/**
+ * Logs a refused request, rate-limited per protocol and reason (ThrottledEvents): the
+ * reason, the status the client got, its address and the message it was told — never
+ * the request's content.
+ */
+export function logRefusal(
+  events: ThrottledEvents,
+  protocol: "http" | "grpc",
+  refusal: { reason: string; status: string | number; message: string },
+  peer: string,
+): void {
+  const message =
+    refusal.message.length > LOGGED_MESSAGE_CHARS
+      ? `${refusal.message.slice(0, LOGGED_MESSAGE_CHARS)}…`
+      : refusal.message;
+  events.event(
+    `${protocol}:${refusal.reason}`,
+    "warn",
+    `OTLP/${protocol === "http" ? "HTTP" : "gRPC"} request refused`,
+    { protocol, reason: refusal.reason, status: refusal.status, peer, error: message },
+  );
 }
