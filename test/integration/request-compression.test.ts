@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { connect } from "node:http2";
 import { request } from "undici";
 import { describe, expect, it } from "vitest";
 import { otlpTypes } from "../../agent/otlp/protobuf-codec.js";
@@ -22,6 +23,7 @@ import {
   zstdRaw,
   zstdRleBomb,
 } from "../helpers/compression.js";
+import { EXPORT_METHOD } from "../helpers/otlp-grpc.js";
 
 /**
  * OTLP/HTTP request compression beyond gzip and deflate, as the Collector's confighttp
@@ -306,5 +308,55 @@ describe("compression bombs against a running agent (default 4 MiB limit)", () =
       await killAgent(agent);
       tmp.cleanup();
     }
+  });
+});
+
+/** One gRPC Export call over plain HTTP/2 with the message flagged as compressed in `encoding`. */
+function grpcCallEncoded(address: string, encoding: string, message: Buffer) {
+  return new Promise<{ headers: Record<string, unknown>; trailers: Record<string, unknown> }>(
+    (resolve, reject) => {
+      const session = connect(`http://${address}`);
+      session.on("error", reject);
+      const stream = session.request({
+        ":method": "POST",
+        ":path": EXPORT_METHOD,
+        "content-type": "application/grpc",
+        te: "trailers",
+        "grpc-encoding": encoding,
+      });
+      let headers: Record<string, unknown> = {};
+      let trailers: Record<string, unknown> = {};
+      stream.on("response", (h) => (headers = h));
+      stream.on("trailers", (t) => (trailers = t));
+      // A refusal may come as trailers-only (status in the headers): wait for the stream's end.
+      stream.on("close", () => {
+        session.close();
+        resolve({ headers, trailers });
+      });
+      stream.on("error", reject);
+      stream.resume();
+      const frame = Buffer.alloc(5);
+      frame[0] = 1; // compressed
+      frame.writeUInt32BE(message.length, 1);
+      stream.end(Buffer.concat([frame, message]));
+    },
+  );
+}
+
+describe("OTLP/gRPC: grpc-js decodes only gzip and deflate messages", () => {
+  const suite = inProcessAgentPerSuite({ http: false });
+
+  it("a message sent with grpc-encoding: zstd → UNIMPLEMENTED naming zstd; nothing stored", async () => {
+    const reply = await grpcCallEncoded(
+      suite.a.grpcAddress,
+      "zstd",
+      zstdRaw(protobuf("grpc-zstd")),
+    );
+    const status = { ...reply.headers, ...reply.trailers };
+    expect(status["grpc-status"]).toBe("12");
+    expect(decodeURIComponent(String(status["grpc-message"]))).toBe(
+      'Received message compressed with unsupported encoding "zstd"',
+    );
+    expect(suite.a.agent.wal.headSeq).toBe(-1);
   });
 });
