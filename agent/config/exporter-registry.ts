@@ -1,4 +1,5 @@
 import type { ExporterDescriptor } from "../exporters/descriptor.js";
+import { debugExporter } from "../exporters/debug/descriptor.js";
 import { elasticsearchExporter } from "../exporters/elasticsearch/descriptor.js";
 import { fileExporter } from "../exporters/file/descriptor.js";
 import { lokiExporter } from "../exporters/loki/descriptor.js";
@@ -18,6 +19,7 @@ export const exporterDescriptors: readonly ExporterDescriptor[] = [
   elasticsearchExporter,
   otlpHttpExporter,
   otlpGrpcExporter,
+  debugExporter,
 ] as readonly ExporterDescriptor[];
 
 /** The types of the exporters that keep audit records in durable storage, for messages. */

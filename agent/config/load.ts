@@ -19,7 +19,7 @@ import {
 } from "../processing/audit-filter/config.js";
 import type { AnyFactory } from "./registry.js";
 import type { ExporterFactory } from "../exporters/api.js";
-import type { ProcessorFactory } from "../processing/api.js";
+import type { ClassifierFactory, ProcessorFactory } from "../processing/api.js";
 import type { ReceiverFactory } from "../receivers/api.js";
 import { durableExporterTypes, oneOf, factories as registeredFactories } from "./registry.js";
 import type { LogEncoding, LogLevel } from "../telemetry/logger.js";
@@ -56,7 +56,7 @@ export interface AgentConfig {
   file: string;
   receivers: ComponentConfig<ReceiverFactory>[];
   /** The pipeline's audit filter; the default rule when the pipeline names none. */
-  auditFilter: { id: string; factory: ProcessorFactory; config: AuditFilterConfig };
+  auditFilter: { id: string; factory: ClassifierFactory; config: AuditFilterConfig };
   exporters: ComponentConfig<ExporterFactory>[];
   wal: WalConfig;
   signing: SigningConfig;
@@ -247,6 +247,10 @@ export function parseConfig(
   if (report.problems.length > 0) throw new ConfigError(file, report.problems);
 
   warnUnused(defined, used, report.warnings);
+  for (const p of used.processors) {
+    const warning = (p.factory as ProcessorFactory).noOpWarning?.(p.id, p.config);
+    if (warning) report.warnings.push(warning);
+  }
   return assembleConfig(file, top, defined, used, singles, report.warnings);
 }
 
@@ -461,9 +465,6 @@ function assembleConfig(
   warnings: string[],
 ): AgentConfig {
   const filter = filters[0];
-  const auditFilterFactory = registeredFactories.find(
-    (f) => f.kind === "processor" && f.type === "audit_filter",
-  ) as ProcessorFactory;
   const wal: WalConfig = wals[0]
     ? configFor(wals[0], walExtensionFactory)
     : walConfigSchema.parse({});
@@ -474,16 +475,8 @@ function assembleConfig(
     file,
     receivers: receivers as ComponentConfig<ReceiverFactory>[],
     auditFilter: filter
-      ? {
-          id: filter.id,
-          factory: filter.factory as ProcessorFactory,
-          config: configFor(filter, auditFilter),
-        }
-      : {
-          id: "audit_filter",
-          factory: auditFilterFactory,
-          config: auditFilterConfigSchema.parse({}),
-        },
+      ? { id: filter.id, factory: auditFilter, config: configFor(filter, auditFilter) }
+      : { id: "audit_filter", factory: auditFilter, config: auditFilterConfigSchema.parse({}) },
     exporters: exporters as ComponentConfig<ExporterFactory>[],
     wal: { ...wal, directory: resolve(wal.directory) },
     verification: verifications[0]

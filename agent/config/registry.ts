@@ -3,6 +3,8 @@ import type { ExporterFactory } from "../exporters/api.js";
 import { lazyExporterFactory } from "../exporters/descriptor.js";
 import type { ProcessorFactory } from "../processing/api.js";
 import { auditFilterFactory } from "../processing/audit-filter/factory.js";
+import { batchProcessorFactory } from "../processing/batch/factory.js";
+import { memoryLimiterFactory } from "../processing/memory-limiter/factory.js";
 import type { ReceiverFactory } from "../receivers/api.js";
 import { otlpReceiverFactory } from "../receivers/otlp/factory.js";
 import { signingExtensionFactory } from "../sealing/config.js";
@@ -19,6 +21,8 @@ export type AnyFactory = ReceiverFactory | ProcessorFactory | ExporterFactory | 
 export const factories: readonly AnyFactory[] = [
   otlpReceiverFactory,
   auditFilterFactory,
+  batchProcessorFactory,
+  memoryLimiterFactory,
   ...exporterDescriptors.map((d) => lazyExporterFactory(d)),
   walExtensionFactory,
   signingExtensionFactory,

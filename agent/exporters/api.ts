@@ -136,7 +136,10 @@ export interface ExporterFactory<S extends z.ZodType = z.ZodType> extends Factor
     settings: ExporterSettings,
     config: z.output<S>,
   ): ExporterComponent | Promise<ExporterComponent>;
-  /** Whether this config receives audit records (default true); pass-through-only exporters do not. */
+  /**
+   * Whether this config keeps audit records somewhere (default true): pass-through-only
+   * exporters do not, nor debug, which only prints them; a pipeline needs one that does.
+   */
   storesAuditRecords?(config: z.output<S>): boolean;
   /** Reads back what this exporter wrote, for `verify --config` and continuous verification. */
   reader?(config: z.output<S>): AuditSource | Promise<AuditSource>;

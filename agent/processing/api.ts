@@ -5,11 +5,25 @@ import type { TransportCounts } from "../telemetry/counters.js";
 import type { ComponentSettings } from "../telemetry/settings.js";
 import type { AuditPredicate } from "./audit-filter/predicate.js";
 
-/** Processors in this agent classify records: true keeps a record as audit. */
+/**
+ * A processor type. The one processor that acts here classifies records (audit_filter:
+ * true keeps a record as audit). Others are Collector types accepted so that a pasted
+ * Collector config loads, each saying why it does nothing here.
+ */
 export interface ProcessorFactory<S extends z.ZodType = z.ZodType> extends FactoryBase<S> {
   readonly kind: "processor";
-  create(settings: ComponentSettings, config: z.output<S>): AuditPredicate;
+  /** The audit classifier, for a processor that classifies. */
+  create?(settings: ComponentSettings, config: z.output<S>): AuditPredicate;
+  /**
+   * For a Collector processor accepted as a no-op: the warning given once at start (and by
+   * `validate`) when the pipeline lists it: why it does nothing, and what to set instead.
+   */
+  noOpWarning?(id: string, config: z.output<S>): string;
 }
+
+/** A processor that classifies records (audit_filter). */
+export type ClassifierFactory<S extends z.ZodType = z.ZodType> = ProcessorFactory<S> &
+  Required<Pick<ProcessorFactory<S>, "create">>;
 
 /**
  * A pass-through destination for the non-audit part of each request (the OTLP

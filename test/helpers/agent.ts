@@ -11,6 +11,7 @@ import { parseConfig } from "../../agent/config/load.js";
 import { readFileExport } from "../../agent/exporters/file/reader.js";
 import { type RunningAgent, startAgent } from "../../agent/service/agent.js";
 import { createLogger } from "../../agent/telemetry/logger.js";
+import { afterAll, beforeAll } from "vitest";
 
 export const ROOT = resolve(import.meta.dirname, "../..");
 export const CLI = join(ROOT, "dist/agent/cli/main.js");
@@ -156,6 +157,37 @@ export async function startInProcessAgent(o: TestConfigOptions): Promise<InProce
     outDir: o.fileDirectory ?? join(o.dir, "out"),
     stop: async () => {
       await agent.shutdown(5000);
+    },
+  };
+}
+
+/**
+ * An in-process agent in a temporary directory, started before the tests of the describe
+ * block that calls this and stopped (its directory removed) after them.
+ */
+export function inProcessAgentPerSuite(o: Omit<TestConfigOptions, "dir">): {
+  readonly a: InProcessAgent;
+  readonly url: string;
+} {
+  const tmp = makeTempDir();
+  let agent: InProcessAgent | undefined;
+  beforeAll(async () => {
+    agent = await startInProcessAgent({ ...o, dir: tmp.path });
+  });
+  afterAll(async () => {
+    await agent?.stop();
+    tmp.cleanup();
+  });
+  const started = () => {
+    if (!agent) throw new Error("the suite's agent has not started");
+    return agent;
+  };
+  return {
+    get a() {
+      return started();
+    },
+    get url() {
+      return started().httpUrl;
     },
   };
 }

@@ -10,6 +10,7 @@ import {
   type InProcessAgent,
   makeTempDir,
   readOutput,
+  inProcessAgentPerSuite,
   startInProcessAgent,
   waitFor,
 } from "../helpers/agent.js";
@@ -195,26 +196,14 @@ async function storedCases(a: InProcessAgent): Promise<string[]> {
 }
 
 describe("OTLP/HTTP: bad input gets a clear error and changes nothing", () => {
-  const tmp = makeTempDir();
-  let a: InProcessAgent;
-  let url: string;
-
-  beforeAll(async () => {
-    a = await startInProcessAgent({ dir: tmp.path, grpc: false, maxBodyBytes: MAX_BODY });
-    url = a.httpUrl;
-  });
-
-  afterAll(async () => {
-    await a?.stop();
-    tmp.cleanup();
-  });
+  const s = inProcessAgentPerSuite({ grpc: false, maxBodyBytes: MAX_BODY });
 
   it("starts empty", () => {
-    expect(a.agent.wal.headSeq).toBe(-1);
+    expect(s.a.agent.wal.headSeq).toBe(-1);
   });
 
   it("truncated protobuf → 400 with a protobuf google.rpc.Status naming protobuf", async () => {
-    const reply = await send(url, {
+    const reply = await send(s.url, {
       headers: PROTOBUF,
       body: truncated(protobufRequest("http-truncated")),
     });
@@ -222,30 +211,30 @@ describe("OTLP/HTTP: bad input gets a clear error and changes nothing", () => {
     const status = protoStatus(reply);
     expect(status.code).toBe(3);
     expect(status.message).toMatch(/not a valid protobuf ExportLogsServiceRequest/);
-    expect(a.agent.wal.headSeq).toBe(-1);
+    expect(s.a.agent.wal.headSeq).toBe(-1);
   });
 
   it("garbage protobuf bytes → 400 with a protobuf google.rpc.Status", async () => {
-    const reply = await send(url, { headers: PROTOBUF, body: GARBAGE });
+    const reply = await send(s.url, { headers: PROTOBUF, body: GARBAGE });
     expect(reply.status).toBe(400);
     const status = protoStatus(reply);
     expect(status.code).toBe(3);
     expect(status.message).toMatch(/not a valid protobuf ExportLogsServiceRequest/);
-    expect(a.agent.wal.headSeq).toBe(-1);
+    expect(s.a.agent.wal.headSeq).toBe(-1);
   });
 
   it("invalid UTF-8 in a protobuf string → 400, not a silently replaced character", async () => {
-    const reply = await send(url, {
+    const reply = await send(s.url, {
       headers: PROTOBUF,
       body: protobufWithInvalidUtf8("http-utf8"),
     });
     expect(reply.status).toBe(400);
     expect(protoStatus(reply).message).toMatch(/invalid UTF-8 in a string field/);
-    expect(a.agent.wal.headSeq).toBe(-1);
+    expect(s.a.agent.wal.headSeq).toBe(-1);
   });
 
   it("a protobuf trace id that is not 16 bytes → 400 naming the record", async () => {
-    const reply = await send(url, {
+    const reply = await send(s.url, {
       headers: PROTOBUF,
       body: protobufWithShortTraceId("http-trace5"),
     });
@@ -253,7 +242,7 @@ describe("OTLP/HTTP: bad input gets a clear error and changes nothing", () => {
     expect(protoStatus(reply).message).toMatch(
       /logRecords\[0\]: trace_id must be 16 bytes and span_id 8 bytes \(got 5 and 0\)/,
     );
-    expect(a.agent.wal.headSeq).toBe(-1);
+    expect(s.a.agent.wal.headSeq).toBe(-1);
   });
 
   it("a 64-bit integer beyond 2^53 sent as a JSON number → 400 asking for a string", async () => {
@@ -261,32 +250,32 @@ describe("OTLP/HTTP: bad input gets a clear error and changes nothing", () => {
       '"body"',
       '"timeUnixNano":1767268800123456789,"body"',
     );
-    const reply = await send(url, { headers: JSON_CT, body });
+    const reply = await send(s.url, { headers: JSON_CT, body });
     expect(reply.status).toBe(400);
     expect(jsonStatus(reply).message).toMatch(
       /timeUnixNano: expected a decimal string for an integer this large/,
     );
-    expect(a.agent.wal.headSeq).toBe(-1);
+    expect(s.a.agent.wal.headSeq).toBe(-1);
   });
 
   it("base64 of an invalid length → 400 rather than silently dropped bits", async () => {
     const body = jsonWithRecord("http-b64", (r) => {
       r.body = { bytesValue: "QUJDR" };
     });
-    const reply = await send(url, { headers: JSON_CT, body });
+    const reply = await send(s.url, { headers: JSON_CT, body });
     expect(reply.status).toBe(400);
     expect(jsonStatus(reply).message).toMatch(/body.bytesValue: expected base64 of a valid length/);
-    expect(a.agent.wal.headSeq).toBe(-1);
+    expect(s.a.agent.wal.headSeq).toBe(-1);
   });
 
   it("invalid JSON → 400 with a JSON google.rpc.Status", async () => {
     const valid = jsonRequest("http-invalid-json");
-    const reply = await send(url, { headers: JSON_CT, body: valid.slice(0, valid.length - 3) });
+    const reply = await send(s.url, { headers: JSON_CT, body: valid.slice(0, valid.length - 3) });
     expect(reply.status).toBe(400);
     const status = jsonStatus(reply);
     expect(status.code).toBe(3);
     expect(status.message).toMatch(/not valid JSON/);
-    expect(a.agent.wal.headSeq).toBe(-1);
+    expect(s.a.agent.wal.headSeq).toBe(-1);
   });
 
   it.each([
@@ -347,7 +336,7 @@ describe("OTLP/HTTP: bad input gets a clear error and changes nothing", () => {
       expected: "expected true or false",
     },
   ])("JSON with $what → 400 naming the field path", async ({ change, path, expected }) => {
-    const reply = await send(url, {
+    const reply = await send(s.url, {
       headers: JSON_CT,
       body: jsonWithRecord("http-bad-json-type", change),
     });
@@ -356,11 +345,11 @@ describe("OTLP/HTTP: bad input gets a clear error and changes nothing", () => {
     expect(status.code).toBe(3);
     expect(status.message).toContain("not a valid OTLP/JSON ExportLogsServiceRequest");
     expect(status.message).toContain(`${path}: ${expected}`);
-    expect(a.agent.wal.headSeq).toBe(-1);
+    expect(s.a.agent.wal.headSeq).toBe(-1);
   });
 
   it("corrupt gzip (JSON) → 400 naming gzip", async () => {
-    const reply = await send(url, {
+    const reply = await send(s.url, {
       headers: { ...JSON_CT, "content-encoding": "gzip" },
       body: jsonRequest("http-corrupt-gzip"),
     });
@@ -368,11 +357,11 @@ describe("OTLP/HTTP: bad input gets a clear error and changes nothing", () => {
     const status = jsonStatus(reply);
     expect(status.code).toBe(3);
     expect(status.message).toMatch(/not valid gzip data/);
-    expect(a.agent.wal.headSeq).toBe(-1);
+    expect(s.a.agent.wal.headSeq).toBe(-1);
   });
 
   it("corrupt gzip (protobuf) → 400 with a protobuf google.rpc.Status naming gzip", async () => {
-    const reply = await send(url, {
+    const reply = await send(s.url, {
       headers: { ...PROTOBUF, "content-encoding": "gzip" },
       body: protobufRequest("http-corrupt-gzip-pb"),
     });
@@ -380,11 +369,11 @@ describe("OTLP/HTTP: bad input gets a clear error and changes nothing", () => {
     const status = protoStatus(reply);
     expect(status.code).toBe(3);
     expect(status.message).toMatch(/not valid gzip data/);
-    expect(a.agent.wal.headSeq).toBe(-1);
+    expect(s.a.agent.wal.headSeq).toBe(-1);
   });
 
   it("corrupt deflate → 400 naming deflate", async () => {
-    const reply = await send(url, {
+    const reply = await send(s.url, {
       headers: { ...JSON_CT, "content-encoding": "deflate" },
       body: jsonRequest("http-corrupt-deflate"),
     });
@@ -392,13 +381,13 @@ describe("OTLP/HTTP: bad input gets a clear error and changes nothing", () => {
     const status = jsonStatus(reply);
     expect(status.code).toBe(3);
     expect(status.message).toMatch(/not valid deflate data/);
-    expect(a.agent.wal.headSeq).toBe(-1);
+    expect(s.a.agent.wal.headSeq).toBe(-1);
   });
 
   it("gzip bomb (small gzip inflating past the limit) → 413", async () => {
     const bomb = gzipSync(protobufRequest("http-gzip-bomb", "a".repeat(4 * MAX_BODY)));
     expect(bomb.length).toBeLessThan(MAX_BODY / 8);
-    const reply = await send(url, {
+    const reply = await send(s.url, {
       headers: { ...PROTOBUF, "content-encoding": "gzip" },
       body: bomb,
     });
@@ -406,12 +395,12 @@ describe("OTLP/HTTP: bad input gets a clear error and changes nothing", () => {
     const status = protoStatus(reply);
     expect(status.code).toBe(8);
     expect(status.message).toContain(`decompressed body exceeds the limit of ${MAX_BODY} bytes`);
-    expect(a.agent.wal.headSeq).toBe(-1);
+    expect(s.a.agent.wal.headSeq).toBe(-1);
   });
 
   it("body over the limit with Content-Length → 413", async () => {
     const body = jsonRequest("http-too-large", "b".repeat(MAX_BODY + 1024));
-    const reply = await send(url, { headers: JSON_CT, body });
+    const reply = await send(s.url, { headers: JSON_CT, body });
     expect(reply.status).toBe(413);
     expect(reply.headers.connection).toBe("close");
     const status = jsonStatus(reply);
@@ -419,11 +408,11 @@ describe("OTLP/HTTP: bad input gets a clear error and changes nothing", () => {
     expect(status.message).toContain(
       `body of ${Buffer.byteLength(body)} bytes exceeds the limit of ${MAX_BODY} bytes`,
     );
-    expect(a.agent.wal.headSeq).toBe(-1);
+    expect(s.a.agent.wal.headSeq).toBe(-1);
   });
 
   it("an oversized Content-Length is refused before any body arrives → 413", async () => {
-    const { statusLine, raw } = await declareOversizedBody(url, 10 * MAX_BODY);
+    const { statusLine, raw } = await declareOversizedBody(s.url, 10 * MAX_BODY);
     expect(statusLine).toBe("HTTP/1.1 413 Payload Too Large");
     expect(raw).toMatch(/\r\nconnection: close\r\n/i);
     const json = /\{.*\}/s.exec(raw.slice(raw.indexOf("\r\n\r\n")))?.[0] ?? "";
@@ -432,13 +421,13 @@ describe("OTLP/HTTP: bad input gets a clear error and changes nothing", () => {
     expect(message.message).toContain(
       `body of ${10 * MAX_BODY} bytes exceeds the limit of ${MAX_BODY} bytes`,
     );
-    expect(a.agent.wal.headSeq).toBe(-1);
+    expect(s.a.agent.wal.headSeq).toBe(-1);
   });
 
   it("body over the limit with chunked transfer encoding → 413", async () => {
     const body = jsonRequest("http-too-large-chunked", "c".repeat(MAX_BODY + 1024));
     const chunks = [body.slice(0, 1000), body.slice(1000, 40_000), body.slice(40_000)];
-    const reply = await send(url, {
+    const reply = await send(s.url, {
       headers: JSON_CT,
       body: Readable.from(chunks.map((c) => Buffer.from(c))),
     });
@@ -446,11 +435,11 @@ describe("OTLP/HTTP: bad input gets a clear error and changes nothing", () => {
     const status = jsonStatus(reply);
     expect(status.code).toBe(8);
     expect(status.message).toContain(`body exceeds the limit of ${MAX_BODY} bytes`);
-    expect(a.agent.wal.headSeq).toBe(-1);
+    expect(s.a.agent.wal.headSeq).toBe(-1);
   });
 
   it("wrong content type (text/plain) → 415 naming the content types to use", async () => {
-    const reply = await send(url, {
+    const reply = await send(s.url, {
       headers: { "content-type": "text/plain" },
       body: jsonRequest("http-text-plain"),
     });
@@ -459,18 +448,18 @@ describe("OTLP/HTTP: bad input gets a clear error and changes nothing", () => {
     expect(status.code).toBe(12);
     expect(status.message).toContain('unsupported content type "text/plain"');
     expect(status.message).toContain("application/x-protobuf or application/json");
-    expect(a.agent.wal.headSeq).toBe(-1);
+    expect(s.a.agent.wal.headSeq).toBe(-1);
   });
 
   it("missing content type → 415", async () => {
-    const reply = await send(url, { body: jsonRequest("http-no-content-type") });
+    const reply = await send(s.url, { body: jsonRequest("http-no-content-type") });
     expect(reply.status).toBe(415);
     expect(jsonStatus(reply).message).toContain("unsupported content type");
-    expect(a.agent.wal.headSeq).toBe(-1);
+    expect(s.a.agent.wal.headSeq).toBe(-1);
   });
 
   it("unsupported Content-Encoding (br) → 415 naming the encodings to use", async () => {
-    const reply = await send(url, {
+    const reply = await send(s.url, {
       headers: { ...PROTOBUF, "content-encoding": "br" },
       body: protobufRequest("http-brotli"),
     });
@@ -479,11 +468,11 @@ describe("OTLP/HTTP: bad input gets a clear error and changes nothing", () => {
     expect(status.code).toBe(12);
     expect(status.message).toContain('unsupported content encoding "br"');
     expect(status.message).toContain("gzip");
-    expect(a.agent.wal.headSeq).toBe(-1);
+    expect(s.a.agent.wal.headSeq).toBe(-1);
   });
 
   it.each(["GET", "PUT"] as const)("%s /v1/logs → 405 with Allow: POST", async (method) => {
-    const reply = await send(url, {
+    const reply = await send(s.url, {
       method,
       headers: JSON_CT,
       body: method === "PUT" ? jsonRequest("http-put") : undefined,
@@ -494,11 +483,11 @@ describe("OTLP/HTTP: bad input gets a clear error and changes nothing", () => {
     expect(status.code).toBe(12);
     expect(status.message).toContain(`method ${method} is not allowed`);
     expect(status.message).toContain("POST");
-    expect(a.agent.wal.headSeq).toBe(-1);
+    expect(s.a.agent.wal.headSeq).toBe(-1);
   });
 
   it("another path → 404 naming the logs path", async () => {
-    const reply = await send(url.replace(/\/v1\/logs$/, "/v1/traces"), {
+    const reply = await send(s.url.replace(/\/v1\/logs$/, "/v1/traces"), {
       headers: JSON_CT,
       body: jsonRequest("http-wrong-path"),
     });
@@ -507,53 +496,53 @@ describe("OTLP/HTTP: bad input gets a clear error and changes nothing", () => {
     expect(status.code).toBe(5);
     expect(status.message).toContain("no OTLP endpoint at /v1/traces");
     expect(status.message).toContain("POST /v1/logs");
-    expect(a.agent.wal.headSeq).toBe(-1);
+    expect(s.a.agent.wal.headSeq).toBe(-1);
   });
 
   it("an empty protobuf body is an empty request → 200 with an ExportLogsServiceResponse", async () => {
-    const reply = await send(url, { headers: PROTOBUF, body: Buffer.alloc(0) });
+    const reply = await send(s.url, { headers: PROTOBUF, body: Buffer.alloc(0) });
     expect(reply.status).toBe(200);
     expect(reply.headers["content-type"]).toBe("application/x-protobuf");
     const response = ResponseType.toObject(ResponseType.decode(reply.bytes));
     expect(response.partialSuccess).toBeUndefined();
-    expect(a.agent.wal.headSeq).toBe(-1);
+    expect(s.a.agent.wal.headSeq).toBe(-1);
   });
 
   it("an empty JSON request {} → 200 with {}", async () => {
-    const reply = await send(url, { headers: JSON_CT, body: "{}" });
+    const reply = await send(s.url, { headers: JSON_CT, body: "{}" });
     expect(reply.status).toBe(200);
     expect(reply.headers["content-type"]).toBe("application/json");
     expect(reply.bytes.toString("utf8")).toBe("{}");
-    expect(a.agent.wal.headSeq).toBe(-1);
+    expect(s.a.agent.wal.headSeq).toBe(-1);
   });
 
   it("a zero-byte JSON body is an empty request too → 200 with {}", async () => {
-    const reply = await send(url, { headers: JSON_CT, body: "" });
+    const reply = await send(s.url, { headers: JSON_CT, body: "" });
     expect(reply.status).toBe(200);
     expect(reply.bytes.toString("utf8")).toBe("{}");
-    expect(a.agent.wal.headSeq).toBe(-1);
+    expect(s.a.agent.wal.headSeq).toBe(-1);
   });
 
   it("after all that nothing was stored, and valid requests still succeed and are all that is stored", async () => {
-    expect(a.agent.wal.headSeq).toBe(-1);
-    expect(a.agent.counters.receiverAccepted).toBe(0);
+    expect(s.a.agent.wal.headSeq).toBe(-1);
+    expect(s.a.agent.counters.receiverAccepted).toBe(0);
 
-    const gz = await send(url, {
+    const gz = await send(s.url, {
       headers: { ...PROTOBUF, "content-encoding": "gzip" },
       body: gzipSync(protobufRequest("http-valid-gzip")),
     });
     expect(gz.status).toBe(200);
     expect(gz.headers["content-type"]).toBe("application/x-protobuf");
     expect(ResponseType.toObject(ResponseType.decode(gz.bytes)).partialSuccess).toBeUndefined();
-    expect(a.agent.wal.headSeq).toBe(0);
+    expect(s.a.agent.wal.headSeq).toBe(0);
 
-    const json = await send(url, { headers: JSON_CT, body: jsonRequest("http-valid-json") });
+    const json = await send(s.url, { headers: JSON_CT, body: jsonRequest("http-valid-json") });
     expect(json.status).toBe(200);
     expect(json.bytes.toString("utf8")).toBe("{}");
-    expect(a.agent.wal.headSeq).toBe(1);
+    expect(s.a.agent.wal.headSeq).toBe(1);
 
-    await waitForDelivery(a);
-    expect(await storedCases(a)).toEqual(["http-valid-gzip", "http-valid-json"]);
+    await waitForDelivery(s.a);
+    expect(await storedCases(s.a)).toEqual(["http-valid-gzip", "http-valid-json"]);
   });
 });
 

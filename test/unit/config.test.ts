@@ -189,7 +189,7 @@ describe("parseConfig: invalid configs name the problem, the key path and the li
   it("reports an unknown component type with the types available", () => {
     const p = oneProblem(edit(BASE, "    directory: ./out", "    directory: ./out\n  lokii:"));
     expect(p).toMatch(/^x\.yaml:9:\d+: exporters\.lokii: unknown exporter type "lokii"/);
-    expect(p).toContain("(available: file, loki, s3, elasticsearch, otlp_http, otlp_grpc)");
+    expect(p).toContain("(available: file, loki, s3, elasticsearch, otlp_http, otlp_grpc, debug)");
   });
 
   it("reports a malformed component id", () => {

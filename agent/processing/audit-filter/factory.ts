@@ -1,8 +1,8 @@
-import type { ProcessorFactory } from "../api.js";
+import type { ClassifierFactory } from "../api.js";
 import { auditFilterConfigSchema } from "./config.js";
 import { compileAuditFilter } from "./predicate.js";
 
-export const auditFilterFactory: ProcessorFactory<typeof auditFilterConfigSchema> = {
+export const auditFilterFactory: ClassifierFactory<typeof auditFilterConfigSchema> = {
   kind: "processor",
   type: "audit_filter",
   configSchema: auditFilterConfigSchema,

@@ -2,7 +2,6 @@ import { readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createTlsServer, type Server as TlsServer } from "node:https";
 import type { AddressInfo } from "node:net";
-import { gunzip, inflate } from "node:zlib";
 import { AgentError } from "../../common/errors.js";
 import { splitEndpoint } from "../../common/config-schema.js";
 import { type LogsConsumer, receiveTimeUnixNano } from "../../processing/pipeline.js";
@@ -14,6 +13,8 @@ import { logRefusal, type Refusal, refusalFor } from "./outcome.js";
 import type { ThrottledEvents } from "../../telemetry/event-log.js";
 import { encodeLogsResponse, encodeStatus } from "../../otlp/protobuf-codec.js";
 import { BearerAuth, RateLimitedError, type TokenBucket } from "./security.js";
+import { bodyTooLarge, HttpRefusal } from "./body-limits.js";
+import { ACCEPTED_ENCODINGS, decompressBody, isAcceptedEncoding } from "./decompress.js";
 
 /** OTLP/HTTP logs receiver (https://opentelemetry.io/docs/specs/otlp/#otlphttp). */
 
@@ -23,41 +24,6 @@ const CONTENT_TYPES: Record<string, BodyFormat> = {
   "application/x-protobuf": "protobuf",
   "application/json": "json",
 };
-
-class HttpRefusal extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-    readonly reason: string,
-  ) {
-    super(message);
-  }
-}
-
-function decompress(body: Buffer, encoding: string, limit: number): Promise<Buffer> {
-  const fn = encoding === "gzip" ? gunzip : inflate;
-  return new Promise((resolve, reject) => {
-    // maxOutputLength stops a compression bomb before it is inflated in memory.
-    fn(body, { maxOutputLength: limit }, (err, out) => {
-      if (!err) return resolve(out);
-      if (
-        (err as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE" ||
-        err instanceof RangeError
-      ) {
-        return reject(
-          new HttpRefusal(
-            413,
-            `decompressed body exceeds the limit of ${limit} bytes (max_request_body_size)`,
-            "too_large",
-          ),
-        );
-      }
-      reject(
-        new HttpRefusal(400, `body is not valid ${encoding} data: ${err.message}`, "malformed"),
-      );
-    });
-  });
-}
 
 export class OtlpHttpReceiver {
   private server: Server | TlsServer | null = null;
@@ -197,16 +163,18 @@ export class OtlpHttpReceiver {
       }
       format = known;
       const encoding = (req.headers["content-encoding"] ?? "identity").trim().toLowerCase();
-      if (encoding !== "identity" && encoding !== "gzip" && encoding !== "deflate") {
+      const plain = encoding === "identity" || encoding === "";
+      if (!plain && !isAcceptedEncoding(encoding)) {
         throw new HttpRefusal(
           415,
-          `unsupported content encoding "${encoding}": use gzip, deflate or none`,
+          `unsupported content encoding "${encoding}": use ${ACCEPTED_ENCODINGS.join(", ")} or none`,
           "bad_encoding",
         );
       }
       const limit = this.config.max_request_body_size;
       let body = await this.readBody(req, limit);
-      if (encoding !== "identity") body = await decompress(body, encoding, limit);
+      if (!plain && isAcceptedEncoding(encoding))
+        body = await decompressBody(body, encoding, limit);
       const receivedAt = receiveTimeUnixNano();
       const result =
         format === "protobuf"
@@ -241,13 +209,7 @@ export class OtlpHttpReceiver {
   private readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
     const declared = Number(req.headers["content-length"] ?? -1);
     if (declared > limit) {
-      return Promise.reject(
-        new HttpRefusal(
-          413,
-          `body of ${declared} bytes exceeds the limit of ${limit} bytes (max_request_body_size)`,
-          "too_large",
-        ),
-      );
+      return Promise.reject(bodyTooLarge(`the body of ${declared} bytes`, limit));
     }
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
@@ -257,13 +219,7 @@ export class OtlpHttpReceiver {
         if (size > limit) {
           req.removeAllListeners("data");
           req.resume();
-          reject(
-            new HttpRefusal(
-              413,
-              `body exceeds the limit of ${limit} bytes (max_request_body_size)`,
-              "too_large",
-            ),
-          );
+          reject(bodyTooLarge("the body", limit));
           return;
         }
         chunks.push(chunk);
