@@ -27,5 +27,12 @@ export const debugExporter: ExporterDescriptor<typeof debugExporterConfigSchema>
   configSchema: debugExporterConfigSchema,
   capabilities: { durable: false, readable: false },
   storesAuditRecords: () => false,
+  // Prints what it is given and stores nothing: there is no source to verify.
+  describe: (config) => ({
+    destination: {
+      output: config.use_internal_logger ? "the agent's log (stderr)" : "stdout",
+      verbosity: config.verbosity,
+    },
+  }),
   load: async () => (await import("./factory.js")).debugExporterFactory,
 };
