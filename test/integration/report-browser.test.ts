@@ -32,6 +32,7 @@ if (!CHROMIUM)
 
 /** Runs headless chromium on `file` with `args`; its stdout. */
 function chromium(file: string, dir: string, ...args: string[]): Promise<string> {
+  const [path, hash] = file.split("#");
   return new Promise((resolve, reject) => {
     execFile(
       CHROMIUM as string,
@@ -42,7 +43,7 @@ function chromium(file: string, dir: string, ...args: string[]): Promise<string>
         "--no-first-run",
         `--user-data-dir=${join(dir, "chromium-profile")}`,
         ...args,
-        pathToFileURL(file).href,
+        pathToFileURL(path as string).href + (hash === undefined ? "" : `#${hash}`),
       ],
       { timeout: 60_000, maxBuffer: 64 * 1024 * 1024 },
       (err, stdout, stderr) =>
@@ -114,6 +115,22 @@ describe.skipIf(!CHROMIUM)("the HTML report in headless chromium", () => {
     expect(statSync(png).size).toBeGreaterThan(10_000);
     if (process.env.AUDIT_REPORT_SCREENSHOT === "1")
       copyFileSync(png, join(ROOT, "docs", "report-screenshot.png"));
+  });
+
+  it("filters the records table by the filters a link carries", async () => {
+    const file = join(tmp.path, "clean", "report.html");
+    const dom = await chromium(`${file}#f3=AUTH&f5=logout`, tmp.path, "--dump-dom");
+    expect(dom).toMatch(/<body data-script="ran">/);
+    const rows = [
+      ...dom
+        .slice(dom.indexOf('<table class="records"'))
+        .matchAll(/<tr( hidden="")?><td>\d+<\/td>(?:<td>[^<]*<\/td>){2}<td>([^<]*)<\/td>/g),
+    ];
+    expect(rows).toHaveLength(1500);
+    const shown = rows.filter((r) => r[1] === undefined);
+    expect(shown).toHaveLength(500);
+    expect(new Set(shown.map((r) => r[2]))).toEqual(new Set(["auth"]));
+    expect(dom).toMatch(/<span id="shown-0-sample-chain">500<\/span> shown/);
   });
 
   it("shows a tampered source's failure at the top, with its findings", async () => {

@@ -22,7 +22,10 @@ export function esc(text: string): string {
     .replace(/'/g, "&#39;");
 }
 
-/** The table filter: each input keeps the rows whose column contains its text. */
+/**
+ * The table filter: each input keeps the rows whose column contains its text (ignoring case);
+ * the count of rows shown follows.
+ */
 const SCRIPT = `"use strict";
 document.querySelectorAll("table.records").forEach(function (table) {
   var inputs = table.querySelectorAll("input.filter");
@@ -41,7 +44,13 @@ document.querySelectorAll("table.records").forEach(function (table) {
     });
     if (shown) shown.textContent = String(n);
   }
-  inputs.forEach(function (input) { input.addEventListener("input", apply); });
+  // A link can carry filters: report.html#f3=auth filters column 3 (service) by "auth".
+  var wanted = new URLSearchParams(location.hash.slice(1));
+  inputs.forEach(function (input) {
+    input.value = wanted.get("f" + input.getAttribute("data-col")) || "";
+    input.addEventListener("input", apply);
+  });
+  apply();
 });
 document.body.setAttribute("data-script", "ran");
 `;
