@@ -23,6 +23,7 @@ import { packageRoot } from "../common/package-root.js";
 import { seconds, walDirectory, wholeNumber } from "./options.js";
 import { StopSignals } from "./stop-signals.js";
 import type { VerifyOptions } from "./verify.js";
+import type { ReportOptions, SearchOptions } from "./report.js";
 
 /**
  * The `audit-agent` command. Exit codes: 0 ok, 1 runtime failure (for verify: findings),
@@ -238,6 +239,73 @@ program
     process.exitCode = await verifyCommand(opts);
   });
 
+const positive = (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("a whole number ≥ 1");
+  return n;
+};
+
+/** What `report` and `search` read, and the keys they trust. */
+const readingSource = (command: Command) =>
+  command
+    .option("-s, --source <spec>", "what to read, as for verify (repeatable)", collect)
+    .option("-t, --trust <keyfile>", "trusted public key file (repeatable)", collect);
+
+readingSource(program.command("report"))
+  .description(
+    "an audit report for people: verify's verdict, then per chain its time span, records per hour, batches, key rotations, latest checkpoint, findings and the newest records with inclusion proofs; one self-contained HTML file, or Markdown or JSON (docs/report.md). Exit status as verify's",
+  )
+  .option(
+    "--checkpoint <file>",
+    "a signed checkpoint seen earlier, as for verify (repeatable)",
+    collect,
+  )
+  .option(
+    "--witness <keyfile>",
+    "a witness's cosigner key file, as for verify (repeatable)",
+    collect,
+  )
+  .option("--quorum <n>", "cosignatures required with --witness (default: all)", integer)
+  .option("-o, --out <file>", "write the report here (default: standard output)")
+  .option("-f, --format <format>", "html, md or json (default: from --out's extension, else html)")
+  .option("--limit <n>", "records shown per chain, the newest (default 500)", positive)
+  .addHelpText("after", VERIFY_EXIT_CODES)
+  .action(async (opts: ReportOptions) => {
+    const { reportCommand } = await import("./report.js");
+    process.exitCode = await reportCommand(opts);
+  });
+
+readingSource(program.command("search"))
+  .description(
+    "find records and print them with RFC 6962 inclusion proofs against their chain's latest signed checkpoint: an evidence bundle (JSON, docs/report.md) that check-evidence checks offline",
+  )
+  .option(
+    "-w, --where <key=value>",
+    "an attribute of the record, its resource or scope (or eventName, severity, body) with this value; repeatable, all must hold",
+    collect,
+  )
+  .option("--from <time>", "received at or after this ISO 8601 time")
+  .option("--to <time>", "received at or before this ISO 8601 time")
+  .option("--limit <n>", "records per chain in the bundle (default 1000)", positive)
+  .option("-o, --out <file>", "write the bundle here (default: standard output)")
+  .action(async (opts: SearchOptions) => {
+    const { searchCommand } = await import("./report.js");
+    process.exitCode = await searchCommand(opts);
+  });
+
+program
+  .command("check-evidence")
+  .description(
+    "check an evidence bundle from search offline: every record's proof leads to a checkpoint signed by a trusted key (exit 0 valid, 1 invalid, 2 usage)",
+  )
+  .argument("<file>", "the evidence bundle (JSON)")
+  .option("-t, --trust <keyfile>", "trusted public key file (repeatable)", collect)
+  .option("--json", "print the result as JSON")
+  .action(async (file: string, opts: { trust?: string[]; json?: boolean }) => {
+    const { checkEvidenceCommand } = await import("./report.js");
+    process.exitCode = checkEvidenceCommand(file, opts);
+  });
+
 const wal = program
   .command("wal")
   .description("inspect, repair or replace a write-ahead log (with the agent stopped)");
@@ -367,7 +435,7 @@ async function agentConfigModules() {
 
 /** The codes of usage and config errors: the command exits 2 (see the header). */
 const USAGE_ERROR =
-  /^(KEY_|TRUST_|VERIFY_BAD_|PROVE_USAGE|PROVE_BAD_|PROVE_NO_WAL|PROOF_BAD_|KEYGEN_|CONFIG_|CLI_|AUTH_TOKEN_|WAL_NEW_CHAIN_USAGE|WITNESS_CONFIG_|WITNESS_KEY_)/;
+  /^(KEY_|TRUST_|VERIFY_BAD_|PROVE_USAGE|PROVE_BAD_|PROVE_NO_WAL|PROOF_BAD_|KEYGEN_|CONFIG_|CLI_|AUTH_TOKEN_|WAL_NEW_CHAIN_USAGE|WITNESS_CONFIG_|WITNESS_KEY_|REPORT_USAGE|SEARCH_USAGE|EVIDENCE_USAGE)/;
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   // Commander has already printed its message (or the help/version text).

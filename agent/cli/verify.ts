@@ -82,8 +82,14 @@ function formatCross(r: VerifyReport, verbose = false): string {
 /** The heap verification may use: its window, the manifests and the findings fit well in it. */
 const VERIFY_HEAP_MIB = 160;
 
-/** Runs collectReports on a worker thread under VERIFY_HEAP_MIB; errors come back as thrown. */
-function collectOnWorker(opts: VerifyOptions, line: ProgressLine | null): Promise<VerifyReport[]> {
+/**
+ * Runs collectReports on a worker thread under VERIFY_HEAP_MIB; errors come back as thrown.
+ * `audit-agent report` takes its verdict from here too.
+ */
+export function collectOnWorker(
+  opts: VerifyOptions,
+  line: ProgressLine | null,
+): Promise<VerifyReport[]> {
   const worker = new Worker(builtModule(new URL("./verify-worker.js", import.meta.url)), {
     workerData: opts,
     // A small young generation: the window's records outlive it anyway, and the peak RSS

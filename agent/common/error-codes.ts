@@ -71,6 +71,10 @@ export const ERROR_CODES = {
       "The health_check, metrics or checkpoint endpoint could not listen on its address (port in use, address not local, no permission).",
     fix: "Free the port or change `extensions.health_check.endpoint`, `service.telemetry.metrics.address` or `extensions.signing.endpoint`.",
   },
+  EVIDENCE_USAGE: {
+    summary: "`audit-agent check-evidence` got no `--trust` key, or cannot read the evidence file.",
+    fix: "Give the bundle's path and the agent's public key file: `audit-agent check-evidence FILE --trust KEYFILE`.",
+  },
   EXPORT_PERMANENT: {
     summary:
       "An exporter's backend refused a batch in a way retrying cannot fix; the exporter stops and its records stay in the WAL.",
@@ -220,6 +224,21 @@ export const ERROR_CODES = {
     summary:
       "On SIGHUP the config changed what a reload may not: the WAL directory or chain id, or the signing key, its name or origin. Nothing changed.",
     fix: "Put the old value back and send SIGHUP again; to move the WAL or rotate the key on purpose, restart the agent.",
+  },
+  REPORT_USAGE: {
+    summary:
+      "`audit-agent report` (or `search`) got no `--source` or no `--trust`, an unknown `--format`, or a `--limit` below 1.",
+    fix: "Give `--source SPEC --trust KEYFILE`, and `--format html|md|json` (or an `--out` file ending in .html, .md or .json).",
+  },
+  SEARCH_UNPROVABLE: {
+    summary:
+      "`audit-agent search` matched records it cannot prove: no checkpoint signed by a trusted key, or the stored records do not reproduce the signed tree.",
+    fix: "Run `audit-agent verify` (or `report`) on the source: its findings say what was altered or lost. Evidence is only given for records the signed tree holds.",
+  },
+  SEARCH_USAGE: {
+    summary:
+      "`audit-agent search` got no query, a `--where` that is not KEY=VALUE, a `--from`/`--to` that is not an ISO 8601 time, more than one `--source`, or a `--limit` below 1.",
+    fix: "E.g. `audit-agent search --source file:DIR --trust KEYFILE --where enduser.id=42 --from 2026-01-01T00:00:00Z`.",
   },
   SOURCE_UNREADABLE: {
     summary:

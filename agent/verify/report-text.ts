@@ -60,6 +60,27 @@ export function findingLine(f: Finding): string {
   return `  ${f.category.padEnd(13)} ${f.location}: ${f.detail}`;
 }
 
+/** A run of findings of one chain and category over a range, as reports group them. */
+export interface FindingGroup {
+  category: string;
+  chainId: string;
+  /** `seq 1,200–1,899 (700 records), batches 12–13`, or the one finding's location. */
+  label: string;
+  findings: Finding[];
+}
+
+/** The findings grouped into runs of one chain and category (see formatReport). */
+export function findingGroups(findings: readonly Finding[]): FindingGroup[] {
+  return byChainAndCategory(findings).flatMap((group) =>
+    runsOf(group).map((run) => ({
+      category: (run.findings[0] as Finding).category,
+      chainId: (run.findings[0] as Finding).chainId,
+      label: run.label,
+      findings: run.findings,
+    })),
+  );
+}
+
 /** The lines for `findings`: grouped into runs, or one per finding when verbose. */
 export function formatFindings(
   findings: readonly Finding[],
@@ -68,19 +89,17 @@ export function formatFindings(
   if (options.verbose) return findings.map(findingLine);
   const lines: string[] = [];
   let grouped = 0;
-  for (const group of byChainAndCategory(findings)) {
-    for (const run of runsOf(group)) {
-      if (run.findings.length === 1) {
-        lines.push(findingLine(run.findings[0] as Finding));
-        continue;
-      }
-      grouped++;
-      const first = run.findings[0] as Finding;
-      lines.push(
-        `  ${first.category.padEnd(13)} ${run.label}: ${count(run.findings.length)} findings`,
-        `  ${" ".repeat(13)} first: ${first.location}: ${first.detail}`,
-      );
+  for (const run of findingGroups(findings)) {
+    if (run.findings.length === 1) {
+      lines.push(findingLine(run.findings[0] as Finding));
+      continue;
     }
+    grouped++;
+    const first = run.findings[0] as Finding;
+    lines.push(
+      `  ${first.category.padEnd(13)} ${run.label}: ${count(run.findings.length)} findings`,
+      `  ${" ".repeat(13)} first: ${first.location}: ${first.detail}`,
+    );
   }
   if (grouped > 0)
     lines.push(

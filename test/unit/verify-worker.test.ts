@@ -1,16 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { envelopeJson, genesisHash, leafHash } from "../../agent/integrity/format.js";
-import {
-  type BatchManifest,
-  manifestHash,
-  manifestKeyId,
-  signManifest,
-} from "../../agent/integrity/manifest.js";
+import { genesisHash } from "../../agent/integrity/format.js";
+import { manifestHash } from "../../agent/integrity/manifest.js";
 import { leavesSource } from "../../agent/integrity/merkle.js";
-import { checkpointText, signNote } from "../../agent/integrity/note.js";
 import { generateSigningKey } from "../../agent/integrity/signing.js";
 import type { ChainData } from "../../agent/verify/types.js";
 import { verifyChain } from "../../agent/verify/verify-chain.js";
+import { linkRecords, sealBatch } from "../helpers/sample-log.js";
 
 /**
  * The verifier hashes large chains on a worker thread and, when a chain is stored whole and
@@ -24,52 +19,30 @@ const key = generateSigningKey("test");
 const chainId = "worker-test";
 
 function buildChain(records = RECORDS, received = (_i: number) => "1700000000000000000") {
-  const lines: string[] = [];
-  const leaves: Buffer[] = [];
-  let prev = genesisHash(chainId).toString("hex");
-  for (let i = 0; i < records; i++) {
-    const record = `{"logRecord":{"body":{"stringValue":"event ${i}"},"timeUnixNano":"${1_700_000_000_000_000_000n + BigInt(i)}"}}`;
-    const line = envelopeJson(chainId, prev, record, i, received(i));
-    lines.push(line);
-    const leaf = leafHash(Buffer.from(line, "utf8"));
-    leaves.push(leaf);
-    prev = leaf.toString("hex");
-  }
+  const { lines, leaves } = linkRecords(
+    chainId,
+    Array.from({ length: records }, (_, i) => ({
+      record: `{"logRecord":{"body":{"stringValue":"event ${i}"},"timeUnixNano":"${1_700_000_000_000_000_000n + BigInt(i)}"}}`,
+      received: received(i),
+    })),
+  );
   const root = leavesSource(leaves);
-  const hex = (h: Uint8Array) => Buffer.from(h).toString("hex");
   const manifests: { manifest: unknown; checkpoint: string; location: string }[] = [];
   let prevManifest = genesisHash(chainId).toString("hex");
   for (let first = 0; first < records; first += BATCH) {
     const last = Math.min(records, first + BATCH) - 1;
-    const manifest: BatchManifest = {
-      v: 1,
-      type: "batch",
+    const { signed, checkpoint } = sealBatch({
       chainId,
-      index: String(manifests.length),
-      firstSeq: String(first),
-      lastSeq: String(last),
-      count: last - first + 1,
-      batchRoot: hex(root(first, last + 1)),
-      prevLeaf:
-        first === 0 ? genesisHash(chainId).toString("hex") : hex(leaves[first - 1] as Buffer),
-      lastLeaf: hex(leaves[last] as Buffer),
-      treeSize: String(last + 1),
-      treeRoot: hex(root(0, last + 1)),
+      index: manifests.length,
+      first,
+      last,
+      leaves,
+      root,
       prevManifest,
-      keyId: manifestKeyId(key.public),
+      key,
       createdAt: "2026-01-01T00:00:00.000Z",
-    };
-    const signed = signManifest(manifest, key);
+    });
     prevManifest = manifestHash(signed);
-    const checkpoint = signNote(
-      checkpointText({
-        origin: `otel-audit-agent/${chainId}`,
-        size: last + 1,
-        rootHash: Buffer.from(root(0, last + 1)),
-        extensions: [],
-      }),
-      [key],
-    );
     manifests.push({
       manifest: JSON.parse(signed),
       checkpoint,
