@@ -239,12 +239,6 @@ program
     process.exitCode = await verifyCommand(opts);
   });
 
-const positive = (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError("a whole number ≥ 1");
-  return n;
-};
-
 /** What `report` and `search` read, and the keys they trust. */
 const readingSource = (command: Command) =>
   command
@@ -265,10 +259,18 @@ readingSource(program.command("report"))
     "a witness's cosigner key file, as for verify (repeatable)",
     collect,
   )
-  .option("--quorum <n>", "cosignatures required with --witness (default: all)", integer)
+  .option(
+    "--quorum <n>",
+    "cosignatures required with --witness (default: all)",
+    wholeNumber("--quorum", { min: 1 }),
+  )
   .option("-o, --out <file>", "write the report here (default: standard output)")
   .option("-f, --format <format>", "html, md or json (default: from --out's extension, else html)")
-  .option("--limit <n>", "records shown per chain, the newest (default 500)", positive)
+  .option(
+    "--limit <n>",
+    "records shown per chain, the newest (default 500)",
+    wholeNumber("--limit", { min: 1 }),
+  )
   .addHelpText("after", VERIFY_EXIT_CODES)
   .action(async (opts: ReportOptions) => {
     const { reportCommand } = await import("./report.js");
@@ -286,7 +288,11 @@ readingSource(program.command("search"))
   )
   .option("--from <time>", "received at or after this ISO 8601 time")
   .option("--to <time>", "received at or before this ISO 8601 time")
-  .option("--limit <n>", "records per chain in the bundle (default 1000)", positive)
+  .option(
+    "--limit <n>",
+    "records per chain in the bundle (default 1000)",
+    wholeNumber("--limit", { min: 1 }),
+  )
   .option("-o, --out <file>", "write the bundle here (default: standard output)")
   .action(async (opts: SearchOptions) => {
     const { searchCommand } = await import("./report.js");
