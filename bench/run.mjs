@@ -1,6 +1,8 @@
 // `npm run bench [-- --quick]`: end-to-end durable ingest of the built agent, driven by a
 // load generator in its own process, against the floors measured in the same run.
-// Then the witness under 1,000 add-checkpoint requests/s from 200 logs (witness-load.mjs).
+// Then the witness under 1,000 add-checkpoint requests/s from 200 logs (witness-load.mjs),
+// and last the sidecar's costs at the loads services send (sidecar-loads.mjs, issue 16's
+// targets), which rewrites its own section of RESULTS.md.
 // Prints a table and rewrites bench/RESULTS.md (keeping a history of headline numbers).
 import { execFile } from "node:child_process";
 import { cpus, totalmem } from "node:os";
@@ -324,3 +326,8 @@ ${[`- ${headline}`, ...history].slice(0, 20).join("\n")}
 }
 
 await main();
+if (!onlyCase) {
+  const args = [join(HERE, "sidecar-loads.mjs"), ...(quick ? ["--quick"] : [])];
+  const { stdout } = await run(process.execPath, args, { maxBuffer: 1 << 20 });
+  console.log(`\nSidecar loads\n${stdout}`);
+}
