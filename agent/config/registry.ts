@@ -1,8 +1,10 @@
+import type { z } from "zod";
 import type { ExtensionFactory } from "../common/component.js";
 import type { ExporterFactory } from "../exporters/api.js";
 import { lazyExporterFactory } from "../exporters/descriptor.js";
 import type { ProcessorFactory } from "../processing/api.js";
 import { auditFilterFactory } from "../processing/audit-filter/factory.js";
+import { sourceProcessorFactory } from "../processing/source/factory.js";
 import type { ReceiverFactory } from "../receivers/api.js";
 import { otlpReceiverFactory } from "../receivers/otlp/factory.js";
 import { signingExtensionFactory } from "../sealing/config.js";
@@ -13,12 +15,14 @@ import { exporterDescriptors } from "./exporter-registry.js";
 
 export { durableExporterTypes, exporterDescriptors, oneOf } from "./exporter-registry.js";
 
-export type AnyFactory = ReceiverFactory | ProcessorFactory | ExporterFactory | ExtensionFactory;
+export type AnyFactory =
+  ReceiverFactory | ProcessorFactory<z.ZodType, unknown> | ExporterFactory | ExtensionFactory;
 
 /** Every component type the agent knows, one entry each. */
 export const factories: readonly AnyFactory[] = [
   otlpReceiverFactory,
   auditFilterFactory,
+  sourceProcessorFactory,
   ...exporterDescriptors.map((d) => lazyExporterFactory(d)),
   walExtensionFactory,
   signingExtensionFactory,

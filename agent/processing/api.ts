@@ -4,10 +4,31 @@ import { AgentError } from "../common/errors.js";
 import type { ComponentSettings } from "../telemetry/settings.js";
 import type { AuditPredicate } from "./audit-filter/predicate.js";
 
-/** Processors in this agent classify records: true keeps a record as audit. */
-export interface ProcessorFactory<S extends z.ZodType = z.ZodType> extends FactoryBase<S> {
+/**
+ * Processors in this agent make what the pipeline applies to each request: the audit filter
+ * a predicate that keeps a record as audit (P = AuditPredicate), the source processor what
+ * stamps the envelopes' `source` (P = SourceStamp).
+ */
+export interface ProcessorFactory<
+  S extends z.ZodType = z.ZodType,
+  P = AuditPredicate,
+> extends FactoryBase<S> {
   readonly kind: "processor";
-  create(settings: ComponentSettings, config: z.output<S>): AuditPredicate;
+  create(settings: ComponentSettings, config: z.output<S>): P;
+}
+
+/**
+ * What the receiver knows of the client that sent a request, as the transport saw it: read
+ * only when the pipeline stamps a `source` (docs/integrity-format.md §2.4).
+ */
+export interface ClientPeer {
+  /** The IP address of the connection's other end; null when it is not known. */
+  address(): string | null;
+  /**
+   * The client certificate the TLS handshake verified against the receiver's client CA
+   * (mTLS), as DER bytes; null without TLS, without a client CA, or without a certificate.
+   */
+  verifiedCertificate(): Uint8Array | null;
 }
 
 /**

@@ -6,7 +6,8 @@ import type { RefusedRecords } from "../otlp/json-codec.js";
 import type { ExportLogsServiceRequest, LogRecord, ResourceLogs } from "../otlp/model.js";
 import { checkProtobufNesting, ProtobufCanonicalizer } from "../otlp/protobuf-canonical.js";
 import { decodeLogsRequest, otlpTypes } from "../otlp/protobuf-codec.js";
-import { type NonAuditForwarder, QueueFullError } from "./api.js";
+import { type ClientPeer, type NonAuditForwarder, QueueFullError } from "./api.js";
+import type { SourceStamp } from "./source/stamp.js";
 import type { AgentCounters } from "../telemetry/counters.js";
 
 /**
@@ -26,15 +27,21 @@ export interface ConsumeResult {
 export interface LogsConsumer {
   /**
    * `refused`: records the decoder already left out of `request` (a value that cannot be
-   * stored exactly); they are reported with the result's rejected records.
+   * stored exactly); they are reported with the result's rejected records. `peer`: the
+   * client as the receiver saw it, for the envelopes' `source` (the source processor).
    */
   consume(
     request: ExportLogsServiceRequest,
     receivedUnixNano: string,
     refused?: RefusedRecords | null,
+    peer?: ClientPeer | null,
   ): Promise<ConsumeResult>;
   /** The same for an OTLP/protobuf request body; throws OTLP_BAD_PROTOBUF when malformed. */
-  consumeProtobuf(body: Uint8Array, receivedUnixNano: string): Promise<ConsumeResult>;
+  consumeProtobuf(
+    body: Uint8Array,
+    receivedUnixNano: string,
+    peer?: ClientPeer | null,
+  ): Promise<ConsumeResult>;
 }
 
 export interface PipelineLimits {
@@ -51,23 +58,29 @@ export class LogsPipeline implements LogsConsumer {
     private readonly counters: AgentCounters,
     private readonly limits: PipelineLimits,
     private readonly forwarders: readonly NonAuditForwarder[] = [],
+    /** Stamps each request's `source` (integrity-format §2.4); null: version-1 lines. */
+    private readonly source: SourceStamp | null = null,
   ) {
     this.canonicalizer = new ProtobufCanonicalizer(isAudit, limits.maxRecordBytes);
   }
 
-  async consumeProtobuf(body: Uint8Array, receivedUnixNano: string): Promise<ConsumeResult> {
+  async consumeProtobuf(
+    body: Uint8Array,
+    receivedUnixNano: string,
+    peer: ClientPeer | null = null,
+  ): Promise<ConsumeResult> {
     // Forwarding non-audit records needs them decoded, so that case takes the general path;
     // the rules every transport applies to values are checked first, on the wire, as the
     // fast path checks them (docs/integrity-format.md §3.11).
     if (this.forwarders.length > 0) {
       checkProtobufNesting(body);
-      return this.consume(decodeLogsRequest(body), receivedUnixNano);
+      return this.consume(decodeLogsRequest(body), receivedUnixNano, null, peer);
     }
     const { records, filtered, rejected, firstRejectedBytes } =
       this.canonicalizer.canonicalize(body);
     this.counters.filtered += filtered;
     this.counters.refused("too_large", rejected);
-    await this.store(records, receivedUnixNano);
+    await this.store(records, receivedUnixNano, peer);
     const rejectMessage =
       rejected > 0
         ? `${rejected} audit record(s) refused: ${tooLarge(firstRejectedBytes, this.limits.maxRecordBytes)}`
@@ -76,9 +89,16 @@ export class LogsPipeline implements LogsConsumer {
   }
 
   /** Appends to the WAL (resolving once durable), counting refusals per record. */
-  private async store(records: ReadonlyArray<string | Uint8Array>, receivedUnixNano: string) {
+  private async store(
+    records: ReadonlyArray<string | Uint8Array>,
+    receivedUnixNano: string,
+    peer: ClientPeer | null,
+  ) {
     try {
-      await this.log.append(records, receivedUnixNano);
+      if (records.length === 0) return;
+      // One text per request, made once: the WAL writes its bytes into every envelope.
+      const source = this.source === null ? null : this.source.render(peer);
+      await this.log.append(records, receivedUnixNano, source);
     } catch (err) {
       // The receiver maps these to retryable statuses; the refusal is counted here, per record.
       this.counters.refused(
@@ -94,6 +114,7 @@ export class LogsPipeline implements LogsConsumer {
     request: ExportLogsServiceRequest,
     receivedUnixNano: string,
     refused: RefusedRecords | null = null,
+    peer: ClientPeer | null = null,
   ): Promise<ConsumeResult> {
     const records: string[] = [];
     // Refuse before storing anything, so the client's retry cannot duplicate audit records.
@@ -161,7 +182,7 @@ export class LogsPipeline implements LogsConsumer {
     this.counters.filtered += filtered;
     this.counters.refused("too_large", rejected);
     if (refused) this.counters.refused("unrepresentable_value", refused.count);
-    await this.store(records, receivedUnixNano);
+    await this.store(records, receivedUnixNano, peer);
     if (passThrough.length > 0) {
       const body = otlpTypes.RequestType.encode({ resourceLogs: passThrough } as unknown as Record<
         string,

@@ -9,6 +9,7 @@ import { MiB, type OtlpGrpcConfig, type TlsServerConfig } from "./config.js";
 import { refusalFor } from "./outcome.js";
 import { encodeLogsResponse, encodeStatus } from "../../otlp/protobuf-codec.js";
 import { BearerAuth, RateLimitedError, type TokenBucket } from "./security.js";
+import { CallPeer } from "./peer.js";
 
 /**
  * OTLP/gRPC logs receiver: opentelemetry.proto.collector.logs.v1.LogsService/Export.
@@ -197,7 +198,7 @@ export class OtlpGrpcReceiver {
       return;
     }
     const receivedAt = receiveTimeUnixNano();
-    this.consumer.consumeProtobuf(call.request, receivedAt).then(
+    this.consumer.consumeProtobuf(call.request, receivedAt, new CallPeer(call)).then(
       (result) => {
         this.counters.request("grpc", result.rejected > 0 ? "partial" : "ok");
         const partial =

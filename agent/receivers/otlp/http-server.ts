@@ -13,6 +13,7 @@ import { decodeLogsRequestJsonPartial } from "../../otlp/json-codec.js";
 import { type Refusal, refusalFor } from "./outcome.js";
 import { encodeLogsResponse, encodeStatus } from "../../otlp/protobuf-codec.js";
 import { BearerAuth, RateLimitedError, type TokenBucket } from "./security.js";
+import { SocketPeer } from "./peer.js";
 
 /** OTLP/HTTP logs receiver (https://opentelemetry.io/docs/specs/otlp/#otlphttp). */
 
@@ -206,10 +207,11 @@ export class OtlpHttpReceiver {
       let body = await this.readBody(req, limit);
       if (encoding !== "identity") body = await decompress(body, encoding, limit);
       const receivedAt = receiveTimeUnixNano();
+      const peer = new SocketPeer(req.socket);
       const result =
         format === "protobuf"
-          ? await this.consumer.consumeProtobuf(body, receivedAt)
-          : await this.consumeJson(body, receivedAt);
+          ? await this.consumer.consumeProtobuf(body, receivedAt, peer)
+          : await this.consumeJson(body, receivedAt, peer);
       this.counters.request("http", result.rejected > 0 ? "partial" : "ok");
       const partial =
         result.rejected > 0
@@ -231,9 +233,9 @@ export class OtlpHttpReceiver {
    * stored exactly are refused on their own and reported as partial success
    * (docs/integrity-format.md §3.11).
    */
-  private consumeJson(body: Buffer, receivedAt: string) {
+  private consumeJson(body: Buffer, receivedAt: string, peer: SocketPeer) {
     const { request, refused } = decodeLogsRequestJsonPartial(body);
-    return this.consumer.consume(request, receivedAt, refused);
+    return this.consumer.consume(request, receivedAt, refused, peer);
   }
 
   private readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
