@@ -1,4 +1,3 @@
-import { execFileSync } from "node:child_process";
 import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -8,6 +7,7 @@ import type { ClientPeer } from "../../agent/processing/api.js";
 import { sourceConfigSchema } from "../../agent/processing/source/config.js";
 import { distinguishedName, SourceStamp } from "../../agent/processing/source/stamp.js";
 import { makeTempDir, testConfigYaml } from "../helpers/agent.js";
+import { selfSigned } from "../helpers/certs.js";
 
 /**
  * The source processor's config and what it stamps (docs/integrity-format.md §2.4): only
@@ -104,28 +104,7 @@ describe("SourceStamp", () => {
 
   it("stamps a verified certificate's RFC 4514 subject and SHA-256 only when asked", () => {
     // A multi-valued RDN and an escaped comma: OpenSSL prints them most significant first.
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "1",
-        "-multivalue-rdn",
-        "-subj",
-        "/C=DE/O=Example, Inc./OU=x+UID=7/CN=svc",
-        "-keyout",
-        "c.key",
-        "-out",
-        "c.crt",
-      ],
-      { cwd: tmp.path, stdio: "ignore" },
-    );
+    selfSigned(tmp.path, "c", "/C=DE/O=Example, Inc./OU=x+UID=7/CN=svc", ["-multivalue-rdn"]);
     const cert = new X509Certificate(readFileSync(join(tmp.path, "c.crt")));
     expect(distinguishedName(cert)).toBe("CN=svc,OU=x+UID=7,O=Example\\, Inc.,C=DE");
     const withCert = new SourceStamp(sourceConfigSchema.parse({ client_certificate: true }));
