@@ -11,6 +11,8 @@ import { type VerificationConfig, verificationExtensionFactory } from "../verify
 import { type HealthCheckConfig, healthCheckExtensionFactory } from "../telemetry/health-config.js";
 import { configFor } from "../common/component.js";
 import { auditFilterFactory as auditFilter } from "../processing/audit-filter/factory.js";
+import type { SourceConfig } from "../processing/source/config.js";
+import { sourceProcessorFactory } from "../processing/source/factory.js";
 import { endpointSchema } from "../common/config-schema.js";
 import { AgentError } from "../common/errors.js";
 import {
@@ -57,6 +59,8 @@ export interface AgentConfig {
   receivers: ComponentConfig<ReceiverFactory>[];
   /** The pipeline's audit filter; the default rule when the pipeline names none. */
   auditFilter: { id: string; factory: ClassifierFactory; config: AuditFilterConfig };
+  /** The pipeline's source processor, when it lists one: what the envelopes' `source` holds. */
+  source: SourceConfig | null;
   exporters: ComponentConfig<ExporterFactory>[];
   wal: WalConfig;
   signing: SigningConfig;
@@ -269,6 +273,7 @@ interface PipelineComponents {
 /** The components of which the agent takes one (the first): none when not configured. */
 interface SingleComponents {
   filters: ComponentConfig[];
+  sources: ComponentConfig[];
   wals: ComponentConfig[];
   verifications: ComponentConfig[];
   signers: ComponentConfig[];
@@ -394,6 +399,12 @@ function checkComponents(
       [...p, "processors"],
       "a pipeline takes one audit_filter: merge the conditions into one",
     );
+  const sources = processors.filter((c) => c.factory.type === "source");
+  if (sources.length > 1)
+    report.add(
+      [...p, "processors"],
+      "a pipeline takes one source processor: merge their attributes into one",
+    );
 
   const wals = [...defined.extensions.values()].filter((c) => c.factory.type === "wal");
   if (wals.length > 1)
@@ -438,7 +449,7 @@ function checkComponents(
   const signers = [...defined.extensions.values()].filter((c) => c.factory.type === "signing");
   if (signers.length > 1)
     report.add(["extensions"], "configure one signing extension: one key signs the agent's chain");
-  return { filters, wals, verifications, signers };
+  return { filters, sources, wals, verifications, signers };
 }
 
 /** Warns of receivers, processors and exporters defined but not in the pipeline. */
@@ -461,7 +472,7 @@ function assembleConfig(
   top: TopConfig,
   defined: Defined,
   { receivers, exporters }: PipelineComponents,
-  { filters, wals, verifications, signers }: SingleComponents,
+  { filters, sources, wals, verifications, signers }: SingleComponents,
   warnings: string[],
 ): AgentConfig {
   const filter = filters[0];
@@ -477,6 +488,7 @@ function assembleConfig(
     auditFilter: filter
       ? { id: filter.id, factory: auditFilter, config: configFor(filter, auditFilter) }
       : { id: "audit_filter", factory: auditFilter, config: auditFilterConfigSchema.parse({}) },
+    source: sources[0] ? configFor(sources[0], sourceProcessorFactory) : null,
     exporters: exporters as ComponentConfig<ExporterFactory>[],
     wal: { ...wal, directory: resolve(wal.directory) },
     verification: verifications[0]

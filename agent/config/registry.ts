@@ -1,3 +1,4 @@
+import type { z } from "zod";
 import type { ExtensionFactory } from "../common/component.js";
 import type { ExporterFactory } from "../exporters/api.js";
 import { lazyExporterFactory } from "../exporters/descriptor.js";
@@ -5,6 +6,7 @@ import type { ProcessorFactory } from "../processing/api.js";
 import { auditFilterFactory } from "../processing/audit-filter/factory.js";
 import { batchProcessorFactory } from "../processing/batch/factory.js";
 import { memoryLimiterFactory } from "../processing/memory-limiter/factory.js";
+import { sourceProcessorFactory } from "../processing/source/factory.js";
 import type { ReceiverFactory } from "../receivers/api.js";
 import { otlpReceiverFactory } from "../receivers/otlp/factory.js";
 import { signingExtensionFactory } from "../sealing/config.js";
@@ -15,7 +17,8 @@ import { exporterDescriptors } from "./exporter-registry.js";
 
 export { durableExporterTypes, exporterDescriptors, oneOf } from "./exporter-registry.js";
 
-export type AnyFactory = ReceiverFactory | ProcessorFactory | ExporterFactory | ExtensionFactory;
+export type AnyFactory =
+  ReceiverFactory | ProcessorFactory<z.ZodType, unknown> | ExporterFactory | ExtensionFactory;
 
 /** Every component type the agent knows, one entry each. */
 export const factories: readonly AnyFactory[] = [
@@ -23,6 +26,7 @@ export const factories: readonly AnyFactory[] = [
   auditFilterFactory,
   batchProcessorFactory,
   memoryLimiterFactory,
+  sourceProcessorFactory,
   ...exporterDescriptors.map((d) => lazyExporterFactory(d)),
   walExtensionFactory,
   signingExtensionFactory,

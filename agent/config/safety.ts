@@ -27,6 +27,11 @@ export function unsafeSettings(config: AgentConfig): string[] {
     for (const [name, p] of Object.entries(protocols)) {
       if (!p) continue;
       const { host } = splitEndpoint(p.endpoint);
+      if (config.source?.client_certificate && !p.tls?.client_ca_file) {
+        warnings.push(
+          `processors.source.client_certificate is on, but receivers.${r.id}.protocols.${name} verifies no client certificate (no tls.client_ca_file): records it receives carry no tls.client.subject or tls.client.hash.sha256 in their source`,
+        );
+      }
       if (LOOPBACK.test(host)) continue;
       if (!p.tls && !p.auth) {
         warnings.push(

@@ -1,5 +1,12 @@
 import { LONE_SURROGATE } from "./jcs.js";
-import { CHAIN_ID_PATTERN, FORMAT_VERSION } from "./format.js";
+import {
+  CHAIN_ID_PATTERN,
+  FORMAT_VERSION,
+  MAX_SOURCE_KEY_LENGTH,
+  MAX_SOURCE_MEMBERS,
+  SOURCE_FORMAT_VERSION,
+  sourceProblem,
+} from "./format.js";
 import { jsonStructureProblem, MAX_LINE_DEPTH } from "./json-structure.js";
 
 /**
@@ -29,7 +36,10 @@ export function isCanonicalJson(text: string): boolean {
   }
 }
 
-/** The members of a record envelope (§2) that the verifier uses: everything but `record`. */
+/**
+ * The members of a record envelope (§2) that the verifier uses: everything but `record` and
+ * `source` (`v` says whether the line has one: 2 when it has).
+ */
 export interface EnvelopeHeader {
   chainId: string;
   prev: string;
@@ -66,8 +76,39 @@ export function scanAnyEnvelope(text: string): EnvelopeHeader | null {
 export function matchEnvelope(text: string): EnvelopeHeader | null {
   const m = ENVELOPE.exec(text);
   if (m === null) return null;
-  const [, chainId, prev, seq, time] = m as unknown as [string, string, string, string, string];
-  return { chainId, prev, seq, v: FORMAT_VERSION, timeReceivedUnixNano: stringValue(time) };
+  const [, chainId, prev, seq, source, time, v] = m as unknown as [
+    string,
+    string,
+    string,
+    string,
+    string | undefined,
+    string,
+    string,
+  ];
+  // A line has `source` exactly when it is a version-2 line (§2.4).
+  if (source === undefined ? v !== "1" : v !== "2" || !sourceNamesValid(source)) return null;
+  return { chainId, prev, seq, v: Number(v), timeReceivedUnixNano: stringValue(time) };
+}
+
+/** A `source` member name where it starts: after `{` or `,` (never so inside a string). */
+const SOURCE_NAME = /[{,]"([^"]*)":/g;
+
+/**
+ * Whether the names of a `source` object the pattern matched (so each is of the dotted
+ * shape, and each value a non-empty canonical string) are strictly increasing, of the
+ * allowed length and number. Inside a canonical string every quote is escaped, so `{"` and
+ * `,"` start member names only.
+ */
+function sourceNamesValid(source: string): boolean {
+  let before = "";
+  let count = 0;
+  for (const m of source.matchAll(SOURCE_NAME)) {
+    const name = m[1] as string;
+    if (name.length > MAX_SOURCE_KEY_LENGTH || !(before < name) || ++count > MAX_SOURCE_MEMBERS)
+      return false;
+    before = name;
+  }
+  return true;
 }
 
 function stringValue(token: string): string {
@@ -172,9 +213,13 @@ const RECORD_PATTERN = object([
   ["scopeSchemaUrl", STRING],
 ]);
 const CHAIN_ID = CHAIN_ID_PATTERN.source.replace(/^\^|\$$/g, "");
+/** A `source` object (§2.4) of dotted names and non-empty strings; names' order is checked apart. */
+const SOURCE_MEMBER = String.raw`"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*":(?!"")${STRING}`;
+const SOURCE = String.raw`\{${SOURCE_MEMBER}(?:,${SOURCE_MEMBER})*\}`;
 const ENVELOPE = new RegExp(
   `^\\{"chainId":"(${CHAIN_ID})","prev":"([0-9a-f]{64})","record":${RECORD_PATTERN},` +
-    `"seq":"(0|[1-9]\\d*)","timeReceivedUnixNano":(${STRING}),"v":${FORMAT_VERSION}\\}$`,
+    `"seq":"(0|[1-9]\\d*)"(?:,"source":(${SOURCE}))?,"timeReceivedUnixNano":(${STRING}),` +
+    `"v":([${FORMAT_VERSION}${SOURCE_FORMAT_VERSION}])\\}$`,
 );
 
 // ---------------------------------------------------------------------------------------
@@ -185,13 +230,16 @@ const HEAD = '{"chainId":"';
 const PREV = '","prev":"';
 const RECORD = '","record":';
 const SEQ = ',"seq":"';
-const RECEIVED = '","timeReceivedUnixNano":';
+const SOURCE_MEMBER_NAME = ',"source":';
+const RECEIVED = ',"timeReceivedUnixNano":';
 const TAIL = `,"v":${FORMAT_VERSION}}`;
+const SOURCE_TAIL = `,"v":${SOURCE_FORMAT_VERSION}}`;
 
 /**
  * The envelope by a generic scan of its record. Members sort as chainId < prev < record <
- * seq < timeReceivedUnixNano < v, and chain id, prev and seq never need escapes, so a valid
- * line has exactly this shape around its canonical record.
+ * seq < source < timeReceivedUnixNano < v, and chain id, prev and seq never need escapes,
+ * so a valid line has exactly this shape around its canonical record (and its `source`,
+ * when it has one).
  */
 function scanGenericEnvelope(text: string): EnvelopeHeader | null {
   if (!text.startsWith(HEAD)) return null;
@@ -210,13 +258,30 @@ function scanGenericEnvelope(text: string): EnvelopeHeader | null {
   const seqEnd = text.indexOf('"', seqStart);
   if (seqEnd < 0) return null;
   const seq = text.slice(seqStart, seqEnd);
-  if (!SEQ_PATTERN.test(seq) || !text.startsWith(RECEIVED, seqEnd)) return null;
-  const timeStart = seqEnd + RECEIVED.length;
+  if (!SEQ_PATTERN.test(seq)) return null;
+  const sourceEnd = scanSource(text, seqEnd + 1);
+  if (sourceEnd < 0 || !text.startsWith(RECEIVED, sourceEnd)) return null;
+  const timeStart = sourceEnd + RECEIVED.length;
   if (text.charCodeAt(timeStart) !== 0x22) return null;
   const timeEnd = stringEnd(text, timeStart);
-  if (timeEnd < 0 || timeEnd + TAIL.length !== text.length || !text.endsWith(TAIL)) return null;
+  const v = sourceEnd > seqEnd + 1 ? SOURCE_FORMAT_VERSION : FORMAT_VERSION;
+  const tail = v === FORMAT_VERSION ? TAIL : SOURCE_TAIL;
+  if (timeEnd < 0 || timeEnd + tail.length !== text.length || !text.endsWith(tail)) return null;
   const timeReceivedUnixNano = stringValue(text.slice(timeStart, timeEnd));
-  return { chainId, prev, seq, v: FORMAT_VERSION, timeReceivedUnixNano };
+  return { chainId, prev, seq, v, timeReceivedUnixNano };
+}
+
+/**
+ * The end of the `source` member at `at` (§2.4), `at` itself when there is none there, or
+ * -1 for one that is not a canonical object of the documented shape.
+ */
+function scanSource(text: string, at: number): number {
+  if (!text.startsWith(SOURCE_MEMBER_NAME, at)) return at;
+  const start = at + SOURCE_MEMBER_NAME.length;
+  if (text.charCodeAt(start) !== 0x7b) return -1;
+  const end = containerEnd(text, start, 2);
+  // Canonical, hence without repeated names: JSON.parse reads it as written.
+  return end >= 0 && sourceProblem(JSON.parse(text.slice(start, end))) === null ? end : -1;
 }
 
 /**

@@ -1,5 +1,12 @@
 import { type EnvelopeHeader, matchEnvelope, scanAnyEnvelope } from "./canonical-check.js";
-import { CHAIN_ID_PATTERN, FORMAT_VERSION, genesisHash, leafHashHex } from "./format.js";
+import {
+  CHAIN_ID_PATTERN,
+  FORMAT_VERSION,
+  genesisHash,
+  leafHashHex,
+  SOURCE_FORMAT_VERSION,
+  sourceProblem,
+} from "./format.js";
 import { canonicalize, type JsonValue } from "./jcs.js";
 import { jsonStructureProblem } from "./json-structure.js";
 
@@ -39,6 +46,8 @@ export interface Envelope {
   seq: string;
   v: number;
   record: unknown;
+  /** What the agent knew of who sent the record (§2.4); only on version-2 lines. */
+  source?: Record<string, string>;
   timeReceivedUnixNano: string;
 }
 
@@ -72,14 +81,23 @@ function parseScannedEnvelope(text: string): Envelope | string {
   }
   const e = value as Partial<Envelope>;
   if (typeof e !== "object" || e === null) return "not a JSON object";
-  if (e.v !== FORMAT_VERSION) return `unsupported format version ${JSON.stringify(e.v)}`;
+  if (e.v !== FORMAT_VERSION && e.v !== SOURCE_FORMAT_VERSION)
+    return `unsupported format version ${JSON.stringify(e.v)}`;
   if (typeof e.chainId !== "string" || !CHAIN_ID_PATTERN.test(e.chainId)) return "bad chainId";
   if (typeof e.seq !== "string" || !/^(0|[1-9]\d*)$/.test(e.seq)) return "bad seq";
   if (typeof e.prev !== "string" || !/^[0-9a-f]{64}$/.test(e.prev)) return "bad prev";
   if (typeof e.timeReceivedUnixNano !== "string") return "bad timeReceivedUnixNano";
   if (typeof e.record !== "object" || e.record === null || Array.isArray(e.record))
     return "bad record";
-  if (Object.keys(e).length !== 6) return "unexpected members in the record envelope";
+  const sourced = Object.hasOwn(e, "source");
+  if (sourced !== (e.v === SOURCE_FORMAT_VERSION))
+    return sourced
+      ? `member source in a version-${e.v} line (a line with a source has v ${SOURCE_FORMAT_VERSION})`
+      : `a version-${e.v} line without its source member`;
+  const problem = sourced ? sourceProblem(e.source) : null;
+  if (problem !== null) return `bad source: ${problem}`;
+  if (Object.keys(e).length !== (sourced ? 7 : 6))
+    return "unexpected members in the record envelope";
   let canonical: string;
   try {
     canonical = canonicalize(value as JsonValue);

@@ -2,10 +2,59 @@ import { createHash, hash as oneShotHash } from "node:crypto";
 
 /**
  * The chained record envelope (docs/integrity-format.md §2). Its members sort as
- * chainId < prev < record < seq < timeReceivedUnixNano < v, so the canonical text is
- * assembled from a prefix, the record's canonical JSON and a suffix.
+ * chainId < prev < record < seq < source < timeReceivedUnixNano < v, so the canonical text
+ * is assembled from a prefix, the record's canonical JSON and a suffix.
  */
 export const FORMAT_VERSION = 1;
+/**
+ * The format version of a line that carries `source` (§2.4): what the agent itself knows
+ * of who sent the record. A line without it stays a version-1 line, byte for byte.
+ */
+export const SOURCE_FORMAT_VERSION = 2;
+
+/**
+ * A `source` member name (§2.4): dotted lowercase segments, as OpenTelemetry attribute names
+ * are written. Such a name never needs JSON escaping. Verifiers accept any name of this
+ * shape, so a writer may stamp a new one without a new format version.
+ */
+export const SOURCE_KEY_PATTERN = /^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*$/;
+/** Longest `source` member name, and most members: bounds that keep a line's head small. */
+export const MAX_SOURCE_KEY_LENGTH = 128;
+export const MAX_SOURCE_MEMBERS = 32;
+
+/**
+ * What is wrong with a parsed `source` value (§2.4), or null: an object of 1 to 32 members,
+ * each named as SOURCE_KEY_PATTERN says, each a non-empty string. Canonical order is the
+ * caller's to check (it needs the text).
+ */
+export function sourceProblem(value: unknown): string | null {
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    return "source is not an object";
+  const entries = Object.entries(value);
+  if (entries.length === 0) return "source has no members (a line without any has no source)";
+  if (entries.length > MAX_SOURCE_MEMBERS)
+    return `source has ${entries.length} members, more than ${MAX_SOURCE_MEMBERS}`;
+  for (const [key, v] of entries) {
+    if (key.length > MAX_SOURCE_KEY_LENGTH || !SOURCE_KEY_PATTERN.test(key))
+      return `source member name ${JSON.stringify(key.slice(0, 140))} is not a dotted lowercase name`;
+    if (typeof v !== "string" || v === "") return `source member ${key} is not a non-empty string`;
+  }
+  return null;
+}
+
+/**
+ * The canonical text of a `source` object from its members (empty values left out), or null
+ * when none is left: then the line has no `source` and is a version-1 line.
+ */
+export function sourceJson(members: Readonly<Record<string, string>>): string | null {
+  const keys = Object.keys(members)
+    .filter((k) => members[k] !== "")
+    .sort();
+  if (keys.length === 0) return null;
+  // Keys need no escaping (SOURCE_KEY_PATTERN); values are JSON.stringify'd strings, which
+  // is RFC 8785's form for every well-formed string.
+  return `{${keys.map((k) => `"${k}":${JSON.stringify(members[k])}`).join(",")}}`;
+}
 
 /** Chain ids are restricted so they never need JSON escaping and are safe in paths and URLs. */
 export const CHAIN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -16,8 +65,9 @@ export function envelopeJson(
   record: string,
   seq: bigint | number,
   receivedUnixNano: string,
+  source: string | null = null,
 ): string {
-  return `${envelopeHead(chainId)}${prevHex}${ENVELOPE_MIDDLE}${record}${envelopeTail(seq, receivedUnixNano)}`;
+  return `${envelopeHead(chainId)}${prevHex}${ENVELOPE_MIDDLE}${record}${envelopeTail(seq, receivedUnixNano, source)}`;
 }
 
 /**
@@ -28,13 +78,29 @@ export function envelopeHead(chainId: string): string {
   return `{"chainId":"${chainId}","prev":"`;
 }
 export const ENVELOPE_MIDDLE = '","record":';
-export function envelopeTail(seq: bigint | number, receivedUnixNano: string): string {
-  return `${ENVELOPE_SEQ}${seq}${ENVELOPE_RECEIVED}${receivedUnixNano}${ENVELOPE_END}`;
+export function envelopeTail(
+  seq: bigint | number,
+  receivedUnixNano: string,
+  source: string | null = null,
+): string {
+  return `${ENVELOPE_SEQ}${seq}${envelopeReceived(source)}${receivedUnixNano}${envelopeEnd(source)}`;
 }
 /** The tail's constant parts, around the seq and receive-time digits, for writers of bytes. */
 export const ENVELOPE_SEQ = ',"seq":"';
 export const ENVELOPE_RECEIVED = '","timeReceivedUnixNano":"';
 export const ENVELOPE_END = `","v":${FORMAT_VERSION}}`;
+/**
+ * The text between the seq digits and the receive-time digits: with a `source` (its
+ * canonical object text, sourceJson), that member sits between them (`seq` < `source` <
+ * `timeReceivedUnixNano`).
+ */
+export function envelopeReceived(source: string | null): string {
+  return source === null ? ENVELOPE_RECEIVED : `","source":${source},"timeReceivedUnixNano":"`;
+}
+/** The text after the receive-time digits: `v` is 2 on a line with a `source`. */
+export function envelopeEnd(source: string | null): string {
+  return source === null ? ENVELOPE_END : `","v":${SOURCE_FORMAT_VERSION}}`;
+}
 
 const LEAF_PREFIX = Buffer.from([0x00]);
 

@@ -6,7 +6,8 @@ import type { RefusedRecords } from "../otlp/json-codec.js";
 import type { ExportLogsServiceRequest, LogRecord, ResourceLogs } from "../otlp/model.js";
 import { checkProtobufNesting, ProtobufCanonicalizer } from "../otlp/protobuf-canonical.js";
 import { decodeLogsRequest, otlpTypes } from "../otlp/protobuf-codec.js";
-import { type NonAuditForwarder, QueueFullError } from "./api.js";
+import { type ClientPeer, type NonAuditForwarder, QueueFullError } from "./api.js";
+import type { SourceStamp } from "./source/stamp.js";
 import type { TransportCounts } from "../telemetry/counters.js";
 
 /**
@@ -27,19 +28,22 @@ export interface LogsConsumer {
   /**
    * `from`: the receiver transport that counts the request's records. `refused`: records the
    * decoder already left out of `request` (a value that cannot be stored exactly); they are
-   * reported with the result's rejected records.
+   * reported with the result's rejected records. `peer`: the client as the receiver saw it,
+   * for the envelopes' `source` (the source processor).
    */
   consume(
     request: ExportLogsServiceRequest,
     receivedUnixNano: string,
     from: TransportCounts,
     refused?: RefusedRecords | null,
+    peer?: ClientPeer | null,
   ): Promise<ConsumeResult>;
   /** The same for an OTLP/protobuf request body; throws OTLP_BAD_PROTOBUF when malformed. */
   consumeProtobuf(
     body: Uint8Array,
     receivedUnixNano: string,
     from: TransportCounts,
+    peer?: ClientPeer | null,
   ): Promise<ConsumeResult>;
 }
 
@@ -58,6 +62,8 @@ export class LogsPipeline implements LogsConsumer {
     private readonly forwarders: readonly NonAuditForwarder[] = [],
     /** Told of each request's records the audit filter left out (the agent logs them, rate-limited). */
     private readonly onFiltered: ((records: number) => void) | null = null,
+    /** Stamps each request's `source` (integrity-format §2.4); null: version-1 lines. */
+    private readonly source: SourceStamp | null = null,
   ) {
     this.canonicalizer = new ProtobufCanonicalizer(isAudit, limits.maxRecordBytes);
   }
@@ -66,20 +72,21 @@ export class LogsPipeline implements LogsConsumer {
     body: Uint8Array,
     receivedUnixNano: string,
     from: TransportCounts,
+    peer: ClientPeer | null = null,
   ): Promise<ConsumeResult> {
     // Forwarding non-audit records needs them decoded, so that case takes the general path;
     // the rules every transport applies to values are checked first, on the wire, as the
     // fast path checks them (docs/integrity-format.md §3.11).
     if (this.forwarders.length > 0) {
       checkProtobufNesting(body);
-      return this.consume(decodeLogsRequest(body), receivedUnixNano, from);
+      return this.consume(decodeLogsRequest(body), receivedUnixNano, from, null, peer);
     }
     const { records, filtered, rejected, firstRejectedBytes } =
       this.canonicalizer.canonicalize(body);
     from.accept(0, filtered);
     if (filtered > 0) this.onFiltered?.(filtered);
     from.refuse("too_large", rejected);
-    await this.store(records, receivedUnixNano, from);
+    await this.store(records, receivedUnixNano, from, peer);
     const rejectMessage =
       rejected > 0
         ? `${rejected} audit record(s) refused: ${tooLarge(firstRejectedBytes, this.limits.maxRecordBytes)}`
@@ -92,9 +99,13 @@ export class LogsPipeline implements LogsConsumer {
     records: ReadonlyArray<string | Uint8Array>,
     receivedUnixNano: string,
     from: TransportCounts,
+    peer: ClientPeer | null,
   ) {
     try {
-      await this.log.append(records, receivedUnixNano);
+      if (records.length === 0) return;
+      // One text per request, made once: the WAL writes its bytes into every envelope.
+      const source = this.source === null ? null : this.source.render(peer);
+      await this.log.append(records, receivedUnixNano, source);
     } catch (err) {
       // The receiver maps these to retryable statuses; the refusal is counted here, per record.
       from.refuse(err instanceof WalFullError ? "buffer_full" : "unavailable", records.length);
@@ -108,6 +119,7 @@ export class LogsPipeline implements LogsConsumer {
     receivedUnixNano: string,
     from: TransportCounts,
     refused: RefusedRecords | null = null,
+    peer: ClientPeer | null = null,
   ): Promise<ConsumeResult> {
     const records: string[] = [];
     // Refuse before storing anything, so the client's retry cannot duplicate audit records.
@@ -176,7 +188,7 @@ export class LogsPipeline implements LogsConsumer {
     if (filtered > 0) this.onFiltered?.(filtered);
     from.refuse("too_large", rejected);
     if (refused) from.refuse("unrepresentable_value", refused.count);
-    await this.store(records, receivedUnixNano, from);
+    await this.store(records, receivedUnixNano, from, peer);
     if (passThrough.length > 0) {
       const body = otlpTypes.RequestType.encode({ resourceLogs: passThrough } as unknown as Record<
         string,

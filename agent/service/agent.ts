@@ -7,6 +7,7 @@ import type { PublicKey } from "../integrity/signing.js";
 import type { NonAuditForwarder } from "../processing/api.js";
 import type { ReceiverEndpoint } from "../receivers/api.js";
 import { LogsPipeline } from "../processing/pipeline.js";
+import { sourceProcessorFactory } from "../processing/source/factory.js";
 import { loadSigningKeys } from "../sealing/keys.js";
 import { registerSealingMetrics } from "../sealing/metrics.js";
 import { Sealer } from "../sealing/sealer.js";
@@ -502,12 +503,16 @@ function receiversStage(p: Parts): Stage {
         { id: config.auditFilter.id, logger, counters },
         config.auditFilter.config,
       );
+      const source = config.source
+        ? sourceProcessorFactory.create({ id: "source", logger, counters }, config.source)
+        : null;
       const pipeline = new LogsPipeline(
         isAudit,
         p.wal.log,
         { maxRecordBytes: config.wal.max_record_size_kib * 1024 },
         p.forwarders,
         onFiltered,
+        source,
       );
       for (const r of config.receivers) {
         const component = r.factory.create({ id: r.id, logger, counters }, r.config, pipeline);

@@ -151,10 +151,15 @@ export class ChainLog {
   }
 
   /**
-   * Chains and durably stores `records` (each the canonical JSON of one `record` member).
-   * Rejects with WalFullError, without touching anything, when they would not fit.
+   * Chains and durably stores `records` (each the canonical JSON of one `record` member),
+   * with the canonical text of their envelopes' `source` when they have one (format.ts
+   * sourceJson). Rejects with WalFullError, without touching anything, when they would not fit.
    */
-  append(records: ReadonlyArray<RecordText>, receivedUnixNano: string): Promise<AppendResult> {
+  append(
+    records: ReadonlyArray<RecordText>,
+    receivedUnixNano: string,
+    source: string | null = null,
+  ): Promise<AppendResult> {
     if (records.length === 0) return Promise.resolve({ firstSeq: this.nextSeq, count: 0 });
     if (this.closed)
       return Promise.reject(new AgentError("WAL_CLOSED", "the agent is shutting down"));
@@ -164,14 +169,15 @@ export class ChainLog {
     // Records read back altered: acknowledging more would promise what cannot be sealed
     // and exported as it came.
     if (this.index.damage) return Promise.reject(new RecordAlteredError(this.index.damage));
+    const overhead = PER_RECORD_OVERHEAD + (source === null ? 0 : source.length + 12);
     let estimate = 0;
     for (let i = 0; i < records.length; i++)
-      estimate += (records[i] as RecordText).length + PER_RECORD_OVERHEAD;
+      estimate += (records[i] as RecordText).length + overhead;
     if (this.usedBytes + estimate > this.options.maxBytes) {
       return Promise.reject(new WalFullError(this.options.maxBytes));
     }
     return new Promise<AppendResult>((resolve, reject) => {
-      this.pending.push({ records, receivedUnixNano, estimate, resolve, reject });
+      this.pending.push({ records, receivedUnixNano, source, estimate, resolve, reject });
       this.pendingBytes += estimate;
       // Writes already in flight pick the queue up when they finish; otherwise start one
       // after the current tick so requests decoded in the same tick share it.

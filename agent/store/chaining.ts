@@ -1,10 +1,10 @@
 import { hash as oneShotHash } from "node:crypto";
 import {
-  ENVELOPE_END,
   ENVELOPE_MIDDLE,
-  ENVELOPE_RECEIVED,
   ENVELOPE_SEQ,
+  envelopeEnd,
   envelopeHead,
+  envelopeReceived,
 } from "../integrity/format.js";
 import { decimalLength, writeAscii, writeDecimal, writeHex } from "../integrity/json-bytes.js";
 import { CHUNK_HEADER, ENTRY_HEADER, storedChunk } from "./chunk.js";
@@ -27,6 +27,11 @@ export type RecordText = string | Uint8Array;
 export interface ReceivedRecords {
   readonly records: ReadonlyArray<RecordText>;
   readonly receivedUnixNano: string;
+  /**
+   * The canonical text of their envelopes' `source` (integrity-format §2.4), or null (absent:
+   * version-1 lines). One request has one sender, so one text for all its records.
+   */
+  readonly source?: string | null;
 }
 
 /** A chained group, ready to write in one synced LevelDB batch. */
@@ -42,11 +47,34 @@ export interface ChainedGroup {
 
 const ENVELOPE_MIDDLE_BYTES = Buffer.from(ENVELOPE_MIDDLE, "latin1");
 const ENVELOPE_SEQ_BYTES = Buffer.from(ENVELOPE_SEQ, "latin1");
-const ENVELOPE_RECEIVED_BYTES = Buffer.from(ENVELOPE_RECEIVED, "latin1");
-const ENVELOPE_END_BYTES = Buffer.from(ENVELOPE_END, "latin1");
-/** The tail's bytes other than the seq and receive-time digits. */
-const TAIL_FIXED_BYTES =
-  ENVELOPE_SEQ_BYTES.length + ENVELOPE_RECEIVED_BYTES.length + ENVELOPE_END_BYTES.length;
+
+/**
+ * The tail's bytes around the receive-time digits, made once per `source` text rather than
+ * per record: `","timeReceivedUnixNano":"` and `","v":1}` without one; with one,
+ * `","source":{…},"timeReceivedUnixNano":"` and `","v":2}`.
+ */
+interface TailBytes {
+  readonly received: Buffer;
+  readonly end: Buffer;
+  /** Their length and ENVELOPE_SEQ's: the tail's bytes other than the digits. */
+  readonly fixed: number;
+}
+
+function tailBytes(source: string | null): TailBytes {
+  const received = Buffer.from(envelopeReceived(source), "utf8");
+  const end = Buffer.from(envelopeEnd(source), "latin1");
+  return { received, end, fixed: ENVELOPE_SEQ_BYTES.length + received.length + end.length };
+}
+
+const PLAIN_TAIL = tailBytes(null);
+/** The last `source` tail made: a client's requests come one after another with the same. */
+let lastSourceTail: { source: string; tail: TailBytes } | null = null;
+
+function tailFor(source: string | null | undefined): TailBytes {
+  if (source === null || source === undefined) return PLAIN_TAIL;
+  if (lastSourceTail?.source !== source) lastSourceTail = { source, tail: tailBytes(source) };
+  return lastSourceTail.tail;
+}
 
 /** Chunks are cut at about this size, so a reader never loads a huge value for one record. */
 const CHUNK_TARGET_BYTES = 1 << 20;
@@ -61,6 +89,8 @@ const COMPRESS_MIN_BYTES = 8 << 10;
 interface Layout {
   records: RecordText[];
   received: string[];
+  /** Per record, its request's tail bytes (one object per request, shared). */
+  tails: TailBytes[];
   /** Per record: the bytes its entry takes after the entry header. */
   entryLens: number[];
   /** Index one past each chunk's last record. */
@@ -112,17 +142,19 @@ export async function chainGroup(
  * known ahead: prev is always 64 hex digits), and where chunks are cut.
  */
 function measure(groups: readonly ReceivedRecords[], firstSeq: number, headLen: number): Layout {
-  const layout: Layout = { records: [], received: [], entryLens: [], cuts: [] };
-  const fixedLen = storedLength(0) + headLen + 64 + ENVELOPE_MIDDLE_BYTES.length + TAIL_FIXED_BYTES;
+  const layout: Layout = { records: [], received: [], tails: [], entryLens: [], cuts: [] };
+  const headFixedLen = storedLength(0) + headLen + 64 + ENVELOPE_MIDDLE_BYTES.length;
   let chunkSize = CHUNK_HEADER;
   let seq = firstSeq;
   for (const g of groups) {
-    const receivedLen = g.receivedUnixNano.length;
+    const tail = tailFor(g.source);
+    const fixedLen = headFixedLen + tail.fixed + g.receivedUnixNano.length;
     for (const record of g.records) {
       const len = typeof record === "string" ? Buffer.byteLength(record, "utf8") : record.length;
-      const entryLen = fixedLen + len + decimalLength(seq++) + receivedLen;
+      const entryLen = fixedLen + len + decimalLength(seq++);
       layout.records.push(record);
       layout.received.push(g.receivedUnixNano);
+      layout.tails.push(tail);
       layout.entryLens.push(entryLen);
       chunkSize += ENTRY_HEADER + entryLen;
       if (chunkSize >= CHUNK_TARGET_BYTES) {
@@ -146,7 +178,7 @@ function encodeChunks(
   firstSeq: number,
   prevHex: string,
 ): { chunks: ChunkEntry[]; endPrev: string } {
-  const { records, received, entryLens } = layout;
+  const { records, received, tails, entryLens } = layout;
   const chunks: ChunkEntry[] = [];
   let seq = firstSeq;
   let prevHash: Buffer | null = null;
@@ -178,13 +210,15 @@ function encodeChunks(
         chunk.set(record, w);
         w += record.length;
       }
-      // The tail: ,"seq":"N","timeReceivedUnixNano":"T","v":1} (format.ts envelopeTail).
+      // The tail: ,"seq":"N"[,"source":{…}],"timeReceivedUnixNano":"T","v":1|2} (format.ts
+      // envelopeTail).
+      const tail = tails[i] as TailBytes;
       chunk.set(ENVELOPE_SEQ_BYTES, w);
       w = writeDecimal(chunk, w + ENVELOPE_SEQ_BYTES.length, seq);
-      chunk.set(ENVELOPE_RECEIVED_BYTES, w);
-      w = writeAscii(chunk, w + ENVELOPE_RECEIVED_BYTES.length, received[i] as string);
-      chunk.set(ENVELOPE_END_BYTES, w);
-      w += ENVELOPE_END_BYTES.length;
+      chunk.set(tail.received, w);
+      w = writeAscii(chunk, w + tail.received.length, received[i] as string);
+      chunk.set(tail.end, w);
+      w += tail.end.length;
       chunk.writeUInt32BE(w - entryStart, at);
       chunk[entryStart + HASH_BYTES] = 0x00;
       const digest = oneShotHash(

@@ -97,6 +97,19 @@ ${o.maxRecordKib ? `    max_record_size_kib: ${o.maxRecordKib}\n` : ""}service:
 `;
 }
 
+/** testConfigYaml's YAML with `settings` (6-space indented lines) added to both receivers. */
+export function withReceiverSettings(yaml: string, settings: string): string {
+  return yaml
+    .replace(
+      "      grpc:\n        endpoint: 127.0.0.1:0\n",
+      `      grpc:\n        endpoint: 127.0.0.1:0\n${settings}`,
+    )
+    .replace(
+      "      http:\n        endpoint: 127.0.0.1:0\n",
+      `      http:\n        endpoint: 127.0.0.1:0\n${settings}`,
+    );
+}
+
 /**
  * An agent config for a backend's tests: OTLP/HTTP on an ephemeral port, the audit
  * filter, `exporters` (the YAML under `exporters:`, two-space indented) feeding the

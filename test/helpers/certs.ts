@@ -20,29 +20,33 @@ function openssl(args: string[], cwd: string): void {
   execFileSync("openssl", args, { cwd, stdio: "ignore" });
 }
 
+/** A self-signed certificate `<name>.crt` (key `<name>.key`) in `dir` for `subject` (/CN=…). */
+export function selfSigned(dir: string, name: string, subject: string, extra: string[] = []): void {
+  openssl(
+    [
+      "req",
+      "-x509",
+      "-newkey",
+      "ec",
+      "-pkeyopt",
+      "ec_paramgen_curve:prime256v1",
+      "-nodes",
+      "-days",
+      "2",
+      ...extra,
+      "-subj",
+      subject,
+      "-keyout",
+      `${name}.key`,
+      "-out",
+      `${name}.crt`,
+    ],
+    dir,
+  );
+}
+
 export function makePki(dir: string): TestPki {
-  const ca = (name: string) => {
-    openssl(
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        `/CN=${name}`,
-        "-keyout",
-        `${name}.key`,
-        "-out",
-        `${name}.crt`,
-      ],
-      dir,
-    );
-  };
+  const ca = (name: string) => selfSigned(dir, name, `/CN=${name}`);
   const leaf = (name: string, issuer: string, ext: string) => {
     writeFileSync(join(dir, `${name}.ext`), ext);
     openssl(

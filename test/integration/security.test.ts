@@ -14,7 +14,14 @@ import { parseConfig } from "../../agent/config/load.js";
 import { otlpTypes } from "../../agent/otlp/protobuf-codec.js";
 import { type RunningAgent, startAgent } from "../../agent/service/agent.js";
 import { createLogger } from "../../agent/telemetry/logger.js";
-import { attr, makeTempDir, readOutput, testConfigYaml, waitFor } from "../helpers/agent.js";
+import {
+  attr,
+  makeTempDir,
+  readOutput,
+  testConfigYaml,
+  waitFor,
+  withReceiverSettings,
+} from "../helpers/agent.js";
 import { makePki, type TestPki } from "../helpers/certs.js";
 
 /**
@@ -27,15 +34,7 @@ const EXPORT = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
 
 function secureYaml(dir: string, pki: TestPki, mtls: boolean): string {
   const tls = `        tls:\n          cert_file: ${pki.serverCert}\n          key_file: ${pki.serverKey}\n${mtls ? `          client_ca_file: ${pki.ca}\n` : ""}        auth:\n          bearer_token: ${TOKEN}\n`;
-  return testConfigYaml({ dir })
-    .replace(
-      "      grpc:\n        endpoint: 127.0.0.1:0\n",
-      `      grpc:\n        endpoint: 127.0.0.1:0\n${tls}`,
-    )
-    .replace(
-      "      http:\n        endpoint: 127.0.0.1:0\n",
-      `      http:\n        endpoint: 127.0.0.1:0\n${tls}`,
-    );
+  return withReceiverSettings(testConfigYaml({ dir }), tls);
 }
 
 const request = (id: string) =>

@@ -7,7 +7,7 @@ import {
   scanEnvelope,
 } from "../../agent/integrity/canonical-check.js";
 import { parseEnvelope } from "../../agent/integrity/chain-check.js";
-import { envelopeJson } from "../../agent/integrity/format.js";
+import { envelopeJson, sourceJson } from "../../agent/integrity/format.js";
 import { canonicalize, type JsonValue } from "../../agent/integrity/jcs.js";
 import { prng, type Rng } from "../helpers/prng.js";
 
@@ -472,6 +472,27 @@ function otlpRecord(rng: Rng): JsonValue {
   return record;
 }
 
+/** Source member names: documented ones, and others of the dotted shape or not. */
+const SOURCE_KEYS = [
+  "client.address",
+  "tls.client.subject",
+  "tls.client.hash.sha256",
+  "k8s.pod.name",
+  "k8s.namespace.name",
+  "container.image.name",
+  "a",
+  "a_1.b2",
+  "x.y.z",
+];
+
+/** A random valid `source` text (sourceJson sorts it), or null when it came out empty. */
+function randomSource(rng: Rng): string | null {
+  const members: Record<string, string> = {};
+  const n = 1 + rng.int(4);
+  for (let i = 0; i < n; i++) members[rng.pick(SOURCE_KEYS)] = recordString(rng) || "v";
+  return sourceJson(members);
+}
+
 describe("scanEnvelope and matchEnvelope agree with parseEnvelope", () => {
   it(`on ${CASES} random envelopes and their edits (seed ${SEED.toString(16)})`, () => {
     const rng = prng(SEED + 1);
@@ -483,7 +504,8 @@ describe("scanEnvelope and matchEnvelope agree with parseEnvelope", () => {
         ? "1795325186074781000"
         : JSON.stringify(recordString(rng)).slice(1, -1);
       const prev = rng.chance(0.5) ? "0".repeat(64) : "ab".repeat(32);
-      const text = envelopeJson(`chain-${i}`, prev, record, i, received);
+      const source = rng.chance(0.5) ? randomSource(rng) : null;
+      const text = envelopeJson(`chain-${i}`, prev, record, i, received, source);
       const where = `case ${i} (seed ${(SEED + 1).toString(16)}): ${text}`;
       const expected = header(text);
       expect(expected, where).not.toBe(null);
@@ -497,7 +519,12 @@ describe("scanEnvelope and matchEnvelope agree with parseEnvelope", () => {
       for (let k = 0; k < 6; k++) {
         const other = rng.chance(0.3)
           ? `${text.slice(0, text.indexOf('"record":') + 9)}${respell(rng, JSON.parse(record) as JsonValue)}${text.slice(text.indexOf('"record":') + 9 + record.length)}`
-          : edit(rng, text);
+          : source !== null && rng.chance(0.3)
+            ? text.replace(
+                `"source":${source}`,
+                `"source":${respell(rng, JSON.parse(source) as JsonValue)}`,
+              )
+            : edit(rng, text);
         const want = header(other);
         expect(scanEnvelope(other), `${where} edited: ${JSON.stringify(other)}`).toEqual(want);
         const mm = matchEnvelope(other);
@@ -551,5 +578,100 @@ describe("scanEnvelope and matchEnvelope agree with parseEnvelope", () => {
       expect(scanEnvelope(other), other).toEqual(expected);
       if (expected === null) expect(matchEnvelope(other), other).toBe(null);
     }
+  });
+});
+
+describe("version-2 lines: the source member (integrity-format §2.4)", () => {
+  const record = '{"logRecord":{"eventName":"audit.x"}}';
+  const source = '{"client.address":"10.0.0.7","k8s.pod.name":"pay-7d9f"}';
+  const v2 = envelopeJson("c0ffee", "0".repeat(64), record, 3, "1700000000000000000", source);
+  const v1 = envelopeJson("c0ffee", "0".repeat(64), record, 3, "1700000000000000000");
+
+  /** What every path says of `text`: the pattern, the generic scan and parseEnvelope. */
+  function verdicts(text: string) {
+    const parsed = parseEnvelope(text);
+    return {
+      parsed: typeof parsed === "string" ? parsed : header(text),
+      scanned: scanEnvelope(text),
+      matched: matchEnvelope(text),
+    };
+  }
+
+  it("accepts a valid one on every path, with v 2, and reads its receive time", () => {
+    expect(v2).toBe(
+      `{"chainId":"c0ffee","prev":"${"0".repeat(64)}","record":${record},"seq":"3","source":${source},"timeReceivedUnixNano":"1700000000000000000","v":2}`,
+    );
+    const want = {
+      chainId: "c0ffee",
+      prev: "0".repeat(64),
+      seq: "3",
+      v: 2,
+      timeReceivedUnixNano: "1700000000000000000",
+    };
+    expect(verdicts(v2)).toEqual({ parsed: want, scanned: want, matched: want });
+    expect(receivedOf(v2)).toBe("1700000000000000000");
+    expect(parseEnvelope(v2)).toMatchObject({
+      source: { "client.address": "10.0.0.7", "k8s.pod.name": "pay-7d9f" },
+    });
+    // A record the pattern does not take goes by the generic scan, with the same answer.
+    const generic = v2.replace('"audit.x"}', '"audit.x","flags":1.5}');
+    expect(matchEnvelope(generic)).toBe(null);
+    expect(scanEnvelope(generic)).toEqual(header(generic));
+    expect(header(generic)).not.toBe(null);
+  });
+
+  it.each([
+    ["a non-string value", v2.replace('"10.0.0.7"', "7"), /source member client.address/],
+    ["an empty value", v2.replace('"10.0.0.7"', '""'), /non-empty string/],
+    ["an array value", v2.replace('"10.0.0.7"', '["10.0.0.7"]'), /source member/],
+    [
+      "unsorted names",
+      v2.replace(source, '{"k8s.pod.name":"p","client.address":"a"}'),
+      /canonical/,
+    ],
+    ["a repeated name", v2.replace(source, '{"a":"1","a":"2"}'), /repeated member name/],
+    ["an upper-case name", v2.replace("k8s.pod.name", "K8s.pod.name"), /dotted lowercase/],
+    ["a name with a space", v2.replace("k8s.pod.name", "k8s.pod name"), /dotted lowercase/],
+    ["an empty object", v2.replace(source, "{}"), /no members/],
+    ["a string source", v2.replace(source, '"10.0.0.7"'), /not an object/],
+    ["an unknown member", v2.replace('"source"', '"source","x":1'), /not JSON/],
+    ["an unknown member too", v2.replace(',"v":2}', ',"v":2,"z":1}'), /unexpected members/],
+    ["v 2 without a source", v1.replace(',"v":1}', ',"v":2}'), /version-2 line without/],
+    ["v 1 with a source", v2.replace(',"v":2}', ',"v":1}'), /source in a version-1 line/],
+    ["v 3", v2.replace(',"v":2}', ',"v":3}'), /unsupported format version 3/],
+    [
+      "source out of place",
+      v2.replace(`,"source":${source}`, "").replace('{"chainId"', `{"source":${source},"chainId"`),
+      /canonical/,
+    ],
+    ["a space", v2.replace('"source":{', '"source": {'), /canonical/],
+    [
+      "33 members",
+      v2.replace(
+        source,
+        `{${Array.from({ length: 33 }, (_, i) => `"k${String(i).padStart(2, "0")}":"v"`).join(",")}}`,
+      ),
+      /more than 32/,
+    ],
+  ])("refuses %s on every path", (_what, text, problem) => {
+    const { parsed, scanned, matched } = verdicts(text);
+    expect(parsed).toMatch(problem);
+    expect(scanned).toBe(null);
+    expect(matched).toBe(null);
+  });
+
+  it("takes values with escapes and non-ASCII text in place, and 32 members", () => {
+    const members: Record<string, string> = {
+      "tls.client.subject": 'CN=a\\,b,O="x"\n é 😀',
+      "client.address": "::1",
+    };
+    for (let i = 0; i < 30; i++) members[`k${i}`] = "v";
+    const text = envelopeJson("c", "0".repeat(64), record, 0, "1", sourceJson(members));
+    const want = header(text);
+    expect(want).toMatchObject({ v: 2 });
+    expect(matchEnvelope(text)).toEqual(want);
+    expect(scanEnvelope(text.replace('"audit.x"}', '"audit.x","flags":1.5}'))).toMatchObject({
+      v: 2,
+    });
   });
 });

@@ -213,13 +213,19 @@ const agent = (pod.initContainers ?? []).find(
 
 /**
  * The agent container's environment as the kubelet would set it: plain values as written,
- * the pod's name (downward API) as a Deployment's pod would be named.
+ * the pod's Downward API fields as a Deployment's pod would have them.
  */
+const DOWNWARD_SAMPLES: Record<string, string> = {
+  "metadata.name": `${workload.metadata.name}-7c9d8b5f4-x2x7k`,
+  "metadata.uid": "0f6c8a52-3d4e-4b7a-9c1d-2e5f6a7b8c9d",
+  "metadata.namespace": "payments",
+  "spec.nodeName": "node-eu1-a",
+};
 const agentEnv: Record<string, string> = Object.fromEntries(
   (agent.env ?? []).map((e) => {
     if (e.value !== undefined) return [e.name, e.value];
-    if (e.valueFrom?.fieldRef?.fieldPath === "metadata.name")
-      return [e.name, `${workload.metadata.name}-7c9d8b5f4-x2x7k`];
+    const sample = DOWNWARD_SAMPLES[e.valueFrom?.fieldRef?.fieldPath ?? ""];
+    if (sample !== undefined) return [e.name, sample];
     throw new Error(`agent env ${e.name}: no sample value for ${JSON.stringify(e.valueFrom)}`);
   }),
 );
@@ -385,6 +391,18 @@ describe("deploy/kubernetes: the pod", () => {
       expect(Number(url.port)).toBe(splitEndpoint(otlp.protocols.http!.endpoint).port);
       expect(url.pathname).toBe(otlp.protocols.http!.logs_url_path);
     }
+  });
+
+  it("stamps each record's source with the pod, namespace and node from the Downward API", () => {
+    expect(config.source?.attributes).toEqual({
+      "k8s.pod.name": DOWNWARD_SAMPLES["metadata.name"],
+      "k8s.pod.uid": DOWNWARD_SAMPLES["metadata.uid"],
+      "k8s.namespace.name": DOWNWARD_SAMPLES["metadata.namespace"],
+      "k8s.node.name": DOWNWARD_SAMPLES["spec.nodeName"],
+    });
+    // Over the pod's loopback the peer is always 127.0.0.1: not worth a member per record.
+    expect(config.source?.client_address).toBe(false);
+    expect(config.warnings.join("\n")).not.toMatch(/POD_|NODE_NAME/);
   });
 
   it("mounts the ConfigMap read-only where --config reads it", () => {

@@ -8,7 +8,15 @@ import { openWal, type Wal } from "../../agent/store/wal.js";
 import { Sealer } from "../../agent/sealing/sealer.js";
 import { CheckpointServer } from "../../agent/sealing/checkpoint-server.js";
 import { signingConfigSchema } from "../../agent/sealing/config.js";
-import { envelopeJson, genesisHash, leafHash, nodeHash } from "../../agent/integrity/format.js";
+import {
+  envelopeJson,
+  genesisHash,
+  leafHash,
+  nodeHash,
+  sourceJson,
+} from "../../agent/integrity/format.js";
+import { matchEnvelope } from "../../agent/integrity/canonical-check.js";
+import { checkChain, parseEnvelope } from "../../agent/integrity/chain-check.js";
 import { canonicalize, type JsonValue } from "../../agent/integrity/jcs.js";
 import { readTrustedKeys, writeKeyPair } from "../../agent/integrity/key-files.js";
 import { loadSigningKeys } from "../../agent/sealing/keys.js";
@@ -508,6 +516,54 @@ describe("docs/integrity-format.md §8.6–§8.12 worked examples", () => {
       `${Buffer.from(SIGNATURE, "base64").length}-byte Ed25519 signature (§10.3), ${SIGNATURE.length} characters`,
     ];
     for (const value of values) expect(doc.includes(value), value.slice(0, 80)).toBe(true);
+  });
+});
+
+// §8.13: a version-2 line, the next record of the example chain with its `source`.
+const RECORD_2 =
+  '{"logRecord":{"eventName":"audit.user.logout","severityNumber":9,"severityText":"INFO","timeUnixNano":"1767268801000000000"},"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"billing-api"}},{"key":"k8s.pod.name","value":{"stringValue":"billing-api-0"}}]},"scope":{"name":"com.example.billing.audit","version":"1.3.0"}}';
+const RECEIVED_2 = "1767268801002000000";
+const LINE_2 =
+  '{"chainId":"billing-prod-eu1","prev":"32fe666988ba66d5d301432531d1ea128dae25362836a9401a7b4d7e864ea40f","record":{"logRecord":{"eventName":"audit.user.logout","severityNumber":9,"severityText":"INFO","timeUnixNano":"1767268801000000000"},"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"billing-api"}},{"key":"k8s.pod.name","value":{"stringValue":"billing-api-0"}}]},"scope":{"name":"com.example.billing.audit","version":"1.3.0"}},"seq":"2","source":{"client.address":"127.0.0.1","k8s.namespace.name":"billing","k8s.node.name":"node-eu1-a","k8s.pod.name":"billing-api-7d9f8c6b5-x2k4q","tls.client.hash.sha256":"50D858E0985ECC7F60418AAF0CC5AB587F42C2570A884095A9E8CCACD0F6545C","tls.client.subject":"CN=billing-api,O=Example Corp"},"timeReceivedUnixNano":"1767268801002000000","v":2}';
+const LEAF_2 = "22528df6246f73d3adee5f2248127c47bf21365cc74f8c495eeec142f9201e58";
+
+describe("§8.13: a version-2 line", () => {
+  it("is the envelope of the documented source, links to §8.4, and the document shows it", () => {
+    const source = sourceJson({
+      "k8s.pod.name": "billing-api-7d9f8c6b5-x2k4q",
+      "k8s.namespace.name": "billing",
+      "k8s.node.name": "node-eu1-a",
+      "client.address": "127.0.0.1",
+      "tls.client.subject": "CN=billing-api,O=Example Corp",
+      // The stand-in fingerprint: SHA-256 of "example", uppercase hex.
+      "tls.client.hash.sha256": createHash("sha256").update("example").digest("hex").toUpperCase(),
+    });
+    const line = envelopeJson(CHAIN_ID, LEAF_1, RECORD_2, 2, RECEIVED_2, source);
+    expect(line).toBe(LINE_2);
+    expect(leafHash(utf8(line)).toString("hex")).toBe(LEAF_2);
+    expect(canonicalize(JSON.parse(line) as JsonValue)).toBe(line);
+    expect(matchEnvelope(line)).toMatchObject({ v: 2, seq: "2" });
+    const lines = [line0, line1, line].map((text, i) => ({ text, location: `example:${i + 1}` }));
+    expect(checkChain(lines)).toMatchObject({ records: 3, lastHash: LEAF_2, findings: [] });
+    // What the section says of edits to it.
+    expect(parseEnvelope(line.replace('"v":2', '"v":1'))).toMatch(/source in a version-1 line/);
+    expect(parseEnvelope(line.replace(/,"source":\{[^}]*\}/, ""))).toMatch(/without its source/);
+    expect(
+      parseEnvelope(
+        line.replace(
+          '"client.address":"127.0.0.1","k8s.namespace.name":"billing"',
+          '"k8s.namespace.name":"billing","client.address":"127.0.0.1"',
+        ),
+      ),
+    ).toMatch(/canonical/);
+    const edited = line.replace("node-eu1-a", "node-eu1-b");
+    expect(checkChain([...lines.slice(0, 2), { text: edited, location: "x" }]).lastHash).not.toBe(
+      LEAF_2,
+    );
+
+    const doc = readFileSync(join(ROOT, "docs/integrity-format.md"), "utf8");
+    for (const value of [LINE_2, LEAF_2, `(${utf8(LINE_2).length} bytes)`, RECEIVED_2])
+      expect(doc.includes(value), value.slice(0, 80)).toBe(true);
   });
 });
 

@@ -76,4 +76,17 @@ describe("unsafe settings", () => {
       /service\.telemetry\.metrics\.address 0\.0\.0\.0:8888 is reachable/,
     );
   });
+
+  it("warns that client_certificate stamps nothing on a receiver without mTLS", () => {
+    const yaml = base
+      .replace("processors:\n", "processors:\n  source:\n    client_certificate: true\n")
+      .replace("processors: [audit_filter]", "processors: [audit_filter, source]");
+    const w = warn(yaml);
+    expect(w).toHaveLength(2);
+    for (const protocol of ["grpc", "http"])
+      expect(w.join("\n")).toContain(
+        `processors.source.client_certificate is on, but receivers.otlp.protocols.${protocol} verifies no client certificate`,
+      );
+    expect(warn(yaml.replace("client_certificate: true", "client_address: true"))).toEqual([]);
+  });
 });

@@ -7,7 +7,8 @@ import { RECORD_RANGE, recordKey } from "../../agent/store/keyspace.js";
 import { Store } from "../../agent/store/store.js";
 import { WalFullError } from "../../agent/store/chain-log.js";
 import { openWal as openStore, type Wal, type WalOptions } from "../../agent/store/wal.js";
-import { genesisHash } from "../../agent/integrity/format.js";
+import { envelopeJson, genesisHash } from "../../agent/integrity/format.js";
+import { checkChain } from "../../agent/integrity/chain-check.js";
 import { makeTempDir } from "../helpers/agent.js";
 import { prng, testSeed } from "../helpers/prng.js";
 
@@ -75,6 +76,34 @@ describe("write-ahead log", () => {
     await wal.log.append([rec(3)], "6");
     const [next] = await wal.log.read(2, 1, 1 << 20);
     expect(JSON.parse(next!.canonicalText()).prev).toBe(prev);
+  });
+
+  it("writes a request's source into each of its envelopes (v 2), and none (v 1) without one", async () => {
+    const dir = tmp();
+    const wal = await openWal(dir);
+    const a = '{"client.address":"10.1.2.3","k8s.pod.name":"p\u00e9"}';
+    const b = '{"client.address":"10.1.2.4"}';
+    await Promise.all([
+      wal.log.append([rec(0), rec(1)], "1700000000000000000", a),
+      wal.log.append([rec(2)], "8"),
+      wal.log.append([rec(3)], "9", b),
+      wal.log.append([rec(4)], "9", a),
+    ]);
+    const stored = await wal.log.read(-1, 10, 1 << 20);
+    const sources = [a, a, null, b, a];
+    const received = ["1700000000000000000", "1700000000000000000", "8", "9", "9"];
+    let prev = genesisHash(wal.log.chainId).toString("hex");
+    stored.forEach((r, i) => {
+      const want = envelopeJson(wal.log.chainId, prev, rec(i), i, received[i]!, sources[i]);
+      expect(r.canonicalText()).toBe(want);
+      prev = r.leafHashHex();
+    });
+    const lines = stored.map((r) => ({ text: r.canonicalText(), location: String(r.seq) }));
+    expect(checkChain(lines)).toMatchObject({ records: 5, findings: [] });
+    // Its receive time is read back from a v2 line as from a v1 line.
+    await wal.close();
+    const again = await openWal(dir);
+    expect(again.log.writtenAt(0)).toBe(1_700_000_000_000);
   });
 
   it("resumes the same chain after reopening, with no gap and no fork", async () => {

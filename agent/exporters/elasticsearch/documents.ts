@@ -30,6 +30,8 @@ interface CanonicalRecord {
   prev: string;
   seq: string;
   timeReceivedUnixNano: string;
+  /** What the agent knew of the sender (integrity-format §2.4), on version-2 lines. */
+  source?: Record<string, string>;
   record: {
     logRecord?: {
       attributes?: KeyValueJson[];
@@ -71,6 +73,9 @@ export function recordDocument(text: string, leafHashHex: string): JsonObject {
     prev: env.prev,
   };
   if (received !== null) audit.received = received;
+  // Flat already (names to strings): searchable as audit.source.k8s.pod.name, apart from the
+  // resource attributes the application claims.
+  if (isStringMap(env.source)) audit.source = env.source;
   audit.canonical = text;
   const doc: JsonObject = {
     "@timestamp":
@@ -108,6 +113,15 @@ export function recordDocument(text: string, leafHashHex: string): JsonObject {
   if (log.traceId !== undefined) doc.trace_id = log.traceId;
   if (log.spanId !== undefined) doc.span_id = log.spanId;
   return doc;
+}
+
+function isStringMap(v: unknown): v is Record<string, string> {
+  return (
+    typeof v === "object" &&
+    v !== null &&
+    !Array.isArray(v) &&
+    Object.values(v).every((s) => typeof s === "string")
+  );
 }
 
 /** The top-level members recordDocument writes, the ones the reader compares. */
@@ -248,6 +262,7 @@ export const RECORD_MAPPINGS = {
         leaf_hash: keyword(),
         prev: keyword(),
         received: { type: "date_nanos" },
+        source: { type: "flattened", ignore_above: 1024 },
         canonical: STORED_ONLY,
       },
     },

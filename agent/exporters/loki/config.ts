@@ -34,6 +34,11 @@ const labelsSchema = z
     resource_attributes: z
       .record(z.string().min(1), z.string())
       .default({ "service.name": "service_name" }),
+    /**
+     * Envelope `source` member → label name (integrity-format §2.4), e.g.
+     * `k8s.namespace.name: namespace`: what the agent knew of the sender, not its claim.
+     */
+    source: z.record(z.string().min(1), z.string()).default({}),
     /** Label name → fixed value, e.g. `env: prod`. */
     static: z.record(z.string(), z.string()).default({}),
   })
@@ -54,6 +59,8 @@ const labelsSchema = z
     };
     for (const [attribute, name] of Object.entries(labels.resource_attributes))
       use(name, `resource attribute ${attribute}`, ["resource_attributes", attribute]);
+    for (const [member, name] of Object.entries(labels.source))
+      use(name, `source member ${member}`, ["source", member]);
     for (const [name, value] of Object.entries(labels.static)) {
       use(name, "static", ["static", name]);
       if (value === "")

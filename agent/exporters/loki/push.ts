@@ -21,6 +21,7 @@ export interface PushBody {
 export class PushBuilder {
   private readonly staticPairs: [string, string][];
   private readonly attributeLabels: [string, string][];
+  private readonly sourceLabels: [string, string][];
 
   constructor(
     private readonly config: Pick<
@@ -30,6 +31,7 @@ export class PushBuilder {
   ) {
     this.staticPairs = Object.entries(config.labels.static);
     this.attributeLabels = Object.entries(config.labels.resource_attributes);
+    this.sourceLabels = Object.entries(config.labels.source);
   }
 
   /** The labels every stream of `chainId` carries (records and manifests, every shard). */
@@ -60,7 +62,7 @@ export class PushBuilder {
     batch.records.forEach((record, i) => {
       if (stored?.has(base + BigInt(i))) return;
       const text = record.canonicalText();
-      const labels = JSON.stringify(this.labels(chainId, "records", this.resourceLabels(text)));
+      const labels = JSON.stringify(this.labels(chainId, "records", this.recordLabels(text)));
       const metadata = this.config.structured_metadata
         ? `,{"seq":"${record.seq}","hash":"${record.leafHashHex()}"}`
         : "";
@@ -95,19 +97,28 @@ export class PushBuilder {
     return out;
   }
 
-  /** Label pairs from the record's resource attributes named in `labels.resource_attributes`. */
-  private resourceLabels(text: string): [string, string][] {
-    if (this.attributeLabels.length === 0) return [];
-    let attributes: { key?: unknown; value?: unknown }[] | undefined;
+  /**
+   * Label pairs from the record's resource attributes named in `labels.resource_attributes`
+   * and from its envelope's `source` members named in `labels.source`.
+   */
+  private recordLabels(text: string): [string, string][] {
+    if (this.attributeLabels.length === 0 && this.sourceLabels.length === 0) return [];
+    let envelope: { record?: { resource?: { attributes?: unknown } }; source?: unknown };
     try {
-      const envelope = JSON.parse(text) as { record?: { resource?: { attributes?: unknown } } };
-      const list = envelope.record?.resource?.attributes;
-      attributes = Array.isArray(list) ? list : undefined;
+      envelope = JSON.parse(text) as typeof envelope;
     } catch {
-      attributes = undefined;
+      return [];
     }
-    if (!attributes) return [];
     const out: [string, string][] = [];
+    const source = envelope.source;
+    if (typeof source === "object" && source !== null) {
+      for (const [member, label] of this.sourceLabels) {
+        const value = (source as Record<string, unknown>)[member];
+        if (typeof value === "string" && value !== "") out.push([label, value]);
+      }
+    }
+    const list = envelope.record?.resource?.attributes;
+    const attributes = Array.isArray(list) ? (list as { key?: unknown; value?: unknown }[]) : [];
     for (const [attribute, label] of this.attributeLabels) {
       const found = attributes.find((a) => a.key === attribute);
       const value = found ? labelValue(found.value) : undefined;

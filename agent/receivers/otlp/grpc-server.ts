@@ -10,6 +10,7 @@ import { logRefusal, refusalFor } from "./outcome.js";
 import type { ThrottledEvents } from "../../telemetry/event-log.js";
 import { encodeLogsResponse, encodeStatus } from "../../otlp/protobuf-codec.js";
 import { BearerAuth, RateLimitedError, type TokenBucket } from "./security.js";
+import { CallPeer } from "./peer.js";
 
 /**
  * OTLP/gRPC logs receiver: opentelemetry.proto.collector.logs.v1.LogsService/Export.
@@ -250,7 +251,7 @@ export class OtlpGrpcReceiver {
       return;
     }
     const receivedAt = receiveTimeUnixNano();
-    this.consumer.consumeProtobuf(call.request, receivedAt, this.counts).then(
+    this.consumer.consumeProtobuf(call.request, receivedAt, this.counts, new CallPeer(call)).then(
       (result) => {
         this.counts.request(result.rejected > 0 ? "partial" : "ok");
         const partial =

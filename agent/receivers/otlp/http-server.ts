@@ -15,6 +15,7 @@ import { encodeLogsResponse, encodeStatus } from "../../otlp/protobuf-codec.js";
 import { BearerAuth, RateLimitedError, type TokenBucket } from "./security.js";
 import { bodyTooLarge, HttpRefusal } from "./body-limits.js";
 import { ACCEPTED_ENCODINGS, decompressBody, isAcceptedEncoding } from "./decompress.js";
+import { SocketPeer } from "./peer.js";
 
 /** OTLP/HTTP logs receiver (https://opentelemetry.io/docs/specs/otlp/#otlphttp). */
 
@@ -176,10 +177,11 @@ export class OtlpHttpReceiver {
       if (!plain && isAcceptedEncoding(encoding))
         body = await decompressBody(body, encoding, limit);
       const receivedAt = receiveTimeUnixNano();
+      const peer = new SocketPeer(req.socket);
       const result =
         format === "protobuf"
-          ? await this.consumer.consumeProtobuf(body, receivedAt, this.counts)
-          : await this.consumeJson(body, receivedAt);
+          ? await this.consumer.consumeProtobuf(body, receivedAt, this.counts, peer)
+          : await this.consumeJson(body, receivedAt, peer);
       this.counts.request(result.rejected > 0 ? "partial" : "ok");
       const partial =
         result.rejected > 0
@@ -201,9 +203,9 @@ export class OtlpHttpReceiver {
    * stored exactly are refused on their own and reported as partial success
    * (docs/integrity-format.md §3.11).
    */
-  private consumeJson(body: Buffer, receivedAt: string) {
+  private consumeJson(body: Buffer, receivedAt: string, peer: SocketPeer) {
     const { request, refused } = decodeLogsRequestJsonPartial(body);
-    return this.consumer.consume(request, receivedAt, this.counts, refused);
+    return this.consumer.consume(request, receivedAt, this.counts, refused, peer);
   }
 
   private readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
