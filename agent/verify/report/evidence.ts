@@ -1,3 +1,4 @@
+import { z } from "zod";
 import { AgentError } from "../../common/errors.js";
 import { leafHash } from "../../integrity/format.js";
 import { verifyInclusion } from "../../integrity/merkle.js";
@@ -107,6 +108,28 @@ export interface EvidenceCheck {
 
 const HEX32 = /^[0-9a-f]{64}$/;
 
+/** A time as search writes it (toISOString), or null: nothing else reads the same to all. */
+const isoTime = z
+  .string()
+  .refine((s) => !Number.isNaN(Date.parse(s)) && new Date(Date.parse(s)).toISOString() === s, {
+    message: "not a time as search writes it (e.g. 2026-01-01T12:00:00.000Z)",
+  })
+  .nullable();
+
+/**
+ * The query exactly as search writes it. Anything else is refused rather than read
+ * leniently: a `where` that is not a list of {key, value} strings, or a time that does not
+ * parse, would otherwise be skipped by the check while a person (or another JSON tool)
+ * reads it as a condition the records meet.
+ */
+const querySchema = z
+  .object({
+    where: z.array(z.object({ key: z.string().min(1), value: z.string() }).strict()),
+    from: isoTime,
+    to: isoTime,
+  })
+  .strict();
+
 /** Checks an evidence bundle's text against trusted keys, offline. */
 export function checkEvidence(text: string, trusted: readonly PublicKey[]): EvidenceCheck {
   const result: EvidenceCheck = { ok: false, problems: [], chains: 0, records: 0, signers: [] };
@@ -123,7 +146,15 @@ export function checkEvidence(text: string, trusted: readonly PublicKey[]): Evid
     );
     return result;
   }
-  for (const chain of bundle.chains) checkChain(chain, bundle.query, trusted, result);
+  const query = querySchema.safeParse(bundle.query);
+  if (!query.success) {
+    const issue = query.error.issues[0];
+    result.problems.push(
+      `the bundle's query is not one check-evidence can apply (query${issue?.path.map((k) => `.${String(k)}`).join("") ?? ""}: ${issue?.message}): whether the records meet it cannot be checked`,
+    );
+    return result;
+  }
+  for (const chain of bundle.chains) checkChain(chain, query.data, trusted, result);
   if (result.records === 0 && result.problems.length === 0)
     result.problems.push("the bundle holds no records: it proves nothing");
   result.ok = result.problems.length === 0;
@@ -132,7 +163,7 @@ export function checkEvidence(text: string, trusted: readonly PublicKey[]): Evid
 
 function checkChain(
   chain: EvidenceChain,
-  query: EvidenceQuery | undefined,
+  query: EvidenceQuery,
   trusted: readonly PublicKey[],
   result: EvidenceCheck,
 ): void {
@@ -181,7 +212,7 @@ function checkChain(
       problem(
         `${at}: the inclusion proof does not lead from the line's leaf hash to the signed root of tree size ${cp.size}`,
       );
-    if (view && query && !meetsQuery(view, query))
+    if (view && !meetsQuery(view, query))
       problem(`${at}: the record does not meet the bundle's query`);
   }
 }
@@ -190,5 +221,5 @@ function meetsQuery(view: NonNullable<ReturnType<typeof viewRecord>>, q: Evidenc
   const received = Date.parse(view.received);
   if (q.from !== null && received < Date.parse(q.from)) return false;
   if (q.to !== null && received > Date.parse(q.to)) return false;
-  return matches(view, Array.isArray(q.where) ? q.where : []);
+  return matches(view, q.where);
 }

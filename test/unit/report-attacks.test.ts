@@ -1,0 +1,81 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { fileSource } from "../../agent/exporters/file/reader.js";
+import { readTrustedKeys } from "../../agent/integrity/key-files.js";
+import {
+  checkEvidence,
+  type EvidenceBundle,
+  searchEvidence,
+} from "../../agent/verify/report/evidence.js";
+import { makeTempDir } from "../helpers/agent.js";
+import { writeSampleLog } from "../helpers/sample-log.js";
+
+/**
+ * Attacks on evidence bundles and reports (docs/report.md): bundles forged to pass
+ * `check-evidence`, and source text that tries to change what the auditor reads.
+ */
+
+describe("check-evidence against forged bundles", () => {
+  const tmp = makeTempDir();
+  afterAll(() => tmp.cleanup());
+  const log = writeSampleLog(tmp.path, { records: 120, batch: 40 });
+  const trusted = readTrustedKeys(log.trust);
+  // Records of enduser u-3 (seq 3, 20, 37, …), proven: a genuine bundle.
+  const genuine = searchEvidence(
+    fileSource(log.outDir),
+    trusted,
+    { where: [{ key: "enduser.id", value: "u-3" }], from: null, to: null },
+    100,
+  );
+  const forged = async (edit: (b: Record<string, unknown>) => void) => {
+    const b = JSON.parse(JSON.stringify(await genuine)) as Record<string, unknown>;
+    edit(b);
+    return checkEvidence(JSON.stringify(b), trusted);
+  };
+  const query = (b: Record<string, unknown>) => b.query as Record<string, unknown>;
+
+  it("the genuine bundle is valid", async () => {
+    expect(checkEvidence(JSON.stringify(await genuine), trusted)).toMatchObject({ ok: true });
+  });
+
+  it("refuses a query the checker cannot apply, which a reader would take for another user's", async () => {
+    // Each reads as "enduser.id = u-4" (or a time range no record is in) to a person or
+    // another JSON tool, while the records are u-3's.
+    const attacks: Array<(b: Record<string, unknown>) => void> = [
+      (b) => {
+        query(b).where = { 0: { key: "enduser.id", value: "u-4" }, length: 1 };
+      },
+      (b) => {
+        query(b).where = "enduser.id=u-4";
+      },
+      (b) => {
+        query(b).where = [{ key: "enduser.id", value: "u-4", op: "not" }, "enduser.id=u-4"];
+      },
+      (b) => {
+        query(b).where = [{ key: "enduser.id", value: 4 }];
+      },
+      (b) => {
+        query(b).from = "2099-13-01T00:00:00.000Z";
+      },
+      (b) => {
+        query(b).to = 946684800000; // 2000-01-01 as milliseconds
+      },
+      (b) => {
+        delete b.query;
+      },
+      (b) => {
+        b.query = "enduser.id=u-4";
+      },
+    ];
+    for (const attack of attacks) {
+      const result = await forged(attack);
+      expect(result.ok, attack.toString()).toBe(false);
+      expect(result.problems.join("\n")).toMatch(/query/);
+    }
+  });
+
+  it("still accepts the query forms search writes", async () => {
+    const b = (await genuine) as EvidenceBundle;
+    const ranged = { ...b, query: { ...b.query, from: "2026-01-01T00:00:00.000Z", to: null } };
+    expect(checkEvidence(JSON.stringify(ranged), trusted).ok).toBe(true);
+  });
+});
