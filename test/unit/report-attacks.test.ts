@@ -78,4 +78,27 @@ describe("check-evidence against forged bundles", () => {
     const ranged = { ...b, query: { ...b.query, from: "2026-01-01T00:00:00.000Z", to: null } };
     expect(checkEvidence(JSON.stringify(ranged), trusted).ok).toBe(true);
   });
+
+  it("refuses a bundle that counts a record or a chain twice, or claims fewer matches than it holds", async () => {
+    const chains = (b: Record<string, unknown>) => b.chains as Array<Record<string, unknown>>;
+    const records = (b: Record<string, unknown>) =>
+      chains(b)[0]?.records as Array<Record<string, unknown>>;
+    const twiceRecord = await forged((b) => {
+      const r = records(b);
+      r.push(...r, ...r);
+      chains(b)[0] = { ...chains(b)[0], matched: r.length };
+    });
+    expect(twiceRecord.ok).toBe(false);
+    expect(twiceRecord.problems.join("\n")).toMatch(/record seq 3: .*more than once/);
+    const twiceChain = await forged((b) => {
+      b.chains = [...chains(b), ...chains(b)];
+    });
+    expect(twiceChain.ok).toBe(false);
+    expect(twiceChain.problems.join("\n")).toMatch(/more than once/);
+    const fewer = await forged((b) => {
+      chains(b)[0] = { ...chains(b)[0], matched: 1 };
+    });
+    expect(fewer.ok).toBe(false);
+    expect(fewer.problems.join("\n")).toMatch(/matched/);
+  });
 });

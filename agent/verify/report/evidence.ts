@@ -154,7 +154,14 @@ export function checkEvidence(text: string, trusted: readonly PublicKey[]): Evid
     );
     return result;
   }
-  for (const chain of bundle.chains) checkChain(chain, query.data, trusted, result);
+  const seen = new Set<unknown>();
+  for (const chain of bundle.chains) {
+    // The same chain twice would count its records twice in the verdict.
+    if (seen.has(chain?.chainId))
+      result.problems.push(`chain ${String(chain?.chainId)}: in the bundle more than once`);
+    seen.add(chain?.chainId);
+    checkChain(chain, query.data, trusted, result);
+  }
   if (result.records === 0 && result.problems.length === 0)
     result.problems.push("the bundle holds no records: it proves nothing");
   result.ok = result.problems.length === 0;
@@ -190,9 +197,19 @@ function checkChain(
       `treeSize/rootHash ${String(chain.treeSize)}/${String(chain.rootHash)} are not the signed checkpoint's ${cp.size}/${cp.rootHash}`,
     );
   const root = Buffer.from(cp.rootHash, "hex");
-  for (const r of Array.isArray(chain.records) ? chain.records : []) {
+  const records = Array.isArray(chain.records) ? chain.records : [];
+  // `matched` counts every match and `records` holds the first of them (docs/report.md).
+  if (!Number.isSafeInteger(chain.matched) || chain.matched < records.length)
+    problem(
+      `"matched" is ${String(chain.matched)}, but the bundle holds ${records.length} record(s) of the chain`,
+    );
+  const seqs = new Set<unknown>();
+  for (const r of records) {
     result.records++;
     const at = `record seq ${String(r?.seq)}`;
+    // A record given twice proves nothing more, but would be counted twice.
+    if (seqs.has(r?.seq)) problem(`${at}: in the bundle more than once`);
+    seqs.add(r?.seq);
     if (typeof r?.line !== "string" || !Number.isSafeInteger(r.seq) || !Array.isArray(r.proof)) {
       problem(`${at}: not a record entry (seq, line, leafHash, proof)`);
       continue;
