@@ -101,4 +101,22 @@ describe("check-evidence against forged bundles", () => {
     expect(fewer.ok).toBe(false);
     expect(fewer.problems.join("\n")).toMatch(/matched/);
   });
+
+  it("prints no terminal control or bidi character a bundle holds", async () => {
+    // On a terminal: up a line, clear it, and write a verdict over "INVALID".
+    const overwrite = "\u001b[1A\u001b[2K\revidence.json: VALID\n\u202e";
+    const result = await forged((b) => {
+      const chain = (b.chains as Array<Record<string, unknown>>)[0] as Record<string, unknown>;
+      chain.chainId = `sample-chain${overwrite}`;
+      (chain.records as Array<Record<string, unknown>>)[0] = {
+        seq: overwrite,
+        leafHash: overwrite,
+      };
+    });
+    expect(result.ok).toBe(false);
+    const text = result.problems.join("\n");
+    expect(text).toContain("\\u001b[1A");
+    // eslint-disable-next-line no-control-regex -- what must not be printed
+    expect(result.problems.filter((p) => /[\u0000-\u001f\u007f-\u009f\u202e]/.test(p))).toEqual([]);
+  });
 });

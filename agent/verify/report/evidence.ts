@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { AgentError } from "../../common/errors.js";
+import { printable } from "../../common/printable.js";
 import { leafHash } from "../../integrity/format.js";
 import { verifyInclusion } from "../../integrity/merkle.js";
 import type { PublicKey } from "../../integrity/signing.js";
@@ -130,8 +131,17 @@ const querySchema = z
   })
   .strict();
 
-/** Checks an evidence bundle's text against trusted keys, offline. */
+/**
+ * Checks an evidence bundle's text against trusted keys, offline. The problems quote the
+ * bundle's text, printed as it is by check-evidence: its control characters are escaped.
+ */
 export function checkEvidence(text: string, trusted: readonly PublicKey[]): EvidenceCheck {
+  const result = checkBundle(text, trusted);
+  result.problems = result.problems.map((p) => printable(p));
+  return result;
+}
+
+function checkBundle(text: string, trusted: readonly PublicKey[]): EvidenceCheck {
   const result: EvidenceCheck = { ok: false, problems: [], chains: 0, records: 0, signers: [] };
   let bundle: EvidenceBundle;
   try {
