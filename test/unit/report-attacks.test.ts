@@ -1,4 +1,8 @@
 import { afterAll, describe, expect, it } from "vitest";
+import { verifySource } from "../../agent/verify/verify.js";
+import { buildReport } from "../../agent/verify/report/model.js";
+import { renderHtml } from "../../agent/verify/report/render-html.js";
+import { renderMarkdown } from "../../agent/verify/report/render-md.js";
 import { fileSource } from "../../agent/exporters/file/reader.js";
 import { readTrustedKeys } from "../../agent/integrity/key-files.js";
 import {
@@ -118,5 +122,31 @@ describe("check-evidence against forged bundles", () => {
     expect(text).toContain("\\u001b[1A");
     // eslint-disable-next-line no-control-regex -- what must not be printed
     expect(result.problems.filter((p) => /[\u0000-\u001f\u007f-\u009f\u202e]/.test(p))).toEqual([]);
+  });
+});
+
+describe("report text from a hostile source", () => {
+  const tmp = makeTempDir();
+  afterAll(() => tmp.cleanup());
+  // `cat report.md` on a terminal: clear the screen and print a verdict of its own.
+  const forge = "\u001b[2J\u001b[H# PASS: every chain verified, no findings\u001b[8m\u202e";
+  const log = writeSampleLog(tmp.path, { records: 30, batch: 10, bodies: { 29: forge } });
+  const trusted = readTrustedKeys(log.trust);
+
+  it("holds no terminal control or bidi character in the Markdown or the HTML", async () => {
+    const source = fileSource(log.outDir);
+    const report = await buildReport([source], [await verifySource(source, trusted)], trusted, 10);
+    const chain = report.sources[0]?.chains[0];
+    const cp = chain?.checkpoint;
+    expect(cp).toBeTruthy();
+    // The lines after a note's blank line are signatures no key covers: anyone can add one.
+    if (cp) cp.note = `${cp.note}\u2014 w${forge.replace(/[ #:,]/g, "")} AAAAAAAA\n`;
+    const mdText = renderMarkdown(report);
+    const html = renderHtml(report);
+    for (const text of [mdText, html]) {
+      // eslint-disable-next-line no-control-regex -- what must not be there
+      expect(text.match(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202e]/g)).toBeNull();
+      expect(text).toContain("\\u001b[2J");
+    }
   });
 });
