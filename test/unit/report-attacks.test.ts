@@ -1,3 +1,5 @@
+import { cpSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { verifySource } from "../../agent/verify/verify.js";
 import { buildReport } from "../../agent/verify/report/model.js";
@@ -148,5 +150,31 @@ describe("report text from a hostile source", () => {
       expect(text.match(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202e]/g)).toBeNull();
       expect(text).toContain("\\u001b[2J");
     }
+  });
+
+  it("is no PASS when the source read to describe is not the one verified", async () => {
+    // The report reads a source twice (verify, then describe): a backend that serves the
+    // genuine log to the first read and another to the second must not get a PASS with
+    // records verify never saw.
+    const clean = fileSource(log.outDir);
+    const verified = [await verifySource(clean, trusted)];
+    expect(verified[0]?.ok).toBe(true);
+    const altered = join(tmp.path, "altered");
+    cpSync(log.outDir, altered, { recursive: true });
+    const file = join(altered, log.recordsFile.slice(log.outDir.length));
+    writeFileSync(file, readFileSync(file, "utf8").replace("record 28", "record 99"));
+    const other = writeSampleLog(join(tmp.path, "other"), { chainId: "other-chain", records: 5 });
+    for (const [second, what] of [
+      [fileSource(altered), /modified/],
+      [fileSource(other.outDir), /not the one verified|other-chain/],
+    ] as const) {
+      const report = await buildReport([second], verified, trusted, 10);
+      expect(report.ok).toBe(false);
+      expect(report.summary.findings).toBeGreaterThan(0);
+      expect(JSON.stringify(report.sources[0]?.verify.findings)).toMatch(what);
+      expect(renderMarkdown(report)).toMatch(/^# FAIL/);
+    }
+    const same = await buildReport([clean], verified, trusted, 10);
+    expect(same.ok).toBe(true);
   });
 });
