@@ -222,7 +222,7 @@ export const ERROR_CODES = {
   },
   RELOAD_REFUSED: {
     summary:
-      "On SIGHUP the config changed what a reload may not: the WAL directory or chain id, or the signing key, its name or origin. Nothing changed.",
+      "On SIGHUP the config changed what a reload may not: the WAL directory (its path, or the directory the path now names) or chain id, or the signing key, its name or origin. Nothing changed.",
     fix: "Put the old value back and send SIGHUP again; to move the WAL or rotate the key on purpose, restart the agent.",
   },
   REPORT_USAGE: {

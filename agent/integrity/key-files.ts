@@ -1,4 +1,14 @@
-import { chmodSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  constants,
+  fstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { dirname } from "node:path";
 import { AgentError } from "../common/errors.js";
 import {
@@ -51,9 +61,29 @@ export function writeKeyPair(
   return publicPath;
 }
 
-/** Reads a private key file, refusing one that group or others can read. */
+/**
+ * Reads a private key file, refusing one that group or others can read. The file is opened
+ * once and its mode checked on that descriptor: checked by path and read by path again, a
+ * file swapped in between (a world-readable one) would be read unchecked. Opened without
+ * blocking, and refused unless a regular file: a FIFO put there would hang the agent.
+ */
 export function readPrivateKey(path: string, fallbackName: string): SigningKey {
-  const mode = statSync(path).mode & 0o777;
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    return readOpenKey(fd, path, fallbackName);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function readOpenKey(fd: number, path: string, fallbackName: string): SigningKey {
+  const st = fstatSync(fd);
+  if (!st.isFile())
+    throw new AgentError(
+      "CONFIG_FILE_UNREADABLE",
+      `signing key ${path} is not a file (a directory, a FIFO?): give the key file's path`,
+    );
+  const mode = st.mode & 0o777;
   if ((mode & 0o077) !== 0) {
     throw new AgentError(
       "KEY_FILE_UNSAFE",
@@ -61,7 +91,7 @@ export function readPrivateKey(path: string, fallbackName: string): SigningKey {
         " (on Kubernetes, fsGroup makes mounted Secret files group-readable: copy the key to an owner-only file, see deploy/kubernetes/README.md, or use signing.key_env)",
     );
   }
-  const pem = readFileSync(path, "utf8");
+  const pem = readFileSync(fd, "utf8");
   return signingKeyFromPem(NAME_LINE.exec(pem)?.[1] ?? fallbackName, pem);
 }
 

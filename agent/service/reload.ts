@@ -1,3 +1,4 @@
+import { statSync } from "node:fs";
 import { resolve } from "node:path";
 import { AgentError } from "../common/errors.js";
 import type { AgentConfig } from "../config/load.js";
@@ -52,11 +53,13 @@ export class ReloadableAgent {
     private agent: RunningAgent,
     private config: AgentConfig,
     private readonly settings: ReloadSettings,
+    /** The WAL directory the agent opened (device and inode): a reload keeps that one. */
+    private readonly wal: DirectoryId | null,
   ) {}
 
   static async start(config: AgentConfig, settings: ReloadSettings): Promise<ReloadableAgent> {
     const agent = await startAgent(config, settings.logger, settings.env);
-    return new ReloadableAgent(agent, config, settings);
+    return new ReloadableAgent(agent, config, settings, directoryId(config.wal.directory));
   }
 
   /** The agent as it runs now (another object after each applied reload). */
@@ -115,6 +118,7 @@ export class ReloadableAgent {
     try {
       next = this.settings.load(file);
       checkReloadable(this.config, next, this.agent.verifierKey, env, logger);
+      checkSameWal(this.wal, next.wal.directory);
     } catch (err) {
       // Not an AgentError: a fault of the agent's, reported as such (it has no code).
       const code = err instanceof AgentError ? err.code : undefined;
@@ -182,6 +186,8 @@ function checkReloadable(
   logger: Logger,
 ): void {
   const path = (p: string | undefined) => (p === undefined ? "(unset)" : resolve(p));
+  // The WAL directory's path too, not only the directory it names (checkSameWal): its
+  // anchor file (store/head-journal.ts) is found beside the path as written.
   const fixed: Array<[string, string | undefined, string | undefined]> = [
     ["extensions.wal.directory", path(current.wal.directory), path(next.wal.directory)],
     ["extensions.wal.chain_id", current.wal.chain_id, next.wal.chain_id],
@@ -207,6 +213,36 @@ function checkReloadable(
       "RELOAD_REFUSED",
       `the signing key is not the one the agent signs with (${verifierKey}; the key now found is ${keys.key.public.verifierKey}): a reload does not rotate the key. Put the key back and send SIGHUP again, or restart the agent to rotate it (with signing.previous_key_file)`,
     );
+}
+
+interface DirectoryId {
+  dev: number;
+  ino: number;
+}
+
+/** The directory `dir` names now (symlinks followed), or null when there is none. */
+function directoryId(dir: string): DirectoryId | null {
+  try {
+    const st = statSync(dir);
+    return st.isDirectory() ? { dev: st.dev, ino: st.ino } : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Throws RELOAD_REFUSED unless `next` names the very directory the agent's WAL is in. The
+ * same path is not enough: a symlink re-pointed, or the directory moved away and another
+ * put in its place, makes it name another WAL (a new chain, or an old copy of this one):
+ * the agent would stop, and start a new chain there or fail to start at all.
+ */
+function checkSameWal(opened: DirectoryId | null, dir: string): void {
+  const now = directoryId(dir);
+  if (opened && now && opened.dev === now.dev && opened.ino === now.ino) return;
+  throw new AgentError(
+    "RELOAD_REFUSED",
+    `extensions.wal.directory ${resolve(dir)} no longer names the directory the agent's write-ahead log is in (a symlink on the path re-pointed, or the directory moved or replaced): a reload keeps the write-ahead log, so that the chain does not change without a restart. Put the directory back and send SIGHUP again, or restart the agent to change it`,
+  );
 }
 
 /** What a reload changes, as config keys: "exporters.file/b added", "processors.audit_filter changed". */

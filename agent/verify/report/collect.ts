@@ -82,6 +82,11 @@ export interface DescribeOptions {
   limit: number;
   /** A search: only records meeting these (and the time range) are selected. */
   where?: readonly WhereClause[];
+  /**
+   * The origin of the chain's checkpoints when verify found it (signing.origin may be set to
+   * anything): checkpoints with it count as the chain's, besides "…/<chain id>" ones.
+   */
+  origin?: string;
   /** Receive times selected, unix ns, inclusive. */
   from?: bigint;
   to?: bigint;
@@ -90,7 +95,11 @@ export interface DescribeOptions {
 const ignore: ReadProblems = { finding: () => undefined, note: () => undefined };
 
 /** The chain's manifests: batches, rotations, and its latest checkpoint a trusted key signed. */
-async function manifestPass(chain: ChainReader, trusted: readonly PublicKey[]) {
+async function manifestPass(
+  chain: ChainReader,
+  trusted: readonly PublicKey[],
+  origin: string | undefined,
+) {
   let batches = 0;
   let firstBatchAt: string | null = null;
   let lastBatchAt: string | null = null;
@@ -112,24 +121,26 @@ async function manifestPass(chain: ChainReader, trusted: readonly PublicKey[]) {
         toKey: String(m.newKey),
       });
     const cp = stored.checkpoint
-      ? trustedCheckpoint(stored.checkpoint, chain.chainId, trusted)
+      ? trustedCheckpoint(stored.checkpoint, chain.chainId, trusted, origin)
       : null;
     if (cp && (checkpoint === null || cp.size > checkpoint.size)) checkpoint = cp;
   }
   return { batches, firstBatchAt, lastBatchAt, rotations, checkpoint };
 }
 
-/** A checkpoint note of this chain that a trusted key signed, or null. */
+/** A checkpoint note of this chain (by its origin) that a trusted key signed, or null. */
 export function trustedCheckpoint(
   note: string,
   chainId: string,
   trusted: readonly PublicKey[],
+  origin?: string,
 ): CheckpointDetail | null {
   try {
     const parsed = parseNote(note);
     const { valid, invalid } = verifyNote(parsed, trusted);
     const cp = parseCheckpointText(parsed.text);
-    if (valid.length === 0 || !cp.origin.endsWith(`/${chainId}`)) return null;
+    if (valid.length === 0 || !(cp.origin === origin || cp.origin.endsWith(`/${chainId}`)))
+      return null;
     const status = (s: { name: string; keyId: string }) =>
       valid.some((k) => k.name === s.name && k.keyId === s.keyId)
         ? ("trusted" as const)
@@ -158,7 +169,7 @@ export async function describeChain(
   chain: ChainReader,
   opts: DescribeOptions,
 ): Promise<ChainDetail> {
-  const m = await manifestPass(chain, opts.trusted);
+  const m = await manifestPass(chain, opts.trusted, opts.origin);
   const size = m.checkpoint?.size ?? 0;
   const search = opts.where !== undefined;
   // A search may match any record, so it keeps every leaf; the report proves the newest.

@@ -1,4 +1,6 @@
+import { z } from "zod";
 import { AgentError } from "../../common/errors.js";
+import { printable } from "../../common/printable.js";
 import { leafHash } from "../../integrity/format.js";
 import { verifyInclusion } from "../../integrity/merkle.js";
 import type { PublicKey } from "../../integrity/signing.js";
@@ -107,8 +109,39 @@ export interface EvidenceCheck {
 
 const HEX32 = /^[0-9a-f]{64}$/;
 
-/** Checks an evidence bundle's text against trusted keys, offline. */
+/** A time as search writes it (toISOString), or null: nothing else reads the same to all. */
+const isoTime = z
+  .string()
+  .refine((s) => !Number.isNaN(Date.parse(s)) && new Date(Date.parse(s)).toISOString() === s, {
+    message: "not a time as search writes it (e.g. 2026-01-01T12:00:00.000Z)",
+  })
+  .nullable();
+
+/**
+ * The query exactly as search writes it. Anything else is refused rather than read
+ * leniently: a `where` that is not a list of {key, value} strings, or a time that does not
+ * parse, would otherwise be skipped by the check while a person (or another JSON tool)
+ * reads it as a condition the records meet.
+ */
+const querySchema = z
+  .object({
+    where: z.array(z.object({ key: z.string().min(1), value: z.string() }).strict()),
+    from: isoTime,
+    to: isoTime,
+  })
+  .strict();
+
+/**
+ * Checks an evidence bundle's text against trusted keys, offline. The problems quote the
+ * bundle's text, printed as it is by check-evidence: its control characters are escaped.
+ */
 export function checkEvidence(text: string, trusted: readonly PublicKey[]): EvidenceCheck {
+  const result = checkBundle(text, trusted);
+  result.problems = result.problems.map((p) => printable(p));
+  return result;
+}
+
+function checkBundle(text: string, trusted: readonly PublicKey[]): EvidenceCheck {
   const result: EvidenceCheck = { ok: false, problems: [], chains: 0, records: 0, signers: [] };
   let bundle: EvidenceBundle;
   try {
@@ -123,7 +156,22 @@ export function checkEvidence(text: string, trusted: readonly PublicKey[]): Evid
     );
     return result;
   }
-  for (const chain of bundle.chains) checkChain(chain, bundle.query, trusted, result);
+  const query = querySchema.safeParse(bundle.query);
+  if (!query.success) {
+    const issue = query.error.issues[0];
+    result.problems.push(
+      `the bundle's query is not one check-evidence can apply (query${issue?.path.map((k) => `.${String(k)}`).join("") ?? ""}: ${issue?.message}): whether the records meet it cannot be checked`,
+    );
+    return result;
+  }
+  const seen = new Set<unknown>();
+  for (const chain of bundle.chains) {
+    // The same chain twice would count its records twice in the verdict.
+    if (seen.has(chain?.chainId))
+      result.problems.push(`chain ${String(chain?.chainId)}: in the bundle more than once`);
+    seen.add(chain?.chainId);
+    checkChain(chain, query.data, trusted, result);
+  }
   if (result.records === 0 && result.problems.length === 0)
     result.problems.push("the bundle holds no records: it proves nothing");
   result.ok = result.problems.length === 0;
@@ -132,7 +180,7 @@ export function checkEvidence(text: string, trusted: readonly PublicKey[]): Evid
 
 function checkChain(
   chain: EvidenceChain,
-  query: EvidenceQuery | undefined,
+  query: EvidenceQuery,
   trusted: readonly PublicKey[],
   result: EvidenceCheck,
 ): void {
@@ -159,9 +207,19 @@ function checkChain(
       `treeSize/rootHash ${String(chain.treeSize)}/${String(chain.rootHash)} are not the signed checkpoint's ${cp.size}/${cp.rootHash}`,
     );
   const root = Buffer.from(cp.rootHash, "hex");
-  for (const r of Array.isArray(chain.records) ? chain.records : []) {
+  const records = Array.isArray(chain.records) ? chain.records : [];
+  // `matched` counts every match and `records` holds the first of them (docs/report.md).
+  if (!Number.isSafeInteger(chain.matched) || chain.matched < records.length)
+    problem(
+      `"matched" is ${String(chain.matched)}, but the bundle holds ${records.length} record(s) of the chain`,
+    );
+  const seqs = new Set<unknown>();
+  for (const r of records) {
     result.records++;
     const at = `record seq ${String(r?.seq)}`;
+    // A record given twice proves nothing more, but would be counted twice.
+    if (seqs.has(r?.seq)) problem(`${at}: in the bundle more than once`);
+    seqs.add(r?.seq);
     if (typeof r?.line !== "string" || !Number.isSafeInteger(r.seq) || !Array.isArray(r.proof)) {
       problem(`${at}: not a record entry (seq, line, leafHash, proof)`);
       continue;
@@ -181,7 +239,7 @@ function checkChain(
       problem(
         `${at}: the inclusion proof does not lead from the line's leaf hash to the signed root of tree size ${cp.size}`,
       );
-    if (view && query && !meetsQuery(view, query))
+    if (view && !meetsQuery(view, query))
       problem(`${at}: the record does not meet the bundle's query`);
   }
 }
@@ -190,5 +248,5 @@ function meetsQuery(view: NonNullable<ReturnType<typeof viewRecord>>, q: Evidenc
   const received = Date.parse(view.received);
   if (q.from !== null && received < Date.parse(q.from)) return false;
   if (q.to !== null && received > Date.parse(q.to)) return false;
-  return matches(view, Array.isArray(q.where) ? q.where : []);
+  return matches(view, q.where);
 }

@@ -1,5 +1,5 @@
 import type { PublicKey } from "../../integrity/signing.js";
-import type { AuditSource, VerifyReport } from "../types.js";
+import type { AuditSource, Finding, VerifyReport } from "../types.js";
 import { type ChainDetail, describeChain } from "./collect.js";
 
 /**
@@ -37,9 +37,20 @@ export async function buildReport(
   const out: AuditReport["sources"] = [];
   for (const [i, source] of sources.entries()) {
     const chains: ChainDetail[] = [];
-    for await (const chain of source.chains())
-      chains.push(await describeChain(chain, { trusted, limit }));
-    out.push({ source: source.description, verify: verified[i] as VerifyReport, chains });
+    const verify = verified[i] as VerifyReport;
+    for await (const chain of source.chains()) {
+      const origin = verify.chains.find((c) => c.chainId === chain.chainId)?.latestCheckpoint
+        ?.origin;
+      chains.push(await describeChain(chain, { trusted, limit, origin }));
+    }
+    const changed = changedSinceVerified(source.description, verify, chains);
+    out.push({
+      source: source.description,
+      verify: changed.length
+        ? { ...verify, ok: false, findings: [...verify.findings, ...changed] }
+        : verify,
+      chains,
+    });
   }
   const byCategory: Record<string, number> = {};
   for (const f of out.flatMap((s) => s.verify.findings))
@@ -58,4 +69,38 @@ export async function buildReport(
     limit,
     sources: out,
   };
+}
+
+/**
+ * What shows that the second read of a source (to describe it) did not return what the
+ * first (verify's) did: chains verify did not see or that are gone, or, on a source verify
+ * found clean, records that no longer reproduce its signed checkpoint. A backend can serve
+ * each read differently (or be written in between); the report must then not be a PASS
+ * above records the verifier never saw.
+ */
+function changedSinceVerified(
+  source: string,
+  verify: VerifyReport,
+  chains: readonly ChainDetail[],
+): Finding[] {
+  const out: Finding[] = [];
+  const finding = (chainId: string, detail: string) =>
+    out.push({
+      category: "modified",
+      chainId,
+      location: source,
+      detail: `${detail}: the source changed between the verification and the report's own read of it (or serves reads differently); verify it again`,
+    });
+  const described = new Set(chains.map((c) => c.chainId));
+  for (const v of verify.chains)
+    if (!described.has(v.chainId)) finding(v.chainId, "verified, but gone when read again");
+  for (const c of chains) {
+    const v = verify.chains.find((x) => x.chainId === c.chainId);
+    if (!v) finding(c.chainId, "not the one verified: the verifier did not see this chain");
+    else if (verify.ok && v.latestCheckpoint && !c.checkpoint)
+      finding(c.chainId, "its signed checkpoints are gone when read again");
+    else if (verify.ok && c.checkpoint && c.proofProblem)
+      finding(c.chainId, `verified, but read again ${c.proofProblem.replace(/ \(see .*$/, "")}`);
+  }
+  return out;
 }

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { printable } from "../../common/printable.js";
 import { findingGroups } from "../report-text.js";
 import type { ChainDetail, ProvenRecord } from "./collect.js";
 import type { AuditReport } from "./model.js";
@@ -14,7 +15,9 @@ import type { AuditReport } from "./model.js";
 
 /** Text for HTML element content or a double- or single-quoted attribute value. */
 export function esc(text: string): string {
-  return text
+  // Control and bidi characters too: a bidi override would make a cell read backwards, and
+  // escape sequences would run when the file is printed on a terminal.
+  return printable(text, true)
     .replace(/&/g, "&amp;")
     .replace(/</g, "&lt;")
     .replace(/>/g, "&gt;")

@@ -1,3 +1,4 @@
+import { printable } from "../../common/printable.js";
 import { findingGroups } from "../report-text.js";
 import type { ChainDetail } from "./collect.js";
 import type { AuditReport } from "./model.js";
@@ -7,21 +8,23 @@ import type { AuditReport } from "./model.js";
  * a source is attacker-controlled: in table cells and prose it is escaped so that it can
  * neither end a cell, nor become a link, an image, emphasis, code or raw HTML in a Markdown
  * viewer (it never starts a line, so list and heading marks need no escape); notes
- * and proofs go in code fences longer than any run of backticks they hold.
+ * and proofs go in code fences longer than any run of backticks they hold. Control and bidi
+ * characters are escaped everywhere (common/printable.ts): `cat report.md` on a terminal
+ * must not run a record's escape sequences, which could print a verdict of their own.
  */
 
 /** Text for a Markdown table cell or paragraph. */
 export function md(text: string): string {
-  return text
+  return printable(text.replace(/\r?\n|\r/g, " "))
     .replace(/&/g, "&amp;")
     .replace(/</g, "&lt;")
     .replace(/>/g, "&gt;")
-    .replace(/[\\`*_{}[\]()|~]/g, (c) => `\\${c}`)
-    .replace(/\r?\n|\r/g, " ");
+    .replace(/[\\`*_{}[\]()|~]/g, (c) => `\\${c}`);
 }
 
 /** A fenced code block that `text` cannot close. */
-function fence(text: string, info = ""): string {
+function fence(raw: string, info = ""): string {
+  const text = printable(raw, true);
   const longest = Math.max(2, ...[...text.matchAll(/`+/g)].map((m) => m[0].length));
   const f = "`".repeat(longest + 1);
   return `${f}${info}\n${text.replace(/\n$/, "")}\n${f}`;
