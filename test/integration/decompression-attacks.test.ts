@@ -1,0 +1,122 @@
+import { readFileSync } from "node:fs";
+import { request } from "undici";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type ChildAgent,
+  killAgent,
+  makeTempDir,
+  spawnAgent,
+  testConfigYaml,
+} from "../helpers/agent.js";
+import { auditProtobuf } from "../helpers/compression.js";
+
+/**
+ * Bodies an attacker on the network can send to the OTLP/HTTP receiver that are small, or
+ * valid, or both, but cost the decoder far more than their size: many tiny zstd frames (each
+ * declaring a large window), one frame of many tiny blocks, a framed-snappy stream of
+ * many tiny chunks. Each is sent to a running agent (default 4 MiB limit) whose RSS is
+ * sampled while it answers; the answer must come fast and the RSS stay flat.
+ */
+
+const protobuf = auditProtobuf;
+
+/** A zstd block header: type 0 raw, 1 RLE; `size` is the raw length or the RLE run. */
+function blockHeader(type: 0 | 1, size: number, last: boolean): Buffer {
+  const h = Buffer.alloc(3);
+  h.writeUIntLE((last ? 1 : 0) | (type << 1) | (size << 3), 0, 3);
+  return h;
+}
+
+/** A zstd frame header stating no size, declaring an 8 MiB window (as streaming encoders do). */
+function frameHeader(): Buffer {
+  const h = Buffer.alloc(6);
+  h.writeUInt32LE(0xfd2fb528, 0);
+  h[5] = 0x58;
+  return h;
+}
+
+/** `bytes` as one zstd frame per byte: valid zstd, decoding to `bytes`. */
+function zstdFramePerByte(bytes: Buffer): Buffer {
+  const parts: Buffer[] = [];
+  for (const b of bytes) parts.push(frameHeader(), blockHeader(0, 1, true), Buffer.from([b]));
+  return Buffer.concat(parts);
+}
+
+/** `bytes` as one zstd frame of one-byte RLE blocks: valid zstd, decoding to `bytes`. */
+function zstdBlockPerByte(bytes: Buffer): Buffer {
+  const parts: Buffer[] = [frameHeader()];
+  bytes.forEach((b, i) => parts.push(blockHeader(1, 1, i === bytes.length - 1), Buffer.from([b])));
+  return Buffer.concat(parts);
+}
+
+function rssMiB(pid: number): number {
+  const kb = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))?.[1];
+  return Number(kb) / 1024;
+}
+
+describe("decoder-cost attacks against a running agent (default 4 MiB limit)", () => {
+  let tmp: ReturnType<typeof makeTempDir>;
+  let agent: ChildAgent;
+
+  beforeAll(async () => {
+    tmp = makeTempDir("decompression-attacks-");
+    // As installed: the CLI's shebang sets the node flags and malloc settings memory depends on.
+    agent = await spawnAgent(
+      testConfigYaml({ dir: tmp.path, grpc: false }),
+      tmp.path,
+      [],
+      {},
+      true,
+    );
+    await new Promise((r) => setTimeout(r, 300));
+  });
+  afterAll(async () => {
+    await killAgent(agent);
+    tmp.cleanup();
+  });
+
+  /** Sends `copies` of `body` at once; the statuses, the time taken, and the RSS growth. */
+  async function attack(encoding: string, body: Buffer, copies = 1) {
+    const pid = agent.child.pid as number;
+    const before = rssMiB(pid);
+    let peak = before;
+    const sampler = setInterval(() => (peak = Math.max(peak, rssMiB(pid))), 5);
+    const started = Date.now();
+    try {
+      const statuses = await Promise.all(
+        Array.from({ length: copies }, async () => {
+          const res = await request(agent.httpUrl, {
+            method: "POST",
+            headers: { "content-type": "application/x-protobuf", "content-encoding": encoding },
+            body,
+          });
+          await res.body.arrayBuffer();
+          return res.statusCode;
+        }),
+      );
+      const ms = Date.now() - started;
+      peak = Math.max(peak, rssMiB(pid));
+      console.log(
+        `[${encoding} ×${copies}, ${body.length} bytes] ${statuses[0]} in ${ms} ms, RSS ${before.toFixed(0)} → ${peak.toFixed(0)} MiB`,
+      );
+      return { statuses, ms, grew: peak - before };
+    } finally {
+      clearInterval(sampler);
+    }
+  }
+
+  it("zstd, one frame per byte (each declaring an 8 MiB window): decoded at once, RSS flat", async () => {
+    const body = zstdFramePerByte(protobuf("frame-per-byte", "x".repeat(300)));
+    const { statuses, ms, grew } = await attack("zstd", body, 2);
+    expect(statuses).toEqual([200, 200]);
+    expect(ms).toBeLessThan(1500);
+    expect(grew).toBeLessThan(48);
+  });
+
+  it("zstd, one frame of 150,000 one-byte blocks: refused with 413 at once, not decoded for seconds", async () => {
+    const body = zstdBlockPerByte(protobuf("block-per-byte", "y".repeat(150_000)));
+    const { statuses, ms } = await attack("zstd", body);
+    expect(statuses).toEqual([413]);
+    expect(ms).toBeLessThan(1000);
+  });
+});
