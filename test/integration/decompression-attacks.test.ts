@@ -8,6 +8,7 @@ import {
   spawnAgent,
   testConfigYaml,
 } from "../helpers/agent.js";
+import { maskedCrc32c } from "../../agent/receivers/otlp/snappy-body.js";
 import { auditProtobuf } from "../helpers/compression.js";
 
 /**
@@ -47,6 +48,27 @@ function zstdBlockPerByte(bytes: Buffer): Buffer {
   const parts: Buffer[] = [frameHeader()];
   bytes.forEach((b, i) => parts.push(blockHeader(1, 1, i === bytes.length - 1), Buffer.from([b])));
   return Buffer.concat(parts);
+}
+
+const STREAM_IDENTIFIER = Buffer.from([0xff, 0x06, 0x00, 0x00, 0x73, 0x4e, 0x61, 0x50, 0x70, 0x59]);
+
+/** An uncompressed framed-snappy chunk holding `data`, with its checksum. */
+function plainChunk(data: Buffer): Buffer {
+  const h = Buffer.alloc(8);
+  h[0] = 0x01;
+  h.writeUIntLE(4 + data.length, 1, 3);
+  h.writeUInt32LE(maskedCrc32c(data), 4);
+  return Buffer.concat([h, data]);
+}
+
+/** `bytes` as x-snappy-framed of one chunk per byte, then `empty` chunks holding nothing. */
+function snappyChunkPerByte(bytes: Buffer, empty: number): Buffer {
+  const none = plainChunk(Buffer.alloc(0));
+  return Buffer.concat([
+    STREAM_IDENTIFIER,
+    ...Array.from(bytes, (b) => plainChunk(Buffer.from([b]))),
+    ...Array.from({ length: empty }, () => none),
+  ]);
 }
 
 function rssMiB(pid: number): number {
@@ -118,5 +140,12 @@ describe("decoder-cost attacks against a running agent (default 4 MiB limit)", (
     const { statuses, ms } = await attack("zstd", body);
     expect(statuses).toEqual([413]);
     expect(ms).toBeLessThan(1000);
+  });
+  it("x-snappy-framed, one chunk per byte and 400,000 empty chunks: RSS flat", async () => {
+    const body = snappyChunkPerByte(protobuf("chunk-per-byte"), 400_000);
+    expect(body.length).toBeLessThan(4 << 20);
+    const { statuses, grew } = await attack("x-snappy-framed", body, 4);
+    expect(statuses).toEqual([200, 200, 200, 200]);
+    expect(grew).toBeLessThan(48);
   });
 });
