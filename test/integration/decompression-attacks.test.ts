@@ -1,3 +1,4 @@
+import { gzipSync } from "node:zlib";
 import { readFileSync } from "node:fs";
 import { request } from "undici";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -147,5 +148,13 @@ describe("decoder-cost attacks against a running agent (default 4 MiB limit)", (
     const { statuses, grew } = await attack("x-snappy-framed", body, 4);
     expect(statuses).toEqual([200, 200, 200, 200]);
     expect(grew).toBeLessThan(48);
+  });
+
+  it("64 gzip bombs at once (64 KiB each, 64 MiB inflated): all 413, RSS grows by less than 64 MiB", async () => {
+    const bomb = gzipSync(Buffer.alloc(64 << 20));
+    expect(bomb.length).toBeLessThan(70_000);
+    const { statuses, grew } = await attack("gzip", bomb, 64);
+    expect(new Set(statuses)).toEqual(new Set([413]));
+    expect(grew).toBeLessThan(64);
   });
 });
