@@ -67,7 +67,9 @@ const LEVEL_STYLE: Record<string, [label: string, ansi: string]> = {
 /**
  * One pino JSON line as text: `time LEVEL message  key=value …`. Values that are not
  * plain words are JSON (quoted strings, objects inline), so a line stays one line and can
- * still be read back; an error shows its message (its stack at debug level only).
+ * still be read back; an error shows its message (its stack at debug level only). Whatever
+ * a terminal would act on is escaped (`printable`): a client cannot forge a line or send
+ * escape sequences to the terminal through text the agent logs.
  */
 export function consoleLine(json: string, color = false): string {
   let entry: Record<string, unknown>;
@@ -79,9 +81,25 @@ export function consoleLine(json: string, color = false): string {
   const { time, level, msg, service: _service, pid: _pid, hostname: _host, ...fields } = entry;
   const [label, ansi] = LEVEL_STYLE[String(level)] ?? [String(level).toUpperCase(), ""];
   const shown = color && ansi ? `${ansi}${label}\u001b[0m` : label;
-  const parts = Object.entries(fields).map(([k, v]) => `${k}=${fieldValue(k, v, level)}`);
+  const parts = Object.entries(fields).map(
+    ([k, v]) => `${printable(k)}=${printable(fieldValue(k, v, level))}`,
+  );
   const tail = parts.length > 0 ? `  ${parts.join(" ")}` : "";
-  return `${String(time)} ${shown} ${String(msg ?? "")}${tail}\n`;
+  return `${printable(String(time))} ${shown} ${printable(String(msg ?? ""))}${tail}\n`;
+}
+
+/**
+ * What a terminal would act on or a reader would take for the end of a line: C0 and C1
+ * controls (ESC, CSI U+009B, NEL U+0085), line and paragraph separators, format characters
+ * (bidi overrides, zero-width ones) and lone surrogates. Refusal messages quote what clients
+ * sent (a header's bytes 0x80-0xff arrive as U+0080-U+00FF, a JSON body any code point), and
+ * JSON.stringify escapes only C0, so this is what keeps a console line one honest line.
+ */
+const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/gu;
+
+/** `text` with each character of UNPRINTABLE as its JSON escape \uXXXX (still JSON-readable). */
+function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 
 function fieldValue(key: string, value: unknown, level: unknown): string {

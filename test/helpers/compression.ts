@@ -1,6 +1,7 @@
 import { execFileSync } from "node:child_process";
 import * as zlib from "node:zlib";
 import { compress as snappyCompress } from "snappyjs";
+import { otlpTypes } from "../../agent/otlp/protobuf-codec.js";
 import { maskedCrc32c } from "../../agent/receivers/otlp/snappy-body.js";
 
 /**
@@ -112,4 +113,36 @@ export function snappyFramed(
     if (i === 0) parts.push(chunk(0xfe, Buffer.alloc(3)));
   }
   return Buffer.concat(parts);
+}
+
+/** An OTLP/JSON request of one audit record marked `marker` (attribute "case"). */
+export function auditRequest(marker: string, bodyText = "payload") {
+  return {
+    resourceLogs: [
+      {
+        scopeLogs: [
+          {
+            logRecords: [
+              {
+                timeUnixNano: "1700000000000000000",
+                body: { stringValue: bodyText },
+                attributes: [
+                  { key: "audit", value: { boolValue: true } },
+                  { key: "case", value: { stringValue: marker } },
+                ],
+              },
+            ],
+          },
+        ],
+      },
+    ],
+  };
+}
+
+/** auditRequest as OTLP/protobuf bytes. */
+export function auditProtobuf(marker: string, bodyText?: string): Buffer {
+  const { RequestType } = otlpTypes;
+  return Buffer.from(
+    RequestType.encode(RequestType.fromObject(auditRequest(marker, bodyText))).finish(),
+  );
 }

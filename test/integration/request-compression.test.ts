@@ -14,6 +14,8 @@ import {
   waitFor,
 } from "../helpers/agent.js";
 import {
+  auditProtobuf,
+  auditRequest,
   HAS_ZSTD_CLI,
   nodeZstdCompress,
   snappyBlock,
@@ -33,33 +35,9 @@ import { EXPORT_METHOD } from "../helpers/otlp-grpc.js";
  */
 
 const MAX_BODY = 64 * 1024;
-const { RequestType, StatusType } = otlpTypes;
+const { StatusType } = otlpTypes;
 
-function auditRequest(marker: string, bodyText = "payload") {
-  return {
-    resourceLogs: [
-      {
-        scopeLogs: [
-          {
-            logRecords: [
-              {
-                timeUnixNano: "1700000000000000000",
-                body: { stringValue: bodyText },
-                attributes: [
-                  { key: "audit", value: { boolValue: true } },
-                  { key: "case", value: { stringValue: marker } },
-                ],
-              },
-            ],
-          },
-        ],
-      },
-    ],
-  };
-}
-
-const protobuf = (marker: string, bodyText?: string) =>
-  Buffer.from(RequestType.encode(RequestType.fromObject(auditRequest(marker, bodyText))).finish());
+const protobuf = auditProtobuf;
 const json = (marker: string, bodyText?: string) =>
   Buffer.from(JSON.stringify(auditRequest(marker, bodyText)));
 

@@ -98,6 +98,33 @@ describe("log encoding", () => {
     );
     expect(consoleLine("not json")).toBe("not json");
   });
+
+  it("text from a request cannot forge a line or reach the terminal: controls, C1 (CSI, NEL), line separators and bidi overrides are escaped everywhere", () => {
+    // What a client can put in a refusal message: a header value's bytes 0x80-0xff arrive
+    // as U+0080-U+00FF (0x9b: CSI, 0x85: NEL), a JSON body any code point.
+    const hostile =
+      "x\u009b2J\u0085\u001b]0;title\u0007\n2025-01-01T00:00:00.000Z INFO  forged\u2028\u2029\u202eevil\u200b\u00ad\r";
+    const line = consoleLine(
+      JSON.stringify({
+        level: "warn",
+        time: "t",
+        msg: `refused ${hostile}`,
+        error: `unsupported content type "${hostile}"`,
+        [`k${hostile}`]: hostile,
+        nested: { [hostile]: hostile },
+        err: { message: hostile, stack: hostile },
+      }),
+    );
+    const body = line.slice(0, -1);
+    expect(line.endsWith("\n")).toBe(true);
+    expect(body).not.toMatch(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u);
+    // Escaped, not dropped: the line still says what the client sent.
+    expect(body).toContain("x\\u009b2J\\u0085\\u001b]0;title\\u0007");
+    expect(body).toContain("\\u2028\\u2029\\u202eevil\\u200b\\u00ad");
+    // A quoted value stays JSON that reads back to the text.
+    const quoted = /error=("(?:[^"\\]|\\.)*")/.exec(body)?.[1] as string;
+    expect(JSON.parse(quoted)).toBe(`unsupported content type "${hostile}"`);
+  });
 });
 
 describe("the start-up summary", () => {

@@ -49,6 +49,32 @@ describe.each(decoders)("zstd request bodies (%s)", (decoder) => {
     expect(out.equals(Buffer.concat([a, b]))).toBe(true);
   });
 
+  it.skipIf(!HAS_ZSTD_CLI)(
+    "what encoders make at the limit passes the decode-cost bounds: one frame at levels 1 and 19, 4 frames with checksums",
+    async () => {
+      const data = Buffer.from(
+        Array.from({ length: 200_000 }, (_, i) => `user u-${i % 91} did ${i % 7};`).join(""),
+      ).subarray(0, 4 * MiB - 1);
+      for (const level of ["-1", "-19"]) {
+        const body = zstdCli(data, [level]);
+        expect((await decompressZstd(body, 4 * MiB, decoder)).equals(data)).toBe(true);
+      }
+      const quarter = data.length / 4;
+      const parts = [0, 1, 2, 3].map((i) => data.subarray(i * quarter, (i + 1) * quarter));
+      const frames = Buffer.concat(parts.map((p) => zstdCli(p, ["--check"])));
+      expect((await decompressZstd(frames, 4 * MiB, decoder)).equals(data)).toBe(true);
+    },
+  );
+
+  it("frames of one byte each, between skippable frames, decode exactly", async () => {
+    const data = randomBytes(300);
+    const skippable = Buffer.from([0x50, 0x2a, 0x4d, 0x18, 2, 0, 0, 0, 9, 9]);
+    const body = Buffer.concat(
+      Array.from(data, (b) => [skippable, zstdRaw(Buffer.from([b]))]).flat(),
+    );
+    expect((await decompressZstd(body, MiB, decoder)).equals(data)).toBe(true);
+  });
+
   it("an RLE bomb stops at the limit: 413", async () => {
     const err = await refusal(decompressZstd(zstdRleBomb(100), MiB, decoder));
     expect(err.status).toBe(413);

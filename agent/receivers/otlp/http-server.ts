@@ -13,13 +13,16 @@ import { logRefusal, type Refusal, refusalFor } from "./outcome.js";
 import type { ThrottledEvents } from "../../telemetry/event-log.js";
 import { encodeLogsResponse, encodeStatus } from "../../otlp/protobuf-codec.js";
 import { BearerAuth, RateLimitedError, type TokenBucket } from "./security.js";
-import { bodyTooLarge, HttpRefusal } from "./body-limits.js";
+import { bodyTooLarge, HttpRefusal, Slots } from "./body-limits.js";
 import { ACCEPTED_ENCODINGS, decompressBody, isAcceptedEncoding } from "./decompress.js";
 import { SocketPeer } from "./peer.js";
 
 /** OTLP/HTTP logs receiver (https://opentelemetry.io/docs/specs/otlp/#otlphttp). */
 
 type BodyFormat = "protobuf" | "json";
+
+/** Compressed requests decoded and consumed at once (each may hold max_request_body_size). */
+const DECODE_SLOTS = 4;
 
 const CONTENT_TYPES: Record<string, BodyFormat> = {
   "application/x-protobuf": "protobuf",
@@ -33,6 +36,7 @@ export class OtlpHttpReceiver {
   private inFlight = 0;
   private stopping = false;
   private idle: Array<() => void> = [];
+  private readonly decoding = new Slots(DECODE_SLOTS);
 
   constructor(
     private readonly config: OtlpHttpConfig,
@@ -173,15 +177,21 @@ export class OtlpHttpReceiver {
         );
       }
       const limit = this.config.max_request_body_size;
-      let body = await this.readBody(req, limit);
-      if (!plain && isAcceptedEncoding(encoding))
-        body = await decompressBody(body, encoding, limit);
-      const receivedAt = receiveTimeUnixNano();
+      const body = await this.readBody(req, limit);
       const peer = new SocketPeer(req.socket);
+      const consume = (decoded: Buffer) => {
+        const receivedAt = receiveTimeUnixNano();
+        return format === "protobuf"
+          ? this.consumer.consumeProtobuf(decoded, receivedAt, this.counts, peer)
+          : this.consumeJson(decoded, receivedAt, peer);
+      };
+      // A decompressed body is held until it is stored: a few at a time (Slots).
       const result =
-        format === "protobuf"
-          ? await this.consumer.consumeProtobuf(body, receivedAt, this.counts, peer)
-          : await this.consumeJson(body, receivedAt, peer);
+        plain || !isAcceptedEncoding(encoding)
+          ? await consume(body)
+          : await this.decoding.run(async () =>
+              consume(await decompressBody(body, encoding, limit)),
+            );
       this.counts.request(result.rejected > 0 ? "partial" : "ok");
       const partial =
         result.rejected > 0

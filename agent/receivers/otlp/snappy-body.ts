@@ -12,7 +12,7 @@ import { bodyTooLarge, corruptBody } from "./body-limits.js";
  * Formats: github.com/google/snappy format_description.txt and framing_format.txt.
  */
 
-type Uncompress = (input: Buffer, maxLength?: number) => Buffer;
+type Uncompress = (input: Uint8Array, maxLength?: number) => Uint8Array;
 
 let snappy: Promise<{ uncompress: Uncompress }> | null = null;
 
@@ -54,22 +54,31 @@ function decodeBlock(body: Buffer, limit: number, uncompress: Uncompress): Buffe
     throw bodyTooLarge(`the snappy body's stated size (${length} bytes decompressed)`, limit);
   }
   try {
-    return uncompress(body, limit);
+    // snappyjs answers a Uint8Array for a Buffer: viewed as the Buffer callers expect.
+    const out = uncompress(body, limit);
+    return Buffer.from(out.buffer, out.byteOffset, out.byteLength);
   } catch (err) {
     throw corruptBody("snappy", (err as Error).message);
   }
 }
 
-function decodeFramed(
-  body: Buffer,
-  limit: number,
-  uncompress: Uncompress,
-  encoding: string,
-): Buffer {
+/** A data chunk of a framed stream: its type, CRC, data, and decompressed length. */
+interface DataChunk {
+  type: 0x00 | 0x01;
+  crc: number;
+  data: Buffer;
+  length: number;
+}
+
+/**
+ * Reads a framed stream's chunk headers, checks them and the total they state against the
+ * limit, and returns its data chunks. No data is decoded yet.
+ */
+function dataChunks(body: Buffer, limit: number, encoding: string): DataChunk[] {
   if (!body.subarray(0, STREAM_IDENTIFIER.length).equals(STREAM_IDENTIFIER)) {
     throw corruptBody(encoding, "a framed stream starts with the sNaPpY stream identifier");
   }
-  const parts: Buffer[] = [];
+  const chunks: DataChunk[] = [];
   let total = 0;
   for (let pos = 0; pos < body.length;) {
     if (pos + 4 > body.length) throw corruptBody(encoding, "the body ends inside a chunk header");
@@ -92,15 +101,44 @@ function decodeFramed(
       throw corruptBody(encoding, "a chunk holds more than 64 KiB or no valid length");
     total += length;
     if (total > limit) throw bodyTooLarge("the decompressed body", limit);
-    const out = type === 0x00 ? uncompressChunk(data, uncompress, encoding) : data;
-    if (maskedCrc32c(out) !== chunk.readUInt32LE(0))
-      throw corruptBody(encoding, "a chunk's checksum does not match its data");
-    parts.push(out);
+    // A chunk of no data adds nothing but its checksum, checked here.
+    if (length === 0) {
+      if (maskedCrc32c(data.subarray(0, 0)) !== chunk.readUInt32LE(0))
+        throw corruptBody(encoding, "a chunk's checksum does not match its data");
+      continue;
+    }
+    chunks.push({ type: type === 0x00 ? 0x00 : 0x01, crc: chunk.readUInt32LE(0), data, length });
   }
-  return Buffer.concat(parts, total);
+  return chunks;
 }
 
-function uncompressChunk(data: Buffer, uncompress: Uncompress, encoding: string): Buffer {
+/**
+ * Decodes a framed stream into one buffer of the size its chunks state: a stream of many
+ * tiny chunks holds no buffer per chunk (400,000 empty chunks once held 20 MiB per MiB).
+ */
+function decodeFramed(
+  body: Buffer,
+  limit: number,
+  uncompress: Uncompress,
+  encoding: string,
+): Buffer {
+  const chunks = dataChunks(body, limit, encoding);
+  let total = 0;
+  for (const c of chunks) total += c.length;
+  const out = Buffer.allocUnsafe(total);
+  let at = 0;
+  for (const c of chunks) {
+    const data = c.type === 0x00 ? uncompressChunk(c.data, uncompress, encoding) : c.data;
+    if (data.length !== c.length) throw corruptBody(encoding, "a chunk is not its stated length");
+    if (maskedCrc32c(data) !== c.crc)
+      throw corruptBody(encoding, "a chunk's checksum does not match its data");
+    out.set(data, at);
+    at += data.length;
+  }
+  return out;
+}
+
+function uncompressChunk(data: Buffer, uncompress: Uncompress, encoding: string): Uint8Array {
   try {
     return uncompress(data, MAX_CHUNK_DATA);
   } catch (err) {

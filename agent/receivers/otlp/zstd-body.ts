@@ -10,15 +10,23 @@ import {
 /**
  * zstd request bodies (RFC 8878), decoded within max_request_body_size.
  *
- * Before anything is decoded, every frame header is read: a frame that states its content
- * size is refused (413) when the sizes add up past the limit, and a frame without one has
- * its window (the history a decoder allocates up front) cut to max(limit, 128 KiB). That cut
- * is lossless for every body the receiver accepts: a back-reference can reach no further
- * than the output produced so far, which stays within the limit or the decode stops. So no
- * frame makes the decoder allocate much more than the limit, whatever window it declares
- * (streaming encoders declare 8 MiB and more by default). The decode itself is bounded too:
- * node:zlib's zstd (Node >= 22.15) with maxOutputLength, or else the pure-JS fzstd fed as a
- * stream that stops at the first chunk past the limit.
+ * Before anything is decoded, every frame header and block header is read: a frame that
+ * states its content size is refused (413) when the sizes add up past the limit, and a frame
+ * without one has its window (the history a decoder allocates up front) cut to what the frame
+ * can produce: its raw and RLE blocks' sizes plus 128 KiB per compressed block, and never
+ * more than max(limit, 128 KiB). That cut is lossless: a back-reference reaches no further
+ * than the frame's output so far, which is within both. So no frame makes the decoder
+ * allocate much more than it outputs, whatever window it declares (streaming encoders
+ * declare 8 MiB and more by default): a body of one-byte frames declaring 8 MiB windows each
+ * once made the pure-JS decoder allocate 8 MiB per byte (900 MiB for a 3.6 KiB body).
+ *
+ * The decode itself is bounded too: node:zlib's zstd (Node >= 22.15) with maxOutputLength,
+ * or else the pure-JS fzstd, fed one frame at a time and stopped at the first output past
+ * the limit. fzstd copies its whole window for every block and allocates one per frame, so
+ * for it the frames' and blocks' count and the windows they make it allocate and copy are
+ * bounded by what a body of the limit's size needs when an encoder made it (full blocks,
+ * few frames); a body built to cost more (413) is refused before decoding: one frame of
+ * 150,000 one-byte blocks once held the event loop for 4 s.
  */
 
 const ZSTD_MAGIC = 0xfd2fb528;
@@ -47,11 +55,23 @@ function readLE(body: Buffer, at: number, n: number): number {
   return v;
 }
 
+/** A zstd frame of the body: where it is, its window once cut, and its blocks. */
+export interface ZstdFrame {
+  start: number;
+  end: number;
+  window: number;
+  blocks: number;
+  /** What its raw and RLE blocks output (exact: their headers say). */
+  plain: number;
+}
+
 /**
- * Checks the frames of `body` against `limit` and caps their windows in place (see above).
- * Throws 413 for declared sizes past the limit, 400 for a body that is not zstd frames.
+ * Checks the frames of `body` against `limit` and cuts their windows in place (see above);
+ * returns the zstd frames (skippable frames left out). Throws 413 for declared sizes past
+ * the limit, 400 for a body that is not zstd frames.
  */
-export function boundZstdFrames(body: Buffer, limit: number): void {
+export function boundZstdFrames(body: Buffer, limit: number): ZstdFrame[] {
+  const frames: ZstdFrame[] = [];
   let pos = 0;
   let declared = 0;
   const ensure = (end: number) => {
@@ -80,24 +100,41 @@ export function boundZstdFrames(body: Buffer, limit: number): void {
       throw corruptBody("zstd", "frames compressed with a dictionary are not supported");
     }
     p += dictBytes;
-    if (fcsBytes > 0) {
-      declared += readLE(body, p, fcsBytes) + (fcsBytes === 2 ? 256 : 0);
-      if (declared > limit) {
-        throw bodyTooLarge(`the zstd body's stated size (${declared} bytes decompressed)`, limit);
-      }
+    const size = fcsBytes > 0 ? readLE(body, p, fcsBytes) + (fcsBytes === 2 ? 256 : 0) : 0;
+    declared += size;
+    if (declared > limit) {
+      throw bodyTooLarge(`the zstd body's stated size (${declared} bytes decompressed)`, limit);
     }
     p += fcsBytes;
+    // A single-segment frame's window is its stated size, within the limit (checked above).
+    let window = single ? size : windowSize(body[windowAt] as number);
+    const blocks = readBlocks(body, p, Math.min(window, MAX_BLOCK), ensure);
     if (windowAt >= 0) {
-      const cap = Math.max(limit, MAX_BLOCK);
-      if (windowSize(body[windowAt] as number) > cap) body[windowAt] = descriptorFor(cap);
+      const needed = Math.min(window, blocks.output, Math.max(limit, MAX_BLOCK));
+      body[windowAt] = descriptorFor(needed);
+      window = windowSize(body[windowAt] as number);
     }
-    pos = skipBlocks(body, p, ensure) + ((fhd >> 2) & 1) * 4;
+    const start = pos;
+    pos = blocks.end + ((fhd >> 2) & 1) * 4;
     ensure(pos);
+    frames.push({ start, end: pos, window, blocks: blocks.count, plain: blocks.plain });
   }
+  return frames;
 }
 
-/** Walks a frame's block headers from `p`; returns the offset after its last block. */
-function skipBlocks(body: Buffer, p: number, ensure: (end: number) => void): number {
+/**
+ * Walks a frame's block headers from `p`: the offset after its last block, how many blocks
+ * it has, and the most they can output (a compressed block: up to `maxBlock`).
+ */
+function readBlocks(
+  body: Buffer,
+  p: number,
+  maxBlock: number,
+  ensure: (end: number) => void,
+): { end: number; count: number; output: number; plain: number } {
+  let count = 0;
+  let output = 0;
+  let plain = 0;
   for (;;) {
     ensure(p + 3);
     const header = body.readUIntLE(p, 3);
@@ -105,9 +142,43 @@ function skipBlocks(body: Buffer, p: number, ensure: (end: number) => void): num
     const size = header >>> 3;
     if (type === 3) throw corruptBody("zstd", "a block has the reserved block type");
     if (size > MAX_BLOCK) throw corruptBody("zstd", "a block is larger than 128 KiB");
+    count++;
+    output += type === 2 ? maxBlock : size;
+    if (type !== 2) plain += size;
     p += 3 + (type === 1 ? 1 : size);
     ensure(p);
-    if (header & 1) return p;
+    if (header & 1) return { end: p, count, output, plain };
+  }
+}
+
+/**
+ * Refuses (413) a body whose frames would make fzstd do much more work than a body of the
+ * limit's size made by an encoder: one frame of full 128 KiB blocks (or of blocks of its
+ * window, when that is smaller, which makes each block's copy small), a few frames. fzstd
+ * allocates each frame's window and copies it whole for each block.
+ */
+export function checkFzstdCost(frames: readonly ZstdFrame[], limit: number): void {
+  const unit = Math.max(limit, MAX_BLOCK);
+  let blocks = 0;
+  let allocated = 0;
+  let copied = 0;
+  let plain = 0;
+  for (const f of frames) {
+    plain += f.plain;
+    blocks += f.blocks + 1;
+    allocated += f.window;
+    copied += f.window * f.blocks;
+  }
+  const maxBlocks = Math.ceil(unit / 1024) + 64;
+  const maxCopied = 2 * unit * (Math.ceil(unit / MAX_BLOCK) + 32);
+  // Past the limit from its raw and RLE blocks alone: a bomb, told as such.
+  if (plain > limit) throw bodyTooLarge("the decompressed body", limit);
+  if (blocks > maxBlocks || allocated > 4 * unit || copied > maxCopied) {
+    throw new HttpRefusal(
+      413,
+      `the zstd body's ${frames.length} frame(s) and ${blocks - frames.length} block(s) are more than a body within max_request_body_size (${limit} bytes) decompressed can need: it would decompress past the limit, or it is built to be slow to decode (many tiny frames or blocks). Send smaller requests, as one zstd frame of full blocks as zstd encoders make them`,
+      "too_large",
+    );
   }
 }
 
@@ -124,20 +195,22 @@ export async function decompressZstd(
   limit: number,
   decoder = zstdDecoderName,
 ): Promise<Buffer> {
-  boundZstdFrames(body, limit);
+  const frames = boundZstdFrames(body, limit);
   if (decoder === "node:zlib" && nodeZstd) return zlibDecode(nodeZstd, body, "zstd", limit);
+  checkFzstdCost(frames, limit);
   // Loaded on the first zstd request only: an agent that never sees one never holds it.
   fzstd ??= import("fzstd");
   const { Decompress } = await fzstd;
   const chunks: Buffer[] = [];
   let total = 0;
-  const stream = new Decompress((data) => {
+  const onData = (data: Uint8Array) => {
     total += data.length;
     if (total > limit) throw bodyTooLarge("the decompressed body", limit);
-    chunks.push(Buffer.from(data));
-  });
+    if (data.length > 0) chunks.push(Buffer.from(data));
+  };
   try {
-    stream.push(body, true);
+    // One frame at a time: fzstd reads the frames of one push by recursion, one call each.
+    for (const f of frames) new Decompress(onData).push(body.subarray(f.start, f.end), true);
   } catch (err) {
     if (err instanceof HttpRefusal) throw err;
     throw corruptBody("zstd", (err as Error).message);
