@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import type { z } from "./zod.js";
 
 /**
  * The component model, after the OpenTelemetry Collector's: each receiver, processor,

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { z } from "zod";
+import { z } from "../common/zod.js";
 import { type WalConfig, walConfigSchema, walExtensionFactory } from "../store/config.js";
 import {
   type SigningConfig,

@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import type { z } from "../common/zod.js";
 import type { ExtensionFactory } from "../common/component.js";
 import type { ExporterFactory } from "../exporters/api.js";
 import { lazyExporterFactory } from "../exporters/descriptor.js";

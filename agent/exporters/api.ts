@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import type { z } from "../common/zod.js";
 import type { FactoryBase } from "../common/component.js";
 import type { RetryOnFailure } from "../common/config-schema.js";
 import { AgentError } from "../common/errors.js";

@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import type { z } from "../common/zod.js";
 import type { FactoryBase } from "../common/component.js";
 import { AgentError } from "../common/errors.js";
 import type { TransportCounts } from "../telemetry/counters.js";

@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import type { z } from "../common/zod.js";
 import type { FactoryBase, Lifecycle } from "../common/component.js";
 import type { LogsConsumer } from "../processing/pipeline.js";
 import type { ComponentSettings } from "../telemetry/settings.js";
