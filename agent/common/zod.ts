@@ -101,4 +101,10 @@ export function withMessage(message: string): { errorMap: z.ZodErrorMap } {
   return { errorMap: () => ({ message }) };
 }
 
+/**
+ * Any schema, for the generic component types: zod 3's bare z.ZodType has `any` for its
+ * output and input, which would type every config read through it as `any`.
+ */
+export type Schema = z.ZodType<unknown, z.ZodTypeDef, unknown>;
+
 export { z };

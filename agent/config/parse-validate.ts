@@ -1,4 +1,4 @@
-import type { z } from "../common/zod.js";
+import type { Schema, z } from "../common/zod.js";
 import type { TypedReference } from "./expand.js";
 import type { ConfigProblems, Path } from "./parse-problems.js";
 
@@ -8,7 +8,7 @@ import type { ConfigProblems, Path } from "./parse-problems.js";
  */
 
 /** Validates `value`, the setting at `base`; on failure reports why and gives undefined. */
-export type Validate = <S extends z.ZodType>(
+export type Validate = <S extends Schema>(
   schema: S,
   value: unknown,
   base: Path,

@@ -1,4 +1,4 @@
-import { z } from "../../common/zod.js";
+import { type Schema, z } from "../../common/zod.js";
 import { durationDefault, endpointSchema } from "../../common/config-schema.js";
 
 /**
@@ -55,7 +55,7 @@ const httpSchema = z
   })
   .strict();
 
-const orDefaults = <T extends z.ZodType>(schema: T) =>
+const orDefaults = <T extends Schema>(schema: T) =>
   z.preprocess((v) => (v === null ? {} : v), schema.optional());
 
 export const otlpReceiverConfigSchema = z
