@@ -1,4 +1,4 @@
-import { z } from "zod";
+import { z } from "../common/zod.js";
 import { AgentError } from "../common/errors.js";
 import type { ConsistencyProofJson, InclusionProofJson } from "../integrity/proofs.js";
 
@@ -14,22 +14,26 @@ const TIMEOUT_MS = 30_000;
 
 const HASH = z.string().regex(/^[0-9a-f]{64}$/);
 const size = z.number().int().nonnegative();
-const inclusionSchema = z.looseObject({
-  type: z.literal("inclusion"),
-  seq: size,
-  treeSize: size,
-  leafHash: HASH,
-  rootHash: HASH,
-  proof: z.array(HASH),
-});
-const consistencySchema = z.looseObject({
-  type: z.literal("consistency"),
-  oldSize: size,
-  newSize: size,
-  oldRootHash: HASH,
-  newRootHash: HASH,
-  proof: z.array(HASH),
-});
+const inclusionSchema = z
+  .object({
+    type: z.literal("inclusion"),
+    seq: size,
+    treeSize: size,
+    leafHash: HASH,
+    rootHash: HASH,
+    proof: z.array(HASH),
+  })
+  .passthrough();
+const consistencySchema = z
+  .object({
+    type: z.literal("consistency"),
+    oldSize: size,
+    newSize: size,
+    oldRootHash: HASH,
+    newRootHash: HASH,
+    proof: z.array(HASH),
+  })
+  .passthrough();
 
 /** What to check when the endpoint cannot be reached or does not answer as one. */
 const HINT =

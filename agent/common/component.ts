@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import type { Schema, z } from "./zod.js";
 
 /**
  * The component model, after the OpenTelemetry Collector's: each receiver, processor,
@@ -16,13 +16,13 @@ export interface Lifecycle {
   shutdown(deadline?: number): Promise<void>;
 }
 
-export interface FactoryBase<S extends z.ZodType> {
+export interface FactoryBase<S extends Schema> {
   readonly type: string;
   readonly configSchema: S;
 }
 
 /** Extensions configure agent-wide services (the WAL, signing…); the agent reads their config. */
-export interface ExtensionFactory<S extends z.ZodType = z.ZodType> extends FactoryBase<S> {
+export interface ExtensionFactory<S extends Schema = Schema> extends FactoryBase<S> {
   readonly kind: "extension";
 }
 
@@ -31,7 +31,7 @@ export interface ExtensionFactory<S extends z.ZodType = z.ZodType> extends Facto
  * Configs are held as `unknown` next to their factory (a list mixes types); this is the
  * one checked way back to the type, instead of a cast at each use.
  */
-export function configFor<S extends z.ZodType>(
+export function configFor<S extends Schema>(
   component: { readonly factory: { readonly type: string }; readonly config: unknown },
   factory: FactoryBase<S>,
 ): z.output<S> {
@@ -42,7 +42,7 @@ export function configFor<S extends z.ZodType>(
 }
 
 /** The factory of an extension type: its name and config schema. */
-export function extensionFactory<S extends z.ZodType>(
+export function extensionFactory<S extends Schema>(
   type: string,
   configSchema: S,
 ): ExtensionFactory<S> {

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import { z } from "./zod.js";
 
 /** Schemas shared by component configs, with messages that say what to write instead. */
 
@@ -51,14 +51,23 @@ export const durationSchema = z.union([z.string(), z.number()]).transform((value
   return Number(m[1]) * (UNIT_MS[m[2] as string] as number);
 });
 
+/** A duration as a config file writes it. */
+export type DurationText = `${number}${"ms" | "s" | "m" | "h"}`;
+
+/**
+ * durationSchema with a default, written as text: zod 3 parses a default through the schema
+ * like a value in the file (a bare number of milliseconds would be refused as unit-less).
+ */
+export const durationDefault = (text: DurationText) => durationSchema.default(text);
+
 /** Collector `retry_on_failure`. For audit data the default is to retry forever (max_elapsed_time 0). */
 export const retryOnFailureSchema = z
   .object({
     enabled: z.boolean().default(true),
-    initial_interval: durationSchema.default(1000),
-    max_interval: durationSchema.default(30_000),
-    max_elapsed_time: durationSchema.default(0),
-    multiplier: z.number().min(1).default(1.5),
+    initial_interval: durationDefault("1s"),
+    max_interval: durationDefault("30s"),
+    max_elapsed_time: durationDefault("0s"),
+    multiplier: z.number().finite().min(1).default(1.5),
     randomization_factor: z.number().min(0).max(1).default(0.5),
   })
   .strict();

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { z } from "zod";
+import { withMessage, z } from "../common/zod.js";
 import { type WalConfig, walConfigSchema, walExtensionFactory } from "../store/config.js";
 import {
   type SigningConfig,
@@ -115,10 +115,12 @@ const prometheusReaderSchema = z
     without_type_suffix: z.boolean().default(true),
     without_units: z.boolean().default(true),
     without_scope_info: z
-      .literal(true, {
-        message:
+      .literal(
+        true,
+        withMessage(
           "the agent exports no scope information (otel_scope_* labels): leave without_scope_info out or set it to true",
-      })
+        ),
+      )
       .default(true),
   })
   .strict();

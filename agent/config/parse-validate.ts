@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import type { Schema, z } from "../common/zod.js";
 import type { TypedReference } from "./expand.js";
 import type { ConfigProblems, Path } from "./parse-problems.js";
 
@@ -8,7 +8,7 @@ import type { ConfigProblems, Path } from "./parse-problems.js";
  */
 
 /** Validates `value`, the setting at `base`; on failure reports why and gives undefined. */
-export type Validate = <S extends z.ZodType>(
+export type Validate = <S extends Schema>(
   schema: S,
   value: unknown,
   base: Path,
@@ -23,10 +23,10 @@ export function schemaValidator(
   typedRefs: readonly TypedReference[],
 ): Validate {
   return (schema, value, base) => {
-    let r = schema.safeParse(value, { reportInput: true });
+    let r = schema.safeParse(value);
     if (!r.success) {
       const retyped = asText(value, base, r.error.issues, typedRefs);
-      if (retyped !== undefined) r = schema.safeParse(retyped, { reportInput: true });
+      if (retyped !== undefined) r = schema.safeParse(retyped);
     }
     if (r.success) return r.data;
     for (const issue of r.error.issues) {
@@ -34,7 +34,7 @@ export function schemaValidator(
       if (issue.code === "unrecognized_keys") {
         // One problem per key, located at the key and named by its full path.
         for (const key of issue.keys) problems.unknownKey(path, key);
-      } else problems.add(path, issueMessage(issue));
+      } else problems.add(path, issue.message);
     }
     return undefined;
   };
@@ -48,7 +48,7 @@ export function schemaValidator(
 function asText(
   value: unknown,
   base: Path,
-  issues: readonly z.core.$ZodIssue[],
+  issues: readonly z.ZodIssue[],
   typedRefs: readonly TypedReference[],
 ): unknown {
   let patched: unknown;
@@ -56,7 +56,9 @@ function asText(
     const path = issue.path as Path;
     const wantsText =
       issue.code === "invalid_union" ||
-      (issue.code === "invalid_type" && issue.expected === "string");
+      // zod 3 names an enum's values as the type it expected: 'a' | 'b', all text.
+      (issue.code === "invalid_type" &&
+        (issue.expected === "string" || issue.expected.startsWith("'")));
     const at = JSON.stringify([...base, ...path]);
     const ref = typedRefs.find((t) => JSON.stringify(t.path) === at);
     if (!wantsText || !ref || path.length === 0) continue;
@@ -66,25 +68,4 @@ function asText(
     node[path[path.length - 1] as string | number] = ref.text;
   }
   return patched;
-}
-
-/** Zod's type names in the words of YAML. */
-const YAML_TYPE: Record<string, string> = { object: "mapping", record: "mapping", array: "list" };
-
-function issueMessage(issue: z.core.$ZodIssue): string {
-  switch (issue.code) {
-    case "invalid_type": {
-      const expected = YAML_TYPE[issue.expected] ?? issue.expected;
-      if (issue.input === undefined) return `required: expected ${expected}`;
-      return `expected ${expected}, got ${describe(issue.input)}`;
-    }
-    default:
-      return issue.message;
-  }
-}
-
-function describe(value: unknown): string {
-  if (value === undefined) return "nothing";
-  const s = JSON.stringify(value);
-  return s === undefined ? String(value) : s.length > 40 ? `${s.slice(0, 40)}…` : s;
 }

@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import type { Schema } from "../common/zod.js";
 import type { ExtensionFactory } from "../common/component.js";
 import type { ExporterFactory } from "../exporters/api.js";
 import { lazyExporterFactory } from "../exporters/descriptor.js";
@@ -18,7 +18,7 @@ import { exporterDescriptors } from "./exporter-registry.js";
 export { durableExporterTypes, exporterDescriptors, oneOf } from "./exporter-registry.js";
 
 export type AnyFactory =
-  ReceiverFactory | ProcessorFactory<z.ZodType, unknown> | ExporterFactory | ExtensionFactory;
+  ReceiverFactory | ProcessorFactory<Schema, unknown> | ExporterFactory | ExtensionFactory;
 
 /** Every component type the agent knows, one entry each. */
 export const factories: readonly AnyFactory[] = [

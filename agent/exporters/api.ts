@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import type { Schema, z } from "../common/zod.js";
 import type { FactoryBase } from "../common/component.js";
 import type { RetryOnFailure } from "../common/config-schema.js";
 import { AgentError } from "../common/errors.js";
@@ -127,7 +127,7 @@ export interface ExporterCapabilities {
   readonly readable: boolean;
 }
 
-export interface ExporterFactory<S extends z.ZodType = z.ZodType> extends FactoryBase<S> {
+export interface ExporterFactory<S extends Schema = Schema> extends FactoryBase<S> {
   readonly kind: "exporter";
   /** From the plugin's descriptor (descriptor.ts). */
   readonly capabilities: ExporterCapabilities;

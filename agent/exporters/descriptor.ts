@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import type { Schema, z } from "../common/zod.js";
 import type {
   ExporterCapabilities,
   ExporterComponent,
@@ -14,7 +14,7 @@ import type { AuditSource } from "./source.js";
  * all derived from the descriptors; a plugin's sink, reader and client are imported only
  * when an agent or the verifier first uses them.
  */
-export interface ExporterDescriptor<S extends z.ZodType = z.ZodType> {
+export interface ExporterDescriptor<S extends Schema = Schema> {
   readonly type: string;
   readonly configSchema: S;
   readonly capabilities: ExporterCapabilities;
@@ -62,7 +62,7 @@ export interface SourceScheme {
 }
 
 /** What a plugin's code adds to its descriptor. */
-export interface ExporterImplementation<S extends z.ZodType> {
+export interface ExporterImplementation<S extends Schema> {
   create(
     settings: ExporterSettings,
     config: z.output<S>,
@@ -71,7 +71,7 @@ export interface ExporterImplementation<S extends z.ZodType> {
 }
 
 /** A plugin's factory: its descriptor's metadata with its code. */
-export function implementExporter<S extends z.ZodType>(
+export function implementExporter<S extends Schema>(
   descriptor: ExporterDescriptor<S>,
   implementation: ExporterImplementation<S>,
 ): ExporterFactory<S> {
@@ -90,7 +90,7 @@ export function implementExporter<S extends z.ZodType>(
  * agent first creates or reads one, so a running agent holds only the exporters it is
  * configured with.
  */
-export function lazyExporterFactory<S extends z.ZodType>(
+export function lazyExporterFactory<S extends Schema>(
   descriptor: ExporterDescriptor<S>,
 ): ExporterFactory<S> & { load(): Promise<ExporterFactory<S>> } {
   const { type, capabilities } = descriptor;

@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import type { Schema, z } from "../common/zod.js";
 import type { FactoryBase } from "../common/component.js";
 import { AgentError } from "../common/errors.js";
 import type { TransportCounts } from "../telemetry/counters.js";
@@ -14,7 +14,7 @@ import type { AuditPredicate } from "./audit-filter/predicate.js";
  * nothing here.
  */
 export interface ProcessorFactory<
-  S extends z.ZodType = z.ZodType,
+  S extends Schema = Schema,
   P = AuditPredicate,
 > extends FactoryBase<S> {
   readonly kind: "processor";
@@ -42,11 +42,11 @@ export interface ClientPeer {
 }
 
 /** A processor that classifies records (audit_filter). */
-export type ClassifierFactory<S extends z.ZodType = z.ZodType> = ProcessorFactory<S> &
+export type ClassifierFactory<S extends Schema = Schema> = ProcessorFactory<S> &
   Required<Pick<ProcessorFactory<S>, "create">>;
 
 /** A processor that acts on every request with what it creates (e.g. the source stamp). */
-export type ActingFactory<S extends z.ZodType, P> = ProcessorFactory<S, P> &
+export type ActingFactory<S extends Schema, P> = ProcessorFactory<S, P> &
   Required<Pick<ProcessorFactory<S, P>, "create">>;
 
 /**

@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import type { Schema, z } from "../common/zod.js";
 import type { FactoryBase, Lifecycle } from "../common/component.js";
 import type { LogsConsumer } from "../processing/pipeline.js";
 import type { ComponentSettings } from "../telemetry/settings.js";
@@ -18,7 +18,7 @@ export interface ReceiverEndpoint {
 }
 
 /** A receiver accepts requests from clients and hands them to the logs pipeline. */
-export interface ReceiverFactory<S extends z.ZodType = z.ZodType> extends FactoryBase<S> {
+export interface ReceiverFactory<S extends Schema = Schema> extends FactoryBase<S> {
   readonly kind: "receiver";
   create(
     settings: ComponentSettings,

@@ -1,5 +1,5 @@
-import { z } from "zod";
-import { durationSchema, endpointSchema } from "../common/config-schema.js";
+import { z } from "../common/zod.js";
+import { durationDefault, endpointSchema } from "../common/config-schema.js";
 import { extensionFactory } from "../common/component.js";
 import { witnessingSchema } from "./witness-config.js";
 
@@ -16,7 +16,10 @@ export const signingConfigSchema = z
     /** Name of an environment variable holding the PEM private key (takes precedence over key_file). */
     key_env: z
       .string()
-      .regex(/^[A-Za-z_][A-Za-z0-9_]*$/)
+      .regex(
+        /^[A-Za-z_][A-Za-z0-9_]*$/,
+        "key_env must be an environment variable's name: letters, digits and '_', not starting with a digit",
+      )
       .optional(),
     key_name: z
       .string()
@@ -38,10 +41,10 @@ export const signingConfigSchema = z
       .object({
         max_records: z.number().int().positive().max(1_000_000).default(1000),
         max_size_mib: z.number().positive().max(256).default(4),
-        timeout: durationSchema.default(1000),
+        timeout: durationDefault("1s"),
       })
       .strict()
-      .default({ max_records: 1000, max_size_mib: 4, timeout: 1000 }),
+      .default({}),
     /** Serves the latest checkpoint and proofs over HTTP for monitors; off when unset. */
     endpoint: endpointSchema.optional(),
     ...witnessingSchema,

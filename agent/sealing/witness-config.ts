@@ -1,5 +1,5 @@
-import { z } from "zod";
-import { durationSchema } from "../common/config-schema.js";
+import { z } from "../common/zod.js";
+import { durationDefault } from "../common/config-schema.js";
 import { parseCosignerKey } from "../integrity/cosignature.js";
 
 /**
@@ -29,7 +29,7 @@ export const witnessSchema = z
       .strict()
       .optional(),
     /** One request's time limit. */
-    timeout: durationSchema.default(5000),
+    timeout: durationDefault("5s"),
   })
   .strict();
 
@@ -43,7 +43,7 @@ export const witnessingSchema = {
    * How long a sealed batch waits for its checkpoint's cosignatures before exporters ship
    * it without them. Acknowledgements never wait for witnesses.
    */
-  witness_wait: durationSchema.default(2000),
+  witness_wait: durationDefault("2s"),
   /** After this long without a quorum of cosignatures: a metric, and a health reason. */
-  witness_stale_after: durationSchema.default(300_000),
+  witness_stale_after: durationDefault("5m"),
 };

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import { z } from "../common/zod.js";
 import { CHAIN_ID_PATTERN } from "../integrity/format.js";
 import { extensionFactory } from "../common/component.js";
 

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import { z } from "../common/zod.js";
 import { extensionFactory } from "../common/component.js";
 import { endpointSchema } from "../common/config-schema.js";
 

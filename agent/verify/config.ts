@@ -1,5 +1,5 @@
-import { z } from "zod";
-import { durationSchema } from "../common/config-schema.js";
+import { z } from "../common/zod.js";
+import { durationDefault } from "../common/config-schema.js";
 import { extensionFactory } from "../common/component.js";
 
 /**
@@ -9,7 +9,7 @@ import { extensionFactory } from "../common/component.js";
  */
 export const verificationConfigSchema = z
   .object({
-    interval: durationSchema.default(600_000),
+    interval: durationDefault("10m"),
     /** Exporter ids to verify; default: every exporter that has a reader. */
     exporters: z.array(z.string().min(1)).optional(),
     /** Extra trusted public key files (keys used before a rotation). */

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
-import { z } from "zod";
-import { durationSchema, endpointSchema } from "../common/config-schema.js";
+import { z } from "../common/zod.js";
+import { durationDefault, endpointSchema } from "../common/config-schema.js";
 import { AgentError } from "../common/errors.js";
 import { type PublicKey, parseVerifierKey } from "../integrity/signing.js";
 import { ConfigProblems } from "../config/parse-problems.js";
@@ -96,7 +96,7 @@ const witnessSchema = z
       .max(16 * 1024 * 1024, "at most 16 MiB")
       .default(65536),
     submission_prefix: prefixSchema.default(""),
-    alert_window: durationSchema.default(3_600_000),
+    alert_window: durationDefault("1h"),
     log_level: z.enum(["debug", "info", "warn", "error"]).default("info"),
     logs: z.array(logSchema).min(1, "list at least one log to witness"),
   })

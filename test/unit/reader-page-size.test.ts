@@ -28,7 +28,9 @@ describe("s3 read.page_size", () => {
       /read.page_size must be at most 1000 \(S3 lists at most 1000 keys a page\)/,
     );
     expect(problems({ page_size: 0 })).toMatch(/read.page_size must be at least 1/);
-    expect(problems({ page_size: 2.5 })).toMatch(/read.page_size: expected int/);
+    expect(problems({ page_size: 2.5 })).toMatch(
+      /read\.page_size: read\.page_size must be a whole number, like 1000$/,
+    );
     expect(problems({ size: 5 })).toMatch(/size/);
   });
 

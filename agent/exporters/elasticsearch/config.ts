@@ -1,5 +1,5 @@
-import { z } from "zod";
-import { durationSchema, retryOnFailureSchema } from "../../common/config-schema.js";
+import { z } from "../../common/zod.js";
+import { durationDefault, retryOnFailureSchema } from "../../common/config-schema.js";
 import { httpAuthFields, httpClientFields } from "../http/config.js";
 
 /**
@@ -73,13 +73,15 @@ const templateSchema = z
      * Extra index settings for the records template, e.g. `index.lifecycle.name: audit-policy`,
      * `index.number_of_replicas: 1`.
      */
-    settings: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])).default({}),
+    settings: z
+      .record(z.string(), z.union([z.string(), z.number().finite(), z.boolean()]))
+      .default({}),
     /**
      * Extra index settings for the manifests template. Kept apart: a lifecycle policy that
      * rolls over or deletes records must not touch the manifests that seal them.
      */
     manifests_settings: z
-      .record(z.string(), z.union([z.string(), z.number(), z.boolean()]))
+      .record(z.string(), z.union([z.string(), z.number().finite(), z.boolean()]))
       .default({}),
   })
   .strict();
@@ -101,7 +103,7 @@ const readSchema = z
       })
       .default(1000),
     /** Keep-alive of the point in time, renewed by every page. */
-    keep_alive: durationSchema.default(60_000),
+    keep_alive: durationDefault("1m"),
     /** Read through a point in time (POST /<index>/_pit) where the cluster supports it. */
     point_in_time: z.boolean().default(true),
   })
@@ -111,6 +113,7 @@ export const elasticsearchExporterConfigSchema = z
   .object({
     ...httpClientFields,
     endpoint: z
+      .string()
       .url({ message: "endpoint must be the cluster's URL, such as http://elasticsearch:9200" })
       .refine((u) => !/\/_bulk\b/.test(u), {
         message:
@@ -125,7 +128,7 @@ export const elasticsearchExporterConfigSchema = z
       .default("data_stream"),
     /** The index the signed manifests go to; default `<index>-manifests`. */
     manifests_index: indexName("manifests_index").optional(),
-    template: templateSchema.default(templateSchema.parse({})),
+    template: templateSchema.default({}),
     /** Upper bound of one `_bulk` request's uncompressed body; a batch is split to fit. */
     max_request_size_kib: z
       .number()
@@ -136,8 +139,8 @@ export const elasticsearchExporterConfigSchema = z
           "max_request_size_kib must be at most 102400 (Elasticsearch's http.max_content_length is 100mb)",
       })
       .default(5120),
-    read: readSchema.default(readSchema.parse({})),
-    retry_on_failure: retryOnFailureSchema.default(retryOnFailureSchema.parse({})),
+    read: readSchema.default({}),
+    retry_on_failure: retryOnFailureSchema.default({}),
   })
   .strict()
   .transform((c) => ({ ...c, manifests_index: c.manifests_index ?? `${c.index}-manifests` }))

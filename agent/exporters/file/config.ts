@@ -1,4 +1,4 @@
-import { z } from "zod";
+import { z } from "../../common/zod.js";
 import { retryOnFailureSchema } from "../../common/config-schema.js";
 
 /** `exporters.file`: rotating NDJSON segments of canonical records under `directory`. */
@@ -9,7 +9,7 @@ export const fileExporterConfigSchema = z
       .object({ max_megabytes: z.number().positive().max(65536).default(64) })
       .strict()
       .default({ max_megabytes: 64 }),
-    retry_on_failure: retryOnFailureSchema.default(retryOnFailureSchema.parse({})),
+    retry_on_failure: retryOnFailureSchema.default({}),
     /**
      * Output directories 0750 and files 0640 (for a log shipper in the same group, e.g. a
      * Kubernetes fsGroup), instead of 0700 and 0600.

@@ -1,5 +1,5 @@
-import { z } from "zod";
-import { durationSchema } from "../../common/config-schema.js";
+import { z } from "../../common/zod.js";
+import { durationDefault } from "../../common/config-schema.js";
 
 /**
  * The HTTP client settings shared by HTTP-based exporters, shaped like the Collector's
@@ -34,11 +34,11 @@ export const httpAuthSchema = z
   .refine((a) => !(a.basic && a.bearer_token), { message: "use basic or bearer_token, not both" });
 
 export const httpClientFields = {
-  endpoint: z.url({ message: "endpoint must be a URL such as http://loki:3100" }),
+  endpoint: z.string().url({ message: "endpoint must be a URL such as http://loki:3100" }),
   headers: z.record(z.string(), z.string()).default({}),
   auth: httpAuthSchema.optional(),
   tls: tlsClientSchema.optional(),
-  timeout: durationSchema.default(30_000),
+  timeout: durationDefault("30s"),
   compression: z.enum(["gzip", "none"]).default("gzip"),
 };
 

@@ -1,6 +1,6 @@
-import { z } from "zod";
+import { z } from "../../common/zod.js";
 import { CHAIN_ID_PATTERN } from "../../integrity/format.js";
-import { durationSchema, retryOnFailureSchema } from "../../common/config-schema.js";
+import { durationDefault, retryOnFailureSchema } from "../../common/config-schema.js";
 import { httpClientFields } from "../http/config.js";
 
 /**
@@ -93,7 +93,7 @@ const readSchema = z
           'read.since must be a duration before now like "8760h", or an RFC 3339 time like "2024-01-01T00:00:00Z"',
       }),
     /** Width of each query's time range; at most Loki's max_query_length (721h by default). */
-    query_window: durationSchema.default(720 * 3_600_000),
+    query_window: durationDefault("720h"),
     /**
      * The `limit` of each query_range call: a window of a stream counts as read once a query
      * for it returns fewer entries. Loki's max_entries_limit_per_query (5000 by default)
@@ -118,6 +118,7 @@ export const lokiExporterConfigSchema = z
   .object({
     ...httpClientFields,
     endpoint: z
+      .string()
       .url({ message: "endpoint must be Loki's base URL, such as http://loki:3100" })
       .refine((u) => !/\/loki\/api\//.test(u), {
         message:
@@ -125,7 +126,7 @@ export const lokiExporterConfigSchema = z
       }),
     /** Sent as X-Scope-OrgID (multi-tenant Loki). */
     tenant_id: z.string().min(1).optional(),
-    labels: labelsSchema.default(labelsSchema.parse({})),
+    labels: labelsSchema.default({}),
     /** Send seq and leaf hash as structured metadata (needs Loki 3 / allow_structured_metadata). */
     structured_metadata: z.boolean().default(true),
     /** Upper bound of one push request's uncompressed body; a batch is split to fit. */
@@ -135,8 +136,8 @@ export const lokiExporterConfigSchema = z
       .min(16)
       .max(64 * 1024)
       .default(1024),
-    read: readSchema.default(readSchema.parse({})),
-    retry_on_failure: retryOnFailureSchema.default(retryOnFailureSchema.parse({})),
+    read: readSchema.default({}),
+    retry_on_failure: retryOnFailureSchema.default({}),
   })
   .strict();
 

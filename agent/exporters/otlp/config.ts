@@ -1,6 +1,6 @@
-import { z } from "zod";
+import { z } from "../../common/zod.js";
 import {
-  durationSchema,
+  durationDefault,
   endpointSchema,
   retryOnFailureSchema,
 } from "../../common/config-schema.js";
@@ -25,7 +25,7 @@ const forwarding = {
     })
     .strict()
     .default({ queue_size: 1000, on_full: "drop" }),
-  retry_on_failure: retryOnFailureSchema.default(retryOnFailureSchema.parse({})),
+  retry_on_failure: retryOnFailureSchema.default({}),
 };
 
 const refineForwarding = <T extends { non_audit: boolean; audit: boolean }>(c: T) =>
@@ -58,7 +58,7 @@ export const otlpGrpcExporterConfigSchema = z
       .strict()
       .default({ insecure: false }),
     compression: z.enum(["gzip", "none"]).default("gzip"),
-    timeout: durationSchema.default(30_000),
+    timeout: durationDefault("30s"),
     ...forwarding,
   })
   .strict()

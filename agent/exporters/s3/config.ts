@@ -1,11 +1,14 @@
-import { z } from "zod";
-import { durationSchema, retryOnFailureSchema } from "../../common/config-schema.js";
+import { z } from "../../common/zod.js";
+import { durationDefault, retryOnFailureSchema } from "../../common/config-schema.js";
 
 /**
  * `exporters.s3`: one object per sealed batch and one per signed manifest in an S3 bucket
  * (AWS S3 or a compatible store such as Ceph RGW or MinIO), written once and never
  * overwritten, optionally under Object Lock. docs/exporter-s3.md is the reference.
  */
+
+const ENDPOINT_MESSAGE =
+  "endpoint must be a URL such as http://127.0.0.1:7480 or https://s3.example.com";
 
 /** S3's bucket naming rules (3–63 characters of a–z, 0–9, dots and hyphens). */
 const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
@@ -64,9 +67,11 @@ export const s3ExporterConfigSchema = z
     region: z.string().min(1).optional(),
     /** For S3-compatible stores; default: AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL, else AWS. */
     endpoint: z
-      .url({
-        protocol: /^https?$/,
-        message: "endpoint must be a URL such as http://127.0.0.1:7480 or https://s3.example.com",
+      .string()
+      .url({ message: ENDPOINT_MESSAGE })
+      // Left to the check above when it is no URL at all, so that it is said once.
+      .refine((u) => !URL.canParse(u) || /^https?:$/.test(new URL(u).protocol), {
+        message: ENDPOINT_MESSAGE,
       })
       .optional(),
     /** Path-style URLs (http://host/bucket/key); default true when an endpoint is set. */
@@ -79,9 +84,9 @@ export const s3ExporterConfigSchema = z
       .enum(["none", "gzip"], { message: 'compression must be "none" or "gzip"' })
       .default("none"),
     /** Per-request timeout. */
-    timeout: durationSchema.default(30_000),
-    retry_on_failure: retryOnFailureSchema.default(retryOnFailureSchema.parse({})),
-    read: s3ReadSchema.default(s3ReadSchema.parse({})),
+    timeout: durationDefault("30s"),
+    retry_on_failure: retryOnFailureSchema.default({}),
+    read: s3ReadSchema.default({}),
   })
   .strict()
   .refine((c) => (c.access_key_id === undefined) === (c.secret_access_key === undefined), {

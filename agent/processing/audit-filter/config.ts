@@ -1,11 +1,11 @@
-import { z } from "zod";
+import { withMessage, z } from "../../common/zod.js";
 
 /**
  * Configuration of the `audit_filter` processor: which records are audit records.
  * Syntax and its mapping to the Collector's filter processor: docs/audit-filter.md.
  */
 
-const scalar = z.union([z.string(), z.number(), z.boolean()]);
+const scalar = z.union([z.string(), z.number().finite(), z.boolean()]);
 
 const textMatcher = z
   .object({
@@ -19,14 +19,14 @@ const textMatcher = z
 
 const severityLevel = z.union(
   [z.number().int().min(0).max(24), z.enum(["TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL"])],
-  {
-    error: "a severity is a whole number 0 to 24 or one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL",
-  },
+  withMessage(
+    "a severity is a whole number 0 to 24 or one of TRACE, DEBUG, INFO, WARN, ERROR, FATAL",
+  ),
 );
 
-const TEXT_SUBJECT_ERROR = {
-  error: "write the exact text, {equals: text or [texts]} or {prefix: text}",
-};
+const TEXT_SUBJECT_ERROR = withMessage(
+  "write the exact text, {equals: text or [texts]} or {prefix: text}",
+);
 
 const ATTRIBUTE_SUBJECTS = ["record_attribute", "resource_attribute", "scope_attribute"] as const;
 const TEXT_SUBJECTS = ["event_name", "scope_name", "severity_text"] as const;
@@ -48,9 +48,10 @@ export const conditionSchema = z
       })
       .optional(),
     equals: z
-      .union([scalar, z.array(scalar).min(1)], {
-        error: "equals takes a string, number or boolean, or a list of them",
-      })
+      .union(
+        [scalar, z.array(scalar).min(1)],
+        withMessage("equals takes a string, number or boolean, or a list of them"),
+      )
       .optional(),
     prefix: z.string().min(1).optional(),
     exists: z.literal(true).optional(),

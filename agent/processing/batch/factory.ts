@@ -1,5 +1,5 @@
-import { z } from "zod";
-import { durationSchema } from "../../common/config-schema.js";
+import { z } from "../../common/zod.js";
+import { durationDefault } from "../../common/config-schema.js";
 import type { ProcessorFactory } from "../api.js";
 
 /**
@@ -11,7 +11,7 @@ import type { ProcessorFactory } from "../api.js";
  */
 export const batchProcessorConfigSchema = z
   .object({
-    timeout: durationSchema.default(200),
+    timeout: durationDefault("200ms"),
     send_batch_size: z.number().int().min(0).default(8192),
     send_batch_max_size: z.number().int().min(0).default(0),
     metadata_keys: z.array(z.string()).default([]),

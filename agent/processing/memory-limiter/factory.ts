@@ -1,4 +1,4 @@
-import { z } from "zod";
+import { z } from "../../common/zod.js";
 import { durationSchema } from "../../common/config-schema.js";
 import type { ProcessorFactory } from "../api.js";
 

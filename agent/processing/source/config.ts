@@ -1,4 +1,4 @@
-import { z } from "zod";
+import { z } from "../../common/zod.js";
 import { LONE_SURROGATE } from "../../integrity/jcs.js";
 
 /**
@@ -36,7 +36,7 @@ export const CONFIGURED_KEYS = [
 const MAX_VALUE_LENGTH = 1024;
 
 const attributeValue = z
-  .string({ error: "an attribute value is text, e.g. ${env:K8S_POD_NAME}" })
+  .string()
   .max(MAX_VALUE_LENGTH, `keep an attribute value under ${MAX_VALUE_LENGTH} characters`)
   .refine((v) => !LONE_SURROGATE.test(v), "the value is not well-formed Unicode");
 

@@ -1,5 +1,5 @@
-import { z } from "zod";
-import { durationSchema, endpointSchema } from "../../common/config-schema.js";
+import { type Schema, z } from "../../common/zod.js";
+import { durationDefault, endpointSchema } from "../../common/config-schema.js";
 
 /**
  * `receivers.otlp`, shaped like the Collector's otlpreceiver: `protocols.grpc` and
@@ -14,7 +14,7 @@ const tlsServerSchema = z
     key_file: z.string().min(1),
     client_ca_file: z.string().min(1).optional(),
     min_version: z.enum(["1.2", "1.3"]).default("1.2"),
-    reload_interval: durationSchema.default(60_000),
+    reload_interval: durationDefault("1m"),
   })
   .strict();
 
@@ -55,7 +55,7 @@ const httpSchema = z
   })
   .strict();
 
-const orDefaults = <T extends z.ZodType>(schema: T) =>
+const orDefaults = <T extends Schema>(schema: T) =>
   z.preprocess((v) => (v === null ? {} : v), schema.optional());
 
 export const otlpReceiverConfigSchema = z
@@ -69,7 +69,7 @@ export const otlpReceiverConfigSchema = z
     /** Requests per second accepted over both protocols (token bucket); more get 429 / RESOURCE_EXHAUSTED. */
     rate_limit: z
       .object({
-        requests_per_second: z.number().positive(),
+        requests_per_second: z.number().finite().positive(),
         burst: z.number().int().positive().optional(),
       })
       .strict()
