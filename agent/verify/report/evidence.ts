@@ -1,4 +1,4 @@
-import { z } from "zod";
+import { z } from "../../common/zod.js";
 import { AgentError } from "../../common/errors.js";
 import { printable } from "../../common/printable.js";
 import { leafHash } from "../../integrity/format.js";
