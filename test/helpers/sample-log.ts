@@ -29,6 +29,8 @@ export interface SampleLogOptions {
   stepNs?: bigint;
   /** A key rotation after this many batches (the later ones are signed by a new key). */
   rotateAfterBatch?: number;
+  /** The checkpoints' origin (signing.origin); default otel-audit-agent/<chain id>. */
+  origin?: string;
   /** Bodies for some seqs (e.g. hostile text). */
   bodies?: Record<number, string>;
 }
@@ -96,6 +98,7 @@ export function sealBatch(o: {
   last: number;
   leaves: readonly Buffer[];
   root: (start: number, end: number) => Uint8Array;
+  origin?: string;
   prevManifest: string;
   key: SigningKey;
   createdAt: string;
@@ -121,7 +124,7 @@ export function sealBatch(o: {
   };
   const checkpoint = signNote(
     checkpointText({
-      origin: `otel-audit-agent/${chainId}`,
+      origin: o.origin ?? `otel-audit-agent/${chainId}`,
       size: last + 1,
       rootHash: Buffer.from(root(0, last + 1)),
       extensions: [],
@@ -184,6 +187,7 @@ export function writeSampleLog(dir: string, o: SampleLogOptions = {}): SampleLog
       prevManifest,
       key,
       createdAt: createdAt(last),
+      origin: o.origin,
     });
     prevManifest = manifestHash(signed);
     manifestLines.push(`{"checkpoint":${JSON.stringify(checkpoint)},"manifest":${signed}}`);

@@ -92,6 +92,36 @@ describe("report, search and check-evidence commands", () => {
     expect(missing.status).toBe(2);
   });
 
+  it("searches and checks evidence of a log whose checkpoints carry a custom signing.origin", async () => {
+    const log = writeSampleLog(join(tmp.path, "origin"), {
+      records: 40,
+      batch: 10,
+      origin: "example.com/audit/billing",
+    });
+    const bundle = join(tmp.path, "origin-evidence.json");
+    const trusted = log.trust.flatMap((t) => ["--trust", t]);
+    const s = await runCli([
+      "search",
+      "--source",
+      `file:${log.outDir}`,
+      ...trusted,
+      "--where",
+      "service.name=auth",
+      "--out",
+      bundle,
+    ]);
+    expect(s.status, s.stderr).toBe(0);
+    expect(s.stderr).toMatch(/record\(s\) matched in 1 chain\(s\)/);
+    const ok = await runCli(["check-evidence", bundle, ...trusted]);
+    expect(ok.status, ok.stdout).toBe(0);
+    expect(ok.stdout).toMatch(/VALID: \d+ record/);
+    // The origin binds nothing here: a record altered in the bundle still fails its proof.
+    const altered = join(tmp.path, "origin-altered.json");
+    writeFileSync(altered, readFileSync(bundle, "utf8").replace(/record (\d+)/, "record x$1"));
+    const bad = await runCli(["check-evidence", altered, ...trusted]);
+    expect(bad.status).toBe(1);
+  });
+
   it("reports a tampered source as FAIL with its findings, exit 1, and gives no evidence from it", async () => {
     const dir = join(tmp.path, "tampered");
     const t = writeSampleLog(dir, { records: 60, batch: 20 });

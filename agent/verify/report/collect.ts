@@ -128,7 +128,13 @@ async function manifestPass(
   return { batches, firstBatchAt, lastBatchAt, rotations, checkpoint };
 }
 
-/** A checkpoint note of this chain (by its origin) that a trusted key signed, or null. */
+/**
+ * A checkpoint note of this chain that a trusted key signed, or null. With `origin` (what
+ * verify found for the chain) it must be that origin or the default one; without it any
+ * origin is taken, as `signing.origin` may name the log anything: what binds the checkpoint
+ * to the chain is then its signed root, which the chain's own lines must reproduce (callers
+ * prove each record against it, and each line names its chain).
+ */
 export function trustedCheckpoint(
   note: string,
   chainId: string,
@@ -139,8 +145,9 @@ export function trustedCheckpoint(
     const parsed = parseNote(note);
     const { valid, invalid } = verifyNote(parsed, trusted);
     const cp = parseCheckpointText(parsed.text);
-    if (valid.length === 0 || !(cp.origin === origin || cp.origin.endsWith(`/${chainId}`)))
-      return null;
+    const ofChain =
+      origin === undefined || cp.origin === origin || cp.origin.endsWith(`/${chainId}`);
+    if (valid.length === 0 || !ofChain) return null;
     const status = (s: { name: string; keyId: string }) =>
       valid.some((k) => k.name === s.name && k.keyId === s.keyId)
         ? ("trusted" as const)
