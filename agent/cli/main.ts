@@ -1,4 +1,4 @@
-#!/usr/bin/env -S MALLOC_MMAP_THRESHOLD_=32768 node --max-semi-space-size=4 --single-threaded-gc --heap-growing-percent=20
+#!/usr/bin/env -S MALLOC_MMAP_THRESHOLD_=32768 node --max-semi-space-size=4 --single-threaded-gc
 // Settings for a long-running sidecar, in the shebang so that the `audit-agent` bin, the
 // container's ENTRYPOINT and `npm start` all run with them (`node dist/agent/cli/main.js`
 // does not). Measured in bench/ (docs/container.md, "Memory and CPU"):
@@ -8,12 +8,6 @@
 // - --single-threaded-gc does V8's garbage collection on the main thread instead of four
 //   helper threads: at 10,000 records/s the helpers spent about 13 % of a core coordinating
 //   small scavenges; the agent's CPU fell by about a fifth, for about 4 % less peak throughput.
-// - --heap-growing-percent=20 lets V8's old generation grow by 1.2x between full collections
-//   instead of its dynamic factor (up to 4x for a fast-allocating process): at 10,000
-//   records/s peak RSS 111-114 MiB instead of 142-143, and 116-119 instead of 115-214 right
-//   after a saturating burst, at the same CPU; saturation throughput within the run-to-run
-//   noise (37,855 / 40,787 against 42,497 / 44,292 records/s). --optimize-for-size gave
-//   about the same memory for 30 % less throughput (bench/ANALYSIS.md, issue 16).
 // - MALLOC_MMAP_THRESHOLD_ fixes glibc's threshold for serving an allocation with its own
 //   mmap at 32 KiB. glibc otherwise raises it after the first large free, so request bodies,
 //   WAL chunks and LevelDB batches then come from the heap, whose freed space it keeps:
