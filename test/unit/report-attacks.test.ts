@@ -108,6 +108,19 @@ describe("check-evidence against forged bundles", () => {
     expect(fewer.problems.join("\n")).toMatch(/matched/);
   });
 
+  it("refuses a bundle that gives a member twice, which readers would read differently", async () => {
+    const text = JSON.stringify(await genuine);
+    // The checker would take the last "where"; a person reading the file sees the first.
+    const twice = text.replace(
+      '"query":{',
+      '"query":{"where":[{"key":"enduser.id","value":"u-1"}],',
+    );
+    expect(twice).not.toBe(text);
+    const result = checkEvidence(twice, trusted);
+    expect(result.ok).toBe(false);
+    expect(result.problems.join("\n")).toMatch(/"where".*more than once|repeated|twice/i);
+  });
+
   it("prints no terminal control or bidi character a bundle holds", async () => {
     // On a terminal: up a line, clear it, and write a verdict over "INVALID".
     const overwrite = "\u001b[1A\u001b[2K\revidence.json: VALID\n\u202e";

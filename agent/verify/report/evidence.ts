@@ -1,4 +1,5 @@
 import { z } from "../../common/zod.js";
+import { jsonStructureProblem } from "../../integrity/json-structure.js";
 import { AgentError } from "../../common/errors.js";
 import { printable } from "../../common/printable.js";
 import { leafHash } from "../../integrity/format.js";
@@ -143,6 +144,13 @@ export function checkEvidence(text: string, trusted: readonly PublicKey[]): Evid
 
 function checkBundle(text: string, trusted: readonly PublicKey[]): EvidenceCheck {
   const result: EvidenceCheck = { ok: false, problems: [], chains: 0, records: 0, signers: [] };
+  // A member given twice reads as its last value here and as its first to some people and
+  // tools: the bundle would say two things at once, so it is refused before it is read.
+  const structure = jsonStructureProblem(text);
+  if (structure !== null) {
+    result.problems.push(`not an evidence bundle as search writes it: ${structure}`);
+    return result;
+  }
   let bundle: EvidenceBundle;
   try {
     bundle = JSON.parse(text) as EvidenceBundle;
