@@ -1,6 +1,7 @@
 // biome-ignore-all lint/suspicious/noTemplateCurlyInString: the YAML under test holds ${env:…} references
 import { describe, expect, it } from "vitest";
-import { ConfigError, parseConfig } from "../../agent/config/load.js";
+import { parseConfig } from "../../agent/config/load.js";
+import { configProblems } from "../helpers/config.js";
 
 /**
  * The config schemas are written in zod's v3 API (agent/common/zod.ts): its messages are
@@ -22,16 +23,6 @@ ${retry}service:
       exporters: [file]
 ${extra}`;
 
-function problemsOf(text: string, env: Record<string, string> = {}): string[] {
-  try {
-    parseConfig(text, "x.yaml", env);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).problems;
-  }
-  throw new Error("expected parseConfig to reject the config");
-}
-
 const telemetryLevel = (level: string) => `  telemetry:\n    logs:\n      level: ${level}\n`;
 
 describe("config messages and defaults under zod's v3 API", () => {
@@ -43,17 +34,17 @@ describe("config messages and defaults under zod's v3 API", () => {
 
   it("names the value found for an option that is not one of the allowed ones", () => {
     const allowed = 'expected one of "debug"|"info"|"warn"|"error"';
-    expect(problemsOf(config(telemetryLevel("loud")))).toEqual([
+    expect(configProblems(config(telemetryLevel("loud")))).toEqual([
       `x.yaml:15:14: service.telemetry.logs.level: Invalid option: ${allowed}, got "loud"`,
     ]);
-    expect(problemsOf(config(telemetryLevel("5")))).toEqual([
+    expect(configProblems(config(telemetryLevel("5")))).toEqual([
       `x.yaml:15:14: service.telemetry.logs.level: Invalid option: ${allowed}, got 5`,
     ]);
   });
 
   it("refuses an infinite number (YAML .inf), which zod 3 would take", () => {
     const retry = "    retry_on_failure:\n      multiplier: .inf\n";
-    expect(problemsOf(config("", retry))).toEqual([
+    expect(configProblems(config("", retry))).toEqual([
       "x.yaml:9:19: exporters.file.retry_on_failure.multiplier: expected number, got Infinity",
     ]);
   });

@@ -12,6 +12,7 @@ import {
 } from "../../agent/config/load.js";
 import type { FileExporterConfig } from "../../agent/exporters/file/config.js";
 import { DEFAULT_CONDITIONS } from "../../agent/processing/audit-filter/config.js";
+import { configProblems } from "../helpers/config.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
 
@@ -42,21 +43,6 @@ function parse(text: string, env: Record<string, string | undefined> = {}): Agen
   return parseConfig(text, "x.yaml", env);
 }
 
-/** The problems parseConfig reports for `text`; fails the test when it does not throw. */
-function problemsOf(text: string, env: Record<string, string | undefined> = {}): string[] {
-  try {
-    parse(text, env);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    const e = err as ConfigError;
-    expect(e.code).toBe("CONFIG_INVALID");
-    expect(e.file).toBe("x.yaml");
-    for (const p of e.problems) expect(e.message).toContain(p);
-    return e.problems;
-  }
-  throw new Error("expected parseConfig to reject the config");
-}
-
 function fileConfig(c: AgentConfig): FileExporterConfig {
   expect(c.exporters[0]?.factory.type).toBe("file");
   return c.exporters[0]?.config as FileExporterConfig;
@@ -64,7 +50,7 @@ function fileConfig(c: AgentConfig): FileExporterConfig {
 
 /** Asserts exactly one problem and returns it. */
 function oneProblem(text: string, env: Record<string, string | undefined> = {}): string {
-  const problems = problemsOf(text, env);
+  const problems = configProblems(text, env);
   expect(problems).toHaveLength(1);
   return problems[0] as string;
 }
@@ -109,7 +95,9 @@ describe("parseConfig: invalid configs name the problem, the key path and the li
   });
 
   it("reports each unknown key of one mapping separately", () => {
-    const problems = problemsOf(edit(BASE, "    directory: ./out", "    dir: a\n    rotate: b"));
+    const problems = configProblems(
+      edit(BASE, "    directory: ./out", "    dir: a\n    rotate: b"),
+    );
     expect(problems).toEqual([
       expect.stringMatching(/^x\.yaml:8:5: exporters\.file\.dir: unknown key "dir"/),
       expect.stringMatching(/^x\.yaml:9:5: exporters\.file\.rotate: unknown key "rotate"/),
@@ -159,7 +147,7 @@ describe("parseConfig: invalid configs name the problem, the key path and the li
   });
 
   it("reports a duration without a valid unit, and a bare number", () => {
-    const problems = problemsOf(
+    const problems = configProblems(
       edit(
         BASE,
         "    directory: ./out",
@@ -240,7 +228,7 @@ describe("parseConfig: invalid configs name the problem, the key path and the li
       "    logs:\n      receivers: [otlp]\n      exporters: [file]",
       "    logs/a:\n      receivers: [otlp]\n      exporters: [file]",
     );
-    expect(problemsOf(text)).toEqual([
+    expect(configProblems(text)).toEqual([
       expect.stringMatching(
         /^x\.yaml:12:7: service\.pipelines\.logs\/a: only one logs pipeline is supported \(one chain per agent\): name it "logs"$/,
       ),
@@ -326,7 +314,7 @@ describe("parseConfig: invalid configs name the problem, the key path and the li
       "exporters: [file]",
       "exporters: [file, nope]",
     )}\nextensions:\n  wal:\n    max_size_mib: big\n`;
-    expect(problemsOf(text)).toEqual([
+    expect(configProblems(text)).toEqual([
       expect.stringMatching(/^x\.yaml:8:5: exporters\.file\.directroy: unknown key "directroy"/),
       'x.yaml:16:19: extensions.wal.max_size_mib: expected number, got "big"',
       'x.yaml:13:25: service.pipelines.logs.exporters[1]: references exporter "nope", which is not defined under exporters',

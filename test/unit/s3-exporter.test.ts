@@ -1,10 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, parseConfig } from "../../agent/config/load.js";
+import { parseConfig } from "../../agent/config/load.js";
 import { connectionFromConfig, exportErrorFor } from "../../agent/exporters/s3/client.js";
 import { type S3ExporterConfig, s3ExporterConfigSchema } from "../../agent/exporters/s3/config.js";
 import { s3SourceFromSpec } from "../../agent/exporters/s3/factory.js";
 import { manifestKey, parseKey, recordsKey } from "../../agent/exporters/s3/layout.js";
 import { PermanentExportError, RetryableExportError } from "../../agent/exporters/api.js";
+import { configProblems } from "../helpers/config.js";
 
 /** The S3 exporter's config, key layout and error mapping (no server needed). */
 
@@ -28,13 +29,7 @@ service:
 }
 
 function problems(exporter: string): string[] {
-  try {
-    parseConfig(yaml(exporter), "x.yaml", {});
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).problems;
-  }
-  throw new Error("expected the config to be rejected");
+  return configProblems(yaml(exporter));
 }
 
 const parse = (c: Record<string, unknown>): S3ExporterConfig => s3ExporterConfigSchema.parse(c);

@@ -2,12 +2,13 @@ import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { ConfigError, parseConfig } from "../../agent/config/load.js";
+import { parseConfig } from "../../agent/config/load.js";
 import type { ClientPeer } from "../../agent/processing/api.js";
 import { sourceConfigSchema } from "../../agent/processing/source/config.js";
 import { distinguishedName, SourceStamp } from "../../agent/processing/source/stamp.js";
 import { makeTempDir, testConfigYaml } from "../helpers/agent.js";
 import { selfSigned } from "../helpers/certs.js";
+import { configProblems } from "../helpers/config.js";
 
 /**
  * The source processor's config and what it stamps (docs/integrity-format.md §2.4): only
@@ -22,16 +23,6 @@ function yaml(source: string, processors = "[audit_filter, source]"): string {
   return testConfigYaml({ dir: tmp.path })
     .replace("processors:\n", `processors:\n${source}`)
     .replace("processors: [audit_filter]", `processors: ${processors}`);
-}
-
-function problems(text: string, env: Record<string, string> = {}): string[] {
-  try {
-    parseConfig(text, "x.yaml", env);
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError);
-    return (err as ConfigError).problems;
-  }
-  throw new Error("expected the config to be refused");
 }
 
 const peer = (address: string | null, certificate: Uint8Array | null = null): ClientPeer => ({
@@ -60,19 +51,21 @@ describe("source processor config", () => {
 
   it("refuses names it does not document, connection names, and two source processors", () => {
     expect(
-      problems(yaml("  source:\n    attributes:\n      k8s.pod_name: x\n")).join("\n"),
+      configProblems(yaml("  source:\n    attributes:\n      k8s.pod_name: x\n")).join("\n"),
     ).toMatch(/"k8s.pod_name" is not a source attribute \(use .*k8s.pod.name/);
     expect(
-      problems(yaml("  source:\n    attributes:\n      client.address: 10.0.0.1\n")).join("\n"),
+      configProblems(yaml("  source:\n    attributes:\n      client.address: 10.0.0.1\n")).join(
+        "\n",
+      ),
     ).toMatch(
       /client.address is taken from the connection, not configured: set client_address: true/,
     );
-    expect(problems(yaml("  source:\n    peer: true\n")).join("\n")).toMatch(/peer/);
+    expect(configProblems(yaml("  source:\n    peer: true\n")).join("\n")).toMatch(/peer/);
     const two = yaml(
       "  source:\n    client_address: true\n  source/b:\n    client_address: true\n",
       "[audit_filter, source, source/b]",
     );
-    expect(problems(two).join("\n")).toMatch(/a pipeline takes one source processor/);
+    expect(configProblems(two).join("\n")).toMatch(/a pipeline takes one source processor/);
   });
 });
 
