@@ -1,21 +1,32 @@
 /**
- * Attacker-controlled text made safe to print to a terminal or put in a file a person may
- * `cat`: control characters (C0, DEL, C1) and the Unicode bidirectional and invisible
- * formatting marks (all but tab) are shown as `\u001b`-style escapes. Left as they are, an escape sequence
- * in a record or a bundle could move the cursor and overwrite a verdict ("INVALID" becomes
- * "VALID"), and a bidi override could make text read backwards.
+ * Attacker-controlled text made safe to print to a terminal, to log, or to put in a file a
+ * person may `cat`: what a terminal would act on or a reader would take for the end of a
+ * line is shown as its JSON escape `\uXXXX` (each UTF-16 unit, so the text stays
+ * JSON-readable). That is the C0 and C1 controls (ESC, CSI U+009B, NEL U+0085), format
+ * characters (bidi overrides, zero-width and invisible ones), line and paragraph separators,
+ * and lone surrogates. Left as they are, an escape sequence in a record, a bundle or a
+ * client's header could move the cursor and overwrite a verdict ("INVALID" becomes "VALID")
+ * or forge a log line, and a bidi override could make text read backwards.
  */
+// U+2060-206F whole: the invisible-operator and bidi-isolate block, its unassigned U+2065
+// included (not a format character today, and a later Unicode may make it one).
+const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}\u2060-\u206f]/gu;
 
-const UNPRINTABLE =
-  // eslint-disable-next-line no-control-regex -- the control characters are what it finds
-  /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]/g;
-const UNPRINTABLE_LINE =
-  // eslint-disable-next-line no-control-regex -- as above, newline included
-  /[\u0000-\u0008\u000a-\u001f\u007f-\u009f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]/g;
+/** What printable leaves as it is: tabs (by default) and newlines (not by default). */
+export interface Kept {
+  tab?: boolean;
+  newlines?: boolean;
+}
 
-const escape = (c: string) => `\\u${(c.codePointAt(0) ?? 0).toString(16).padStart(4, "0")}`;
+/** `text` with its unprintable characters escaped, but for the tabs and newlines `keep` keeps. */
+export function printable(text: string, keep: Kept = { tab: true }): string {
+  return text.replace(UNPRINTABLE, (c) =>
+    (c === "\t" && keep.tab) || (c === "\n" && keep.newlines) ? c : jsonEscape(c),
+  );
+}
 
-/** `text` with its unprintable characters escaped; newlines too unless `keepNewlines`. */
-export function printable(text: string, keepNewlines = false): string {
-  return text.replace(keepNewlines ? UNPRINTABLE : UNPRINTABLE_LINE, escape);
+function jsonEscape(c: string): string {
+  let out = "";
+  for (let i = 0; i < c.length; i++) out += `\\u${c.charCodeAt(i).toString(16).padStart(4, "0")}`;
+  return out;
 }

@@ -1,4 +1,5 @@
 import { writeSync } from "node:fs";
+import { printable } from "../common/printable.js";
 import pino from "pino";
 
 export type LogLevel = "debug" | "info" | "warn" | "error" | "silent";
@@ -68,7 +69,8 @@ const LEVEL_STYLE: Record<string, [label: string, ansi: string]> = {
  * One pino JSON line as text: `time LEVEL message  key=value …`. Values that are not
  * plain words are JSON (quoted strings, objects inline), so a line stays one line and can
  * still be read back; an error shows its message (its stack at debug level only). Whatever
- * a terminal would act on is escaped (`printable`): a client cannot forge a line or send
+ * a terminal would act on is escaped (common/printable.ts; tabs and newlines too, as a
+ * console line is one line): a client cannot forge a line or send
  * escape sequences to the terminal through text the agent logs.
  */
 export function consoleLine(json: string, color = false): string {
@@ -82,25 +84,13 @@ export function consoleLine(json: string, color = false): string {
   const [label, ansi] = LEVEL_STYLE[String(level)] ?? [String(level).toUpperCase(), ""];
   const shown = color && ansi ? `${ansi}${label}\u001b[0m` : label;
   const parts = Object.entries(fields).map(
-    ([k, v]) => `${printable(k)}=${printable(fieldValue(k, v, level))}`,
+    ([k, v]) => `${oneLine(k)}=${oneLine(fieldValue(k, v, level))}`,
   );
   const tail = parts.length > 0 ? `  ${parts.join(" ")}` : "";
-  return `${printable(String(time))} ${shown} ${printable(String(msg ?? ""))}${tail}\n`;
+  return `${oneLine(String(time))} ${shown} ${oneLine(String(msg ?? ""))}${tail}\n`;
 }
 
-/**
- * What a terminal would act on or a reader would take for the end of a line: C0 and C1
- * controls (ESC, CSI U+009B, NEL U+0085), line and paragraph separators, format characters
- * (bidi overrides, zero-width ones) and lone surrogates. Refusal messages quote what clients
- * sent (a header's bytes 0x80-0xff arrive as U+0080-U+00FF, a JSON body any code point), and
- * JSON.stringify escapes only C0, so this is what keeps a console line one honest line.
- */
-const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Cs}]/gu;
-
-/** `text` with each character of UNPRINTABLE as its JSON escape \uXXXX (still JSON-readable). */
-function printable(text: string): string {
-  return text.replace(UNPRINTABLE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
-}
+const oneLine = (text: string) => printable(text, {});
 
 function fieldValue(key: string, value: unknown, level: unknown): string {
   if (key === "err" && value && typeof value === "object" && "message" in value) {

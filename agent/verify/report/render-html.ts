@@ -17,7 +17,7 @@ import type { AuditReport } from "./model.js";
 export function esc(text: string): string {
   // Control and bidi characters too: a bidi override would make a cell read backwards, and
   // escape sequences would run when the file is printed on a terminal.
-  return printable(text, true)
+  return printable(text, { tab: true, newlines: true })
     .replace(/&/g, "&amp;")
     .replace(/</g, "&lt;")
     .replace(/>/g, "&gt;")

@@ -24,7 +24,7 @@ export function md(text: string): string {
 
 /** A fenced code block that `text` cannot close. */
 function fence(raw: string, info = ""): string {
-  const text = printable(raw, true);
+  const text = printable(raw, { tab: true, newlines: true });
   const longest = Math.max(2, ...[...text.matchAll(/`+/g)].map((m) => m[0].length));
   const f = "`".repeat(longest + 1);
   return `${f}${info}\n${text.replace(/\n$/, "")}\n${f}`;
